@@ -1,0 +1,3 @@
+//! Benches for towerkit-cache (being written).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Benches for towerkit-compress (being written).
+
+fn main() {}

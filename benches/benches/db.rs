@@ -1,0 +1,3 @@
+//! Benches for towerkit-db (being written).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Benches for towerkit-paginate (being written).
+
+fn main() {}

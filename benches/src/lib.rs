@@ -1,0 +1,109 @@
+//! Shared fixtures for towerkit's benches: a deterministic corpus of API-shaped JSON, a bare
+//! service answering a fixed body, and a helper that drives a tower service inside criterion.
+//!
+//! Every layer bench measures the layer on the same bare service, so `layer/none/passthrough`
+//! is the reference for every `layer/<name>/...` figure.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use criterion::Bencher;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use tower::{Service, ServiceExt, service_fn};
+
+/// A current-thread tokio runtime for async benches.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
+}
+
+/// A deterministic JSON array of API objects of about `target` bytes: ~20 % of members are
+/// `null`, objects nest two levels, strings include escapes and non-ASCII text.
+pub fn corpus(target: usize) -> Vec<u8> {
+    let mut out = String::with_capacity(target + 1024);
+    out.push('[');
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let names = ["Kaffeemühle", "Teapot \"Classic\"", "Jalapeño sauce", "東京 tote bag", "Line\\nbreak mug", "Plain widget"];
+    let mut id = 0u64;
+    while out.len() < target {
+        if id > 0 {
+            out.push(',');
+        }
+        id += 1;
+        let mut member = |out: &mut String, key: &str, value: String| {
+            // One member in five is null, as in APIs serializing optional fields.
+            if next() % 5 == 0 {
+                let _ = write!(out, "\"{key}\":null,");
+            } else {
+                let _ = write!(out, "\"{key}\":{value},");
+            }
+        };
+        out.push('{');
+        let _ = write!(out, "\"id\":{id},");
+        let name = names[(id % names.len() as u64) as usize];
+        member(&mut out, "name", format!("\"{name} #{id}\""));
+        member(&mut out, "description", format!("\"A fine product, number {id}, with a longer text to make strings realistic.\""));
+        member(&mut out, "price", format!("{}.{:02}", id % 500, id % 100));
+        member(&mut out, "discount", format!("{}e-2", id % 30));
+        member(&mut out, "image_url", format!("\"https://img.example.com/p/{id}.jpg\""));
+        member(&mut out, "category", format!("{{\"id\":{},\"name\":\"Category {}\",\"parent\":null}}", id % 40, id % 40));
+        member(&mut out, "tags", "[\"new\",\"sale\",null]".to_owned());
+        member(&mut out, "stock", format!("{{\"warehouse\":{},\"count\":{},\"eta\":null}}", id % 7, id % 1000));
+        let _ = write!(out, "\"active\":{}", id % 3 != 0);
+        out.push('}');
+    }
+    out.push(']');
+    out.into_bytes()
+}
+
+/// The bare service every layer bench wraps: answers each request with `body` and
+/// `content_type`, no work per request beyond building the response.
+pub fn fixed_service(
+    body: Bytes,
+    content_type: &'static str,
+) -> impl Service<Request<()>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send> + Clone {
+    service_fn(move |_request: Request<()>| {
+        let body = body.clone();
+        async move {
+            let mut response = Response::new(Full::new(body));
+            response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+            Ok(response)
+        }
+    })
+}
+
+/// A small JSON document (about 1 KB) from the corpus.
+pub fn small_json() -> Bytes {
+    Bytes::from(corpus(1000))
+}
+
+/// Benches one request through `service` per iteration, body read to the end, all inside
+/// one runtime so the figure is the service's cost alone.
+pub fn bench_service<S, B>(
+    b: &mut Bencher<'_>,
+    rt: &tokio::runtime::Runtime,
+    service: S,
+    request: impl Fn() -> Request<()>,
+) where
+    S: Service<Request<()>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    b.to_async(rt).iter(|| {
+        let service = service.clone();
+        let request = request();
+        async move {
+            let response = service.oneshot(request).await.expect("service call");
+            let body = response.into_body().collect().await.expect("body").to_bytes();
+            std::hint::black_box(body)
+        }
+    });
+}

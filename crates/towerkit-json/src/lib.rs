@@ -1,0 +1,77 @@
+//! The shared core of towerkit's JSON layers: deciding which responses are JSON worth
+//! rewriting, buffering their bodies within a bound, handing them to a fast byte-level
+//! transform, and fixing the framing headers afterwards.
+//!
+//! Users normally meet this crate through the layers built on it (`towerkit-nulls`,
+//! `towerkit-paginate`). Write against it directly to build a JSON layer of your own:
+//! implement [`RewritePolicy`] (what to do for a request) and [`Rewriter`] (how to rewrite
+//! one body) and wrap them in a [`RewriteJsonLayer`].
+//!
+//! What the machinery guarantees, for every layer built on it:
+//!
+//! - Only eligible responses are touched ([`is_eligible`]): a 2xx other than 204/205/206
+//!   with a JSON media type (`application/json` or `+json`) and no `Content-Encoding`, to a
+//!   request that is not HEAD. Everything else streams through untouched.
+//! - A body is buffered up to a limit (default 8 MiB, [`DEFAULT_LIMIT`]). A body declared
+//!   larger streams through without being read; one that grows past the limit while being
+//!   read is replayed and streamed unchanged. Nothing is buffered without bound, and size is
+//!   never an error.
+//! - Malformed JSON, a body with trailers, or a body error passes through unchanged.
+//! - After a rewrite `Content-Length` is set to the new length and a strong `ETag` becomes weak.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::{Request, Response, response};
+//! use http_body_util::{BodyExt, Full};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use towerkit_json::{Decision, Malformed, RewriteJsonLayer, RewritePolicy, Rewriter};
+//!
+//! /// Wraps every JSON response in `{"data": ...}`.
+//! #[derive(Clone)]
+//! struct Wrap;
+//!
+//! impl<B> RewritePolicy<B> for Wrap {
+//!     type Rewriter = Wrap;
+//!     fn on_request(&self, _: &Request<B>) -> Decision<Wrap> {
+//!         Decision::Rewrite(Wrap)
+//!     }
+//! }
+//!
+//! impl Rewriter for Wrap {
+//!     fn rewrite(self, _: &mut response::Parts, json: &[u8], out: &mut Vec<u8>) -> Result<(), Malformed> {
+//!         towerkit_json::scan::validate(json)?;
+//!         out.extend_from_slice(b"{\"data\":");
+//!         out.extend_from_slice(json);
+//!         out.push(b'}');
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let service = ServiceBuilder::new().layer(RewriteJsonLayer::new(Wrap)).service(service_fn(|_req: Request<()>| async {
+//!     let response = Response::builder()
+//!         .header("content-type", "application/json")
+//!         .body(Full::new(Bytes::from_static(b"[1,2]")))
+//!         .unwrap();
+//!     Ok::<_, std::convert::Infallible>(response)
+//! }));
+//! let response = service.oneshot(Request::new(())).await.unwrap();
+//! assert_eq!(response.headers()["content-length"], "14");
+//! let body = response.into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(body, r#"{"data":[1,2]}"#);
+//! # }
+//! ```
+
+pub mod body;
+pub mod problem;
+pub mod scan;
+mod service;
+
+pub use body::JsonBody;
+pub use problem::Problem;
+pub use scan::Malformed;
+pub use service::{
+    DEFAULT_LIMIT, Decision, ResponseFuture, RewriteJson, RewriteJsonLayer, RewritePolicy, Rewriter, is_eligible,
+    is_json_media_type, media_type_essence,
+};

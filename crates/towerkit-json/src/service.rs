@@ -1,0 +1,422 @@
+//! The generic JSON-rewriting service that the JSON layers are built from.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::body::JsonBody;
+use crate::scan::Malformed;
+
+/// The default bound on how much of a response body a JSON layer buffers: 8 MiB.
+pub const DEFAULT_LIMIT: usize = 8 * 1024 * 1024;
+
+/// Decides, per request, what a JSON layer does with the response.
+///
+/// Implemented by each JSON layer's configuration (null-stripping, pagination, projection).
+pub trait RewritePolicy<B> {
+    /// The per-request state that rewrites the response body.
+    type Rewriter: Rewriter;
+
+    /// Looks at the request and decides: leave the response alone, rewrite it, or answer
+    /// right away without calling the inner service (a 400 for bad parameters).
+    fn on_request(&self, request: &Request<B>) -> Decision<Self::Rewriter>;
+}
+
+/// What [`RewritePolicy::on_request`] decided.
+#[derive(Debug)]
+pub enum Decision<R> {
+    /// Call the inner service and stream its response through untouched.
+    Skip,
+    /// Call the inner service and rewrite its response if it is eligible JSON.
+    Rewrite(R),
+    /// Answer with this response; the inner service is not called.
+    Respond(Response<Bytes>),
+}
+
+/// Rewrites one eligible JSON response body.
+pub trait Rewriter: Send + 'static {
+    /// A further check on the response head, after the shared eligibility rules
+    /// ([`is_eligible`]); `false` streams the response through untouched.
+    fn accepts(&self, head: &response::Parts) -> bool {
+        let _ = head;
+        true
+    }
+
+    /// Writes the rewritten document for `json` into `out` (empty, with capacity for about
+    /// the input's size) and may adjust the head (add headers) once it knows it succeeds.
+    /// On `Err` the original body is sent unchanged, whatever was written to `out`.
+    fn rewrite(self, head: &mut response::Parts, json: &[u8], out: &mut Vec<u8>) -> Result<(), Malformed>;
+}
+
+/// Whether a response head is one the JSON layers may rewrite: a 2xx other than 204, 205 and
+/// 206, a JSON media type (`application/json` or any `+json` suffix), and no
+/// `Content-Encoding`. HEAD requests are excluded before the response is seen.
+pub fn is_eligible(head: &response::Parts) -> bool {
+    head.status.is_success()
+        && !matches!(
+            head.status,
+            StatusCode::NO_CONTENT | StatusCode::RESET_CONTENT | StatusCode::PARTIAL_CONTENT
+        )
+        && !head.headers.contains_key(CONTENT_ENCODING)
+        && head.headers.get(CONTENT_TYPE).is_some_and(is_json_media_type)
+}
+
+/// Whether a `Content-Type` value names JSON: `application/json` or a `+json` suffix,
+/// parameters ignored, case-insensitive.
+pub fn is_json_media_type(value: &HeaderValue) -> bool {
+    let essence = media_type_essence(value);
+    let essence = essence.as_bytes();
+    essence.eq_ignore_ascii_case(b"application/json")
+        || (essence.len() > 5
+            && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json")
+            && essence.contains(&b'/'))
+}
+
+/// The `type/subtype` part of a `Content-Type` value, trimmed, without parameters.
+pub fn media_type_essence(value: &HeaderValue) -> &str {
+    let text = value.to_str().unwrap_or_default();
+    text.split(';').next().unwrap_or_default().trim()
+}
+
+/// A [`Layer`] that applies a [`RewritePolicy`] to JSON responses, buffering at most
+/// `limit` bytes of a body (default [`DEFAULT_LIMIT`]).
+#[derive(Clone, Debug)]
+pub struct RewriteJsonLayer<P> {
+    policy: P,
+    limit: usize,
+}
+
+impl<P> RewriteJsonLayer<P> {
+    /// A layer with the default buffer limit.
+    pub fn new(policy: P) -> Self {
+        Self { policy, limit: DEFAULT_LIMIT }
+    }
+
+    /// The largest body, in bytes, that is buffered and rewritten; a larger one streams
+    /// through unchanged. Default: 8 MiB.
+    #[must_use]
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// The policy this layer applies.
+    pub fn policy(&self) -> &P {
+        &self.policy
+    }
+}
+
+impl<S, P: Clone> Layer<S> for RewriteJsonLayer<P> {
+    type Service = RewriteJson<S, P>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RewriteJson { inner, policy: self.policy.clone(), limit: self.limit }
+    }
+}
+
+/// The service made by [`RewriteJsonLayer`].
+#[derive(Clone, Debug)]
+pub struct RewriteJson<S, P> {
+    inner: S,
+    policy: P,
+    limit: usize,
+}
+
+impl<S, P> RewriteJson<S, P> {
+    /// Wraps `inner` with `policy` and the default buffer limit.
+    pub fn new(inner: S, policy: P) -> Self {
+        Self { inner, policy, limit: DEFAULT_LIMIT }
+    }
+
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, P, ReqBody, ResBody> Service<Request<ReqBody>> for RewriteJson<S, P>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    P: RewritePolicy<ReqBody>,
+    ResBody: Body,
+{
+    type Response = Response<JsonBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, P::Rewriter>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        if request.method() == Method::HEAD {
+            return ResponseFuture { state: State::Passthrough { future: self.inner.call(request) } };
+        }
+        let state = match self.policy.on_request(&request) {
+            Decision::Skip => State::Passthrough { future: self.inner.call(request) },
+            Decision::Respond(response) => State::Ready { response: Some(response) },
+            Decision::Rewrite(rewriter) => State::Calling {
+                future: self.inner.call(request),
+                rewriter: Some(rewriter),
+                limit: self.limit,
+            },
+        };
+        ResponseFuture { state }
+    }
+}
+
+pin_project! {
+    /// The response future of [`RewriteJson`].
+    pub struct ResponseFuture<F, B: Body, R> {
+        #[pin]
+        state: State<F, B, R>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B: Body, R> {
+        // The response streams through untouched.
+        Passthrough { #[pin] future: F },
+        // Answered without calling the inner service.
+        Ready { response: Option<Response<Bytes>> },
+        // Waiting for the inner service's response head.
+        Calling { #[pin] future: F, rewriter: Option<R>, limit: usize },
+        // Reading the body into memory.
+        Collecting {
+            head: Option<response::Parts>,
+            body: Option<Pin<Box<B>>>,
+            chunks: Vec<Bytes>,
+            len: usize,
+            rewriter: Option<R>,
+            limit: usize,
+        },
+    }
+}
+
+impl<F, B: Body, R> fmt::Debug for ResponseFuture<F, B, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Passthrough { .. } => "Passthrough",
+            State::Ready { .. } => "Ready",
+            State::Calling { .. } => "Calling",
+            State::Collecting { .. } => "Collecting",
+        };
+        f.debug_tuple("ResponseFuture").field(&state).finish()
+    }
+}
+
+impl<F, B, E, R> Future for ResponseFuture<F, B, R>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+    R: Rewriter,
+{
+    type Output = Result<Response<JsonBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Passthrough { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(JsonBody::passthrough)));
+                }
+                StateProj::Ready { response } => {
+                    let response = response.take().unwrap_or_default();
+                    return Poll::Ready(Ok(response.map(JsonBody::full)));
+                }
+                StateProj::Calling { future, rewriter, limit } => {
+                    let response = ready!(future.poll(cx))?;
+                    let limit = *limit;
+                    let (head, body) = response.into_parts();
+                    let Some(rewriter) = rewriter.take().filter(|r| wants_body(&head, &body, r, limit)) else {
+                        return Poll::Ready(Ok(Response::from_parts(head, JsonBody::passthrough(body))));
+                    };
+                    state.set(State::Collecting {
+                        head: Some(head),
+                        body: Some(Box::pin(body)),
+                        chunks: Vec::new(),
+                        len: 0,
+                        rewriter: Some(rewriter),
+                        limit,
+                    });
+                }
+                StateProj::Collecting { head, body, chunks, len, rewriter, limit } => {
+                    let Some(stream) = body.as_mut() else {
+                        panic!("ResponseFuture polled after completion");
+                    };
+                    let frame = ready!(stream.as_mut().poll_frame(cx));
+                    let mut give_up = |trailers, error, body: &mut Option<Pin<Box<B>>>, chunks: &mut Vec<Bytes>| {
+                        let head = head.take().unwrap_or_else(|| Response::new(()).into_parts().0);
+                        let body = JsonBody::replay(std::mem::take(chunks), trailers, error, body.take());
+                        Response::from_parts(head, body)
+                    };
+                    match frame {
+                        Some(Ok(frame)) => match frame.into_data() {
+                            Ok(mut data) => {
+                                *len += data.remaining();
+                                chunks.push(data.copy_to_bytes(data.remaining()));
+                                if *len > *limit {
+                                    return Poll::Ready(Ok(give_up(None, None, body, chunks)));
+                                }
+                            }
+                            Err(frame) => {
+                                // Trailers end the body: nothing JSON-shaped to rewrite them into,
+                                // so the response goes out as it came.
+                                let trailers = frame.into_trailers().ok();
+                                return Poll::Ready(Ok(give_up(trailers, None, body, chunks)));
+                            }
+                        },
+                        Some(Err(error)) => {
+                            return Poll::Ready(Ok(give_up(None, Some(error), body, chunks)));
+                        }
+                        None => {
+                            let mut head = head.take().unwrap_or_else(|| Response::new(()).into_parts().0);
+                            let input = concat(std::mem::take(chunks), *len);
+                            let rewriter = rewriter.take();
+                            *body = None;
+                            let body = match rewriter {
+                                Some(rewriter) => apply(rewriter, &mut head, input),
+                                None => input,
+                            };
+                            return Poll::Ready(Ok(Response::from_parts(head, JsonBody::full(body))));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a response is worth reading into memory for `rewriter`.
+fn wants_body<B: Body, R: Rewriter>(head: &response::Parts, body: &B, rewriter: &R, limit: usize) -> bool {
+    if !is_eligible(head) || !rewriter.accepts(head) || body.is_end_stream() {
+        return false;
+    }
+    let declared = head
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let lower = body.size_hint().lower();
+    declared.unwrap_or(lower).max(lower) <= limit as u64
+}
+
+fn concat(mut chunks: Vec<Bytes>, len: usize) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.pop().unwrap_or_default();
+    }
+    let mut joined = Vec::with_capacity(len);
+    for chunk in &chunks {
+        joined.extend_from_slice(chunk);
+    }
+    joined.into()
+}
+
+/// Runs the rewriter; on success fixes the framing headers, on failure keeps everything as it was.
+fn apply<R: Rewriter>(rewriter: R, head: &mut response::Parts, input: Bytes) -> Bytes {
+    let mut out = Vec::with_capacity(input.len());
+    match rewriter.rewrite(head, &input, &mut out) {
+        Ok(()) => {
+            head.headers.insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+            weaken_etag(&mut head.headers);
+            out.into()
+        }
+        Err(_) => input,
+    }
+}
+
+/// A rewritten body is no longer byte-identical to what a strong validator named.
+fn weaken_etag(headers: &mut HeaderMap) {
+    let Some(etag) = headers.get(ETAG) else {
+        return;
+    };
+    if etag.as_bytes().starts_with(b"W/") {
+        return;
+    }
+    let mut weak = Vec::with_capacity(etag.len() + 2);
+    weak.extend_from_slice(b"W/");
+    weak.extend_from_slice(etag.as_bytes());
+    match HeaderValue::from_bytes(&weak) {
+        Ok(value) => {
+            headers.insert(ETAG, value);
+        }
+        Err(_) => {
+            headers.remove(ETAG);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(status: u16, content_type: Option<&str>) -> response::Parts {
+        let mut builder = Response::builder().status(status);
+        if let Some(content_type) = content_type {
+            builder = builder.header(CONTENT_TYPE, content_type);
+        }
+        builder.body(()).unwrap_or_default().into_parts().0
+    }
+
+    #[test]
+    fn json_media_types_are_recognised() {
+        for (value, expected) in [
+            ("application/json", true),
+            ("Application/JSON; charset=utf-8", true),
+            ("application/problem+json", true),
+            ("application/vnd.api+json", true),
+            ("text/json", false),
+            ("text/html", false),
+            ("+json", false),
+            ("application/jsonp", false),
+        ] {
+            assert_eq!(is_json_media_type(&HeaderValue::from_static(value)), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn only_plain_successful_json_is_eligible() {
+        assert!(is_eligible(&head(200, Some("application/json"))));
+        assert!(is_eligible(&head(201, Some("application/json"))));
+        assert!(!is_eligible(&head(204, Some("application/json"))));
+        assert!(!is_eligible(&head(206, Some("application/json"))));
+        assert!(!is_eligible(&head(404, Some("application/json"))));
+        assert!(!is_eligible(&head(200, Some("text/plain"))));
+        assert!(!is_eligible(&head(200, None)));
+        let mut gzipped = head(200, Some("application/json"));
+        gzipped.headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        assert!(!is_eligible(&gzipped));
+    }
+
+    #[test]
+    fn strong_etags_become_weak() {
+        let mut headers = HeaderMap::new();
+        headers.insert(ETAG, HeaderValue::from_static("\"v1\""));
+        weaken_etag(&mut headers);
+        assert_eq!(headers[ETAG], "W/\"v1\"");
+        weaken_etag(&mut headers);
+        assert_eq!(headers[ETAG], "W/\"v1\"");
+    }
+}
