@@ -1,2 +1,108 @@
-//! x
-fn main() {}
+//! Project automation for towerkit, run as `cargo xtask <task>`.
+//!
+//! - `test [ARGS]`: makes sure PostgreSQL and Redis are reachable (starting throwaway ones
+//!   when they are not), then runs every test in the workspace.
+//! - `run`: the same service check, then the example service.
+//! - `bench [FILTER] [--quick] [--save NAME] [--compare NAME] [--threshold PCT]`: criterion
+//!   benches, written to `target/xtask-bench/latest.json`.
+//! - `ci`: formatting, clippy, docs, tests, bench build, cargo-deny: what `.ci/run` runs.
+
+mod bench;
+mod ci;
+mod services;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    let result = match task.as_str() {
+        "test" => test(&rest),
+        "run" => run(&rest),
+        "bench" => bench::bench(&rest),
+        "ci" => ci::ci(),
+        _ => {
+            eprintln!("usage: cargo xtask <test|run|bench|ci> [ARGS]\n");
+            eprintln!("  test [CARGO TEST ARGS]  start PostgreSQL/Redis if needed, run every test");
+            eprintln!("  run                     start PostgreSQL/Redis if needed, run the example service");
+            eprintln!("  bench [FILTER] [--quick] [--save NAME] [--compare NAME] [--threshold PCT]");
+            eprintln!("  ci                      fmt, clippy, doc, test, bench build, cargo-deny");
+            return ExitCode::FAILURE;
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask {task}: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What a task returns: `Err` carries a message for the user.
+type Result<T = ()> = std::result::Result<T, String>;
+
+/// `cargo xtask test`: every test of the workspace (unit, integration, doc), against real
+/// services. Built with the release profile so the build is shared with the benches.
+fn test(extra: &[String]) -> Result {
+    let services = services::Services::ensure()?;
+    let mut command = cargo();
+    command.args(["test", "--workspace", "--all-features", "--release", "--locked"]);
+    command.args(extra);
+    services.export(&mut command);
+    run_command(&mut command)
+}
+
+/// `cargo xtask run`: the example service against local (or throwaway) services.
+fn run(extra: &[String]) -> Result {
+    let services = services::Services::ensure()?;
+    let mut command = cargo();
+    command.args(["run", "--release", "--locked", "--package", "example-service", "--"]);
+    command.args(extra);
+    services.export(&mut command);
+    run_command(&mut command)
+}
+
+/// A `cargo` command from the toolchain that runs xtask, in the workspace root.
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+/// The workspace root (xtask's parent directory).
+fn root() -> PathBuf {
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let xtask = manifest.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    xtask.parent().map(Path::to_path_buf).unwrap_or(xtask)
+}
+
+/// The cargo target directory (honours `CARGO_TARGET_DIR`).
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root().join(dir),
+        None => root().join("target"),
+    }
+}
+
+/// Runs a command to completion, failing on a non-zero exit.
+fn run_command(command: &mut Command) -> Result {
+    let status = command.status().map_err(|e| format!("could not start {command:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} failed ({status})", describe(command)))
+    }
+}
+
+/// A short description of a command for error messages.
+fn describe(command: &Command) -> String {
+    let mut text = command.get_program().to_string_lossy().into_owned();
+    for arg in command.get_args().take(3) {
+        text.push(' ');
+        text.push_str(&arg.to_string_lossy());
+    }
+    text
+}

@@ -1,0 +1,42 @@
+//! `cargo xtask ci`: every check CI runs, in the order that shares the most build work.
+
+use std::process::Command;
+
+use crate::{Result, cargo, run_command};
+
+/// Formatting, lints, docs, tests, the bench build and the dependency policy.
+pub(crate) fn ci() -> Result {
+    step("cargo fmt --check", cargo().args(["fmt", "--all", "--check"]))?;
+    step(
+        "cargo clippy",
+        cargo().args(["clippy", "--workspace", "--all-targets", "--all-features", "--locked", "--", "-D", "warnings"]),
+    )?;
+    step(
+        "cargo doc",
+        cargo().args(["doc", "--workspace", "--no-deps", "--all-features", "--locked"]).env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    crate::test(&[])?;
+    step("cargo bench --no-run", cargo().args(["bench", "--workspace", "--all-features", "--locked", "--no-run"]))?;
+    deny()?;
+    eprintln!("xtask ci: all checks passed");
+    Ok(())
+}
+
+fn step(name: &str, command: &mut Command) -> Result {
+    eprintln!("xtask ci: {name}");
+    let started = std::time::Instant::now();
+    let result = run_command(command);
+    eprintln!("xtask ci: {name} took {:.0?}", started.elapsed());
+    result
+}
+
+/// `cargo deny check bans licenses sources`, installing cargo-deny when missing. Advisories
+/// need the RustSec database from the network, which CI machines may not reach: skipped.
+fn deny() -> Result {
+    let installed = cargo().args(["deny", "--version"]).output().is_ok_and(|o| o.status.success());
+    if !installed {
+        step("cargo install cargo-deny", cargo().args(["install", "--locked", "cargo-deny"]))?;
+    }
+    eprintln!("xtask ci: skipping `cargo deny check advisories` (it needs the advisory database from the network)");
+    step("cargo deny", cargo().args(["deny", "--all-features", "check", "bans", "licenses", "sources"]))
+}
