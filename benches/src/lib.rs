@@ -30,7 +30,8 @@ pub fn corpus(target: usize) -> Vec<u8> {
         seed ^= seed << 17;
         seed
     };
-    let names = ["Kaffeemühle", "Teapot \"Classic\"", "Jalapeño sauce", "東京 tote bag", "Line\\nbreak mug", "Plain widget"];
+    // Written as JSON string contents: escapes stay escaped.
+    let names = ["Kaffeemühle", r#"Teapot \"Classic\""#, "Jalape\\u00f1o sauce", "東京 tote bag", r"Line\nbreak mug", "Plain widget"];
     let mut id = 0u64;
     while out.len() < target {
         if id > 0 {
@@ -106,4 +107,17 @@ pub fn bench_service<S, B>(
             std::hint::black_box(body)
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn corpus_is_valid_json_of_about_the_requested_size() {
+        for size in [1_000, 100_000] {
+            let doc = super::corpus(size);
+            let value: serde_json::Value = serde_json::from_slice(&doc).unwrap();
+            assert!(value.as_array().is_some_and(|items| !items.is_empty()));
+            assert!(doc.len() >= size && doc.len() < size + 1_000, "{} for {size}", doc.len());
+        }
+    }
 }
