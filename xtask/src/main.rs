@@ -49,7 +49,11 @@ type Result<T = ()> = std::result::Result<T, String>;
 fn test(extra: &[String]) -> Result {
     let services = services::Services::ensure()?;
     let mut command = cargo();
-    command.args(["test", "--workspace", "--all-features", "--release", "--locked"]);
+    command.args(["test", "--all-features", "--release", "--locked"]);
+    // `cargo xtask test -p some-crate` narrows the run; otherwise everything runs.
+    if !extra.iter().any(|arg| arg == "-p" || arg.starts_with("--package")) {
+        command.arg("--workspace");
+    }
     command.args(extra);
     services.export(&mut command);
     run_command(&mut command)

@@ -17,7 +17,7 @@ pub(crate) struct Services {
     database_url: String,
     redis_url: String,
     postgres: Option<ThrowawayPostgres>,
-    redis: Option<Child>,
+    redis: Option<(Child, PathBuf)>,
 }
 
 impl Services {
@@ -41,10 +41,10 @@ impl Services {
             eprintln!("xtask: Redis at {}", redact(&services.redis_url));
         } else {
             eprintln!("xtask: Redis at {} does not answer; starting a throwaway one", redact(&services.redis_url));
-            let (child, port) = start_redis()?;
+            let (child, port, dir) = start_redis()?;
             services.redis_url = format!("redis://127.0.0.1:{port}");
             eprintln!("xtask: throwaway Redis at {}", services.redis_url);
-            services.redis = Some(child);
+            services.redis = Some((child, dir));
         }
         Ok(services)
     }
@@ -57,9 +57,10 @@ impl Services {
 
 impl Drop for Services {
     fn drop(&mut self) {
-        if let Some(mut redis) = self.redis.take() {
+        if let Some((mut redis, dir)) = self.redis.take() {
             let _ = redis.kill();
             let _ = redis.wait();
+            let _ = std::fs::remove_dir_all(dir);
         }
         // ThrowawayPostgres stops itself on drop.
         self.postgres.take();
@@ -215,7 +216,7 @@ impl Drop for ThrowawayPostgres {
 }
 
 /// Starts `redis-server` on a free port, in the foreground of a child process.
-fn start_redis() -> Result<(Child, u16)> {
+fn start_redis() -> Result<(Child, u16, PathBuf)> {
     let server = which("redis-server").ok_or(
         "Redis is not reachable and redis-server is not installed. \
          Install it (Debian/Ubuntu: `apt-get install redis-server`) or set REDIS_URL to a running server",
@@ -238,7 +239,7 @@ fn start_redis() -> Result<(Child, u16)> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok((child, port))
+    Ok((child, port, dir))
 }
 
 fn run_quiet(command: &mut Command) -> Result {
