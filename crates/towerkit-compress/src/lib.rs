@@ -1,1 +1,143 @@
-//! towerkit-compress
+//! `CompressionLayer`: tower-http's response compression with production defaults, a guard
+//! against a tower-http panic, and metrics.
+//!
+//! The codecs are tower-http's (and through it async-compression's, brotli's, zstd's and
+//! flate2's); this crate decides when and how hard to compress:
+//!
+//! - **Negotiation**: the coding the client weights highest in `Accept-Encoding`; on equal
+//!   weights zstd, then brotli, gzip, deflate. A client that accepts nothing enabled gets the
+//!   response uncompressed (RFC 9110 §12.1), never a 406.
+//! - **Levels** for responses compressed on the request path, one per coding (tower-http
+//!   takes a single level for all): zstd 3, brotli 4, gzip 6, deflate 6.
+//! - **What is compressed** ([`DefaultPredicate`]): bodies of 1 KiB or more (tower-http's
+//!   32 bytes makes small bodies bigger), or of unknown size; not already-compressed media
+//!   types (raster images, video, audio, zip, gzip, WOFF, PDF, [the full
+//!   list](DEFAULT_SKIPPED_MEDIA_TYPES)), gRPC or `text/event-stream`.
+//! - **Never compressed**, whatever the predicate: a response that already has a
+//!   `Content-Encoding` or a `Content-Range`, carries `Cache-Control: no-transform`, or has
+//!   no content (1xx, 204, 304). These pass through untouched.
+//! - **Headers**: every response gets `Vary: Accept-Encoding`; a compressed one loses
+//!   `Content-Length` and `Accept-Ranges`, and a strong `ETag` becomes weak (`"v1"` →
+//!   `W/"v1"`). A HEAD response gets the headers its GET would get (compression runs only as
+//!   a body is read, and a HEAD body is not sent).
+//! - **Streaming bodies** are compressed as they stream, and the body is fused before
+//!   tower-http sees it: tower-http 0.7.1 polls a body once more after its end, which panics
+//!   for bodies built on a non-fused stream (tower-http issue #732).
+//! - **Metrics** (through the `metrics` facade), labelled `encoding`, once a compressed body
+//!   has been sent to its end: [`METRIC_INPUT_BYTES`], [`METRIC_OUTPUT_BYTES`] and the
+//!   [`METRIC_RATIO`] histogram (uncompressed / compressed).
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use towerkit_compress::CompressionLayer;
+//! # use http_body_util::BodyExt;
+//! # use tower::ServiceExt;
+//!
+//! let app = Router::new()
+//!     .route("/report", get(|| async { "all systems nominal\n".repeat(100) }))
+//!     .layer(CompressionLayer::new());
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let request = http::Request::get("/report").header("accept-encoding", "gzip, br").body(axum::body::Body::empty()).unwrap();
+//! let response = app.oneshot(request).await.unwrap();
+//! assert_eq!(response.headers()["content-encoding"], "br");
+//! assert_eq!(response.headers()["vary"], "accept-encoding");
+//! let body = response.into_body().collect().await.unwrap().to_bytes();
+//! assert!(body.len() < 100);
+//! # });
+//! ```
+//!
+//! Customised: a lighter brotli, no deflate, a 4 KiB minimum.
+//!
+//! ```
+//! use towerkit_compress::{CompressionLayer, Encoding};
+//!
+//! let layer = CompressionLayer::new().level(Encoding::Br, 2)?.disable(Encoding::Deflate).min_size(4096);
+//! assert_eq!(layer.level_of(Encoding::Br), Some(2));
+//! assert_eq!(layer.level_of(Encoding::Deflate), None);
+//! # Ok::<(), towerkit_compress::ConfigError>(())
+//! ```
+//!
+//! # Which codec, which level
+//!
+//! CODEC_TABLE
+//!
+//! # A level per route
+//!
+//! A level is a trade of server CPU for bytes on the wire, and the right one depends on how
+//! often a response is compressed and how big it is:
+//!
+//! - **Cached routes** (a `CacheLayer` outside this one): the response is compressed once per
+//!   coding and then served from the cache, so a higher level (brotli 6–9, zstd 9–12) costs
+//!   once and saves on every hit.
+//! - **Large exports and streams**: CPU per request dominates; use zstd 1 or gzip 1–3, or
+//!   disable brotli for the route.
+//! - **Everything else**: the defaults.
+//! - **Static assets**: compress them at build time with the highest levels (brotli 11 is
+//!   meant for that, not for the request path) and serve them with `Content-Encoding` set;
+//!   this layer passes them through.
+//!
+//! Give a route its own layer: the innermost layer that compresses wins, because an outer
+//! one never compresses a response that already has a `Content-Encoding`.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use towerkit_compress::{CompressionLayer, Encoding};
+//!
+//! let export = CompressionLayer::new().level(Encoding::Zstd, 1)?.level(Encoding::Gzip, 1)?.disable(Encoding::Br);
+//! let app: Router = Router::new()
+//!     .route("/export.csv", get(|| async { "id,name\n" }).layer(export))
+//!     .route("/products", get(|| async { "[]" }))
+//!     .layer(CompressionLayer::new());
+//! # Ok::<(), towerkit_compress::ConfigError>(())
+//! ```
+//!
+//! # Features
+//!
+//! `gzip`, `br`, `zstd`, `deflate`: one per coding, all on by default. At least one is
+//! needed; asking for a level of a coding that is not compiled in is a [`ConfigError`].
+
+#[cfg(not(any(
+    feature = "gzip",
+    feature = "br",
+    feature = "zstd",
+    feature = "deflate"
+)))]
+compile_error!("towerkit-compress needs at least one codec feature: gzip, br, zstd or deflate");
+
+mod body;
+mod encoding;
+mod predicate;
+mod service;
+
+pub use body::{CompressionBody, METRIC_INPUT_BYTES, METRIC_OUTPUT_BYTES, METRIC_RATIO};
+pub use encoding::Encoding;
+pub use predicate::{DEFAULT_MIN_SIZE, DEFAULT_SKIPPED_MEDIA_TYPES, DefaultPredicate};
+pub use service::{Compression, CompressionLayer, ResponseFuture};
+pub use tower_http::compression::Predicate;
+
+/// A configuration the layer cannot run with, reported when it is built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The coding's cargo feature is off.
+    #[error("the {0} coding is not compiled in: enable the `{0}` feature of towerkit-compress")]
+    NotCompiled(Encoding),
+    /// The level is outside the coding's range ([`Encoding::levels`]).
+    #[error("{encoding} level {level} is out of range {min}..={max}")]
+    LevelOutOfRange {
+        /// The coding.
+        encoding: Encoding,
+        /// The level asked for.
+        level: i32,
+        /// The lowest level the coding takes.
+        min: i32,
+        /// The highest level the coding takes.
+        max: i32,
+    },
+    /// A skipped media type is not `type/subtype` or `type/*`.
+    #[error("{0:?} is not a media type or range (expected type/subtype or type/*)")]
+    InvalidMediaType(String),
+}
+
+#[cfg(test)]
+mod tests;
