@@ -16,8 +16,9 @@
 
 use std::fmt;
 
-/// Nesting deeper than this is treated as malformed, the same bound serde_json applies.
-pub const MAX_DEPTH: usize = 128;
+/// Nesting deeper than this is treated as malformed: the bound serde_json applies, so both
+/// accept the same documents.
+pub const MAX_DEPTH: usize = 127;
 
 /// The input is not a well-formed JSON document; `offset` is where the scanner gave up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,15 +265,29 @@ fn escape_end(input: &[u8], pos: usize) -> Scan {
     match input.get(pos + 1) {
         Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(pos + 2),
         Some(b'u') => {
-            let hex = input.get(pos + 2..pos + 6).ok_or(Malformed { offset: pos })?;
-            if hex.iter().all(u8::is_ascii_hexdigit) {
-                Ok(pos + 6)
-            } else {
-                Err(Malformed { offset: pos })
+            // Surrogates must come in pairs (high then low), as serde_json and most JSON
+            // decoders require; a lone one makes the document malformed.
+            let unit = hex4(input, pos + 2).ok_or(Malformed { offset: pos })?;
+            match unit {
+                0xD800..=0xDBFF => {
+                    let low = (input.get(pos + 6..pos + 8) == Some(b"\\u")).then(|| hex4(input, pos + 8)).flatten();
+                    match low {
+                        Some(0xDC00..=0xDFFF) => Ok(pos + 12),
+                        _ => Err(Malformed { offset: pos }),
+                    }
+                }
+                0xDC00..=0xDFFF => Err(Malformed { offset: pos }),
+                _ => Ok(pos + 6),
             }
         }
         _ => Err(Malformed { offset: pos }),
     }
+}
+
+/// The value of four hex digits at `pos`.
+fn hex4(input: &[u8], pos: usize) -> Option<u16> {
+    let digits = input.get(pos..pos + 4)?;
+    digits.iter().try_fold(0u16, |acc, &d| Some(acc << 4 | (d as char).to_digit(16)? as u16))
 }
 
 #[cfg(test)]
@@ -302,6 +317,7 @@ mod tests {
             "0.000001",
             r#""""#,
             r#""a\"b\\c\/\b\f\n\r\t\u00e9""#,
+            r#""\ud83d\ude00 is a pair""#,
             r#""ünïcødé 😀 and a long enough string to use the word loop""#,
             "[]",
             "{}",
@@ -326,6 +342,9 @@ mod tests {
             b"\"abc",
             b"\"a\\x\"",
             b"\"\\u12g4\"",
+            br#""\ud800""#,
+            br#""\udc00\ud800""#,
+            br#""\ud800\u0041""#,
             b"\"tab\there\"",
             b"\"\xff\xfe\"",
             b"[1,]",
