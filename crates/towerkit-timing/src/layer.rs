@@ -1,0 +1,785 @@
+//! [`TimingLayer`], the [`Timing`] service and its [`ResponseFuture`], and the [`Measure`]
+//! policy that says what a call is (HTTP request, named operation, or your own).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use metrics::SharedString;
+use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::collector::{self, RequestTimings};
+use crate::http::Http;
+use crate::on_slow::{DefaultOnSlow, OnSlow, SlowCall};
+use crate::thresholds::Thresholds;
+
+/// A [`Layer`] that times every call of the service it wraps: it records a histogram
+/// through the `metrics` crate, reports calls slower than its [`Thresholds`] to an
+/// [`OnSlow`] callback (by default a WARN or ERROR `tracing` event), scopes a per-request
+/// collector that [`QueryTimer`](crate::QueryTimer) writes each query into, and warns about
+/// N+1 query patterns. See the [crate docs](crate).
+///
+/// `TimingLayer::new()` measures HTTP services; [`TimingLayer::operation`] measures any
+/// tower service under a name.
+#[derive(Debug, Clone)]
+pub struct TimingLayer<M = Http, C = DefaultOnSlow> {
+    measure: M,
+    config: Config,
+    on_slow: C,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    thresholds: Thresholds,
+    n_plus_one: Option<u32>,
+}
+
+/// The default N+1 threshold: a request running one query summary more than this many
+/// times is reported.
+pub const DEFAULT_N_PLUS_ONE_THRESHOLD: u32 = 10;
+
+impl Default for TimingLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TimingLayer {
+    /// Times HTTP requests ([`Http`]): `http_server_request_duration_seconds` by method,
+    /// route template and status class; slow calls above 500 ms (WARN) and 1 s (ERROR);
+    /// N+1 warnings above 10 runs of one query; no `Server-Timing` header.
+    pub fn new() -> Self {
+        Self {
+            measure: Http::new(),
+            config: Config {
+                thresholds: Thresholds::DEFAULT,
+                n_plus_one: Some(DEFAULT_N_PLUS_ONE_THRESHOLD),
+            },
+            on_slow: DefaultOnSlow,
+        }
+    }
+}
+
+impl TimingLayer<Operation> {
+    /// Times any tower service as the operation `name` ([`Operation`]):
+    /// `towerkit_operation_duration_seconds` by operation and outcome (`ok` or `error`), with
+    /// the same slow-call and N+1 defaults as [`TimingLayer::new`].
+    pub fn operation(name: impl Into<SharedString>) -> Self {
+        TimingLayer::new().measure(Operation::new(name))
+    }
+}
+
+impl<C> TimingLayer<Http, C> {
+    /// Adds a `Server-Timing` header (`total;dur=12.4, db;dur=8.1;desc="3 queries",
+    /// cache;desc="hit"`) to every response. Default: off, since it tells clients how long
+    /// the server spent on their request.
+    #[must_use]
+    pub fn server_timing(mut self, on: bool) -> Self {
+        self.measure = self.measure.server_timing(on);
+        self
+    }
+}
+
+impl<M, C> TimingLayer<M, C> {
+    /// Replaces what a call is measured as (see [`Measure`]).
+    #[must_use]
+    pub fn measure<M2>(self, measure: M2) -> TimingLayer<M2, C> {
+        TimingLayer {
+            measure,
+            config: self.config,
+            on_slow: self.on_slow,
+        }
+    }
+
+    /// The durations above which a call is slow. Default: [`Thresholds::DEFAULT`] (WARN
+    /// above 500 ms, ERROR above 1 s).
+    #[must_use]
+    pub fn slow(mut self, thresholds: Thresholds) -> Self {
+        self.config.thresholds = thresholds;
+        self
+    }
+
+    /// Warn (once per query summary and request) when a request runs the same query
+    /// summary more than `threshold` times, and count it in `towerkit_n_plus_one_total`.
+    /// `None` turns the check off. Default: `Some(10)`.
+    #[must_use]
+    pub fn n_plus_one(mut self, threshold: Option<u32>) -> Self {
+        self.config.n_plus_one = threshold;
+        self
+    }
+
+    /// Replaces what happens to slow calls. Default: [`DefaultOnSlow`].
+    #[must_use]
+    pub fn on_slow<C2>(self, on_slow: C2) -> TimingLayer<M, C2> {
+        TimingLayer {
+            measure: self.measure,
+            config: self.config,
+            on_slow,
+        }
+    }
+}
+
+impl<S, M: Clone, C: Clone> Layer<S> for TimingLayer<M, C> {
+    type Service = Timing<S, M, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Timing {
+            inner,
+            measure: self.measure.clone(),
+            config: self.config,
+            on_slow: self.on_slow.clone(),
+        }
+    }
+}
+
+/// The service produced by [`TimingLayer`].
+#[derive(Debug, Clone)]
+pub struct Timing<S, M = Http, C = DefaultOnSlow> {
+    inner: S,
+    measure: M,
+    config: Config,
+    on_slow: C,
+}
+
+impl<S> Timing<S> {
+    /// The HTTP [`TimingLayer`] with its defaults, as `TimingLayer::new()`.
+    pub fn layer() -> TimingLayer {
+        TimingLayer::new()
+    }
+}
+
+impl<S, M, C> Timing<S, M, C> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, M, C, Req> Service<Req> for Timing<S, M, C>
+where
+    S: Service<Req>,
+    M: Measure<Req>,
+    M::Call: MeasureCall<S::Response, S::Error>,
+    C: OnSlow + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, M::Call, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let start = Instant::now();
+        let call = self.measure.start(&request);
+        ResponseFuture {
+            inner: collector::scope(self.inner.call(request)),
+            call: Some(call),
+            start,
+            config: self.config,
+            on_slow: self.on_slow.clone(),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Timing`]: the inner future, run with the request's
+    /// collector in scope.
+    pub struct ResponseFuture<F, K, C> {
+        #[pin]
+        inner: TaskLocalFuture<RefCell<RequestTimings>, F>,
+        call: Option<K>,
+        start: Instant,
+        config: Config,
+        on_slow: C,
+    }
+}
+
+impl<F, K, C> fmt::Debug for ResponseFuture<F, K, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("start", &self.start)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, Res, E, K, C> Future for ResponseFuture<F, K, C>
+where
+    F: Future<Output = Result<Res, E>>,
+    K: MeasureCall<Res, E>,
+    C: OnSlow,
+{
+    type Output = Result<Res, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let mut result = ready!(this.inner.as_mut().poll(cx));
+        let elapsed = this.start.elapsed();
+        let timings = this
+            .inner
+            .as_mut()
+            .take_value()
+            .map(RefCell::into_inner)
+            .unwrap_or_default();
+        if let Some(call) = this.call.take() {
+            let info = call.finish(
+                &mut result,
+                Completed {
+                    elapsed,
+                    timings: &timings,
+                },
+            );
+            after_call(&info, elapsed, &timings, this.config, this.on_slow);
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// The checks every call gets, whatever it measures as: slow-call callback and N+1.
+fn after_call(
+    info: &CallInfo,
+    elapsed: Duration,
+    timings: &RequestTimings,
+    config: &Config,
+    on_slow: &impl OnSlow,
+) {
+    if let Some(severity) = config.thresholds.classify(elapsed) {
+        on_slow.on_slow(&SlowCall {
+            severity,
+            threshold: config.thresholds.threshold(severity),
+            elapsed,
+            call: info,
+            timings,
+        });
+    }
+    let Some(threshold) = config.n_plus_one else {
+        return;
+    };
+    for (summary, count) in timings.query_counts() {
+        if count <= threshold {
+            continue;
+        }
+        let route = info.operation.as_ref();
+        tracing::warn!(
+            target: "towerkit_timing",
+            route,
+            method = info.method.unwrap_or(""),
+            summary,
+            count,
+            threshold,
+            "N+1 queries: `{summary}` ran {count} times in one call of {route}"
+        );
+        metrics::counter!(
+            crate::N_PLUS_ONE_TOTAL,
+            "operation" => info.operation.clone(),
+            "db_query_summary" => SharedString::from_owned(summary.to_owned()),
+        )
+        .increment(1);
+    }
+}
+
+/// What a [`TimingLayer`] measures a call as: the labels known from the request.
+///
+/// [`Http`] (the default) and [`Operation`] implement it; implement it yourself to measure,
+/// say, a gRPC service with its own metric.
+pub trait Measure<Req>: Clone {
+    /// What is kept from the request until the call completes.
+    type Call;
+
+    /// Called before the request is passed to the inner service.
+    fn start(&self, request: &Req) -> Self::Call;
+}
+
+/// The second half of [`Measure`]: records the completed call.
+pub trait MeasureCall<Res, E> {
+    /// Called once when the inner future completes: records the call's metric, may edit
+    /// the response (the `Server-Timing` header), and describes the call for the slow-call
+    /// callback and the N+1 warning.
+    fn finish(self, result: &mut Result<Res, E>, completed: Completed<'_>) -> CallInfo;
+}
+
+/// A completed call, as handed to [`MeasureCall::finish`].
+#[derive(Debug, Clone, Copy)]
+pub struct Completed<'a> {
+    /// The time from the request to the inner service's response.
+    pub elapsed: Duration,
+    /// What the call's queries added up to.
+    pub timings: &'a RequestTimings,
+}
+
+/// What a call was, for the slow-call callback and the N+1 warning.
+#[derive(Debug, Clone)]
+pub struct CallInfo {
+    /// The route template (`/products/{id}`), `unmatched`, or the operation name.
+    pub operation: SharedString,
+    /// The HTTP method, if any.
+    pub method: Option<&'static str>,
+    /// The HTTP status, if any.
+    pub status: Option<u16>,
+    /// Whether the inner service returned an error (not an HTTP error status).
+    pub failed: bool,
+}
+
+/// Measures any tower service as one named operation:
+/// `towerkit_operation_duration_seconds{operation, outcome}`, where outcome is `ok` or
+/// `error` (the inner service's `Err`).
+#[derive(Debug, Clone)]
+pub struct Operation {
+    name: SharedString,
+}
+
+impl Operation {
+    /// An operation named `name` (a metric label: keep it static, not per request).
+    pub fn new(name: impl Into<SharedString>) -> Self {
+        Self { name: name.into() }
+    }
+}
+
+impl<R> Measure<R> for Operation {
+    type Call = OperationCall;
+
+    fn start(&self, _request: &R) -> OperationCall {
+        OperationCall {
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// The [`Measure::Call`] of [`Operation`].
+#[derive(Debug)]
+pub struct OperationCall {
+    name: SharedString,
+}
+
+impl<Res, E> MeasureCall<Res, E> for OperationCall {
+    fn finish(self, result: &mut Result<Res, E>, completed: Completed<'_>) -> CallInfo {
+        let failed = result.is_err();
+        metrics::histogram!(
+            crate::OPERATION_DURATION,
+            "operation" => self.name.clone(),
+            "outcome" => if failed { "error" } else { "ok" },
+        )
+        .record(completed.elapsed.as_secs_f64());
+        CallInfo {
+            operation: self.name,
+            method: None,
+            status: None,
+            failed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use http::{Request, Response, StatusCode};
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    use super::*;
+    use crate::test_support::{Logs, Metrics};
+    use crate::{QueryOutcome, QueryTimer, SERVER_TIMING, UNMATCHED_ROUTE};
+
+    fn get_request(path: &str) -> Request<Body> {
+        Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    /// Runs `queries` executions of `sql` through `timer`, as a `Db` would in a handler.
+    fn run_queries(timer: &QueryTimer, sql: &str, queries: usize) {
+        let label = timer.label(sql);
+        for _ in 0..queries {
+            timer.record(&label, Duration::from_millis(1), QueryOutcome::Rows(1), &());
+        }
+    }
+
+    fn slow_service(
+        delay: Duration,
+    ) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone
+    {
+        service_fn(move |_request: Request<Body>| async move {
+            tokio::time::sleep(delay).await;
+            Ok::<_, Infallible>(Response::new(Body::empty()))
+        })
+    }
+
+    fn thresholds(warn_ms: u64, error_ms: u64) -> Thresholds {
+        Thresholds::new(
+            Duration::from_millis(warn_ms),
+            Duration::from_millis(error_ms),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn http_histogram_is_labelled_by_route_template() {
+        let metrics = Metrics::capture();
+        let app = Router::new()
+            .route("/products/{id}", get(|| async { "ok" }))
+            .layer(TimingLayer::new());
+        let response = app
+            .clone()
+            .oneshot(get_request("/products/7"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let samples = metrics.histogram(
+            crate::HTTP_SERVER_REQUEST_DURATION,
+            &[
+                ("http_request_method", "GET"),
+                ("http_route", "/products/{id}"),
+                ("http_response_status_class", "2xx"),
+            ],
+        );
+        assert_eq!(samples.len(), 1);
+        assert!(samples[0] > 0.0);
+    }
+
+    #[tokio::test]
+    async fn unmatched_paths_share_one_label_and_never_leak_the_raw_path() {
+        let metrics = Metrics::capture();
+        let app = Router::new()
+            .route("/products/{id}", get(|| async { "ok" }))
+            .layer(TimingLayer::new());
+        for path in ["/secret-token-123", "/another/raw/path"] {
+            let response = app.clone().oneshot(get_request(path)).await.unwrap();
+            assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        }
+        let samples = metrics.histogram(
+            crate::HTTP_SERVER_REQUEST_DURATION,
+            &[
+                ("http_route", UNMATCHED_ROUTE),
+                ("http_response_status_class", "4xx"),
+            ],
+        );
+        assert_eq!(samples.len(), 2);
+        let labels: Vec<String> = metrics
+            .all()
+            .into_iter()
+            .flat_map(|(_, l, _)| l.into_iter().map(|(_, v)| v))
+            .collect();
+        assert!(
+            !labels
+                .iter()
+                .any(|v| v.contains("secret") || v.contains("raw")),
+            "{labels:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn slow_calls_are_logged_at_warn() {
+        let logs = Logs::capture();
+        let service = TimingLayer::new()
+            .slow(thresholds(10, 3_600_000))
+            .layer(slow_service(Duration::from_millis(30)));
+        service.oneshot(get_request("/slow")).await.unwrap();
+        let lines = logs.lines_with("slow call");
+        assert_eq!(lines.len(), 1, "{}", logs.text());
+        assert!(
+            lines[0].contains("WARN")
+                && lines[0].contains("route=\"unmatched\"")
+                && lines[0].contains("method=\"GET\"")
+        );
+        assert!(lines[0].contains("status=200"), "{}", lines[0]);
+    }
+
+    #[tokio::test]
+    async fn very_slow_calls_are_logged_at_error() {
+        let logs = Logs::capture();
+        let service = TimingLayer::new()
+            .slow(thresholds(1, 10))
+            .layer(slow_service(Duration::from_millis(30)));
+        service.oneshot(get_request("/slow")).await.unwrap();
+        let lines = logs.lines_with("very slow call");
+        assert_eq!(lines.len(), 1, "{}", logs.text());
+        assert!(lines[0].contains("ERROR"), "{}", lines[0]);
+    }
+
+    #[tokio::test]
+    async fn calls_under_the_threshold_are_not_logged() {
+        let logs = Logs::capture();
+        let service = TimingLayer::new()
+            .slow(thresholds(3_600_000, 3_600_000))
+            .layer(slow_service(Duration::ZERO));
+        service.oneshot(get_request("/fast")).await.unwrap();
+        assert!(logs.lines_with("slow call").is_empty(), "{}", logs.text());
+    }
+
+    #[tokio::test]
+    async fn a_custom_on_slow_replaces_the_log() {
+        let logs = Logs::capture();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        let service = TimingLayer::new()
+            .slow(thresholds(1, 3_600_000))
+            .on_slow(move |call: &SlowCall<'_>| {
+                assert_eq!(call.call.status, Some(200));
+                assert!(call.elapsed >= Duration::from_millis(10));
+                counter.fetch_add(1, Ordering::Relaxed);
+            })
+            .layer(slow_service(Duration::from_millis(10)));
+        service.oneshot(get_request("/slow")).await.unwrap();
+        assert_eq!(seen.load(Ordering::Relaxed), 1);
+        assert!(logs.lines_with("slow call").is_empty(), "{}", logs.text());
+    }
+
+    #[tokio::test]
+    async fn server_timing_reports_total_db_and_cache() {
+        let timer = QueryTimer::new("postgresql");
+        let app = Router::new()
+            .route(
+                "/products",
+                get(move || async move {
+                    run_queries(&timer, "SELECT * FROM products", 3);
+                    ([("cache-status", "towerkit; hit")], "cached")
+                }),
+            )
+            .layer(TimingLayer::new().server_timing(true));
+        let response = app.oneshot(get_request("/products")).await.unwrap();
+        let value = response.headers()[SERVER_TIMING].to_str().unwrap();
+        assert!(value.starts_with("total;dur="), "{value}");
+        assert!(
+            value.ends_with(r#", db;dur=3.0;desc="3 queries", cache;desc="hit""#),
+            "{value}"
+        );
+    }
+
+    #[tokio::test]
+    async fn server_timing_is_off_by_default() {
+        let app = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(TimingLayer::new());
+        let response = app.oneshot(get_request("/")).await.unwrap();
+        assert!(response.headers().get(SERVER_TIMING).is_none());
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_keep_their_own_collectors() {
+        let timer = QueryTimer::new("postgresql");
+        let app = Router::new()
+            .route(
+                "/n/{n}",
+                get(
+                    move |axum::extract::Path(n): axum::extract::Path<usize>| async move {
+                        // Interleave with the other requests between queries.
+                        for _ in 0..n {
+                            run_queries(&timer, "SELECT * FROM items", 1);
+                            tokio::task::yield_now().await;
+                        }
+                        "ok"
+                    },
+                ),
+            )
+            .layer(TimingLayer::new().server_timing(true));
+        let calls = (1..=6).map(|n| {
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(get_request(&format!("/n/{n}"))).await.unwrap();
+                (
+                    n,
+                    response.headers()[SERVER_TIMING]
+                        .to_str()
+                        .unwrap()
+                        .to_owned(),
+                )
+            }
+        });
+        for (n, value) in futures_join_all(calls).await {
+            let noun = if n == 1 { "query" } else { "queries" };
+            assert!(
+                value.contains(&format!("desc=\"{n} {noun}\"")),
+                "request {n}: {value}"
+            );
+        }
+    }
+
+    /// Runs the futures concurrently as tasks; outputs in order.
+    async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send,
+    {
+        let handles: Vec<_> = futures.map(tokio::spawn).collect();
+        let mut outputs = Vec::new();
+        for handle in handles {
+            outputs.push(handle.await.unwrap());
+        }
+        outputs
+    }
+
+    #[tokio::test]
+    async fn n_plus_one_is_warned_once_per_summary_and_counted() {
+        let logs = Logs::capture();
+        let metrics = Metrics::capture();
+        let timer = QueryTimer::new("postgresql");
+        let app = Router::new()
+            .route(
+                "/orders/{id}",
+                get(move || async move {
+                    run_queries(&timer, "SELECT * FROM orders WHERE id = $1", 1);
+                    run_queries(
+                        &timer,
+                        "SELECT * FROM order_lines WHERE order_id = $1 AND n = $2",
+                        12,
+                    );
+                    run_queries(&timer, "SELECT * FROM products WHERE id = $1", 10);
+                    "ok"
+                }),
+            )
+            .layer(TimingLayer::new());
+        app.oneshot(get_request("/orders/1")).await.unwrap();
+        let lines = logs.lines_with("N+1");
+        assert_eq!(lines.len(), 1, "{}", logs.text());
+        assert!(lines[0].contains("WARN"));
+        assert!(lines[0].contains("route=\"/orders/{id}\""), "{}", lines[0]);
+        assert!(
+            lines[0].contains("summary=\"SELECT order_lines\""),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].contains("count=12"), "{}", lines[0]);
+        let counted = metrics.counter(
+            crate::N_PLUS_ONE_TOTAL,
+            &[
+                ("operation", "/orders/{id}"),
+                ("db_query_summary", "SELECT order_lines"),
+            ],
+        );
+        assert_eq!(counted, 1);
+        assert_eq!(
+            metrics.counter(
+                crate::N_PLUS_ONE_TOTAL,
+                &[("db_query_summary", "SELECT products")]
+            ),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn n_plus_one_threshold_is_configurable_and_can_be_off() {
+        let logs = Logs::capture();
+        let timer = QueryTimer::new("postgresql");
+        let handler = move || {
+            let timer = timer.clone();
+            async move {
+                run_queries(&timer, "SELECT * FROM lines", 4);
+                "ok"
+            }
+        };
+        let strict = Router::new()
+            .route("/", get(handler.clone()))
+            .layer(TimingLayer::new().n_plus_one(Some(3)));
+        strict.oneshot(get_request("/")).await.unwrap();
+        assert_eq!(logs.lines_with("N+1").len(), 1, "{}", logs.text());
+        let off = Router::new()
+            .route("/", get(handler))
+            .layer(TimingLayer::new().n_plus_one(None).slow(thresholds(1, 1)));
+        off.oneshot(get_request("/")).await.unwrap();
+        assert_eq!(logs.lines_with("N+1").len(), 1, "{}", logs.text());
+    }
+
+    #[tokio::test]
+    async fn operation_layer_times_any_service() {
+        let metrics = Metrics::capture();
+        let service = ServiceBuilder::new()
+            .layer(TimingLayer::operation("price_lookup"))
+            .service(service_fn(|sku: u32| async move {
+                if sku == 0 {
+                    Err("no such sku")
+                } else {
+                    Ok(sku * 100)
+                }
+            }));
+        assert_eq!(service.clone().oneshot(7).await, Ok(700));
+        assert_eq!(service.oneshot(0).await, Err("no such sku"));
+        let ok = metrics.histogram(
+            crate::OPERATION_DURATION,
+            &[("operation", "price_lookup"), ("outcome", "ok")],
+        );
+        let failed = metrics.histogram(
+            crate::OPERATION_DURATION,
+            &[("operation", "price_lookup"), ("outcome", "error")],
+        );
+        assert_eq!((ok.len(), failed.len()), (1, 1), "{:?}", metrics.all());
+    }
+
+    #[tokio::test]
+    async fn operation_layer_also_scopes_the_collector() {
+        let logs = Logs::capture();
+        let timer = QueryTimer::new("postgresql");
+        let service = ServiceBuilder::new()
+            .layer(TimingLayer::operation("import_job"))
+            .service(service_fn(move |rows: usize| {
+                let timer = timer.clone();
+                async move {
+                    run_queries(&timer, "INSERT INTO imports VALUES ($1)", rows);
+                    Ok::<_, Infallible>(())
+                }
+            }));
+        service.oneshot(11).await.unwrap();
+        let lines = logs.lines_with("N+1");
+        assert_eq!(lines.len(), 1, "{}", logs.text());
+        assert!(
+            lines[0].contains("route=\"import_job\"") && lines[0].contains("count=11"),
+            "{}",
+            lines[0]
+        );
+    }
+
+    #[tokio::test]
+    async fn prometheus_renders_opentelemetry_buckets() {
+        use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(crate::HTTP_SERVER_REQUEST_DURATION.into()),
+                &crate::HTTP_DURATION_BUCKETS,
+            )
+            .unwrap()
+            .build_recorder();
+        let handle = recorder.handle();
+        let _guard = metrics::set_default_local_recorder(&recorder);
+        crate::describe_metrics();
+        let app = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(TimingLayer::new());
+        app.oneshot(get_request("/")).await.unwrap();
+        let text = handle.render();
+        assert!(
+            text.contains("# TYPE http_server_request_duration_seconds histogram"),
+            "{text}"
+        );
+        for le in ["0.005", "0.075", "7.5", "10", "+Inf"] {
+            let bucket = format!(
+                "http_server_request_duration_seconds_bucket{{http_request_method=\"GET\",http_route=\"/\",http_response_status_class=\"2xx\",le=\"{le}\"}} 1"
+            );
+            assert!(text.contains(&bucket), "missing {bucket} in\n{text}");
+        }
+        assert!(
+            text.contains(
+                "# HELP http_server_request_duration_seconds Duration of HTTP server requests"
+            ),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,656 @@
+//! Query timing: [`QueryTimer`] labels each SQL string once, records every execution in
+//! `db_client_operation_duration_seconds`, in the request's collector and in
+//! [`QueryStats`], and logs slow queries.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use metrics::SharedString;
+use metrics_util::storage::Summary;
+use quick_cache::Equivalent;
+
+use crate::collector;
+use crate::on_slow::millis;
+use crate::sql::{normalize, summarize};
+use crate::thresholds::{Severity, Thresholds};
+
+/// How many distinct SQL strings (and query labels) a [`QueryTimer`] keeps by default.
+pub const DEFAULT_CAPACITY: usize = 1024;
+
+/// SQL strings longer than this are labelled on every execution instead of being cached, so
+/// huge generated statements do not fill memory.
+pub const MAX_CACHED_SQL_LEN: usize = 8 * 1024;
+
+/// The [`QueryStats`] label that collects queries beyond the timer's capacity of labels.
+pub const OVERFLOW_LABEL: &str = "_OTHER";
+
+/// Times SQL queries. Cheap to clone; clones share the label cache and the statistics.
+///
+/// For each execution, [`record`](Self::record):
+/// - records `db_client_operation_duration_seconds` with labels `db_system_name`,
+///   `db_operation_name` (`SELECT`), `db_collection_name` (`products`) and
+///   `db_query_summary` (`SELECT products`, or the caller's name for the query);
+/// - adds the query to the current request's collector (for `Server-Timing` and N+1
+///   detection);
+/// - counts it in [`QueryStats`];
+/// - logs it when slow, at WARN or ERROR, with the summary, the normalized SQL (literals
+///   replaced by `?`), duration and row count. Parameter values are only logged with
+///   [`log_parameters(true)`](Self::log_parameters): they may hold personal data.
+///
+/// Raw SQL and parameter values never become metric labels.
+///
+/// ```
+/// use std::time::Duration;
+/// use towerkit_timing::{QueryOutcome, QueryTimer};
+///
+/// let timer = QueryTimer::new("postgresql");
+/// let label = timer.label("SELECT id, name FROM products WHERE id = $1");
+/// assert_eq!(label.summary(), "SELECT products");
+/// timer.record(&label, Duration::from_millis(3), QueryOutcome::Rows(1), &[&42]);
+///
+/// let named = timer.named("product_by_id", "SELECT id, name FROM products WHERE id = $1");
+/// assert_eq!(named.summary(), "product_by_id");
+/// assert_eq!(timer.stats().get("SELECT products").unwrap().count, 1);
+/// ```
+#[derive(Clone)]
+pub struct QueryTimer {
+    system: SharedString,
+    thresholds: Thresholds,
+    log_parameters: bool,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    labels: quick_cache::sync::Cache<LabelKey, QueryLabel>,
+    stats: Mutex<HashMap<SharedString, Arc<Mutex<Entry>>>>,
+    capacity: usize,
+}
+
+impl fmt::Debug for QueryTimer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueryTimer")
+            .field("system", &self.system)
+            .field("thresholds", &self.thresholds)
+            .field("log_parameters", &self.log_parameters)
+            .field("capacity", &self.shared.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueryTimer {
+    /// A timer for queries to `system` (the `db_system_name` label, e.g. `postgresql`), with
+    /// the default [`Thresholds`] (WARN above 500 ms, ERROR above 1 s), parameters not
+    /// logged, and room for [`DEFAULT_CAPACITY`] labels.
+    pub fn new(system: impl Into<SharedString>) -> Self {
+        Self {
+            system: system.into(),
+            thresholds: Thresholds::DEFAULT,
+            log_parameters: false,
+            shared: Arc::new(Shared::new(DEFAULT_CAPACITY)),
+        }
+    }
+
+    /// The durations above which a query is logged as slow. Default:
+    /// [`Thresholds::DEFAULT`].
+    #[must_use]
+    pub fn slow(mut self, thresholds: Thresholds) -> Self {
+        self.thresholds = thresholds;
+        self
+    }
+
+    /// Whether slow-query log lines include the parameter values. Default: off, since they
+    /// may hold personal data.
+    #[must_use]
+    pub fn log_parameters(mut self, on: bool) -> Self {
+        self.log_parameters = on;
+        self
+    }
+
+    /// How many distinct SQL strings are labelled and cached, and how many labels
+    /// [`QueryStats`] tracks (more go to [`OVERFLOW_LABEL`]). Default: [`DEFAULT_CAPACITY`].
+    /// Starts a new, empty cache and statistics.
+    #[must_use]
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.shared = Arc::new(Shared::new(capacity.max(1)));
+        self
+    }
+
+    /// The configured slow thresholds.
+    pub fn thresholds(&self) -> Thresholds {
+        self.thresholds
+    }
+
+    /// The label of `sql`, derived from its text ([`summarize`](crate::summarize)) once and
+    /// cached.
+    pub fn label(&self, sql: &str) -> QueryLabel {
+        self.lookup(None, sql)
+    }
+
+    /// The label of `sql` under the caller's `name`, which replaces the derived summary in
+    /// the `db_query_summary` label, the collector and [`QueryStats`].
+    pub fn named(&self, name: &'static str, sql: &str) -> QueryLabel {
+        self.lookup(Some(name), sql)
+    }
+
+    /// Records one execution of the query `label`. `params` is only formatted for a slow
+    /// query, and only when [`log_parameters`](Self::log_parameters) is on.
+    pub fn record(
+        &self,
+        label: &QueryLabel,
+        elapsed: Duration,
+        outcome: QueryOutcome,
+        params: &dyn fmt::Debug,
+    ) {
+        let inner = &*label.0;
+        let seconds = elapsed.as_secs_f64();
+        metrics::histogram!(
+            crate::DB_CLIENT_OPERATION_DURATION,
+            "db_system_name" => self.system.clone(),
+            "db_operation_name" => inner.operation.clone(),
+            "db_collection_name" => inner.collection.clone(),
+            "db_query_summary" => inner.summary.clone(),
+        )
+        .record(seconds);
+        collector::record_query(&inner.summary, elapsed);
+        let severity = self.thresholds.classify(elapsed);
+        {
+            let mut entry = inner.stats.lock().unwrap_or_else(PoisonError::into_inner);
+            entry.count += 1;
+            entry.slow += u64::from(severity.is_some());
+            entry.failed += u64::from(outcome == QueryOutcome::Failed);
+            entry.durations.add(seconds);
+        }
+        if let Some(severity) = severity {
+            self.log_slow(label, severity, elapsed, outcome, params);
+        }
+    }
+
+    /// A snapshot of every label's count, slow and failed counts and duration quantiles
+    /// since the timer was created.
+    pub fn stats(&self) -> QueryStats {
+        let map = self
+            .shared
+            .stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut labels: Vec<LabelStats> = map
+            .iter()
+            .map(|(label, entry)| {
+                let entry = entry.lock().unwrap_or_else(PoisonError::into_inner);
+                let quantile = |q| {
+                    let seconds = entry.durations.quantile(q).unwrap_or(0.0);
+                    Duration::try_from_secs_f64(seconds).unwrap_or_default()
+                };
+                LabelStats {
+                    label: label.to_string(),
+                    count: entry.count,
+                    slow: entry.slow,
+                    failed: entry.failed,
+                    p50: quantile(0.5),
+                    p95: quantile(0.95),
+                    p99: quantile(0.99),
+                }
+            })
+            .collect();
+        labels.sort_by(|a, b| a.label.cmp(&b.label));
+        QueryStats { labels }
+    }
+
+    fn lookup(&self, name: Option<&'static str>, sql: &str) -> QueryLabel {
+        let key = LabelKeyRef { name, sql };
+        if let Some(label) = self.shared.labels.get(&key) {
+            return label;
+        }
+        let label = self.build(name, sql);
+        if sql.len() <= MAX_CACHED_SQL_LEN {
+            self.shared.labels.insert(
+                LabelKey {
+                    name,
+                    sql: sql.into(),
+                },
+                label.clone(),
+            );
+        }
+        label
+    }
+
+    fn build(&self, name: Option<&'static str>, sql: &str) -> QueryLabel {
+        let derived = summarize(sql);
+        let summary = match name {
+            Some(name) => SharedString::const_str(name),
+            None => SharedString::from_owned(derived.text()),
+        };
+        let stats = self.shared.entry(&summary);
+        QueryLabel(Arc::new(LabelInner {
+            summary,
+            operation: SharedString::from_owned(derived.operation),
+            collection: derived
+                .collection
+                .map_or(SharedString::const_str(""), SharedString::from_owned),
+            normalized: normalize(sql).into(),
+            stats,
+        }))
+    }
+
+    fn log_slow(
+        &self,
+        label: &QueryLabel,
+        severity: Severity,
+        elapsed: Duration,
+        outcome: QueryOutcome,
+        params: &dyn fmt::Debug,
+    ) {
+        let summary = label.summary();
+        let sql = label.normalized();
+        let duration_ms = millis(elapsed);
+        let threshold_ms = millis(self.thresholds.threshold(severity));
+        let (rows, failed) = match outcome {
+            QueryOutcome::Rows(rows) => (Some(rows), false),
+            QueryOutcome::Failed => (None, true),
+        };
+        let params = self.log_parameters.then(|| format!("{params:?}"));
+        let params = params.as_deref();
+        match severity {
+            Severity::Warn => tracing::warn!(
+                target: "towerkit_timing::query",
+                summary, sql, duration_ms, threshold_ms, rows, failed, params,
+                "slow query"
+            ),
+            Severity::Error => tracing::error!(
+                target: "towerkit_timing::query",
+                summary, sql, duration_ms, threshold_ms, rows, failed, params,
+                "very slow query"
+            ),
+        }
+    }
+}
+
+impl Shared {
+    fn new(capacity: usize) -> Self {
+        Self {
+            labels: quick_cache::sync::Cache::new(capacity),
+            stats: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    /// The statistics entry of `summary`, shared by every SQL string with that summary; the
+    /// overflow entry once `capacity` labels are tracked.
+    fn entry(&self, summary: &SharedString) -> Arc<Mutex<Entry>> {
+        let mut map = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = map.get(summary) {
+            return entry.clone();
+        }
+        let key = if map.len() < self.capacity {
+            summary.clone()
+        } else {
+            SharedString::const_str(OVERFLOW_LABEL)
+        };
+        map.entry(key)
+            .or_insert_with(|| Arc::new(Mutex::new(Entry::new())))
+            .clone()
+    }
+}
+
+/// What one query did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryOutcome {
+    /// It succeeded, returning or affecting this many rows.
+    Rows(u64),
+    /// It failed.
+    Failed,
+}
+
+/// A query's labels, derived once per distinct SQL string by [`QueryTimer::label`] or
+/// [`QueryTimer::named`]. Cheap to clone.
+#[derive(Clone)]
+pub struct QueryLabel(Arc<LabelInner>);
+
+struct LabelInner {
+    summary: SharedString,
+    operation: SharedString,
+    collection: SharedString,
+    normalized: Box<str>,
+    stats: Arc<Mutex<Entry>>,
+}
+
+impl fmt::Debug for QueryLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueryLabel")
+            .field("summary", &self.summary())
+            .field("operation", &self.operation())
+            .field("collection", &self.collection())
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueryLabel {
+    /// The `db_query_summary` label: `SELECT products`, or the caller's name.
+    pub fn summary(&self) -> &str {
+        &self.0.summary
+    }
+
+    /// The shared form of [`summary`](Self::summary), for metric labels.
+    pub fn summary_label(&self) -> SharedString {
+        self.0.summary.clone()
+    }
+
+    /// The `db_operation_name` label: `SELECT`.
+    pub fn operation(&self) -> &str {
+        &self.0.operation
+    }
+
+    /// The `db_collection_name` label: `products`, if the statement names a table.
+    pub fn collection(&self) -> Option<&str> {
+        Some(&*self.0.collection).filter(|c| !c.is_empty())
+    }
+
+    /// The SQL as logged: comments dropped, whitespace collapsed, literals replaced by `?`.
+    pub fn normalized(&self) -> &str {
+        &self.0.normalized
+    }
+}
+
+/// Per-label query statistics, from [`QueryTimer::stats`]: for services without
+/// Prometheus, or for a debug endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct QueryStats {
+    labels: Vec<LabelStats>,
+}
+
+impl QueryStats {
+    /// Every label, sorted by name.
+    pub fn labels(&self) -> &[LabelStats] {
+        &self.labels
+    }
+
+    /// One label's statistics.
+    pub fn get(&self, label: &str) -> Option<&LabelStats> {
+        self.labels.iter().find(|stats| stats.label == label)
+    }
+}
+
+/// The statistics of one query label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelStats {
+    /// The label: a summary such as `SELECT products`, a caller's name, or
+    /// [`OVERFLOW_LABEL`].
+    pub label: String,
+    /// Executions recorded.
+    pub count: u64,
+    /// Executions slower than the warn threshold.
+    pub slow: u64,
+    /// Executions that failed.
+    pub failed: u64,
+    /// Median duration (a sketch estimate within 1 % of the true value).
+    pub p50: Duration,
+    /// 95th percentile duration.
+    pub p95: Duration,
+    /// 99th percentile duration.
+    pub p99: Duration,
+}
+
+struct Entry {
+    count: u64,
+    slow: u64,
+    failed: u64,
+    durations: Summary,
+}
+
+impl Entry {
+    fn new() -> Self {
+        // 1 % relative error and at most 1024 bins (8 KiB) per label.
+        Self {
+            count: 0,
+            slow: 0,
+            failed: 0,
+            durations: Summary::new(0.01, 1024, 1.0e-9),
+        }
+    }
+}
+
+/// The label cache's key: the caller's name, if any, and the SQL text.
+#[derive(PartialEq, Eq)]
+struct LabelKey {
+    name: Option<&'static str>,
+    sql: Box<str>,
+}
+
+impl Hash for LabelKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        LabelKeyRef {
+            name: self.name,
+            sql: &self.sql,
+        }
+        .hash(state);
+    }
+}
+
+/// A borrowed [`LabelKey`], so a lookup allocates nothing.
+#[derive(Hash)]
+struct LabelKeyRef<'a> {
+    name: Option<&'static str>,
+    sql: &'a str,
+}
+
+impl Equivalent<LabelKey> for LabelKeyRef<'_> {
+    fn equivalent(&self, key: &LabelKey) -> bool {
+        self.name == key.name && self.sql == &*key.sql
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{Logs, Metrics};
+
+    #[test]
+    fn a_label_is_derived_once_per_sql_string() {
+        let timer = QueryTimer::new("postgresql");
+        let a = timer.label("SELECT * FROM products WHERE id = $1");
+        let b = timer.label("SELECT * FROM products WHERE id = $1");
+        assert!(
+            Arc::ptr_eq(&a.0, &b.0),
+            "the second lookup is served from the cache"
+        );
+        assert_eq!(a.summary(), "SELECT products");
+        assert_eq!(a.operation(), "SELECT");
+        assert_eq!(a.collection(), Some("products"));
+    }
+
+    #[test]
+    fn named_and_derived_labels_of_one_sql_differ() {
+        let timer = QueryTimer::new("postgresql");
+        let sql = "SELECT * FROM products WHERE id = $1";
+        assert_eq!(timer.named("product_by_id", sql).summary(), "product_by_id");
+        assert_eq!(timer.label(sql).summary(), "SELECT products");
+        assert_eq!(
+            timer.named("product_by_id", sql).collection(),
+            Some("products")
+        );
+    }
+
+    #[test]
+    fn long_sql_is_labelled_but_not_cached() {
+        let timer = QueryTimer::new("postgresql");
+        let sql = format!(
+            "SELECT * FROM t WHERE id IN ({})",
+            "1,".repeat(MAX_CACHED_SQL_LEN)
+        );
+        let a = timer.label(&sql);
+        let b = timer.label(&sql);
+        assert_eq!(a.summary(), "SELECT t");
+        assert!(!Arc::ptr_eq(&a.0, &b.0));
+        assert_eq!(timer.shared.labels.len(), 0);
+    }
+
+    #[test]
+    fn stats_count_slow_and_failed_queries() {
+        let thresholds =
+            Thresholds::new(Duration::from_millis(100), Duration::from_secs(1)).unwrap();
+        let timer = QueryTimer::new("postgresql").slow(thresholds);
+        let label = timer.label("SELECT * FROM products");
+        for ms in 1..=100 {
+            timer.record(
+                &label,
+                Duration::from_millis(ms),
+                QueryOutcome::Rows(1),
+                &(),
+            );
+        }
+        timer.record(
+            &label,
+            Duration::from_millis(250),
+            QueryOutcome::Failed,
+            &(),
+        );
+        let stats = timer.stats();
+        let products = stats.get("SELECT products").unwrap();
+        assert_eq!(
+            (products.count, products.slow, products.failed),
+            (101, 1, 1)
+        );
+        let near = |d: Duration, ms: f64| (d.as_secs_f64() * 1000.0 - ms).abs() <= ms * 0.02 + 0.5;
+        assert!(near(products.p50, 51.0), "p50 {:?}", products.p50);
+        assert!(near(products.p95, 96.0), "p95 {:?}", products.p95);
+        assert!(near(products.p99, 100.0), "p99 {:?}", products.p99);
+    }
+
+    #[test]
+    fn stats_labels_are_bounded() {
+        let timer = QueryTimer::new("postgresql").capacity(2);
+        for table in ["a", "b", "c", "d"] {
+            let label = timer.label(&format!("SELECT * FROM {table}"));
+            timer.record(&label, Duration::from_millis(1), QueryOutcome::Rows(0), &());
+        }
+        let stats = timer.stats();
+        let names: Vec<&str> = stats.labels().iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(names, ["SELECT a", "SELECT b", OVERFLOW_LABEL]);
+        assert_eq!(stats.get(OVERFLOW_LABEL).unwrap().count, 2);
+    }
+
+    #[test]
+    fn records_the_db_histogram_with_low_cardinality_labels() {
+        let metrics = Metrics::capture();
+        let timer = QueryTimer::new("postgresql");
+        let label = timer.label("SELECT name FROM products WHERE id = $1 AND note = 'x'");
+        timer.record(
+            &label,
+            Duration::from_millis(4),
+            QueryOutcome::Rows(1),
+            &[&"alice@example.com"],
+        );
+        let samples = metrics.histogram(
+            crate::DB_CLIENT_OPERATION_DURATION,
+            &[
+                ("db_system_name", "postgresql"),
+                ("db_operation_name", "SELECT"),
+                ("db_collection_name", "products"),
+                ("db_query_summary", "SELECT products"),
+            ],
+        );
+        assert_eq!(samples, [0.004]);
+        for (_, labels, _) in metrics.all() {
+            for (_, value) in labels {
+                assert!(
+                    !value.contains("WHERE") && !value.contains("alice"),
+                    "label value {value:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn slow_queries_are_logged_without_parameters_by_default() {
+        let logs = Logs::capture();
+        let thresholds =
+            Thresholds::new(Duration::from_millis(100), Duration::from_secs(1)).unwrap();
+        let timer = QueryTimer::new("postgresql").slow(thresholds);
+        let label = timer.label("SELECT *\n FROM users WHERE email = $1 AND pin = '1234'");
+        timer.record(
+            &label,
+            Duration::from_millis(50),
+            QueryOutcome::Rows(1),
+            &[&"alice@example.com"],
+        );
+        assert!(logs.lines_with("slow query").is_empty(), "{}", logs.text());
+        timer.record(
+            &label,
+            Duration::from_millis(150),
+            QueryOutcome::Rows(3),
+            &[&"alice@example.com"],
+        );
+        let lines = logs.lines_with("slow query");
+        assert_eq!(lines.len(), 1, "{}", logs.text());
+        let line = &lines[0];
+        assert!(line.contains("WARN"), "{line}");
+        assert!(line.contains("summary=\"SELECT users\""), "{line}");
+        assert!(
+            line.contains("sql=\"SELECT * FROM users WHERE email = $1 AND pin = ?\""),
+            "{line}"
+        );
+        assert!(line.contains("duration_ms=150"), "{line}");
+        assert!(line.contains("rows=3"), "{line}");
+        assert!(!line.contains("alice") && !line.contains("1234"), "{line}");
+    }
+
+    #[test]
+    fn very_slow_queries_are_logged_at_error() {
+        let logs = Logs::capture();
+        let thresholds =
+            Thresholds::new(Duration::from_millis(10), Duration::from_millis(100)).unwrap();
+        let timer = QueryTimer::new("postgresql").slow(thresholds);
+        let label = timer.label("DELETE FROM sessions");
+        timer.record(
+            &label,
+            Duration::from_millis(150),
+            QueryOutcome::Failed,
+            &(),
+        );
+        let lines = logs.lines_with("very slow query");
+        assert_eq!(lines.len(), 1, "{}", logs.text());
+        assert!(
+            lines[0].contains("ERROR") && lines[0].contains("failed=true"),
+            "{}",
+            lines[0]
+        );
+    }
+
+    #[test]
+    fn parameters_are_logged_when_enabled() {
+        let logs = Logs::capture();
+        let thresholds = Thresholds::new(Duration::from_millis(1), Duration::from_secs(1)).unwrap();
+        let timer = QueryTimer::new("postgresql")
+            .slow(thresholds)
+            .log_parameters(true);
+        let label = timer.label("SELECT * FROM users WHERE email = $1");
+        timer.record(
+            &label,
+            Duration::from_millis(5),
+            QueryOutcome::Rows(1),
+            &[&"alice@example.com"],
+        );
+        let lines = logs.lines_with("slow query");
+        assert!(
+            lines.len() == 1 && lines[0].contains("alice@example.com"),
+            "{}",
+            logs.text()
+        );
+    }
+
+    #[test]
+    fn labels_of_one_summary_share_statistics() {
+        let timer = QueryTimer::new("postgresql");
+        for sql in [
+            "SELECT id FROM products",
+            "SELECT name FROM products WHERE id = $1",
+        ] {
+            let label = timer.label(sql);
+            timer.record(&label, Duration::from_millis(1), QueryOutcome::Rows(1), &());
+        }
+        assert_eq!(timer.stats().get("SELECT products").unwrap().count, 2);
+    }
+}
