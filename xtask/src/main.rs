@@ -5,10 +5,12 @@
 //! - `run`: the same service check, then the example service.
 //! - `bench [FILTER] [--quick] [--save NAME] [--compare NAME] [--threshold PCT]`: criterion
 //!   benches, written to `target/xtask-bench/latest.json`.
+//! - `fuzz [--seconds N] [TARGET...]`: the libFuzzer targets in `fuzz/targets`.
 //! - `ci`: formatting, clippy, docs, tests, bench build, cargo-deny: what `.ci/run` runs.
 
 mod bench;
 mod ci;
+mod fuzz;
 mod services;
 
 use std::path::{Path, PathBuf};
@@ -22,12 +24,14 @@ fn main() -> ExitCode {
         "test" => test(&rest),
         "run" => run(&rest),
         "bench" => bench::bench(&rest),
+        "fuzz" => fuzz::fuzz(&rest),
         "ci" => ci::ci(),
         _ => {
-            eprintln!("usage: cargo xtask <test|run|bench|ci> [ARGS]\n");
+            eprintln!("usage: cargo xtask <test|run|bench|fuzz|ci> [ARGS]\n");
             eprintln!("  test [CARGO TEST ARGS]  start PostgreSQL/Redis if needed, run every test");
             eprintln!("  run                     start PostgreSQL/Redis if needed, run the example service");
             eprintln!("  bench [FILTER] [--quick] [--save NAME] [--compare NAME] [--threshold PCT]");
+            eprintln!("  fuzz [--seconds N] [TARGET...]  run the libFuzzer targets (default 60 s each)");
             eprintln!("  ci                      fmt, clippy, doc, test, bench build, cargo-deny");
             return ExitCode::FAILURE;
         }
