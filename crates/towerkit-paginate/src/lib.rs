@@ -1,1 +1,138 @@
-//! towerkit-paginate
+//! Pagination and field projection for axum and tower services: two layers, two
+//! extractors, and the byte-level JSON transforms behind them.
+//!
+//! List endpoints become pageable, and every JSON response trimmable by the client,
+//! whether the handler does the work in SQL or the layer does it on the response.
+//!
+//! - [`PaginationLayer`] slices a handler's whole JSON array per `?page=`/`?offset=`/
+//!   `?cursor=` and `?limit=` (alias `per_page`), and wraps it:
+//!   `{"data": [...], "pagination": {"page", "limit", "total", "totalPages", "hasNext",
+//!   "hasPrevious"}}` with an RFC 8288 `Link` header (first/prev/next/last, absolute URLs
+//!   that keep the other query parameters) and `X-Total-Count`.
+//! - [`Pagination`] (extractor) gives a handler validated `limit()`/`offset()` for
+//!   `LIMIT $1 OFFSET $2`, or a [`Keyset`] decoded from a signed cursor; [`Page`] turns the
+//!   rows into the same envelope and headers, and the layer leaves it alone.
+//! - [`FieldsLayer`] applies `?fields=` (Google's partial-response grammar plus `-path`
+//!   exclusions and `**`, see [`Selection`]) to the response, or to each item of the
+//!   envelope; [`Fields`] (extractor) lets a handler read only the selected columns.
+//!
+//! Bad input gets a 400 `application/problem+json` (RFC 9457) naming the parameter:
+//! `page=0`, `limit=-1`, `limit=abc`, a page beyond `i64::MAX` items, a tampered or reused
+//! cursor, `fields=items(id`. A page past the end is an empty `data` with correct
+//! metadata. Bad configuration is a [`ConfigError`] when it is built.
+//!
+//! Both layers buffer at most 8 MiB of a response (configurable), and let through
+//! untouched whatever they cannot or should not rewrite: non-2xx, not JSON, encoded, HEAD,
+//! too large, malformed. The transforms ([`paginate`], [`project`]) stream over the bytes:
+//! kept values are copied verbatim, skipped subtrees are scanned, never parsed into values.
+//!
+//! Layer order, outermost first: `FieldsLayer`, then `PaginationLayer`, then the handler,
+//! so the selection applies to the page's items. Each layer shares its configuration with
+//! its extractor through the request's extensions; without a layer the extractors use the
+//! defaults (page 1, limit 20, max 100, parameter `fields`).
+//!
+//! ```
+//! use axum::{Json, Router, routing::get};
+//! use tower::ServiceBuilder;
+//! use towerkit_paginate::{FieldsLayer, PaginationLayer};
+//! # use http_body_util::BodyExt;
+//! # use tower::ServiceExt;
+//!
+//! async fn products() -> Json<serde_json::Value> {
+//!     Json((1..=45).map(|id| serde_json::json!({"id": id, "name": format!("p{id}")})).collect())
+//! }
+//!
+//! let app = Router::new()
+//!     .route("/products", get(products))
+//!     .layer(ServiceBuilder::new().layer(FieldsLayer::default()).layer(PaginationLayer::default()));
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let request = http::Request::get("/products?page=3&fields=id").header("host", "api.example.com");
+//! let response = app.oneshot(request.body(axum::body::Body::empty()).unwrap()).await.unwrap();
+//! assert_eq!(response.headers()["x-total-count"], "45");
+//! assert_eq!(
+//!     response.headers()["link"],
+//!     "<http://api.example.com/products?fields=id&page=1>; rel=\"first\", \
+//!      <http://api.example.com/products?fields=id&page=2>; rel=\"prev\", \
+//!      <http://api.example.com/products?fields=id&page=3>; rel=\"last\""
+//! );
+//! let body = response.into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(
+//!     body,
+//!     r#"{"data":[{"id":41},{"id":42},{"id":43},{"id":44},{"id":45}],"pagination":{"page":3,"limit":20,"total":45,"totalPages":3,"hasNext":false,"hasPrevious":true}}"#
+//! );
+//! # });
+//! ```
+//!
+//! Customised: snake_case names, larger pages, strict limits and fields, a shared cursor
+//! key, and links to the public origin behind a proxy.
+//!
+//! ```
+//! use towerkit_paginate::{EnvelopeNames, FieldsConfig, FieldsLayer, PaginationConfig, PaginationLayer};
+//!
+//! let config = PaginationConfig::builder()
+//!     .default_limit(50)
+//!     .max_limit(500)
+//!     .strict(true)
+//!     .names(EnvelopeNames::snake_case())
+//!     .cursor_key(std::env::var("CURSOR_KEY").unwrap_or_else(|_| "x".repeat(32)).into_bytes())
+//!     .base_url("https://api.example.com")
+//!     .build()
+//!     .expect("valid pagination configuration");
+//! let pagination = PaginationLayer::new(config).array_at("/results").expect("valid pointer");
+//! let fields = FieldsLayer::new(FieldsConfig::builder().strict(true).build().expect("valid limits"));
+//! # let _ = (pagination, fields);
+//! ```
+//!
+//! Keyset pagination in a handler (cursors are base64url, HMAC-signed and bound to the
+//! path and the filter and sort parameters):
+//!
+//! ```no_run
+//! use towerkit_paginate::{Keyset, Page, Pagination, Problem};
+//!
+//! #[derive(serde::Serialize)]
+//! struct Product { id: i64, name: String }
+//!
+//! async fn list(pagination: Pagination) -> Result<Page<Product>, Problem> {
+//!     let limit = pagination.fetch_limit();
+//!     let rows: Vec<Product> = match pagination.keyset::<i64>()? {
+//!         Keyset::First => query("ORDER BY id LIMIT $1", &[limit]),
+//!         Keyset::After(id) => query("WHERE id > $2 ORDER BY id LIMIT $1", &[limit, id]),
+//!         Keyset::Before(id) => query("WHERE id < $2 ORDER BY id DESC LIMIT $1", &[limit, id]),
+//!     };
+//!     Ok(Page::keyset(rows, &pagination, |product| product.id))
+//! }
+//! # let _: axum::Router = axum::Router::new().route("/products", axum::routing::get(list));
+//! # fn query(_: &str, _: &[i64]) -> Vec<Product> { Vec::new() }
+//! ```
+
+mod config;
+mod cursor;
+mod envelope;
+mod extract;
+mod fields;
+mod layer;
+mod page;
+mod pointer;
+mod request;
+mod slice;
+
+pub use config::{
+    ConfigError, DEFAULT_MAX_LIMIT, DEFAULT_PAGE_LIMIT, EnvelopeNames, MIN_CURSOR_KEY_LEN,
+    PaginationConfig, PaginationConfigBuilder, ParamNames, Style,
+};
+pub use envelope::{PageInfo, X_TOTAL_COUNT};
+pub use extract::Fields;
+pub use fields::{
+    DEFAULT_MAX_DEPTH, DEFAULT_MAX_LENGTH, DEFAULT_MAX_NODES, FieldsConfig, FieldsConfigBuilder,
+    FieldsError, MAX_NODES, Projection, Selection, project,
+};
+pub use layer::{
+    FieldsLayer, FieldsPolicy, FieldsRewriter, Paginate, PaginationLayer, PaginationPolicy,
+    PaginationRewriter, SelectFields,
+};
+pub use page::{Page, Paginated};
+pub use pointer::{JsonPointer, TransformError};
+pub use request::{Keyset, Pagination};
+pub use slice::paginate;
+/// The RFC 9457 problem details every rejection here is made of (from `towerkit-json`).
+pub use towerkit_json::Problem;
