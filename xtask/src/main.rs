@@ -5,12 +5,15 @@
 //! - `run`: the same service check, then the example service.
 //! - `bench [FILTER] [--quick] [--save NAME] [--compare NAME] [--threshold PCT]`: criterion
 //!   benches, written to `target/xtask-bench/latest.json`.
+//! - `load <smoke|baseline|stress|spike|soak> [--duration D]`: load scenarios against the
+//!   example service, with wrk.
 //! - `fuzz [--seconds N] [TARGET...]`: the libFuzzer targets in `fuzz/targets`.
 //! - `ci`: formatting, clippy, docs, tests, bench build, cargo-deny: what `.ci/run` runs.
 
 mod bench;
 mod ci;
 mod fuzz;
+mod load;
 mod services;
 
 use std::path::{Path, PathBuf};
@@ -25,12 +28,14 @@ fn main() -> ExitCode {
         "run" => run(&rest),
         "bench" => bench::bench(&rest),
         "fuzz" => fuzz::fuzz(&rest),
+        "load" => load::load(&rest),
         "ci" => ci::ci(),
         _ => {
-            eprintln!("usage: cargo xtask <test|run|bench|fuzz|ci> [ARGS]\n");
+            eprintln!("usage: cargo xtask <test|run|bench|load|fuzz|ci> [ARGS]\n");
             eprintln!("  test [CARGO TEST ARGS]  start PostgreSQL/Redis if needed, run every test");
             eprintln!("  run                     start PostgreSQL/Redis if needed, run the example service");
             eprintln!("  bench [FILTER] [--quick] [--save NAME] [--compare NAME] [--threshold PCT]");
+            eprintln!("  load <smoke|baseline|stress|spike|soak> [--duration 10m]  load the example service");
             eprintln!("  fuzz [--seconds N] [TARGET...]  run the libFuzzer targets (default 60 s each)");
             eprintln!("  ci                      fmt, clippy, doc, test, bench build, cargo-deny");
             return ExitCode::FAILURE;

@@ -1,0 +1,457 @@
+//! `cargo xtask load <smoke|baseline|stress|spike|soak> [--duration D]`: load scenarios
+//! against the example service with wrk, on 127.0.0.1 only, bounded in time.
+//!
+//! Each run builds and starts the service (release), sends a request mix (list pages, field
+//! selections, detail reads, a small share of writes) and reports requests/s, latency
+//! percentiles, error rate, cache hit ratio (from `/metrics` before and after), DB pool
+//! saturation and the service's RSS at start and end: a table on the terminal,
+//! `target/xtask-load/<scenario>.json` and `target/xtask-load/<scenario>.md`. `baseline`
+//! also runs a list-only load against the service and against a second instance started
+//! with `LAYERS=none`, and prints their throughput ratio. Exceeding a scenario's error-rate
+//! or latency bounds exits non-zero.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::services::{Services, free_port};
+use crate::{Result, cargo, run_command, target_dir};
+
+/// One load step: `connections` for `seconds`.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    connections: u32,
+    seconds: u64,
+}
+
+/// A scenario: its steps and the bounds it must stay within.
+#[derive(Debug)]
+struct Scenario {
+    name: &'static str,
+    steps: Vec<Step>,
+    /// Highest acceptable error rate, in percent of requests.
+    max_error_pct: f64,
+    /// Latency bounds in milliseconds.
+    max_p95_ms: f64,
+    max_p99_ms: f64,
+}
+
+/// The bounds are set for a 2-core machine that runs the load generator, the service,
+/// PostgreSQL and Redis together; on a bigger machine they hold with room to spare.
+fn scenario(name: &str, duration: Option<u64>) -> Result<Scenario> {
+    let step = |connections, seconds| Step { connections, seconds };
+    let scenario = match name {
+        "smoke" => Scenario { name: "smoke", steps: vec![step(5, 10)], max_error_pct: 0.1, max_p95_ms: 50.0, max_p99_ms: 150.0 },
+        "baseline" => Scenario { name: "baseline", steps: vec![step(20, 60)], max_error_pct: 0.1, max_p95_ms: 100.0, max_p99_ms: 250.0 },
+        "stress" => Scenario {
+            name: "stress",
+            steps: vec![step(50, 20), step(100, 20), step(150, 20)],
+            max_error_pct: 0.1,
+            max_p95_ms: 500.0,
+            max_p99_ms: 1000.0,
+        },
+        "spike" => Scenario { name: "spike", steps: vec![step(200, 15)], max_error_pct: 0.1, max_p95_ms: 1000.0, max_p99_ms: 2000.0 },
+        "soak" => Scenario {
+            name: "soak",
+            steps: vec![step(30, duration.unwrap_or(600))],
+            max_error_pct: 0.1,
+            max_p95_ms: 100.0,
+            max_p99_ms: 250.0,
+        },
+        other => return Err(format!("unknown scenario {other:?}: expected smoke, baseline, stress, spike or soak")),
+    };
+    Ok(scenario)
+}
+
+/// The request mix, as a wrk Lua script. `done` prints one JSON line with the figures.
+const MIX_SCRIPT: &str = r#"
+local counter = 0
+local body = '{"name":"Load test teapot","category_id":1,"price_cents":1999,"stock":3}'
+function setup(thread)
+  counter = counter + 1
+  thread:set("id", counter)
+end
+function init(args)
+  math.randomseed(os.time() * 1000 + id)
+  mode = args[1] or "mix"
+end
+function request()
+  if mode == "list" then
+    return wrk.format("GET", "/api/products?page=" .. math.random(1, 20) .. "&limit=20")
+  end
+  local r = math.random(1000)
+  if r <= 550 then
+    return wrk.format("GET", "/api/products?page=" .. math.random(1, 20) .. "&limit=20")
+  elseif r <= 700 then
+    return wrk.format("GET", "/api/products?page=" .. math.random(1, 5) .. "&limit=50&fields=id,name,price_cents")
+  elseif r <= 950 then
+    return wrk.format("GET", "/api/products/" .. math.random(1, 500))
+  elseif r <= 990 then
+    return wrk.format("GET", "/api/categories?page=" .. math.random(1, 2) .. "&limit=20")
+  else
+    return wrk.format("PUT", "/api/products/" .. math.random(9000, 10000), {["Content-Type"] = "application/json"}, body)
+  end
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests":%d,"duration_us":%d,"connect_errors":%d,"read_errors":%d,"write_errors":%d,"status_errors":%d,"timeouts":%d,"p50_us":%d,"p95_us":%d,"p99_us":%d,"max_us":%d}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.max))
+end
+"#;
+
+pub(crate) fn load(args: &[String]) -> Result {
+    let mut name = None;
+    let mut duration = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--duration" => {
+                let text = args.next().ok_or("--duration needs a value such as 10m or 90s")?;
+                duration = Some(parse_duration(text)?);
+            }
+            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
+            scenario => name = Some(scenario.to_owned()),
+        }
+    }
+    let scenario = scenario(name.as_deref().unwrap_or("smoke"), duration)?;
+    ensure_wrk()?;
+    let services = Services::ensure()?;
+    run_command(cargo().args(["build", "--release", "--locked", "--package", "example-service"]))?;
+
+    let dir = target_dir().join("xtask-load");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let script = dir.join("mix.lua");
+    std::fs::write(&script, MIX_SCRIPT).map_err(|e| e.to_string())?;
+
+    let layered = Instance::start(&services, "all")?;
+    let rss_start = layered.rss_kib();
+    let before = layered.metrics()?;
+    let mut steps = Vec::new();
+    for step in &scenario.steps {
+        eprintln!("xtask load: {} connections for {} s (mix)", step.connections, step.seconds);
+        steps.push(wrk(&script, layered.port, *step, "mix")?);
+    }
+    let after = layered.metrics()?;
+    let rss_end = layered.rss_kib();
+    let total = merge(&steps);
+
+    let hits = counter_delta(&before, &after, "http_cache_requests_total", Some("result=\"hit\""));
+    let lookups = counter_delta(&before, &after, "http_cache_requests_total", None);
+    let hit_ratio = if lookups > 0.0 { hits / lookups } else { 0.0 };
+    let pool_max = gauge(&after, "db_client_connection_max").unwrap_or(0.0);
+    let pool_waiting = gauge(&after, "db_client_connection_pending_requests").unwrap_or(0.0);
+
+    let mut report = json!({
+        "scenario": scenario.name,
+        "steps": scenario.steps.iter().map(|s| json!({"connections": s.connections, "seconds": s.seconds})).collect::<Vec<_>>(),
+        "requests": total.requests,
+        "requests_per_second": total.rps(),
+        "latency_ms": {"p50": total.p50_ms, "p95": total.p95_ms, "p99": total.p99_ms, "max": total.max_ms},
+        "error_rate_pct": total.error_pct(),
+        "cache_hit_ratio": hit_ratio,
+        "db_pool": {"max": pool_max, "waiting_at_end": pool_waiting},
+        "rss_kib": {"start": rss_start, "end": rss_end},
+        "bounds": {"max_error_pct": scenario.max_error_pct, "max_p95_ms": scenario.max_p95_ms, "max_p99_ms": scenario.max_p99_ms},
+    });
+
+    if scenario.name == "baseline" {
+        let list = Step { connections: 20, seconds: 20 };
+        eprintln!("xtask load: list endpoint only, all layers");
+        let with_layers = wrk(&script, layered.port, list, "list")?;
+        drop(layered);
+        let bare = Instance::start(&services, "none")?;
+        eprintln!("xtask load: list endpoint only, LAYERS=none");
+        let without_layers = wrk(&script, bare.port, list, "list")?;
+        report["list_endpoint"] = json!({
+            "layers_all_rps": with_layers.rps(),
+            "layers_none_rps": without_layers.rps(),
+            "ratio": with_layers.rps() / without_layers.rps().max(f64::MIN_POSITIVE),
+            "layers_all_p99_ms": with_layers.p99_ms,
+            "layers_none_p99_ms": without_layers.p99_ms,
+        });
+    }
+
+    let violations = violations(&scenario, &total);
+    report["violations"] = json!(violations);
+    let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join(format!("{}.json", scenario.name)), text + "\n").map_err(|e| e.to_string())?;
+    let markdown = markdown(&report);
+    std::fs::write(dir.join(format!("{}.md", scenario.name)), &markdown).map_err(|e| e.to_string())?;
+    println!("\n{markdown}");
+    if violations.is_empty() { Ok(()) } else { Err(format!("bounds exceeded: {}", violations.join("; "))) }
+}
+
+/// wrk's figures for one step (or several merged).
+#[derive(Debug, Default, Clone)]
+struct Figures {
+    requests: f64,
+    seconds: f64,
+    errors: f64,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+impl Figures {
+    fn rps(&self) -> f64 {
+        if self.seconds > 0.0 { self.requests / self.seconds } else { 0.0 }
+    }
+
+    fn error_pct(&self) -> f64 {
+        if self.requests > 0.0 { self.errors / self.requests * 100.0 } else { 0.0 }
+    }
+}
+
+/// Sums counts; keeps the worst percentile of any step (a conservative merge).
+fn merge(steps: &[Figures]) -> Figures {
+    let mut total = Figures::default();
+    for step in steps {
+        total.requests += step.requests;
+        total.seconds += step.seconds;
+        total.errors += step.errors;
+        total.p50_ms = total.p50_ms.max(step.p50_ms);
+        total.p95_ms = total.p95_ms.max(step.p95_ms);
+        total.p99_ms = total.p99_ms.max(step.p99_ms);
+        total.max_ms = total.max_ms.max(step.max_ms);
+    }
+    total
+}
+
+fn violations(scenario: &Scenario, total: &Figures) -> Vec<String> {
+    let mut found = Vec::new();
+    if total.requests == 0.0 {
+        found.push("no request completed".to_owned());
+    }
+    if total.error_pct() > scenario.max_error_pct {
+        found.push(format!("error rate {:.3}% > {}%", total.error_pct(), scenario.max_error_pct));
+    }
+    if total.p95_ms > scenario.max_p95_ms {
+        found.push(format!("p95 {:.1} ms > {} ms", total.p95_ms, scenario.max_p95_ms));
+    }
+    if total.p99_ms > scenario.max_p99_ms {
+        found.push(format!("p99 {:.1} ms > {} ms", total.p99_ms, scenario.max_p99_ms));
+    }
+    found
+}
+
+fn wrk(script: &std::path::Path, port: u16, step: Step, mode: &str) -> Result<Figures> {
+    let threads = step.connections.clamp(1, 2);
+    let output = Command::new("wrk")
+        .args(["-t", &threads.to_string(), "-c", &step.connections.to_string()])
+        .args(["-d", &format!("{}s", step.seconds), "--timeout", "5s", "-s"])
+        .arg(script)
+        .arg(format!("http://127.0.0.1:{port}"))
+        .args(["--", mode])
+        .output()
+        .map_err(|e| format!("cannot run wrk: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("WRK_JSON "))
+        .ok_or_else(|| format!("wrk printed no figures: {stdout}{}", String::from_utf8_lossy(&output.stderr)))?;
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("wrk figures: {e}"))?;
+    let n = |key: &str| v[key].as_f64().unwrap_or(0.0);
+    Ok(Figures {
+        requests: n("requests"),
+        seconds: n("duration_us") / 1e6,
+        errors: n("connect_errors") + n("read_errors") + n("write_errors") + n("status_errors") + n("timeouts"),
+        p50_ms: n("p50_us") / 1e3,
+        p95_ms: n("p95_us") / 1e3,
+        p99_ms: n("p99_us") / 1e3,
+        max_ms: n("max_us") / 1e3,
+    })
+}
+
+fn ensure_wrk() -> Result {
+    if Command::new("wrk").arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    eprintln!("xtask load: wrk is missing; installing it with apt-get");
+    let installed = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "wrk"])
+        .status()
+        .is_ok_and(|s| s.success())
+        || (Command::new("apt-get").args(["update", "-qq"]).status().is_ok_and(|s| s.success())
+            && Command::new("apt-get").args(["install", "-y", "-qq", "wrk"]).status().is_ok_and(|s| s.success()));
+    if installed { Ok(()) } else { Err("wrk is not installed: install it (Debian/Ubuntu: `apt-get install wrk`)".to_owned()) }
+}
+
+/// A running example service, killed on drop.
+struct Instance {
+    child: Child,
+    port: u16,
+}
+
+impl Instance {
+    fn start(services: &Services, layers: &str) -> Result<Self> {
+        let port = free_port()?;
+        let binary = target_dir().join("release").join("example-service");
+        let mut command = Command::new(binary);
+        services.export(&mut command);
+        command
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("LAYERS", layers)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()))
+            .stdout(Stdio::null());
+        let child = command.spawn().map_err(|e| format!("cannot start the example service: {e}"))?;
+        let mut instance = Instance { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if http_get(port, "/health/ready").is_ok_and(|(status, _)| status == 200) {
+                break;
+            }
+            if Instant::now() > deadline || instance.child.try_wait().ok().flatten().is_some() {
+                return Err(format!("the example service (LAYERS={layers}) did not become ready"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(instance)
+    }
+
+    fn metrics(&self) -> Result<String> {
+        match http_get(self.port, "/metrics")? {
+            (200, body) => Ok(body),
+            (status, _) => Err(format!("/metrics answered {status}")),
+        }
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 GET on 127.0.0.1: status and body.
+fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or("malformed HTTP response")?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Sum of a Prometheus counter's samples (optionally those whose labels contain `filter`).
+fn counter(text: &str, name: &str, filter: Option<&str>) -> f64 {
+    samples(text, name).filter(|(labels, _)| filter.is_none_or(|f| labels.contains(f))).map(|(_, v)| v).sum()
+}
+
+fn counter_delta(before: &str, after: &str, name: &str, filter: Option<&str>) -> f64 {
+    counter(after, name, filter) - counter(before, name, filter)
+}
+
+fn gauge(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = samples(text, name).map(|(_, v)| v).collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// `(labels, value)` of every sample of metric `name` (chunked-encoding size lines and
+/// comments are skipped by construction: they do not start with the name).
+fn samples<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = (&'a str, f64)> + 'a {
+    text.lines().filter_map(move |line| {
+        let rest = line.strip_prefix(name)?;
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(rest) => rest.split_once('}')?,
+            None if rest.starts_with(' ') => ("", rest),
+            None => return None,
+        };
+        Some((labels, value.trim().split(' ').next()?.parse().ok()?))
+    })
+}
+
+fn markdown(report: &Value) -> String {
+    let mut rows = BTreeMap::new();
+    let f = |v: &Value| v.as_f64().map(|x| format!("{x:.2}")).unwrap_or_else(|| v.to_string());
+    rows.insert("1 requests/s", f(&report["requests_per_second"]));
+    rows.insert("2 latency p50 / p95 / p99 / max (ms)", format!(
+        "{} / {} / {} / {}",
+        f(&report["latency_ms"]["p50"]),
+        f(&report["latency_ms"]["p95"]),
+        f(&report["latency_ms"]["p99"]),
+        f(&report["latency_ms"]["max"])
+    ));
+    rows.insert("3 error rate (%)", f(&report["error_rate_pct"]));
+    rows.insert("4 cache hit ratio", f(&report["cache_hit_ratio"]));
+    rows.insert("5 DB pool max / waiting at end", format!("{} / {}", f(&report["db_pool"]["max"]), f(&report["db_pool"]["waiting_at_end"])));
+    rows.insert("6 RSS start / end (KiB)", format!("{} / {}", report["rss_kib"]["start"], report["rss_kib"]["end"]));
+    if let Some(list) = report.get("list_endpoint") {
+        rows.insert("7 list endpoint req/s, all layers", f(&list["layers_all_rps"]));
+        rows.insert("8 list endpoint req/s, LAYERS=none", f(&list["layers_none_rps"]));
+        rows.insert("9 list endpoint throughput ratio", f(&list["ratio"]));
+    }
+    let mut text = format!("# Load scenario `{}`\n\n| figure | value |\n|---|---|\n", report["scenario"].as_str().unwrap_or("?"));
+    for (key, value) in rows {
+        text.push_str(&format!("| {} | {value} |\n", &key[2..]));
+    }
+    let violations = report["violations"].as_array().map(Vec::len).unwrap_or(0);
+    text.push_str(&format!(
+        "\nBounds: error rate <= {}%, p95 <= {} ms, p99 <= {} ms: {}\n",
+        report["bounds"]["max_error_pct"],
+        report["bounds"]["max_p95_ms"],
+        report["bounds"]["max_p99_ms"],
+        if violations == 0 { "met" } else { "EXCEEDED" }
+    ));
+    text
+}
+
+fn parse_duration(text: &str) -> Result<u64> {
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = number.parse().map_err(|_| format!("bad duration {text:?}"))?;
+    match unit {
+        "" | "s" => Ok(n),
+        "m" => Ok(n * 60),
+        "h" => Ok(n * 3600),
+        _ => Err(format!("bad duration {text:?}: use s, m or h")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_prometheus_samples() {
+        let text = "# HELP x\nhttp_cache_requests_total{result=\"hit\",tier=\"l1\"} 10\nhttp_cache_requests_total{result=\"miss\"} 5\nhttp_cache_requests_total_other 99\ndb_client_connection_max 16\n";
+        assert_eq!(counter(text, "http_cache_requests_total", None), 15.0);
+        assert_eq!(counter(text, "http_cache_requests_total", Some("result=\"hit\"")), 10.0);
+        assert_eq!(gauge(text, "db_client_connection_max"), Some(16.0));
+        assert_eq!(gauge(text, "absent"), None);
+    }
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("10m"), Ok(600));
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("45"), Ok(45));
+        assert!(parse_duration("ten").is_err());
+    }
+
+    #[test]
+    fn flags_scenario_bounds() {
+        let scenario = scenario("smoke", None).unwrap();
+        let fine = Figures { requests: 1000.0, seconds: 10.0, p95_ms: 10.0, p99_ms: 20.0, ..Figures::default() };
+        assert!(violations(&scenario, &fine).is_empty());
+        let slow = Figures { errors: 5.0, p99_ms: 900.0, ..fine };
+        assert_eq!(violations(&scenario, &slow).len(), 2);
+    }
+}
