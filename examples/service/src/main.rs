@@ -1,52 +1,43 @@
-//! The towerkit example service (first cut): an axum app behind `StripNullsLayer`.
-//! `cargo xtask run` starts it; `BIND_ADDR` sets the address (default 127.0.0.1:3000).
+//! Starts the example service: `cargo xtask run`, or `cargo run -p example-service` with
+//! the environment described in `example_service::Config`.
 
-use axum::{Json, Router, routing::get};
-use serde::Serialize;
-use towerkit_nulls::StripNullsLayer;
-
-#[derive(Serialize)]
-struct Product {
-    id: u64,
-    name: &'static str,
-    discount: Option<f64>,
-}
-
-/// The application's routes and layers.
-fn app() -> Router {
-    Router::new()
-        .route(
-            "/api/products/{id}",
-            get(|axum::extract::Path(id): axum::extract::Path<u64>| async move {
-                Json(Product { id, name: "Teapot", discount: None })
-            }),
-        )
-        .layer(StripNullsLayer::new())
-}
+use example_service::{AppState, Config, app};
+use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
-    let address = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")))
+        .init();
+    let config = Config::from_env()?;
+    let address = config.bind_addr.clone();
+    let layers = config.layers;
+    let state = AppState::connect(config).await?;
     let listener = tokio::net::TcpListener::bind(&address).await?;
-    tracing::info!("listening on http://{address}");
-    axum::serve(listener, app())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
+    tracing::info!(?layers, "listening on http://{address}");
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown()).await?;
+    tracing::info!("shut down");
+    Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-
-    #[tokio::test]
-    async fn product_nulls_are_stripped() {
-        let request = axum::http::Request::get("/api/products/7").body(axum::body::Body::empty()).unwrap();
-        let response = super::app().oneshot(request).await.unwrap();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(body, r#"{"id":7,"name":"Teapot"}"#);
+/// Resolves on SIGINT or SIGTERM; in-flight requests then finish before the process exits.
+async fn shutdown() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
     }
 }

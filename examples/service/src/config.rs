@@ -1,0 +1,121 @@
+//! Configuration from the environment, with defaults that work against the local services.
+
+use std::time::Duration;
+
+/// Everything the service reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `BIND_ADDR`: where to listen. Default `127.0.0.1:3000`.
+    pub bind_addr: String,
+    /// `DATABASE_URL`. Default `postgres://postgres@127.0.0.1:5432/postgres`.
+    pub database_url: String,
+    /// `REDIS_URL`: when set, a tiered cache (memory in front of Redis); otherwise memory only.
+    pub redis_url: Option<String>,
+    /// `LAYERS`: `all` (default) or `none`, the same routes without any towerkit layer, for
+    /// side-by-side measurement.
+    pub layers: Layers,
+    /// `CACHE_TTL_SECS`: how long responses without their own freshness are cached. Default 60.
+    pub cache_ttl: Duration,
+    /// `CACHE_CAPACITY_MB`: the in-memory cache's size. Default 64.
+    pub cache_capacity_bytes: u64,
+    /// `SLOW_WARN_MS` / `SLOW_ERROR_MS`: slow request and query thresholds. Default 500 / 1000.
+    pub slow_warn: Duration,
+    /// See `slow_warn`.
+    pub slow_error: Duration,
+    /// `REQUEST_TIMEOUT_SECS`: a request taking longer gets a 503. Default 10.
+    pub request_timeout: Duration,
+}
+
+/// Which layers the service runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layers {
+    /// Every towerkit layer.
+    All,
+    /// None of them: the bare routes.
+    None,
+}
+
+/// A variable that is set but cannot be used.
+#[derive(Debug)]
+pub struct ConfigError(String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let number = |name: &str, default: u64| -> Result<u64, ConfigError> {
+            match lookup(name) {
+                None => Ok(default),
+                Some(text) => text
+                    .trim()
+                    .parse()
+                    .map_err(|_| ConfigError(format!("{name} must be a whole number, got {text:?}"))),
+            }
+        };
+        let layers = match lookup("LAYERS").as_deref().map(str::trim) {
+            None | Some("" | "all") => Layers::All,
+            Some("none") => Layers::None,
+            Some(other) => return Err(ConfigError(format!("LAYERS must be `all` or `none`, got {other:?}"))),
+        };
+        let slow_warn = Duration::from_millis(number("SLOW_WARN_MS", 500)?);
+        let slow_error = Duration::from_millis(number("SLOW_ERROR_MS", 1000)?);
+        if slow_warn > slow_error {
+            return Err(ConfigError("SLOW_WARN_MS must not exceed SLOW_ERROR_MS".to_owned()));
+        }
+        Ok(Config {
+            bind_addr: lookup("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:3000".to_owned()),
+            database_url: lookup("DATABASE_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
+            redis_url: lookup("REDIS_URL").filter(|url| !url.trim().is_empty()),
+            layers,
+            cache_ttl: Duration::from_secs(number("CACHE_TTL_SECS", 60)?),
+            cache_capacity_bytes: number("CACHE_CAPACITY_MB", 64)? * 1024 * 1024,
+            slow_warn,
+            slow_error,
+            request_timeout: Duration::from_secs(number("REQUEST_TIMEOUT_SECS", 10)?.max(1)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()))
+    }
+
+    #[test]
+    fn defaults_work_on_a_local_machine() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.bind_addr, "127.0.0.1:3000");
+        assert_eq!(config.layers, Layers::All);
+        assert_eq!(config.redis_url, None);
+        assert_eq!(config.cache_ttl, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let error = config(&[("CACHE_TTL_SECS", "soon")]).unwrap_err();
+        assert!(error.to_string().contains("CACHE_TTL_SECS"));
+        assert!(config(&[("LAYERS", "some")]).is_err());
+        assert!(config(&[("SLOW_WARN_MS", "2000"), ("SLOW_ERROR_MS", "1000")]).is_err());
+    }
+
+    #[test]
+    fn layers_none_is_recognised() {
+        assert_eq!(config(&[("LAYERS", "none")]).unwrap().layers, Layers::None);
+    }
+}

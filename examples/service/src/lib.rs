@@ -1,0 +1,204 @@
+//! The towerkit example service: a PostgreSQL-backed catalog API with every towerkit layer,
+//! composed the way a production service would. Copy it to start a new service.
+//!
+//! [`AppState::connect`] builds what the service needs from a [`Config`] (the pool, the
+//! migrations, the cache, the metrics recorder); [`app`] turns that into the `Router`, so
+//! tests drive the real application with `oneshot`.
+
+pub mod catalog;
+pub mod config;
+pub mod migrate;
+
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderName, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use towerkit_cache::{CacheHandle, CacheLayer, MemoryStore, RedisStore, TieredStore};
+use towerkit_compress::CompressionLayer;
+use towerkit_db::{Db, DbConfig};
+use towerkit_nulls::StripNullsLayer;
+use towerkit_paginate::{FieldsLayer, PaginationLayer};
+use towerkit_timing::{Thresholds, TimingLayer};
+
+pub use config::{Config, Layers};
+
+/// The largest request body accepted (a product is well under 8 KiB).
+const BODY_LIMIT: usize = 64 * 1024;
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What handlers share: the database, the cache's handle (absent with `LAYERS=none`) and
+/// the metrics exporter.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The pooled, timed PostgreSQL client.
+    pub db: Db,
+    /// The cache layer itself, when the service runs with layers.
+    cache: Option<CacheLayer>,
+    metrics: PrometheusHandle,
+    config: Arc<Config>,
+}
+
+/// A failure while starting the service.
+#[derive(Debug)]
+pub struct StartError(String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl AppState {
+    /// Connects to PostgreSQL (and Redis when configured), applies the migrations, and
+    /// builds the cache.
+    pub async fn connect(config: Config) -> Result<Self, StartError> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| StartError(format!("{what}: {e}"));
+        let db_config = DbConfig::from_url(&config.database_url)
+            .map_err(|e| fail("DATABASE_URL", &e))?
+            .application_name("example-service");
+        let db = Db::connect(db_config).await.map_err(|e| fail("PostgreSQL", &e))?;
+        migrate::migrate(&db).await.map_err(|e| fail("PostgreSQL", &e))?;
+
+        let cache = match config.layers {
+            Layers::None => None,
+            Layers::All => {
+                let memory = MemoryStore::new(config.cache_capacity_bytes);
+                let layer = match &config.redis_url {
+                    // Tiered: each instance answers hot keys from memory, shares the rest
+                    // through Redis, and Redis pub/sub carries invalidations to every instance.
+                    Some(url) => {
+                        let redis = RedisStore::builder(url.clone())
+                            .prefix("example-service:")
+                            .connect()
+                            .await
+                            .map_err(|e| fail("REDIS_URL", &e))?;
+                        CacheLayer::new(TieredStore::new(memory, redis))
+                    }
+                    None => CacheLayer::new(memory),
+                };
+                Some(layer.default_ttl(config.cache_ttl))
+            }
+        };
+        Ok(AppState { db, cache, metrics: metrics_recorder(), config: Arc::new(config) })
+    }
+
+    /// The cache's handle, for invalidation and statistics (`None` with `LAYERS=none`).
+    pub fn cache(&self) -> Option<CacheHandle> {
+        self.cache.as_ref().map(CacheLayer::handle)
+    }
+
+    /// Drops cached responses tagged with any of `tags`. A failure (Redis down) is logged,
+    /// not returned: the write itself succeeded, and entries expire with their TTL.
+    pub async fn invalidate(&self, tags: &[&str]) {
+        let Some(cache) = self.cache() else {
+            return;
+        };
+        for tag in tags {
+            if let Err(error) = cache.invalidate_tag(tag).await {
+                tracing::warn!(tag, %error, "cache invalidation failed");
+            }
+        }
+    }
+}
+
+/// The application: `/api/*` behind the towerkit stack, and the operational routes
+/// (`/metrics`, `/health/live`, `/health/ready`) beside it, uncached and unpaged.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/products", get(catalog::list_products).post(catalog::create_product))
+        .route(
+            "/api/products/{id}",
+            get(catalog::get_product).put(catalog::replace_product).delete(catalog::delete_product),
+        )
+        .route("/api/categories", get(catalog::list_categories))
+        .with_state(state.clone());
+
+    let api = match (&state.cache, state.config.layers) {
+        (Some(cache), Layers::All) => api.layer(
+            // Outermost first, the order of DESIGN.md's data flow.
+            ServiceBuilder::new()
+                // Measures the whole request (cache hits included), logs slow ones, and
+                // writes Server-Timing with the DB time of this request's queries and the
+                // cache result. Added with Router::layer, so it sees the route template.
+                .layer(
+                    TimingLayer::new()
+                        .server_timing(true)
+                        .slow(Thresholds::new(state.config.slow_warn, state.config.slow_error).unwrap_or_default()),
+                )
+                // A hit returns stored bytes, already compressed, and skips everything below.
+                .layer(cache.clone())
+                // Compresses what the cache stores, once per negotiated encoding.
+                .layer(CompressionLayer::new())
+                // The JSON layers need plain JSON, so they sit inside compression.
+                .layer(StripNullsLayer::new())
+                // `fields=` applies to each item of the page envelope built below it.
+                .layer(FieldsLayer::default())
+                // Pages whole arrays (categories); leaves handler-paged `Page<T>` alone.
+                .layer(PaginationLayer::default()),
+        ),
+        _ => api,
+    };
+
+    let ops = Router::new().route("/metrics", get(metrics)).with_state(state.clone()).merge(state.db.health_routes());
+
+    api.merge(ops).layer(
+        ServiceBuilder::new()
+            // Every request gets an id (or keeps the caller's), echoed in the response and logs.
+            .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
+            .layer(TraceLayer::new_for_http())
+            .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+            // No request holds a connection forever; the client gets a 503.
+            .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, state.config.request_timeout))
+            // Bodies are bounded before any handler reads them.
+            .layer(RequestBodyLimitLayer::new(BODY_LIMIT)),
+    )
+}
+
+/// `GET /metrics`: Prometheus text, with the pool gauges refreshed first.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.db.record_pool_metrics();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+/// The process-wide Prometheus recorder, with OpenTelemetry's histogram buckets for the
+/// HTTP and DB durations. Installed once; later calls (tests building several apps) reuse it.
+fn metrics_recorder() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(towerkit_timing::HTTP_SERVER_REQUEST_DURATION.into()),
+                    &towerkit_timing::HTTP_DURATION_BUCKETS,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(towerkit_timing::DB_CLIENT_OPERATION_DURATION.into()),
+                        &towerkit_timing::DB_DURATION_BUCKETS,
+                    )
+                });
+            let recorder = match builder {
+                Ok(builder) => builder.build_recorder(),
+                Err(_) => PrometheusBuilder::new().build_recorder(),
+            };
+            let handle = recorder.handle();
+            // Another recorder may already be installed (a test harness): then this handle
+            // renders nothing, which the metrics test would show.
+            let _ = metrics::set_global_recorder(recorder);
+            towerkit_timing::describe_metrics();
+            handle
+        })
+        .clone()
+}
