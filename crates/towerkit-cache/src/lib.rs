@@ -1,1 +1,153 @@
-//! towerkit-cache
+//! `CacheLayer`: HTTP response caching for tower services, as RFC 9111 describes a shared
+//! cache, with in-memory, Redis and tiered stores.
+//!
+//! Put it in front of an axum router or any hyper service: a hit answers from stored bytes
+//! (already compressed, when compression sits inside the cache) without calling the inner
+//! service; a miss forwards, streams the response to the client and stores it once complete.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//!
+//! use axum::{Router, routing::get};
+//! use towerkit_cache::{CacheLayer, MemoryStore};
+//! # use tower::ServiceExt;
+//!
+//! let calls = Arc::new(AtomicUsize::new(0));
+//! let counter = calls.clone();
+//! let app = Router::new()
+//!     .route("/products", get(move || async move {
+//!         counter.fetch_add(1, Ordering::SeqCst);
+//!         ([("cache-control", "max-age=60")], "[1,2,3]")
+//!     }))
+//!     .layer(CacheLayer::new(MemoryStore::new(64 * 1024 * 1024)));
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let request = || http::Request::get("/products").body(axum::body::Body::empty()).unwrap();
+//! let first = app.clone().oneshot(request()).await.unwrap();
+//! assert_eq!(first.headers()["cache-status"], "towerkit; fwd=miss; stored");
+//! # axum::body::to_bytes(first.into_body(), usize::MAX).await.unwrap();
+//! let second = app.oneshot(request()).await.unwrap();
+//! let status = second.headers()["cache-status"].to_str().unwrap();
+//! assert!(status.starts_with("towerkit; hit; ttl="), "{status}");
+//! assert_eq!(calls.load(Ordering::SeqCst), 1);
+//! # });
+//! ```
+//!
+//! Configured for an application: cache list routes for 60 s when handlers say nothing,
+//! keep tenants apart, ignore tracking parameters, skip `/admin`, send `X-Cache`.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use http::HeaderName;
+//! use towerkit_cache::{CacheLayer, MemoryStore};
+//!
+//! let layer = CacheLayer::new(MemoryStore::new(256 * 1024 * 1024))
+//!     .route_ttl("/products", Duration::from_secs(60))
+//!     .key_header(HeaderName::from_static("x-tenant"))
+//!     .ignore_query_param("utm_*")
+//!     .predicate(|request: &http::request::Parts| !request.uri.path().starts_with("/admin"))
+//!     .x_cache(true);
+//! let handle = layer.handle(); // keep in the application state to invalidate
+//! # let _ = handle;
+//! ```
+//!
+//! # What it does (RFC 9111, shared cache)
+//!
+//! - Freshness from `Surrogate-Control` (when enabled), `s-maxage`, `max-age`, `Expires`,
+//!   then the route's default TTL, then heuristics (10 % of the `Last-Modified` age for
+//!   heuristically cacheable statuses). `Age` is computed and sent on every stored answer;
+//!   an invalid `Age` from upstream makes the response stale.
+//! - Storage: not for `no-store`, `private`, `Vary: *`, partial (206) responses, unknown
+//!   statuses with `must-understand`, or responses to `no-store` requests. Responses with
+//!   `Set-Cookie` are not stored unless `private="Set-Cookie"` says the cookie may be
+//!   dropped; a request with `Authorization` is neither answered from nor stored in the
+//!   cache unless the response says `public`, `s-maxage` or `must-revalidate`. Hop-by-hop
+//!   fields, fields named by `no-cache="…"`/`private="…"`, and the tag header are not
+//!   stored.
+//! - Request directives: `no-cache`, `no-store`, `max-age`, `max-stale`, `min-fresh`,
+//!   `only-if-cached` (a `504` when nothing usable is stored), and `Pragma: no-cache`
+//!   without `Cache-Control`.
+//! - `Vary`, including `*`, matched on normalized values; `Accept-Encoding` is matched
+//!   against the stored response's `Content-Encoding`, so there is one variant per coding
+//!   (see the `key` rules below).
+//! - Revalidation: a stale entry with `ETag`/`Last-Modified` is revalidated with
+//!   `If-None-Match`/`If-Modified-Since`; a `304` updates the stored fields (§4.3.4) except
+//!   those describing the stored body. Clients' own conditional requests get a `304` from a
+//!   usable entry; `Range` requests get a `206` from a complete stored `200`.
+//! - `stale-while-revalidate` serves stale and refreshes once in the background;
+//!   `stale-if-error` (and the configurable [`grace`](CacheLayer::grace)) serves stale when
+//!   the origin errors, answers 5xx, or exceeds [`origin_timeout`](CacheLayer::origin_timeout).
+//!   `must-revalidate`, `proxy-revalidate`, `s-maxage` and `no-cache` forbid all stale use.
+//! - Unsafe methods (anything but GET, HEAD, OPTIONS, TRACE, …) that succeed (2xx, 3xx)
+//!   invalidate the target URI and the same-origin `Location` and `Content-Location`.
+//! - Concurrent misses for one key make one origin call; the others wait (bounded by
+//!   [`coalesce_timeout`](CacheLayer::coalesce_timeout)) and are answered from the store.
+//!   When the response turns out not storable, they go to the origin themselves: a
+//!   response is never handed from one request to another.
+//! - Bodies stream: the client gets the response as it arrives; it is stored only once
+//!   complete and if within [`max_body`](CacheLayer::max_body) (8 MiB by default).
+//! - Application policy: [`default_ttl`](CacheLayer::default_ttl) /
+//!   [`route_ttl`](CacheLayer::route_ttl), [`key_header`](CacheLayer::key_header),
+//!   [`ignore_query_param`](CacheLayer::ignore_query_param),
+//!   [`predicate`](CacheLayer::predicate), tags from the `Cache-Tag` response header
+//!   (removed before the client sees it) and a [`CacheHandle`] to invalidate by tag or
+//!   path, purge and read counts.
+//!
+//! Every response through the layer carries `Cache-Status` (RFC 9211):
+//! `towerkit; hit; ttl=42` (a negative ttl: served stale), `towerkit; fwd=miss; stored`,
+//! `towerkit; fwd=stale; fwd-status=304; stored` (revalidated), `towerkit; fwd=bypass`
+//! (not handled), `towerkit; fwd=method` (unsafe method); optionally `X-Cache`.
+//!
+//! # Keys
+//!
+//! The key is the path and query (never dropped), minus
+//! [ignored parameters](CacheLayer::ignore_query_param), plus
+//! [key headers](CacheLayer::key_header) and optionally the
+//! [host](CacheLayer::key_host). GET and HEAD share entries. Variants under a key are
+//! selected by `Vary`: `Accept-Encoding` by the stored coding (a request without
+//! `Accept-Encoding` only gets `identity`), `Accept-Language` ignoring order, case and
+//! spaces (or by `Content-Language` matching the single preferred language), any other
+//! header with its field lines combined and spaces around commas removed.
+//!
+//! # Stores
+//!
+//! - [`MemoryStore`]: process memory (quick_cache), capacity in bytes.
+//! - `RedisStore` (feature `redis`, default): entries in Redis in a compact binary form,
+//!   tags as Redis sets; a failing or slow Redis (50 ms timeout) counts as a miss, is
+//!   logged once and backed off from; never an error response.
+//! - `TieredStore` (feature `redis`): memory in front of Redis; invalidations reach every
+//!   instance's memory through Redis pub/sub.
+//!
+//! Redis Cluster is supported behind the `redis-cluster` feature.
+//!
+//! # Metrics
+//!
+//! See [`metrics`] for every metric name and label.
+
+mod body;
+mod control;
+mod entry;
+mod flight;
+mod freshness;
+mod future;
+mod handle;
+mod key;
+mod layer;
+pub mod metrics;
+mod serve;
+mod service;
+mod store;
+
+pub use body::CacheBody;
+pub use entry::{DecodeError, Entry};
+pub use future::ResponseFuture;
+pub use handle::{CacheHandle, CacheStats};
+pub use layer::{
+    CacheLayer, ConfigError, DEFAULT_CACHE_NAME, DEFAULT_MAX_BODY, DEFAULT_STORE_TIMEOUT,
+    DEFAULT_TAG_HEADER, Predicate,
+};
+pub use service::Cache;
+pub use store::{Lookup, MemoryStore, Store, StoreError, StoreFuture, StoreStats, Tier, Variants};
+#[cfg(feature = "redis")]
+pub use store::{RedisConfigError, RedisStore, RedisStoreBuilder, TieredStore};

@@ -1,0 +1,294 @@
+//! The response body the cache returns: stored bytes on a hit, the origin's body streamed
+//! through on a miss, recorded on the way when the response is to be stored.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::entry::{Entry, Prepared};
+use crate::flight::FlightGuard;
+use crate::store::Store;
+
+pin_project! {
+    /// The body of a response that went through [`Cache`](crate::Cache): either stored bytes
+    /// (a hit, or a response the cache generated) or the origin's body, streamed to the
+    /// client as it arrives and, when the response is being stored, copied aside until it
+    /// is complete.
+    pub struct CacheBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Full { data: Option<Bytes> },
+        Stream { #[pin] inner: B, recorder: Option<Recorder> },
+    }
+}
+
+impl<B> CacheBody<B> {
+    /// A body of stored (or generated) bytes.
+    pub(crate) fn full(data: Bytes) -> Self {
+        Self {
+            kind: Kind::Full {
+                data: (!data.is_empty()).then_some(data),
+            },
+        }
+    }
+
+    /// An empty body.
+    pub(crate) fn empty() -> Self {
+        Self {
+            kind: Kind::Full { data: None },
+        }
+    }
+
+    /// The origin's body, untouched.
+    pub(crate) fn stream(inner: B) -> Self {
+        Self {
+            kind: Kind::Stream {
+                inner,
+                recorder: None,
+            },
+        }
+    }
+
+    /// The origin's body, recorded for storage.
+    pub(crate) fn recording(inner: B, recorder: Recorder) -> Self {
+        Self {
+            kind: Kind::Stream {
+                inner,
+                recorder: Some(recorder),
+            },
+        }
+    }
+}
+
+impl<B> fmt::Debug for CacheBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Full { data } => f
+                .debug_struct("CacheBody::Full")
+                .field("len", &data.as_ref().map_or(0, Bytes::len))
+                .finish(),
+            Kind::Stream { recorder, .. } => f
+                .debug_struct("CacheBody::Stream")
+                .field("recording", &recorder.is_some())
+                .finish(),
+        }
+    }
+}
+
+impl<B> Body for CacheBody<B>
+where
+    B: Body,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Full { data } => Poll::Ready(data.take().map(|data| Ok(Frame::data(data)))),
+            KindProj::Stream {
+                mut inner,
+                recorder,
+            } => {
+                let frame = match inner.as_mut().poll_frame(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(frame) => frame,
+                };
+                match frame {
+                    None => {
+                        if let Some(recorder) = recorder.take() {
+                            recorder.finish();
+                        }
+                        Poll::Ready(None)
+                    }
+                    Some(Err(error)) => {
+                        // A broken body is not stored.
+                        *recorder = None;
+                        Poll::Ready(Some(Err(error)))
+                    }
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(mut data) => {
+                            let data = data.copy_to_bytes(data.remaining());
+                            if let Some(active) = recorder.as_mut() {
+                                if !active.push(&data) {
+                                    *recorder = None;
+                                } else if inner.is_end_stream() {
+                                    // Servers stop polling once `is_end_stream` says so.
+                                    if let Some(recorder) = recorder.take() {
+                                        recorder.finish();
+                                    }
+                                }
+                            }
+                            Poll::Ready(Some(Ok(Frame::data(data))))
+                        }
+                        Err(frame) => {
+                            // Trailers are not stored: the response is not either.
+                            *recorder = None;
+                            Poll::Ready(Some(Ok(
+                                frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))
+                            )))
+                        }
+                    },
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full { data } => data.is_none(),
+            Kind::Stream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |data| data.len() as u64))
+            }
+            Kind::Stream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// Copies a body aside while it streams; stores the entry once the body is complete. Dropped
+/// early (body too large, broken, or the client went away), it stores nothing and ends the
+/// flight it leads.
+pub(crate) struct Recorder {
+    chunks: Vec<Bytes>,
+    len: usize,
+    limit: usize,
+    commit: Commit,
+}
+
+impl Recorder {
+    pub(crate) fn new(limit: usize, commit: Commit) -> Self {
+        Self {
+            chunks: Vec::new(),
+            len: 0,
+            limit,
+            commit,
+        }
+    }
+
+    /// Adds a chunk; `false` once the body is over the limit.
+    fn push(&mut self, data: &Bytes) -> bool {
+        self.len += data.len();
+        if self.len > self.limit {
+            return false;
+        }
+        if !data.is_empty() {
+            self.chunks.push(data.clone());
+        }
+        true
+    }
+
+    /// The body is complete: store the entry.
+    pub(crate) fn finish(self) {
+        let body = match self.chunks.len() {
+            0 => Bytes::new(),
+            1 => self.chunks.into_iter().next().unwrap_or_default(),
+            _ => {
+                let mut joined = BytesMut::with_capacity(self.len);
+                for chunk in &self.chunks {
+                    joined.extend_from_slice(chunk);
+                }
+                joined.freeze()
+            }
+        };
+        self.commit.store(body);
+    }
+}
+
+/// What storing a prepared response takes: where, under which key, and the flight to end
+/// once it is stored.
+pub(crate) struct Commit {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) key: String,
+    pub(crate) prepared: Prepared,
+    pub(crate) guard: Option<FlightGuard>,
+    pub(crate) timeout: Duration,
+}
+
+impl Commit {
+    /// Stores the entry with `body`; the flight ends when the store has it.
+    pub(crate) fn store(self, body: Bytes) {
+        let entry = Arc::new(self.prepared.finish(body));
+        put(self.store, self.key, entry, self.guard, self.timeout);
+    }
+}
+
+/// Puts `entry` under `key`, ending `guard`'s flight once stored; a store that is not done
+/// at once finishes on a spawned task (and nothing is stored outside a Tokio runtime).
+pub(crate) fn put(
+    store: Arc<dyn Store>,
+    key: String,
+    entry: Arc<Entry>,
+    guard: Option<FlightGuard>,
+    timeout: Duration,
+) {
+    match store.put(&key, entry).now() {
+        Ok(result) => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "cache store put failed");
+            }
+            drop(guard);
+        }
+        Err(pending) => {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            runtime.spawn(async move {
+                match tokio::time::timeout(timeout, pending).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::debug!(%error, "cache store put failed"),
+                    Err(_) => tracing::debug!("cache store put timed out"),
+                }
+                drop(guard);
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, Full, StreamBody};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn full_body_yields_its_bytes_once() {
+        let body: CacheBody<Full<Bytes>> = CacheBody::full(Bytes::from_static(b"abc"));
+        assert_eq!(body.size_hint().exact(), Some(3));
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "abc");
+        let empty: CacheBody<Full<Bytes>> = CacheBody::empty();
+        assert!(empty.is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn streamed_body_passes_chunks_and_trailers_through() {
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"a"))),
+            Ok(Frame::data(Bytes::from_static(b"b"))),
+            Ok(Frame::trailers(http::HeaderMap::new())),
+        ];
+        let body = CacheBody::stream(StreamBody::new(futures_util::stream::iter(frames)));
+        let collected = body.collect().await.unwrap();
+        assert!(collected.trailers().is_some());
+        assert_eq!(collected.to_bytes(), "ab");
+    }
+}

@@ -1,0 +1,764 @@
+//! Stored responses: what is kept of a response, its freshness deadlines, and the compact
+//! binary form remote stores keep it in.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::header::{AGE, CONNECTION, CONTENT_LENGTH, ETAG, LAST_MODIFIED, PROXY_AUTHORIZATION};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use crate::control::{ResponseDirectives, SURROGATE_CONTROL, SurrogateDirectives};
+use crate::freshness::{self, NotStorable, Rules};
+use crate::key::{self, Vary, VaryRule};
+
+/// A stored response: status, headers and body as they will be served, the request header
+/// values it was selected by (`Vary`), its tags, and its freshness deadlines.
+///
+/// Entries are immutable and shared (`Arc<Entry>`): a hit clones a reference, never the body.
+/// [`Store`](crate::Store) implementations keep them as they are (in memory) or in the
+/// compact binary form of [`Entry::encode`] (remote stores).
+#[derive(Clone)]
+pub struct Entry {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+    pub(crate) meta: Meta,
+    pub(crate) vary: Box<[VaryRule]>,
+    pub(crate) variant: Box<str>,
+    pub(crate) tags: Box<[Box<str>]>,
+}
+
+/// Timing and policy bits of an entry. Times are Unix milliseconds, durations milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Meta {
+    /// When the response (head) was received.
+    pub(crate) response_time: u64,
+    /// The corrected initial age (RFC 9111 §4.2.3).
+    pub(crate) initial_age: u64,
+    /// The freshness lifetime.
+    pub(crate) lifetime: u64,
+    pub(crate) stale_while_revalidate: u64,
+    pub(crate) stale_if_error: u64,
+    /// When a store may drop the entry: the end of every window in which it can still be
+    /// served or revalidated.
+    pub(crate) retain_until: u64,
+    pub(crate) flags: u8,
+}
+
+/// Every use must be validated (`no-cache`).
+pub(crate) const NO_CACHE: u8 = 1;
+/// Never served stale (`must-revalidate`, `proxy-revalidate`, `s-maxage`, `no-cache`).
+pub(crate) const FORBIDS_STALE: u8 = 2;
+/// May answer requests with `Authorization` (`public`, `s-maxage`, `must-revalidate`).
+pub(crate) const AUTHORIZED: u8 = 4;
+
+impl Meta {
+    /// The current age in milliseconds at `now`.
+    pub(crate) fn age(&self, now: u64) -> u64 {
+        self.initial_age
+            .saturating_add(now.saturating_sub(self.response_time))
+    }
+
+    /// When the entry stops being fresh.
+    pub(crate) fn fresh_until(&self) -> u64 {
+        self.response_time
+            .saturating_add(self.lifetime.saturating_sub(self.initial_age))
+    }
+
+    pub(crate) fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+impl Entry {
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stored headers (hop-by-hop fields, `Age` and the tag header removed).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The complete body.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The entry's tags (from the tag response header, plus the implicit path tag).
+    pub fn tags(&self) -> impl Iterator<Item = &str> {
+        self.tags.iter().map(|tag| &**tag)
+    }
+
+    /// The id of this variant among the entries stored under one key: entries with equal
+    /// ids replace each other.
+    pub fn variant(&self) -> &str {
+        &self.variant
+    }
+
+    /// When the entry stops being fresh.
+    pub fn fresh_until(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.meta.fresh_until())
+    }
+
+    /// When a store may drop the entry: after this instant it can be neither served nor
+    /// revalidated. Stores check it on read.
+    pub fn stale_until(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.meta.retain_until)
+    }
+
+    /// Whether a store should still return the entry at `now` (Unix milliseconds).
+    pub(crate) fn alive_at(&self, now: u64) -> bool {
+        now < self.meta.retain_until
+    }
+
+    /// The approximate memory the entry holds, in bytes: what a byte-weighted store counts.
+    pub fn weight(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 32)
+            .sum();
+        let tags: usize = self.tags.iter().map(|tag| tag.len() + 16).sum();
+        let vary: usize = self
+            .vary
+            .iter()
+            .map(|rule| rule.name.as_str().len() + rule.value.as_ref().map_or(0, |v| v.len()) + 32)
+            .sum();
+        self.body.len() + headers + tags + vary + self.variant.len() + 160
+    }
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("status", &self.status)
+            .field("headers", &self.headers.len())
+            .field("body", &self.body.len())
+            .field("variant", &self.variant)
+            .field("tags", &self.tags)
+            .field("fresh_until", &self.meta.fresh_until())
+            .field("retain_until", &self.meta.retain_until)
+            .finish()
+    }
+}
+
+/// How responses are turned into entries: the layer's configuration that matters here.
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    /// Whether heuristic freshness (§4.2.2) is used.
+    pub(crate) heuristic: bool,
+    /// The cap on a heuristic lifetime.
+    pub(crate) heuristic_max: Duration,
+    pub(crate) tag_header: HeaderName,
+    /// The device token this cache answers to in `Surrogate-Control`, if it honours it.
+    pub(crate) surrogate: Option<Box<str>>,
+    /// How long past its freshness an entry with validators is kept for revalidation.
+    pub(crate) keep_stale: Duration,
+    /// How long past its freshness an entry may be served when the origin fails.
+    pub(crate) grace: Duration,
+}
+
+/// A response head judged storable, waiting for its body.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) meta: Meta,
+    pub(crate) vary: Vec<VaryRule>,
+    pub(crate) tags: Vec<Box<str>>,
+}
+
+impl Prepared {
+    /// Completes the entry with its body.
+    pub(crate) fn finish(self, body: Bytes) -> Entry {
+        let mut headers = self.headers;
+        if !matches!(self.status.as_u16(), 204 | 304) && !headers.contains_key(CONTENT_LENGTH) {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        let variant = key::variant_id(&self.vary).into_boxed_str();
+        Entry {
+            status: self.status,
+            headers,
+            body,
+            meta: self.meta,
+            vary: self.vary.into_boxed_slice(),
+            variant,
+            tags: self.tags.into_boxed_slice(),
+        }
+    }
+}
+
+/// Fields a cache must not store (RFC 9111 §3.1) besides those `Connection` lists.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+    "trailer",
+    "proxy-authenticate",
+    "proxy-authentication-info",
+];
+
+/// Removes hop-by-hop fields, including those `Connection` names.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|text| text.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(PROXY_AUTHORIZATION);
+}
+
+/// Splits a tag header's values into tags: separated by commas or whitespace.
+pub(crate) fn parse_tags(headers: &HeaderMap, name: &HeaderName) -> Vec<Box<str>> {
+    let mut tags: Vec<Box<str>> = Vec::new();
+    for value in headers.get_all(name) {
+        let Ok(text) = value.to_str() else {
+            continue;
+        };
+        for tag in text.split([',', ' ', '\t']).filter(|tag| !tag.is_empty()) {
+            if !tags.iter().any(|known| &**known == tag) {
+                tags.push(tag.into());
+            }
+        }
+    }
+    tags
+}
+
+/// Judges a response for storage and, when storable, prepares what is kept of its head.
+///
+/// `path` is the request path (for the implicit path tag); `request` the request headers
+/// (for `Authorization` and `Vary`); `request_time` and `response_time` are Unix
+/// milliseconds; `default_ttl` the application's lifetime for responses without explicit
+/// freshness on this route.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn prepare(
+    status: StatusCode,
+    response: &HeaderMap,
+    request: &HeaderMap,
+    path: &str,
+    request_time: u64,
+    response_time: u64,
+    policy: &Policy,
+    default_ttl: Option<Duration>,
+) -> Result<Prepared, NotStorable> {
+    let rules = Rules {
+        default_ttl,
+        heuristic: policy.heuristic,
+        heuristic_max: policy.heuristic_max,
+    };
+    let directives = ResponseDirectives::parse(response);
+    let surrogate = match &policy.surrogate {
+        Some(token) => SurrogateDirectives::parse(response, token),
+        None => SurrogateDirectives::default(),
+    };
+    let (lifetime, source) = freshness::lifetime_ms(
+        status,
+        response,
+        &directives,
+        &surrogate,
+        response_time,
+        &rules,
+    );
+    let vary = key::parse_vary(response);
+    freshness::storable(
+        status,
+        response,
+        request,
+        &directives,
+        &surrogate,
+        lifetime,
+        source,
+        vary == Vary::Star,
+    )?;
+    let Vary::Headers(vary_names) = vary else {
+        return Err(NotStorable::VaryStar);
+    };
+
+    let initial_age = freshness::initial_age_ms(response, request_time, response_time);
+    let surrogate_rules = surrogate.present && surrogate.max_age.is_some();
+    let no_cache = directives.no_cache && !surrogate_rules;
+    let mut flags = 0;
+    if no_cache {
+        flags |= NO_CACHE;
+    }
+    if directives.forbids_stale() && !surrogate_rules {
+        flags |= FORBIDS_STALE;
+    }
+    if directives.allows_authorized() {
+        flags |= AUTHORIZED;
+    }
+    let seconds = |value: Option<u64>| value.unwrap_or(0).saturating_mul(1000);
+    let stale_while_revalidate = seconds(directives.stale_while_revalidate);
+    let stale_if_error = seconds(directives.stale_if_error.max(surrogate.stale_if_error));
+    let has_validator = response.contains_key(ETAG) || response.contains_key(LAST_MODIFIED);
+    let fresh_until = response_time.saturating_add(lifetime.saturating_sub(initial_age));
+    let mut keep = stale_while_revalidate
+        .max(stale_if_error)
+        .max(policy.grace.as_millis() as u64);
+    if has_validator {
+        keep = keep.max(policy.keep_stale.as_millis() as u64);
+    }
+    let retain_until = fresh_until.max(response_time).saturating_add(keep);
+    let meta = Meta {
+        response_time,
+        initial_age,
+        lifetime,
+        stale_while_revalidate,
+        stale_if_error,
+        retain_until,
+        flags,
+    };
+
+    let mut headers = response.clone();
+    strip_hop_by_hop(&mut headers);
+    headers.remove(AGE);
+    headers.remove(&policy.tag_header);
+    if policy.surrogate.is_some() {
+        headers.remove(SURROGATE_CONTROL);
+    }
+    for name in &directives.omit_fields {
+        headers.remove(name);
+    }
+
+    let mut tags = parse_tags(response, &policy.tag_header);
+    tags.push(key::path_tag(path).into_boxed_str());
+    let vary = key::vary_rules(&vary_names, request, response);
+    Ok(Prepared {
+        status,
+        headers,
+        meta,
+        vary,
+        tags,
+    })
+}
+
+/// Fields a `304 Not Modified` never updates in a stored response: they describe the stored
+/// bytes, which the 304 did not send (RFC 9111 §3.2).
+const NOT_UPDATED: [&str; 5] = [
+    "content-length",
+    "content-encoding",
+    "content-md5",
+    "content-range",
+    "etag",
+];
+
+impl Entry {
+    /// The entry updated by a `304 Not Modified` (RFC 9111 §4.3.4): the 304's fields replace
+    /// the stored ones except those describing the stored body, and freshness is computed
+    /// anew from the merged fields and the 304's timing.
+    ///
+    /// `Err` carries the merged entry when the update made it unstorable (the 304 added
+    /// `private` or `Set-Cookie`): it may answer this request but must not be stored.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn freshen(
+        &self,
+        not_modified: &HeaderMap,
+        request: &HeaderMap,
+        path: &str,
+        request_time: u64,
+        response_time: u64,
+        policy: &Policy,
+        default_ttl: Option<Duration>,
+    ) -> Result<Entry, Box<Entry>> {
+        let mut headers = self.headers.clone();
+        let mut updates = not_modified.clone();
+        strip_hop_by_hop(&mut updates);
+        for name in updates.keys() {
+            if NOT_UPDATED.contains(&name.as_str()) {
+                continue;
+            }
+            headers.remove(name);
+            for value in updates.get_all(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        let has_tags = not_modified.contains_key(&policy.tag_header);
+        match prepare(
+            self.status,
+            &headers,
+            request,
+            path,
+            request_time,
+            response_time,
+            policy,
+            default_ttl,
+        ) {
+            Ok(prepared) => {
+                let mut entry = prepared.finish(self.body.clone());
+                if !has_tags {
+                    entry.tags = self.tags.clone();
+                }
+                Ok(entry)
+            }
+            Err(_) => {
+                strip_hop_by_hop(&mut headers);
+                headers.remove(AGE);
+                headers.remove(&policy.tag_header);
+                Err(Box::new(Entry {
+                    headers,
+                    ..self.clone()
+                }))
+            }
+        }
+    }
+}
+
+/// Why [`Entry::decode`] rejected its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeError;
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("malformed cache entry")
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+const MAGIC: &[u8; 4] = b"TKC1";
+
+impl Entry {
+    /// The entry in a compact binary form: status, timing, `Vary` rules, tags, headers and
+    /// body, length-prefixed. [`Entry::decode`] reads it back.
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.weight() + 64);
+        out.put_slice(MAGIC);
+        out.put_u16(self.status.as_u16());
+        let meta = &self.meta;
+        for value in [
+            meta.response_time,
+            meta.initial_age,
+            meta.lifetime,
+            meta.stale_while_revalidate,
+            meta.stale_if_error,
+            meta.retain_until,
+        ] {
+            out.put_u64(value);
+        }
+        out.put_u8(meta.flags);
+        put_bytes(&mut out, self.variant.as_bytes());
+        out.put_u16(self.vary.len() as u16);
+        for rule in &self.vary {
+            put_bytes(&mut out, rule.name.as_str().as_bytes());
+            match &rule.value {
+                Some(value) => {
+                    out.put_u8(1);
+                    put_bytes(&mut out, value.as_bytes());
+                }
+                None => out.put_u8(0),
+            }
+        }
+        out.put_u16(self.tags.len() as u16);
+        for tag in &self.tags {
+            put_bytes(&mut out, tag.as_bytes());
+        }
+        out.put_u32(self.headers.len() as u32);
+        for (name, value) in &self.headers {
+            put_bytes(&mut out, name.as_str().as_bytes());
+            put_bytes(&mut out, value.as_bytes());
+        }
+        put_bytes(&mut out, &self.body);
+        out.freeze()
+    }
+
+    /// Reads an entry written by [`Entry::encode`]. The body shares `input`'s buffer.
+    pub fn decode(mut input: Bytes) -> Result<Entry, DecodeError> {
+        let buf = &mut input;
+        if buf.remaining() < 4 || &buf[..4] != MAGIC {
+            return Err(DecodeError);
+        }
+        buf.advance(4);
+        let status = StatusCode::from_u16(get_u16(buf)?).map_err(|_| DecodeError)?;
+        let mut times = [0u64; 6];
+        for time in &mut times {
+            *time = get_u64(buf)?;
+        }
+        let flags = get_u8(buf)?;
+        let [
+            response_time,
+            initial_age,
+            lifetime,
+            stale_while_revalidate,
+            stale_if_error,
+            retain_until,
+        ] = times;
+        let meta = Meta {
+            response_time,
+            initial_age,
+            lifetime,
+            stale_while_revalidate,
+            stale_if_error,
+            retain_until,
+            flags,
+        };
+        let variant = get_str(buf)?;
+        let vary_count = get_u16(buf)?;
+        let mut vary = Vec::with_capacity(usize::from(vary_count).min(64));
+        for _ in 0..vary_count {
+            let name = HeaderName::from_bytes(&get_bytes(buf)?).map_err(|_| DecodeError)?;
+            let value = match get_u8(buf)? {
+                0 => None,
+                _ => Some(get_str(buf)?),
+            };
+            vary.push(VaryRule { name, value });
+        }
+        let tag_count = get_u16(buf)?;
+        let mut tags = Vec::with_capacity(usize::from(tag_count).min(64));
+        for _ in 0..tag_count {
+            tags.push(get_str(buf)?);
+        }
+        let header_count = get_u32(buf)?;
+        let mut headers = HeaderMap::with_capacity((header_count as usize).min(256));
+        for _ in 0..header_count {
+            let name = HeaderName::from_bytes(&get_bytes(buf)?).map_err(|_| DecodeError)?;
+            let value = HeaderValue::from_maybe_shared(get_bytes(buf)?).map_err(|_| DecodeError)?;
+            headers.append(name, value);
+        }
+        let body = get_bytes(buf)?;
+        if buf.has_remaining() {
+            return Err(DecodeError);
+        }
+        Ok(Entry {
+            status,
+            headers,
+            body,
+            meta,
+            vary: vary.into_boxed_slice(),
+            variant,
+            tags: tags.into_boxed_slice(),
+        })
+    }
+}
+
+fn put_bytes(out: &mut BytesMut, bytes: &[u8]) {
+    out.put_u32(bytes.len() as u32);
+    out.put_slice(bytes);
+}
+
+fn get_u8(buf: &mut Bytes) -> Result<u8, DecodeError> {
+    if buf.remaining() < 1 {
+        return Err(DecodeError);
+    }
+    Ok(buf.get_u8())
+}
+
+fn get_u16(buf: &mut Bytes) -> Result<u16, DecodeError> {
+    if buf.remaining() < 2 {
+        return Err(DecodeError);
+    }
+    Ok(buf.get_u16())
+}
+
+fn get_u32(buf: &mut Bytes) -> Result<u32, DecodeError> {
+    if buf.remaining() < 4 {
+        return Err(DecodeError);
+    }
+    Ok(buf.get_u32())
+}
+
+fn get_u64(buf: &mut Bytes) -> Result<u64, DecodeError> {
+    if buf.remaining() < 8 {
+        return Err(DecodeError);
+    }
+    Ok(buf.get_u64())
+}
+
+fn get_bytes(buf: &mut Bytes) -> Result<Bytes, DecodeError> {
+    let len = get_u32(buf)? as usize;
+    if buf.remaining() < len {
+        return Err(DecodeError);
+    }
+    Ok(buf.split_to(len))
+}
+
+fn get_str(buf: &mut Bytes) -> Result<Box<str>, DecodeError> {
+    let bytes = get_bytes(buf)?;
+    std::str::from_utf8(&bytes)
+        .map(Into::into)
+        .map_err(|_| DecodeError)
+}
+
+#[cfg(test)]
+mod tests {
+    use http::header::CONTENT_ENCODING;
+
+    use super::*;
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn policy() -> Policy {
+        Policy {
+            heuristic: true,
+            heuristic_max: Duration::from_secs(86_400),
+            tag_header: HeaderName::from_static("cache-tag"),
+            surrogate: None,
+            keep_stale: Duration::from_secs(600),
+            grace: Duration::ZERO,
+        }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    fn entry(response: &[(&str, &str)], request: &[(&str, &str)]) -> Entry {
+        prepare(
+            StatusCode::OK,
+            &headers(response),
+            &headers(request),
+            "/p",
+            NOW,
+            NOW,
+            &policy(),
+            None,
+        )
+        .unwrap()
+        .finish(Bytes::from_static(b"hello"))
+    }
+
+    #[test]
+    fn stored_headers_drop_hop_by_hop_age_and_tags() {
+        let stored = entry(
+            &[
+                ("cache-control", "max-age=60"),
+                ("connection", "a, b"),
+                ("a", "1"),
+                ("b", "2"),
+                ("c", "3"),
+                ("keep-alive", "x"),
+                ("age", "5"),
+                ("cache-tag", "products, product:42"),
+                ("proxy-authenticate", "x"),
+            ],
+            &[],
+        );
+        let names: Vec<&str> = stored.headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["cache-control", "c", "content-length"]);
+        assert_eq!(stored.headers[CONTENT_LENGTH], "5");
+        let tags: Vec<&str> = stored.tags().collect();
+        assert_eq!(tags, ["products", "product:42", "path:/p"]);
+        assert_eq!(stored.meta.initial_age, 5000);
+    }
+
+    #[test]
+    fn qualified_no_cache_fields_are_not_stored() {
+        let stored = entry(
+            &[
+                ("cache-control", "no-cache=\"a\", max-age=60"),
+                ("a", "1"),
+                ("b", "2"),
+            ],
+            &[],
+        );
+        assert!(!stored.headers.contains_key("a"));
+        assert_eq!(stored.headers["b"], "2");
+        assert!(!stored.meta.has(NO_CACHE));
+    }
+
+    #[test]
+    fn retention_covers_stale_windows_and_revalidation() {
+        let swr = entry(
+            &[("cache-control", "max-age=10, stale-while-revalidate=30")],
+            &[],
+        );
+        assert_eq!(swr.meta.fresh_until(), NOW + 10_000);
+        assert_eq!(swr.meta.retain_until, NOW + 40_000);
+        let validated = entry(&[("cache-control", "max-age=10"), ("etag", "\"v\"")], &[]);
+        assert_eq!(validated.meta.retain_until, NOW + 610_000);
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let original = entry(
+            &[
+                ("cache-control", "max-age=60, s-maxage=30"),
+                ("vary", "accept-encoding, x-tenant"),
+                ("x-multi", "1"),
+                ("x-multi", "2"),
+            ],
+            &[("accept-encoding", "gzip"), ("x-tenant", "7")],
+        );
+        let decoded = Entry::decode(original.encode()).unwrap();
+        assert_eq!(decoded.status, original.status);
+        assert_eq!(decoded.headers, original.headers);
+        assert_eq!(decoded.body, original.body);
+        assert_eq!(decoded.meta, original.meta);
+        assert_eq!(decoded.vary, original.vary);
+        assert_eq!(decoded.variant, original.variant);
+        assert_eq!(decoded.tags, original.tags);
+    }
+
+    #[test]
+    fn truncated_or_foreign_input_is_rejected() {
+        let encoded = entry(&[("cache-control", "max-age=60")], &[]).encode();
+        for len in [0, 3, 10, encoded.len() - 1] {
+            assert_eq!(
+                Entry::decode(encoded.slice(..len)).unwrap_err(),
+                DecodeError,
+                "{len}"
+            );
+        }
+        assert!(Entry::decode(Bytes::from_static(b"[1,2,3]")).is_err());
+    }
+
+    #[test]
+    fn a_304_updates_fields_but_not_those_describing_the_body() {
+        let stored = entry(
+            &[
+                ("cache-control", "max-age=1"),
+                ("etag", "\"a\""),
+                ("x-test", "old"),
+                ("content-encoding", "gzip"),
+                ("x-kept", "k"),
+            ],
+            &[],
+        );
+        let not_modified = headers(&[
+            ("cache-control", "max-age=3600"),
+            ("etag", "\"b\""),
+            ("x-test", "new"),
+            ("content-encoding", "br"),
+            ("content-length", "99"),
+        ]);
+        let fresh = stored
+            .freshen(
+                &not_modified,
+                &HeaderMap::new(),
+                "/p",
+                NOW + 5000,
+                NOW + 5000,
+                &policy(),
+                None,
+            )
+            .unwrap();
+        assert_eq!(fresh.headers["x-test"], "new");
+        assert_eq!(fresh.headers["x-kept"], "k");
+        assert_eq!(fresh.headers[ETAG], "\"a\"");
+        assert_eq!(fresh.headers[CONTENT_ENCODING], "gzip");
+        assert_eq!(fresh.headers[CONTENT_LENGTH], "5");
+        assert_eq!(fresh.meta.lifetime, 3_600_000);
+        assert_eq!(fresh.meta.response_time, NOW + 5000);
+        assert_eq!(&fresh.body[..], b"hello");
+    }
+}

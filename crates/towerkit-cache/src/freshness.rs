@@ -1,0 +1,496 @@
+//! Age and freshness (RFC 9111 §4.2) and what a shared cache may store (§3).
+//!
+//! Times are Unix milliseconds (`u64`) so that entries can be written to Redis and read
+//! back by another process unchanged; durations taken from headers are seconds.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{AGE, AUTHORIZATION, DATE, ETAG, EXPIRES, LAST_MODIFIED, SET_COOKIE};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use crate::control::{MAX_DELTA, ResponseDirectives, SurrogateDirectives, parse_delta};
+
+/// The current time as Unix milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+/// An HTTP date (IMF-fixdate, RFC 850 or asctime) as Unix seconds.
+pub(crate) fn parse_http_date(value: &HeaderValue) -> Option<u64> {
+    let text = value.to_str().ok()?;
+    let time = httpdate::parse_http_date(text.trim()).ok()?;
+    Some(
+        time.duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs()),
+    )
+}
+
+/// The single value of a date header, as Unix seconds; absent, repeated or invalid is `None`.
+pub(crate) fn date_header(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    parse_http_date(first)
+}
+
+/// What the `Age` header says: `None` when absent, `Some(None)` when invalid.
+///
+/// Anything but exactly one field line holding `1*DIGIT` is invalid (a list, a parameter,
+/// a sign, a fraction), and an invalid `Age` makes the response stale on arrival: a shared
+/// cache that cannot tell how old a response is must not assume it is new.
+pub(crate) fn parse_age(headers: &HeaderMap) -> Option<Option<u64>> {
+    let mut values = headers.get_all(AGE).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return Some(None);
+    }
+    Some(
+        first
+            .to_str()
+            .ok()
+            .and_then(|text| parse_delta(text.trim())),
+    )
+}
+
+/// The corrected initial age in milliseconds (RFC 9111 §4.2.3).
+pub(crate) fn initial_age_ms(headers: &HeaderMap, request_time: u64, response_time: u64) -> u64 {
+    let age_value = match parse_age(headers) {
+        None => 0,
+        Some(Some(seconds)) => seconds.saturating_mul(1000),
+        Some(None) => MAX_DELTA * 1000,
+    };
+    let apparent_age = date_header(headers, &DATE).map_or(0, |date| {
+        response_time.saturating_sub(date.saturating_mul(1000))
+    });
+    let response_delay = response_time.saturating_sub(request_time);
+    apparent_age.max(age_value.saturating_add(response_delay))
+}
+
+/// Status codes that are heuristically cacheable (RFC 9110 §15.1).
+pub(crate) fn heuristically_cacheable(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
+/// Status codes whose caching requirements this cache implements, for `must-understand`.
+pub(crate) fn understood(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 200..=206 | 300..=305 | 307 | 308 | 400..=417 | 421..=426 | 500..=505)
+}
+
+/// Where a freshness lifetime came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// `Surrogate-Control`, `s-maxage`, `max-age` or `Expires`.
+    Explicit,
+    /// The application's default TTL for the route.
+    Default,
+    /// A fraction of the time since `Last-Modified` (§4.2.2).
+    Heuristic,
+    /// None of the above: the response is stale as soon as it is stored.
+    None,
+}
+
+/// The inputs to a freshness computation that do not come from the response itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rules {
+    /// Lifetime for responses without explicit freshness, set by the application.
+    pub(crate) default_ttl: Option<Duration>,
+    /// Whether heuristic freshness is used at all.
+    pub(crate) heuristic: bool,
+    /// The cap on a heuristic lifetime.
+    pub(crate) heuristic_max: Duration,
+}
+
+/// The freshness lifetime of a response in milliseconds (§4.2.1), for a shared cache.
+pub(crate) fn lifetime_ms(
+    status: StatusCode,
+    headers: &HeaderMap,
+    directives: &ResponseDirectives,
+    surrogate: &SurrogateDirectives,
+    response_time: u64,
+    rules: &Rules,
+) -> (u64, Source) {
+    if let Some(seconds) = surrogate
+        .max_age
+        .or(directives.s_maxage)
+        .or(directives.max_age)
+    {
+        return (seconds * 1000, Source::Explicit);
+    }
+    let mut expires = headers.get_all(EXPIRES).iter();
+    if let Some(first) = expires.next() {
+        // An invalid Expires, or more than one, means "already expired" (§5.3).
+        let deadline = if expires.next().is_some() {
+            None
+        } else {
+            parse_http_date(first)
+        };
+        let lifetime = deadline.map_or(0, |expires| {
+            let date =
+                date_header(headers, &DATE).map_or(response_time, |date| date.saturating_mul(1000));
+            expires.saturating_mul(1000).saturating_sub(date)
+        });
+        return (lifetime, Source::Explicit);
+    }
+    if let Some(ttl) = rules.default_ttl {
+        return (ttl.as_millis() as u64, Source::Default);
+    }
+    if rules.heuristic
+        && (heuristically_cacheable(status) || directives.public)
+        && let Some(last_modified) = date_header(headers, &LAST_MODIFIED)
+    {
+        let date =
+            date_header(headers, &DATE).map_or(response_time, |date| date.saturating_mul(1000));
+        let since = date.saturating_sub(last_modified.saturating_mul(1000));
+        let lifetime = (since / 10).min(rules.heuristic_max.as_millis() as u64);
+        return (lifetime, Source::Heuristic);
+    }
+    (0, Source::None)
+}
+
+/// Why a response is not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotStorable {
+    Status,
+    MustUnderstand,
+    NoStore,
+    Private,
+    Authorization,
+    SetCookie,
+    VaryStar,
+    Useless,
+}
+
+/// What a shared cache may do with a response (RFC 9111 §3): `Ok(())` to store it.
+///
+/// Beyond the RFC, responses that set cookies are not stored unless `private="set-cookie"`
+/// or `no-cache="set-cookie"` say the cookie may be dropped from the stored copy, and
+/// responses that could never be reused (no freshness, no validator) are not stored.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn storable(
+    status: StatusCode,
+    headers: &HeaderMap,
+    request_headers: &HeaderMap,
+    directives: &ResponseDirectives,
+    surrogate: &SurrogateDirectives,
+    lifetime: u64,
+    source: Source,
+    vary_star: bool,
+) -> Result<(), NotStorable> {
+    let code = status.as_u16();
+    // Final statuses only; 206 needs range merging and 304 only updates (§4.3.4).
+    if code < 200 || code == 206 || code == 304 {
+        return Err(NotStorable::Status);
+    }
+    if directives.must_understand && !understood(status) {
+        return Err(NotStorable::MustUnderstand);
+    }
+    // Surrogate-Control aimed at this cache replaces Cache-Control for storage decisions.
+    let surrogate_rules = surrogate.present && surrogate.max_age.is_some();
+    if surrogate.no_store {
+        return Err(NotStorable::NoStore);
+    }
+    if !surrogate_rules {
+        if directives.no_store && !(directives.must_understand && understood(status)) {
+            return Err(NotStorable::NoStore);
+        }
+        if directives.private {
+            return Err(NotStorable::Private);
+        }
+    }
+    if request_headers.contains_key(AUTHORIZATION) && !directives.allows_authorized() {
+        return Err(NotStorable::Authorization);
+    }
+    let cookie_omitted = directives
+        .omit_fields
+        .iter()
+        .any(|name| name == SET_COOKIE || name == "set-cookie2");
+    if !cookie_omitted && (headers.contains_key(SET_COOKIE) || headers.contains_key("set-cookie2"))
+    {
+        return Err(NotStorable::SetCookie);
+    }
+    if vary_star {
+        return Err(NotStorable::VaryStar);
+    }
+    let has_validator = headers.contains_key(ETAG) || headers.contains_key(LAST_MODIFIED);
+    let explicit_or_default = matches!(source, Source::Explicit | Source::Default);
+    if !explicit_or_default && !heuristically_cacheable(status) && !directives.public {
+        return Err(NotStorable::Status);
+    }
+    let stale_use =
+        directives.stale_if_error.is_some() || directives.stale_while_revalidate.is_some();
+    if lifetime == 0 && !has_validator && !stale_use {
+        return Err(NotStorable::Useless);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use http::header::CACHE_CONTROL;
+
+    use super::*;
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    fn date(offset_secs: i64) -> String {
+        let time = UNIX_EPOCH
+            + Duration::from_millis(NOW)
+            + Duration::from_secs(offset_secs.unsigned_abs());
+        let time = if offset_secs < 0 {
+            time - Duration::from_secs(2 * offset_secs.unsigned_abs())
+        } else {
+            time
+        };
+        httpdate::fmt_http_date(time)
+    }
+
+    const RULES: Rules = Rules {
+        default_ttl: None,
+        heuristic: true,
+        heuristic_max: Duration::from_secs(86_400),
+    };
+
+    fn lifetime(status: u16, pairs: &[(&str, &str)], rules: &Rules) -> (u64, Source) {
+        let headers = headers(pairs);
+        let directives = ResponseDirectives::parse(&headers);
+        lifetime_ms(
+            StatusCode::from_u16(status).unwrap(),
+            &headers,
+            &directives,
+            &SurrogateDirectives::default(),
+            NOW,
+            rules,
+        )
+    }
+
+    #[test]
+    fn s_maxage_beats_max_age_beats_expires() {
+        let expires = date(100);
+        assert_eq!(
+            lifetime(
+                200,
+                &[("cache-control", "max-age=3600, s-maxage=1")],
+                &RULES
+            )
+            .0,
+            1000
+        );
+        assert_eq!(
+            lifetime(
+                200,
+                &[("cache-control", "max-age=5"), ("expires", &expires)],
+                &RULES
+            )
+            .0,
+            5000
+        );
+        assert_eq!(
+            lifetime(200, &[("expires", &expires), ("date", &date(0))], &RULES),
+            (100_000, Source::Explicit)
+        );
+    }
+
+    #[test]
+    fn invalid_or_repeated_expires_means_expired() {
+        assert_eq!(
+            lifetime(200, &[("expires", "0")], &RULES),
+            (0, Source::Explicit)
+        );
+        let expires = date(100);
+        assert_eq!(
+            lifetime(200, &[("expires", &expires), ("expires", &expires)], &RULES).0,
+            0
+        );
+    }
+
+    #[test]
+    fn expires_is_measured_from_date_not_from_now() {
+        // Expires 300 s and Date 400 s after now: already expired.
+        assert_eq!(
+            lifetime(
+                200,
+                &[("expires", &date(300)), ("date", &date(400))],
+                &RULES
+            )
+            .0,
+            0
+        );
+        // An invalid Date falls back to the response time.
+        assert_eq!(
+            lifetime(200, &[("expires", &date(10)), ("date", "foo")], &RULES).0,
+            10_000
+        );
+    }
+
+    #[test]
+    fn heuristic_is_a_tenth_of_the_last_modified_age_for_cacheable_statuses() {
+        let pairs = [("last-modified", date(-86_400)), ("date", date(0))];
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        assert_eq!(
+            lifetime(200, &pairs, &RULES),
+            (8_640_000, Source::Heuristic)
+        );
+        assert_eq!(lifetime(404, &pairs, &RULES).1, Source::Heuristic);
+        assert_eq!(lifetime(201, &pairs, &RULES), (0, Source::None));
+        let no_heuristics = Rules {
+            heuristic: false,
+            ..RULES
+        };
+        assert_eq!(lifetime(200, &pairs, &no_heuristics), (0, Source::None));
+    }
+
+    #[test]
+    fn default_ttl_applies_only_without_explicit_freshness() {
+        let rules = Rules {
+            default_ttl: Some(Duration::from_secs(60)),
+            ..RULES
+        };
+        assert_eq!(lifetime(200, &[], &rules), (60_000, Source::Default));
+        assert_eq!(
+            lifetime(200, &[("cache-control", "max-age=5")], &rules),
+            (5_000, Source::Explicit)
+        );
+    }
+
+    #[test]
+    fn age_is_the_larger_of_apparent_and_corrected_age() {
+        let received = headers(&[("date", &date(-7200))]);
+        assert_eq!(initial_age_ms(&received, NOW - 10, NOW), 7_200_000);
+        let aged = headers(&[("date", &date(0)), ("age", "30")]);
+        assert_eq!(initial_age_ms(&aged, NOW - 10, NOW), 30_010);
+    }
+
+    #[test]
+    fn invalid_age_makes_a_response_stale() {
+        for value in ["abc", "-7200", "7200.0", "7200,0", "0, 0", "7200;foo=bar"] {
+            let received = headers(&[("age", value)]);
+            assert!(
+                initial_age_ms(&received, NOW, NOW) >= MAX_DELTA * 1000,
+                "{value}"
+            );
+        }
+        let twice = headers(&[("age", "0"), ("age", "0")]);
+        assert!(initial_age_ms(&twice, NOW, NOW) >= MAX_DELTA * 1000);
+    }
+
+    fn check_storable(
+        status: u16,
+        response: &[(&str, &str)],
+        request: &[(&str, &str)],
+    ) -> Result<(), NotStorable> {
+        let response = headers(response);
+        let request = headers(request);
+        let directives = ResponseDirectives::parse(&response);
+        let status = StatusCode::from_u16(status).unwrap();
+        let surrogate = SurrogateDirectives::default();
+        let (lifetime, source) =
+            lifetime_ms(status, &response, &directives, &surrogate, NOW, &RULES);
+        storable(
+            status,
+            &response,
+            &request,
+            &directives,
+            &surrogate,
+            lifetime,
+            source,
+            false,
+        )
+    }
+
+    #[test]
+    fn shared_cache_storage_rules() {
+        let fresh = [("cache-control", "max-age=60")];
+        assert_eq!(check_storable(200, &fresh, &[]), Ok(()));
+        assert_eq!(
+            check_storable(599, &[("cache-control", "max-age=60")], &[]),
+            Ok(())
+        );
+        assert_eq!(
+            check_storable(200, &[("cache-control", "max-age=60, private")], &[]),
+            Err(NotStorable::Private)
+        );
+        assert_eq!(
+            check_storable(200, &[("cache-control", "no-store, max-age=60")], &[]),
+            Err(NotStorable::NoStore)
+        );
+        assert_eq!(check_storable(206, &fresh, &[]), Err(NotStorable::Status));
+        assert_eq!(check_storable(200, &[], &[]), Err(NotStorable::Useless));
+        assert_eq!(check_storable(200, &[("etag", "\"a\"")], &[]), Ok(()));
+        assert_eq!(
+            check_storable(
+                599,
+                &[("cache-control", "max-age=60, must-understand")],
+                &[]
+            ),
+            Err(NotStorable::MustUnderstand)
+        );
+        assert_eq!(
+            check_storable(
+                200,
+                &[("cache-control", "no-store, must-understand, max-age=60")],
+                &[]
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn authorized_requests_are_stored_only_when_the_response_allows() {
+        let auth = [("authorization", "Bearer x")];
+        assert_eq!(
+            check_storable(200, &[("cache-control", "max-age=60")], &auth),
+            Err(NotStorable::Authorization)
+        );
+        for allowed in [
+            "max-age=60, public",
+            "s-maxage=60",
+            "max-age=60, must-revalidate",
+        ] {
+            assert_eq!(
+                check_storable(200, &[("cache-control", allowed)], &auth),
+                Ok(()),
+                "{allowed}"
+            );
+        }
+    }
+
+    #[test]
+    fn set_cookie_prevents_storage_unless_the_cookie_is_marked_private() {
+        let cookie = [("cache-control", "max-age=60"), ("set-cookie", "a=b")];
+        assert_eq!(
+            check_storable(200, &cookie, &[]),
+            Err(NotStorable::SetCookie)
+        );
+        let marked = [
+            ("cache-control", "max-age=60, private=\"Set-Cookie\""),
+            ("set-cookie", "a=b"),
+        ];
+        assert_eq!(check_storable(200, &marked, &[]), Ok(()));
+    }
+
+    #[test]
+    fn parse_age_distinguishes_absent_from_invalid() {
+        assert_eq!(parse_age(&HeaderMap::new()), None);
+        assert_eq!(parse_age(&headers(&[("age", "42")])), Some(Some(42)));
+        assert_eq!(parse_age(&headers(&[("age", "4 2")])), Some(None));
+        let _ = CACHE_CONTROL;
+    }
+}

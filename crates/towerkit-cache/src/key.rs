@@ -1,0 +1,611 @@
+//! Cache keys and `Vary` matching.
+//!
+//! The primary key names a resource: the path and query (never dropped: two queries are two
+//! keys), optionally the host, minus ignored query parameters, plus configured request
+//! headers (a tenant id). GET and HEAD share it. Under one key live the variants `Vary`
+//! selects between; a variant is chosen by comparing *normalized* request header values:
+//!
+//! - `Accept-Encoding` is matched against the `Content-Encoding` the stored response
+//!   actually has: any request that accepts that coding (q-values, `identity` and `*`
+//!   honoured) shares the variant, so there is at most one variant per coding however
+//!   many spellings of `Accept-Encoding` clients send;
+//! - `Accept-Language` ignores case, whitespace and the order of equally preferred
+//!   languages, and a stored response whose `Content-Language` is the request's single
+//!   most preferred language matches as well;
+//! - any other header is compared with its field lines combined and whitespace around
+//!   commas removed.
+
+use std::fmt::Write as _;
+
+use http::header::{
+    ACCEPT_ENCODING, ACCEPT_LANGUAGE, CONTENT_ENCODING, CONTENT_LANGUAGE, HOST, VARY,
+};
+use http::{HeaderMap, HeaderName, request};
+
+/// What goes into the primary key besides the path and query.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeyRules {
+    pub(crate) host: bool,
+    pub(crate) headers: Vec<HeaderName>,
+    pub(crate) ignored_params: Vec<String>,
+}
+
+/// The primary key of a request.
+pub(crate) fn primary_key(parts: &request::Parts, rules: &KeyRules) -> String {
+    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    key_for(path_and_query, &parts.headers, host_of(parts), rules)
+}
+
+/// The request's host: the URI authority, else the `Host` header.
+pub(crate) fn host_of(parts: &request::Parts) -> Option<&str> {
+    parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| parts.headers.get(HOST).and_then(|h| h.to_str().ok()))
+}
+
+/// The primary key for `path_and_query` requested with `headers`.
+pub(crate) fn key_for(
+    path_and_query: &str,
+    headers: &HeaderMap,
+    host: Option<&str>,
+    rules: &KeyRules,
+) -> String {
+    let mut key = String::with_capacity(path_and_query.len() + 16);
+    if rules.host
+        && let Some(host) = host
+    {
+        key.push_str(&host.to_ascii_lowercase());
+    }
+    match path_and_query.split_once('?') {
+        Some((path, query)) if !rules.ignored_params.is_empty() => {
+            key.push_str(path);
+            let mut first = true;
+            for pair in query.split('&') {
+                let name = pair.split('=').next().unwrap_or_default();
+                if rules
+                    .ignored_params
+                    .iter()
+                    .any(|ignored| ignored_matches(ignored, name))
+                {
+                    continue;
+                }
+                key.push(if first { '?' } else { '&' });
+                key.push_str(pair);
+                first = false;
+            }
+        }
+        _ => key.push_str(path_and_query),
+    }
+    for name in &rules.headers {
+        key.push('\n');
+        key.push_str(name.as_str());
+        key.push('=');
+        for (i, value) in headers.get_all(name).iter().enumerate() {
+            if i > 0 {
+                key.push(',');
+            }
+            key.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        }
+    }
+    key
+}
+
+/// `utm_*` matches every parameter starting with `utm_`; anything else matches exactly.
+fn ignored_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+/// The tag every entry carries implicitly so that a path can be invalidated whatever its
+/// query, host or key headers.
+pub(crate) fn path_tag(path: &str) -> String {
+    format!("{PATH_TAG_PREFIX}{path}")
+}
+
+/// The prefix of [`path_tag`]s.
+pub(crate) const PATH_TAG_PREFIX: &str = "path:";
+
+/// A response's `Vary`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Vary {
+    /// `Vary: *` (anywhere in any field line): never reusable.
+    Star,
+    /// The named request headers, lowercase, deduplicated.
+    Headers(Vec<HeaderName>),
+}
+
+/// Parses every `Vary` field line.
+pub(crate) fn parse_vary(headers: &HeaderMap) -> Vary {
+    let mut names: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(VARY) {
+        let Ok(text) = value.to_str() else {
+            continue;
+        };
+        for name in text.split(',') {
+            let name = name.trim();
+            if name == "*" {
+                return Vary::Star;
+            }
+            if let Ok(name) = HeaderName::from_bytes(name.as_bytes())
+                && !names.contains(&name)
+            {
+                names.push(name);
+            }
+        }
+    }
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    Vary::Headers(names)
+}
+
+/// One `Vary`ed header of a stored variant and the normalized value it was stored for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VaryRule {
+    pub(crate) name: HeaderName,
+    /// The normalized request value; `None` when the request did not send the header. For
+    /// `Accept-Encoding`, the coding the stored response has.
+    pub(crate) value: Option<Box<str>>,
+}
+
+/// The rules for storing a response that `Vary`s on `names`, given the request that
+/// fetched it and the response's headers.
+pub(crate) fn vary_rules(
+    names: &[HeaderName],
+    request: &HeaderMap,
+    response: &HeaderMap,
+) -> Vec<VaryRule> {
+    names
+        .iter()
+        .map(|name| {
+            let value = if name == ACCEPT_ENCODING {
+                Some(content_coding(response).into())
+            } else {
+                normalize(name, request).map(String::into_boxed_str)
+            };
+            VaryRule {
+                name: name.clone(),
+                value,
+            }
+        })
+        .collect()
+}
+
+/// The variant id of a set of rules: equal ids replace each other in the store.
+pub(crate) fn variant_id(rules: &[VaryRule]) -> String {
+    let mut id = String::new();
+    for rule in rules {
+        let _ = writeln!(
+            id,
+            "{}:{}",
+            rule.name,
+            rule.value.as_deref().unwrap_or("\u{0}")
+        );
+    }
+    id
+}
+
+/// Whether a stored variant with `rules` (and response `headers`) may answer a request
+/// with `request` headers.
+pub(crate) fn matches(rules: &[VaryRule], response: &HeaderMap, request: &HeaderMap) -> bool {
+    rules.iter().all(|rule| {
+        if rule.name == ACCEPT_ENCODING {
+            let coding = rule.value.as_deref().unwrap_or("identity");
+            return accepts_coding(request, coding);
+        }
+        let value = normalize(&rule.name, request);
+        if value.as_deref() == rule.value.as_deref() {
+            return true;
+        }
+        if rule.name == ACCEPT_LANGUAGE
+            && let (Some(language), Some(preferred)) =
+                (response.get(CONTENT_LANGUAGE), preferred_language(request))
+        {
+            return language
+                .to_str()
+                .is_ok_and(|language| language.trim().eq_ignore_ascii_case(&preferred));
+        }
+        false
+    })
+}
+
+/// The response's content coding, lowercase; `identity` when it has none.
+pub(crate) fn content_coding(response: &HeaderMap) -> String {
+    let mut coding = String::new();
+    for value in response.get_all(CONTENT_ENCODING) {
+        for part in String::from_utf8_lossy(value.as_bytes()).split(',') {
+            let part = part.trim();
+            if part.is_empty() {
+                continue;
+            }
+            if !coding.is_empty() {
+                coding.push(',');
+            }
+            coding.push_str(&part.to_ascii_lowercase());
+        }
+    }
+    if coding.is_empty() {
+        coding.push_str("identity");
+    }
+    coding
+}
+
+/// Whether a request's `Accept-Encoding` accepts `coding` (RFC 9110 §12.5.3).
+///
+/// Without `Accept-Encoding` only `identity` is served: the RFC would allow any coding, but
+/// a client that does not ask for compression rarely decodes it. `identity` is acceptable
+/// unless excluded by `identity;q=0` or by `*;q=0` without an `identity` entry.
+pub(crate) fn accepts_coding(request: &HeaderMap, coding: &str) -> bool {
+    let mut values = request.get_all(ACCEPT_ENCODING).iter().peekable();
+    if values.peek().is_none() {
+        return coding == "identity";
+    }
+    let mut named = None;
+    let mut star = None;
+    for value in values {
+        let Ok(text) = value.to_str() else {
+            continue;
+        };
+        for member in text.split(',') {
+            let mut params = member.split(';');
+            let name = params.next().unwrap_or_default().trim();
+            if name.is_empty() {
+                continue;
+            }
+            let q = params
+                .find_map(|param| {
+                    let (key, value) = param.split_once('=')?;
+                    key.trim()
+                        .eq_ignore_ascii_case("q")
+                        .then(|| value.trim().parse::<f32>().unwrap_or(0.0))
+                })
+                .unwrap_or(1.0);
+            if name == "*" {
+                star = Some(q);
+            } else if name.eq_ignore_ascii_case(coding)
+                || (coding == "gzip" && name.eq_ignore_ascii_case("x-gzip"))
+                || (coding == "compress" && name.eq_ignore_ascii_case("x-compress"))
+            {
+                named = Some(q);
+            }
+        }
+    }
+    match (named, star) {
+        (Some(q), _) => q > 0.0,
+        (None, Some(q)) => q > 0.0,
+        (None, None) => coding == "identity",
+    }
+}
+
+/// A request header's value normalized for comparison; `None` when absent.
+pub(crate) fn normalize(name: &HeaderName, request: &HeaderMap) -> Option<String> {
+    let mut values = request.get_all(name).iter().peekable();
+    values.peek()?;
+    if name == ACCEPT_LANGUAGE {
+        return Some(normalize_language(values));
+    }
+    let mut out = String::new();
+    for value in values {
+        for member in String::from_utf8_lossy(value.as_bytes()).split(',') {
+            let member = member.trim();
+            if member.is_empty() {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(member);
+        }
+    }
+    Some(out)
+}
+
+/// `Accept-Language` as `lang;q` members, lowercase, sorted by preference then name.
+fn normalize_language<'a>(values: impl Iterator<Item = &'a http::HeaderValue>) -> String {
+    let mut ranges = language_ranges(values);
+    ranges.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut out = String::new();
+    for (range, q) in ranges {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(&range);
+        if q != 1000 {
+            let _ = write!(out, ";q={q}");
+        }
+    }
+    out
+}
+
+/// Language ranges with their q-values in thousandths.
+fn language_ranges<'a>(values: impl Iterator<Item = &'a http::HeaderValue>) -> Vec<(String, u16)> {
+    let mut ranges = Vec::new();
+    for value in values {
+        for member in String::from_utf8_lossy(value.as_bytes()).split(',') {
+            let mut params = member.split(';');
+            let range = params
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            if range.is_empty() {
+                continue;
+            }
+            let q = params
+                .find_map(|param| {
+                    let (key, value) = param.split_once('=')?;
+                    key.trim()
+                        .eq_ignore_ascii_case("q")
+                        .then(|| value.trim().parse::<f32>().unwrap_or(0.0))
+                })
+                .unwrap_or(1.0);
+            ranges.push((range, (q.clamp(0.0, 1.0) * 1000.0).round() as u16));
+        }
+    }
+    ranges
+}
+
+/// The request's single most preferred language, if one range has the highest q-value.
+fn preferred_language(request: &HeaderMap) -> Option<String> {
+    let mut ranges = language_ranges(request.get_all(ACCEPT_LANGUAGE).iter());
+    ranges.sort_by_key(|range| std::cmp::Reverse(range.1));
+    match ranges.as_slice() {
+        [(range, q), ..]
+            if *q > 0 && ranges.get(1).is_none_or(|next| next.1 < *q) && range != "*" =>
+        {
+            Some(range.clone())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderValue, Request};
+
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    fn key(uri: &str, pairs: &[(&str, &str)], rules: &KeyRules) -> String {
+        let mut builder = Request::get(uri);
+        for (name, value) in pairs {
+            builder = builder.header(*name, *value);
+        }
+        let (parts, ()) = builder.body(()).unwrap().into_parts();
+        primary_key(&parts, rules)
+    }
+
+    #[test]
+    fn query_strings_are_part_of_the_key() {
+        let rules = KeyRules::default();
+        assert_ne!(key("/p?a=1", &[], &rules), key("/p?a=2", &[], &rules));
+        assert_eq!(key("/p?a=1", &[], &rules), "/p?a=1");
+    }
+
+    #[test]
+    fn ignored_query_parameters_are_dropped_from_the_key() {
+        let rules = KeyRules {
+            ignored_params: vec!["utm_*".into(), "fbclid".into()],
+            ..KeyRules::default()
+        };
+        assert_eq!(
+            key("/p?a=1&utm_source=x&fbclid=y&b=2", &[], &rules),
+            "/p?a=1&b=2"
+        );
+        assert_eq!(key("/p?utm_source=x", &[], &rules), "/p");
+    }
+
+    #[test]
+    fn key_headers_and_host_separate_keys() {
+        let rules = KeyRules {
+            host: true,
+            headers: vec![HeaderName::from_static("x-tenant")],
+            ..KeyRules::default()
+        };
+        let a = key("/p", &[("host", "A.example"), ("x-tenant", "1")], &rules);
+        assert_eq!(a, "a.example/p\nx-tenant=1");
+        assert_ne!(
+            a,
+            key("/p", &[("host", "a.example"), ("x-tenant", "2")], &rules)
+        );
+    }
+
+    #[test]
+    fn vary_star_anywhere_wins() {
+        assert_eq!(parse_vary(&headers(&[("vary", "Foo, *")])), Vary::Star);
+        assert_eq!(
+            parse_vary(&headers(&[("vary", ""), ("vary", "*")])),
+            Vary::Star
+        );
+        let names = parse_vary(&headers(&[("vary", "Foo, bar"), ("vary", "foo")]));
+        assert_eq!(
+            names,
+            Vary::Headers(vec![
+                HeaderName::from_static("bar"),
+                HeaderName::from_static("foo")
+            ])
+        );
+    }
+
+    fn check_match(
+        name: &str,
+        stored_request: &[(&str, &str)],
+        response: &[(&str, &str)],
+        request: &[(&str, &str)],
+    ) -> bool {
+        let response = headers(response);
+        let rules = vary_rules(
+            &[HeaderName::from_bytes(name.as_bytes()).unwrap()],
+            &headers(stored_request),
+            &response,
+        );
+        matches(&rules, &response, &headers(request))
+    }
+
+    #[test]
+    fn unknown_headers_match_after_combining_and_trimming() {
+        assert!(check_match(
+            "foo",
+            &[("foo", "1, 2")],
+            &[],
+            &[("foo", "1"), ("foo", "2")]
+        ));
+        assert!(check_match(
+            "foo",
+            &[("foo", "1,2")],
+            &[],
+            &[("foo", " 1, 2 ")]
+        ));
+        assert!(!check_match("foo", &[("foo", "1")], &[], &[("foo", "2")]));
+        assert!(!check_match("foo", &[("foo", "1")], &[], &[]));
+        assert!(!check_match("foo", &[], &[], &[("foo", "1")]));
+        assert!(check_match("foo", &[], &[], &[]));
+    }
+
+    #[test]
+    fn accept_encoding_matches_the_stored_coding() {
+        let br = [("content-encoding", "br")];
+        assert!(check_match(
+            "accept-encoding",
+            &[("accept-encoding", "br")],
+            &br,
+            &[("accept-encoding", "gzip, br")]
+        ));
+        assert!(check_match(
+            "accept-encoding",
+            &[("accept-encoding", "br")],
+            &br,
+            &[("accept-encoding", "*")]
+        ));
+        assert!(!check_match(
+            "accept-encoding",
+            &[("accept-encoding", "br")],
+            &br,
+            &[("accept-encoding", "gzip")]
+        ));
+        assert!(!check_match(
+            "accept-encoding",
+            &[("accept-encoding", "br")],
+            &br,
+            &[("accept-encoding", "br;q=0, gzip")]
+        ));
+        assert!(!check_match(
+            "accept-encoding",
+            &[("accept-encoding", "br")],
+            &br,
+            &[]
+        ));
+    }
+
+    #[test]
+    fn identity_is_acceptable_unless_excluded() {
+        let plain: [(&str, &str); 0] = [];
+        assert!(check_match("accept-encoding", &[], &plain, &[]));
+        assert!(check_match(
+            "accept-encoding",
+            &[],
+            &plain,
+            &[("accept-encoding", "gzip")]
+        ));
+        assert!(!check_match(
+            "accept-encoding",
+            &[],
+            &plain,
+            &[("accept-encoding", "gzip, identity;q=0")]
+        ));
+        assert!(!check_match(
+            "accept-encoding",
+            &[],
+            &plain,
+            &[("accept-encoding", "gzip, *;q=0")]
+        ));
+        assert!(check_match(
+            "accept-encoding",
+            &[],
+            &plain,
+            &[("accept-encoding", "*;q=0, identity")]
+        ));
+    }
+
+    #[test]
+    fn one_variant_per_coding() {
+        let response = headers(&[("content-encoding", "gzip")]);
+        let names = [ACCEPT_ENCODING];
+        let a = vary_rules(
+            &names,
+            &headers(&[("accept-encoding", "gzip, br")]),
+            &response,
+        );
+        let b = vary_rules(
+            &names,
+            &headers(&[("accept-encoding", "gzip;q=0.5")]),
+            &response,
+        );
+        assert_eq!(variant_id(&a), variant_id(&b));
+    }
+
+    #[test]
+    fn accept_language_ignores_order_case_and_spaces() {
+        let stored = [("accept-language", "en, de")];
+        assert!(check_match(
+            "accept-language",
+            &stored,
+            &[],
+            &[("accept-language", "de, en")]
+        ));
+        assert!(check_match(
+            "accept-language",
+            &stored,
+            &[],
+            &[("accept-language", "eN, De")]
+        ));
+        assert!(check_match(
+            "accept-language",
+            &stored,
+            &[],
+            &[("accept-language", " en ,   de")]
+        ));
+        assert!(!check_match(
+            "accept-language",
+            &stored,
+            &[],
+            &[("accept-language", "fr")]
+        ));
+    }
+
+    #[test]
+    fn accept_language_selects_by_content_language() {
+        let stored = [("accept-language", "en, de")];
+        let response = [("content-language", "de")];
+        assert!(check_match(
+            "accept-language",
+            &stored,
+            &response,
+            &[("accept-language", "fr;q=0.5, de;q=1.0")]
+        ));
+        assert!(!check_match(
+            "accept-language",
+            &stored,
+            &response,
+            &[("accept-language", "fr, de;q=0.5")]
+        ));
+        assert!(!check_match(
+            "accept-language",
+            &stored,
+            &response,
+            &[("accept-language", "fr, de")]
+        ));
+    }
+}

@@ -1,0 +1,70 @@
+//! The metrics the cache records through the [`metrics`](https://docs.rs/metrics) crate, in
+//! Prometheus form following OpenTelemetry naming. Install any recorder (for example
+//! `metrics-exporter-prometheus`) to collect them; without one they cost next to nothing.
+//!
+//! | Name | Kind | Labels | Meaning |
+//! |---|---|---|---|
+//! | `http_cache_requests_total` | counter | `result` = `hit`, `stale`, `miss`, `bypass`; `tier` = `l1`, `l2`, `none` | requests by outcome; `tier` is where a hit was found, or the last tier asked on a miss |
+//! | `http_cache_coalesced_requests_total` | counter | | requests that waited for another request's origin call instead of making their own |
+//! | `http_cache_store_operation_duration_seconds` | histogram | `store` = `redis`; `operation` = `get`, `put`, `delete`, `invalidate_tag`, `purge` | remote store latency (memory operations take nanoseconds and are not timed) |
+//! | `http_cache_redis_errors_total` | counter | `operation` | failed or timed-out Redis operations, and operations skipped while Redis is known to be down (`operation="skipped"`) |
+//! | `http_cache_l1_entries` | gauge | | keys held in process memory |
+//! | `http_cache_l1_bytes` | gauge | | bytes held in process memory |
+
+use std::time::Duration;
+
+/// Requests by outcome: labels `result` (`hit`, `stale`, `miss`, `bypass`) and `tier`
+/// (`l1`, `l2`, `none`).
+pub const REQUESTS_TOTAL: &str = "http_cache_requests_total";
+/// Requests served by another request's origin call (request coalescing).
+pub const COALESCED_REQUESTS_TOTAL: &str = "http_cache_coalesced_requests_total";
+/// Remote store operation latency: labels `store` and `operation`.
+pub const STORE_OPERATION_DURATION_SECONDS: &str = "http_cache_store_operation_duration_seconds";
+/// Failed, timed-out or skipped Redis operations: label `operation`.
+pub const REDIS_ERRORS_TOTAL: &str = "http_cache_redis_errors_total";
+/// Keys held in process memory.
+pub const L1_ENTRIES: &str = "http_cache_l1_entries";
+/// Bytes held in process memory.
+pub const L1_BYTES: &str = "http_cache_l1_bytes";
+
+/// A request's outcome, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Hit,
+    Stale,
+    Miss,
+    Bypass,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Stale => "stale",
+            Outcome::Miss => "miss",
+            Outcome::Bypass => "bypass",
+        }
+    }
+}
+
+pub(crate) fn request(outcome: Outcome, tier: &'static str) {
+    ::metrics::counter!(REQUESTS_TOTAL, "result" => outcome.as_str(), "tier" => tier).increment(1);
+}
+
+pub(crate) fn coalesced() {
+    ::metrics::counter!(COALESCED_REQUESTS_TOTAL).increment(1);
+}
+
+pub(crate) fn store_operation(operation: &'static str, elapsed: Duration) {
+    ::metrics::histogram!(STORE_OPERATION_DURATION_SECONDS, "store" => "redis", "operation" => operation)
+        .record(elapsed.as_secs_f64());
+}
+
+pub(crate) fn redis_error(operation: &'static str) {
+    ::metrics::counter!(REDIS_ERRORS_TOTAL, "operation" => operation).increment(1);
+}
+
+pub(crate) fn l1_gauges(entries: u64, bytes: u64) {
+    ::metrics::gauge!(L1_ENTRIES).set(entries as f64);
+    ::metrics::gauge!(L1_BYTES).set(bytes as f64);
+}

@@ -1,0 +1,687 @@
+//! Answering from a stored entry: choosing the variant, judging whether it may be used,
+//! and building the response (conditional requests, ranges, `Age`, `Cache-Status`).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{
+    AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_RANGE, DATE, ETAG, EXPIRES,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE, VARY,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+
+use crate::body::CacheBody;
+use crate::control::RequestDirectives;
+use crate::entry::{Entry, FORBIDS_STALE, Meta, NO_CACHE};
+use crate::freshness::{date_header, parse_http_date};
+use crate::key;
+
+/// The first variant, most recent first, that may answer a request with `headers`;
+/// `authorized` requests only get entries that allow it.
+pub(crate) fn select<'a>(
+    variants: &'a [Arc<Entry>],
+    headers: &HeaderMap,
+    authorized: bool,
+) -> Option<&'a Arc<Entry>> {
+    variants.iter().find(|entry| {
+        (!authorized || entry.meta.has(crate::entry::AUTHORIZED))
+            && key::matches(&entry.vary, &entry.headers, headers)
+    })
+}
+
+/// Whether and how a stored entry may answer a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Usable {
+    /// Fresh enough for the request.
+    Fresh,
+    /// Stale, within what the request's `max-stale` accepts.
+    StaleAccepted,
+    /// Stale, within `stale-while-revalidate`: serve it and refresh in the background.
+    StaleWhileRevalidate,
+    /// Must go to the origin (conditionally, if the entry has validators).
+    Validate,
+}
+
+/// Judges an entry at `now` (Unix ms) against the request's directives (RFC 9111 §4.2,
+/// §5.2.1, RFC 5861).
+pub(crate) fn usability(meta: &Meta, now: u64, request: &RequestDirectives) -> Usable {
+    if meta.has(NO_CACHE) || request.no_cache {
+        return Usable::Validate;
+    }
+    let age = meta.age(now);
+    if request
+        .max_age
+        .is_some_and(|max_age| age > max_age.saturating_mul(1000))
+    {
+        return Usable::Validate;
+    }
+    let remaining = meta.lifetime as i128 - age as i128;
+    if let Some(min_fresh) = request.min_fresh
+        && remaining < i128::from(min_fresh) * 1000
+    {
+        return Usable::Validate;
+    }
+    if remaining > 0 {
+        return Usable::Fresh;
+    }
+    if meta.has(FORBIDS_STALE) {
+        return Usable::Validate;
+    }
+    let staleness = (-remaining) as u64;
+    if request
+        .max_stale
+        .is_some_and(|max_stale| staleness <= max_stale.saturating_mul(1000))
+    {
+        return Usable::StaleAccepted;
+    }
+    if meta.stale_while_revalidate > 0 && staleness <= meta.stale_while_revalidate {
+        return Usable::StaleWhileRevalidate;
+    }
+    Usable::Validate
+}
+
+/// Whether an entry may be served because the origin failed: within its own
+/// `stale-if-error`, the request's, or the configured grace period, and never when it must
+/// be revalidated.
+pub(crate) fn usable_on_error(
+    meta: &Meta,
+    now: u64,
+    request: &RequestDirectives,
+    grace: u64,
+) -> bool {
+    if meta.has(FORBIDS_STALE) {
+        return false;
+    }
+    let staleness = meta.age(now).saturating_sub(meta.lifetime);
+    let allowed = meta
+        .stale_if_error
+        .max(request.stale_if_error.unwrap_or(0).saturating_mul(1000))
+        .max(grace);
+    allowed > 0 && staleness <= allowed
+}
+
+/// How a response relates to the cache, for `Cache-Status` (RFC 9211) and `X-Cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Served from the cache without contacting the origin.
+    Hit { coalesced: bool },
+    /// Served stale from the cache.
+    Stale,
+    /// Forwarded to the origin.
+    Forward {
+        fwd: &'static str,
+        fwd_status: Option<u16>,
+        stored: bool,
+    },
+}
+
+/// What a response needs to say about the cache.
+#[derive(Debug)]
+pub(crate) struct Labels<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) x_cache: bool,
+}
+
+/// The `Cache-Status` value for `status`; `ttl` in seconds for hits.
+pub(crate) fn cache_status(name: &str, status: Status, ttl: i64) -> HeaderValue {
+    let mut value = String::with_capacity(name.len() + 32);
+    value.push_str(name);
+    match status {
+        Status::Hit { coalesced } => {
+            let _ = write!(value, "; hit; ttl={ttl}");
+            if coalesced {
+                value.push_str("; collapsed");
+            }
+        }
+        Status::Stale => {
+            let _ = write!(value, "; hit; ttl={ttl}");
+        }
+        Status::Forward {
+            fwd,
+            fwd_status,
+            stored,
+        } => {
+            let _ = write!(value, "; fwd={fwd}");
+            if let Some(code) = fwd_status {
+                let _ = write!(value, "; fwd-status={code}");
+            }
+            if stored {
+                value.push_str("; stored");
+            }
+        }
+    }
+    HeaderValue::from_maybe_shared(Bytes::from(value))
+        .unwrap_or(HeaderValue::from_static("towerkit"))
+}
+
+/// The `X-Cache` field name.
+pub(crate) const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// The `Cache-Status` field name.
+pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+fn x_cache(status: Status) -> HeaderValue {
+    HeaderValue::from_static(match status {
+        Status::Hit { .. } => "HIT",
+        Status::Stale => "STALE",
+        Status::Forward {
+            fwd: "bypass" | "method",
+            ..
+        } => "BYPASS",
+        Status::Forward { .. } => "MISS",
+    })
+}
+
+/// Adds `Cache-Status` (and `X-Cache`) to a response's headers.
+pub(crate) fn label(headers: &mut HeaderMap, labels: &Labels<'_>, status: Status, ttl: i64) {
+    headers.append(CACHE_STATUS, cache_status(labels.name, status, ttl));
+    if labels.x_cache {
+        headers.insert(X_CACHE, x_cache(status));
+    }
+}
+
+/// Builds the response a stored entry gives `method`/`request`: a `304` when the request's
+/// validators match, a `206` for a satisfiable single byte range of a `200`, else the entry
+/// itself (without body for HEAD), with `Age` and `Cache-Status`.
+pub(crate) fn respond<B>(
+    entry: &Entry,
+    method: &Method,
+    request: &HeaderMap,
+    now: u64,
+    status: Status,
+    labels: &Labels<'_>,
+) -> Response<CacheBody<B>> {
+    let age = entry.meta.age(now);
+    let ttl = (entry.meta.lifetime as i64 - age as i64).div_euclid(1000);
+    let age_value = HeaderValue::from(age / 1000);
+
+    if not_modified(entry, request) {
+        let mut headers = HeaderMap::with_capacity(10);
+        for name in [
+            CACHE_CONTROL,
+            CONTENT_LOCATION,
+            DATE,
+            ETAG,
+            EXPIRES,
+            VARY,
+            LAST_MODIFIED,
+        ] {
+            for value in entry.headers.get_all(&name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        headers.insert(AGE, age_value);
+        label(&mut headers, labels, status, ttl);
+        let mut response = Response::new(CacheBody::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        *response.headers_mut() = headers;
+        return response;
+    }
+
+    let mut headers = entry.headers.clone();
+    headers.insert(AGE, age_value);
+    label(&mut headers, labels, status, ttl);
+    let mut status_code = entry.status;
+    let mut body = entry.body.clone();
+
+    if entry.status == StatusCode::OK
+        && method == Method::GET
+        && let Some(range) = request.get(RANGE)
+        && if_range_allows(entry, request)
+    {
+        match byte_range(range, body.len() as u64) {
+            Range::Full => {}
+            Range::Partial(start, end) => {
+                let total = body.len();
+                body = body.slice(start as usize..=end as usize);
+                status_code = StatusCode::PARTIAL_CONTENT;
+                let content_range = format!("bytes {start}-{end}/{total}");
+                headers.insert(
+                    CONTENT_RANGE,
+                    HeaderValue::from_maybe_shared(Bytes::from(content_range))
+                        .unwrap_or(HeaderValue::from_static("bytes */0")),
+                );
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+            }
+            Range::Unsatisfiable => {
+                status_code = StatusCode::RANGE_NOT_SATISFIABLE;
+                let content_range = format!("bytes */{}", body.len());
+                headers.insert(
+                    CONTENT_RANGE,
+                    HeaderValue::from_maybe_shared(Bytes::from(content_range))
+                        .unwrap_or(HeaderValue::from_static("bytes */0")),
+                );
+                headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+                body = Bytes::new();
+            }
+        }
+    }
+
+    let body = if method == Method::HEAD {
+        CacheBody::empty()
+    } else {
+        CacheBody::full(body)
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status_code;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// Whether the request's conditionals say the client's copy is current (RFC 9110 §13.2.2):
+/// `If-None-Match` (weak comparison) takes precedence over `If-Modified-Since`, which is
+/// compared with `Last-Modified`, or `Date` without one (RFC 9111 §4.3.2).
+pub(crate) fn not_modified(entry: &Entry, request: &HeaderMap) -> bool {
+    if !entry.status.is_success() {
+        return false;
+    }
+    if request.contains_key(IF_NONE_MATCH) {
+        let Some(etag) = entry.headers.get(ETAG) else {
+            return false;
+        };
+        return request
+            .get_all(IF_NONE_MATCH)
+            .iter()
+            .any(|value| etag_list_matches(value.as_bytes(), etag.as_bytes(), false));
+    }
+    let Some(since) = request.get(IF_MODIFIED_SINCE).and_then(parse_http_date) else {
+        return false;
+    };
+    let modified =
+        date_header(&entry.headers, &LAST_MODIFIED).or_else(|| date_header(&entry.headers, &DATE));
+    modified.is_some_and(|modified| modified <= since)
+}
+
+/// Whether an `If-Range` (absent, or matching the entry exactly) lets a range be served.
+fn if_range_allows(entry: &Entry, request: &HeaderMap) -> bool {
+    let Some(condition) = request.get(IF_RANGE) else {
+        return true;
+    };
+    let bytes = condition.as_bytes();
+    if bytes.starts_with(b"\"") {
+        return entry
+            .headers
+            .get(ETAG)
+            .is_some_and(|etag| etag_list_matches(bytes, etag.as_bytes(), true));
+    }
+    match (
+        parse_http_date(condition),
+        date_header(&entry.headers, &LAST_MODIFIED),
+    ) {
+        (Some(since), Some(modified)) => since == modified,
+        _ => false,
+    }
+}
+
+/// Whether `etag` is in the entity-tag `list` (or the list is `*`). Weak comparison ignores
+/// `W/`; strong comparison needs both strong and equal.
+fn etag_list_matches(list: &[u8], etag: &[u8], strong: bool) -> bool {
+    let (etag_weak, etag_opaque) = split_weak(etag);
+    if strong && etag_weak {
+        return false;
+    }
+    let mut rest = list;
+    loop {
+        while let [b' ' | b'\t' | b',', tail @ ..] = rest {
+            rest = tail;
+        }
+        if rest.is_empty() {
+            return false;
+        }
+        if rest[0] == b'*' {
+            return true;
+        }
+        let (weak, after_weak) = match rest {
+            [b'W' | b'w', b'/', tail @ ..] => (true, tail),
+            _ => (false, rest),
+        };
+        let (opaque, tail) = match after_weak {
+            [b'"', inner @ ..] => match inner.iter().position(|&b| b == b'"') {
+                Some(end) => (&after_weak[..end + 2], &inner[end + 1..]),
+                None => return false,
+            },
+            _ => {
+                // An unquoted tag: up to the next comma.
+                let end = after_weak
+                    .iter()
+                    .position(|&b| b == b',')
+                    .unwrap_or(after_weak.len());
+                (&after_weak[..end], &after_weak[end..])
+            }
+        };
+        if opaque.trim_ascii() == etag_opaque && !(strong && weak) {
+            return true;
+        }
+        rest = tail;
+    }
+}
+
+fn split_weak(etag: &[u8]) -> (bool, &[u8]) {
+    match etag {
+        [b'W' | b'w', b'/', tail @ ..] => (true, tail.trim_ascii()),
+        _ => (false, etag.trim_ascii()),
+    }
+}
+
+/// A byte range request against a body of `len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Range {
+    /// Serve the whole body (no usable single byte range).
+    Full,
+    /// Serve bytes `start..=end`.
+    Partial(u64, u64),
+    /// No byte of the range exists: `416`.
+    Unsatisfiable,
+}
+
+/// Interprets a `Range` header (RFC 9110 §14.2): one `bytes` range; several ranges or other
+/// units are answered with the whole body, which the RFC allows.
+pub(crate) fn byte_range(value: &HeaderValue, len: u64) -> Range {
+    let Ok(text) = value.to_str() else {
+        return Range::Full;
+    };
+    let Some(spec) = text.trim().strip_prefix("bytes=") else {
+        return Range::Full;
+    };
+    if spec.contains(',') {
+        return Range::Full;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Range::Full;
+    };
+    let parse = |text: &str| -> Option<u64> {
+        let text = text.trim();
+        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| text.parse().ok())
+            .flatten()
+    };
+    match (first.trim().is_empty(), parse(first), parse(last)) {
+        // `bytes=-N`: the last N bytes.
+        (true, _, Some(suffix)) => {
+            if suffix == 0 || len == 0 {
+                Range::Unsatisfiable
+            } else {
+                Range::Partial(len.saturating_sub(suffix), len - 1)
+            }
+        }
+        (false, Some(start), end) => {
+            if !last.trim().is_empty() && end.is_none() {
+                return Range::Full;
+            }
+            if end.is_some_and(|end| end < start) {
+                return Range::Full;
+            }
+            if start >= len {
+                return Range::Unsatisfiable;
+            }
+            Range::Partial(start, end.map_or(len - 1, |end| end.min(len - 1)))
+        }
+        _ => Range::Full,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::entry::{Policy, prepare};
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    fn entry(response: &[(&str, &str)]) -> Entry {
+        let policy = Policy {
+            heuristic: true,
+            heuristic_max: Duration::from_secs(86_400),
+            tag_header: HeaderName::from_static("cache-tag"),
+            surrogate: None,
+            keep_stale: Duration::from_secs(600),
+            grace: Duration::ZERO,
+        };
+        prepare(
+            StatusCode::OK,
+            &headers(response),
+            &HeaderMap::new(),
+            "/",
+            NOW,
+            NOW,
+            &policy,
+            None,
+        )
+        .unwrap()
+        .finish(Bytes::from_static(b"0123456789"))
+    }
+
+    fn request(pairs: &[(&str, &str)]) -> RequestDirectives {
+        RequestDirectives::parse(&headers(pairs))
+    }
+
+    #[test]
+    fn fresh_then_stale_then_stale_while_revalidate() {
+        let stored = entry(&[("cache-control", "max-age=10, stale-while-revalidate=5")]);
+        let none = RequestDirectives::default();
+        assert_eq!(usability(&stored.meta, NOW + 9_000, &none), Usable::Fresh);
+        assert_eq!(
+            usability(&stored.meta, NOW + 12_000, &none),
+            Usable::StaleWhileRevalidate
+        );
+        assert_eq!(
+            usability(&stored.meta, NOW + 16_000, &none),
+            Usable::Validate
+        );
+    }
+
+    #[test]
+    fn request_directives_tighten_or_loosen_freshness() {
+        let stored = entry(&[("cache-control", "max-age=100")]);
+        assert_eq!(
+            usability(
+                &stored.meta,
+                NOW + 50_000,
+                &request(&[("cache-control", "max-age=10")])
+            ),
+            Usable::Validate
+        );
+        assert_eq!(
+            usability(
+                &stored.meta,
+                NOW + 50_000,
+                &request(&[("cache-control", "min-fresh=60")])
+            ),
+            Usable::Validate
+        );
+        assert_eq!(
+            usability(
+                &stored.meta,
+                NOW + 50_000,
+                &request(&[("cache-control", "no-cache")])
+            ),
+            Usable::Validate
+        );
+        assert_eq!(
+            usability(
+                &stored.meta,
+                NOW + 150_000,
+                &request(&[("cache-control", "max-stale=60")])
+            ),
+            Usable::StaleAccepted
+        );
+        assert_eq!(
+            usability(
+                &stored.meta,
+                NOW + 150_000,
+                &request(&[("cache-control", "max-stale=10")])
+            ),
+            Usable::Validate
+        );
+    }
+
+    #[test]
+    fn must_revalidate_forbids_any_stale_use() {
+        let stored = entry(&[(
+            "cache-control",
+            "max-age=1, must-revalidate, stale-while-revalidate=60, stale-if-error=60",
+        )]);
+        assert_eq!(
+            usability(
+                &stored.meta,
+                NOW + 5_000,
+                &request(&[("cache-control", "max-stale")])
+            ),
+            Usable::Validate
+        );
+        assert!(!usable_on_error(
+            &stored.meta,
+            NOW + 5_000,
+            &RequestDirectives::default(),
+            60_000
+        ));
+    }
+
+    #[test]
+    fn stale_if_error_and_grace_bound_serving_on_error() {
+        let stored = entry(&[("cache-control", "max-age=1, stale-if-error=10")]);
+        let none = RequestDirectives::default();
+        assert!(usable_on_error(&stored.meta, NOW + 5_000, &none, 0));
+        assert!(!usable_on_error(&stored.meta, NOW + 20_000, &none, 0));
+        assert!(usable_on_error(&stored.meta, NOW + 20_000, &none, 30_000));
+        let plain = entry(&[("cache-control", "max-age=1")]);
+        assert!(!usable_on_error(&plain.meta, NOW + 5_000, &none, 0));
+    }
+
+    #[test]
+    fn if_none_match_uses_weak_comparison() {
+        let stored = entry(&[("cache-control", "max-age=60"), ("etag", "W/\"abc\"")]);
+        assert!(not_modified(
+            &stored,
+            &headers(&[("if-none-match", "\"abc\"")])
+        ));
+        assert!(not_modified(
+            &stored,
+            &headers(&[("if-none-match", "\"x\", W/\"abc\", \"y\"")])
+        ));
+        assert!(not_modified(&stored, &headers(&[("if-none-match", "*")])));
+        assert!(!not_modified(
+            &stored,
+            &headers(&[("if-none-match", "\"abcd\"")])
+        ));
+    }
+
+    #[test]
+    fn if_none_match_takes_precedence_over_if_modified_since() {
+        let stored = entry(&[
+            ("cache-control", "max-age=60"),
+            ("etag", "\"a\""),
+            ("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
+        ]);
+        let both = headers(&[
+            ("if-none-match", "\"b\""),
+            ("if-modified-since", "Tue, 02 Jan 2024 00:00:00 GMT"),
+        ]);
+        assert!(!not_modified(&stored, &both));
+        assert!(not_modified(
+            &stored,
+            &headers(&[("if-modified-since", "Tue, 02 Jan 2024 00:00:00 GMT")])
+        ));
+        assert!(not_modified(
+            &stored,
+            &headers(&[("if-modified-since", "Monday, 01-Jan-24 00:00:00 GMT")])
+        ));
+        assert!(!not_modified(
+            &stored,
+            &headers(&[("if-modified-since", "Sun, 31 Dec 2023 00:00:00 GMT")])
+        ));
+    }
+
+    #[test]
+    fn byte_ranges() {
+        let range = |text: &str| byte_range(&HeaderValue::from_str(text).unwrap(), 10);
+        assert_eq!(range("bytes=0-1"), Range::Partial(0, 1));
+        assert_eq!(range("bytes=1-"), Range::Partial(1, 9));
+        assert_eq!(range("bytes=-1"), Range::Partial(9, 9));
+        assert_eq!(range("bytes=-50"), Range::Partial(0, 9));
+        assert_eq!(range("bytes=5-50"), Range::Partial(5, 9));
+        assert_eq!(range("bytes=10-"), Range::Unsatisfiable);
+        assert_eq!(range("bytes=0-1,3-4"), Range::Full);
+        assert_eq!(range("items=0-1"), Range::Full);
+        assert_eq!(range("bytes=3-1"), Range::Full);
+        assert_eq!(range("bytes=a-1"), Range::Full);
+    }
+
+    #[test]
+    fn ranges_are_served_from_complete_entries() {
+        let stored = entry(&[("cache-control", "max-age=60")]);
+        let labels = Labels {
+            name: "towerkit",
+            x_cache: false,
+        };
+        let response: Response<CacheBody<http_body_util::Empty<Bytes>>> = respond(
+            &stored,
+            &Method::GET,
+            &headers(&[("range", "bytes=2-4")]),
+            NOW,
+            Status::Hit { coalesced: false },
+            &labels,
+        );
+        assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(response.headers()[CONTENT_RANGE], "bytes 2-4/10");
+        assert_eq!(response.headers()[CONTENT_LENGTH], "3");
+    }
+
+    #[test]
+    fn hits_carry_age_and_cache_status() {
+        let stored = entry(&[("cache-control", "max-age=60")]);
+        let labels = Labels {
+            name: "towerkit",
+            x_cache: true,
+        };
+        let response: Response<CacheBody<http_body_util::Empty<Bytes>>> = respond(
+            &stored,
+            &Method::GET,
+            &HeaderMap::new(),
+            NOW + 18_500,
+            Status::Hit { coalesced: false },
+            &labels,
+        );
+        assert_eq!(response.headers()[AGE], "18");
+        assert_eq!(response.headers()[CACHE_STATUS], "towerkit; hit; ttl=41");
+        assert_eq!(response.headers()[X_CACHE], "HIT");
+    }
+
+    #[test]
+    fn cache_status_for_forwarded_requests() {
+        let status = Status::Forward {
+            fwd: "stale",
+            fwd_status: Some(304),
+            stored: true,
+        };
+        assert_eq!(
+            cache_status("edge", status, 0),
+            "edge; fwd=stale; fwd-status=304; stored"
+        );
+        assert_eq!(
+            cache_status(
+                "edge",
+                Status::Forward {
+                    fwd: "miss",
+                    fwd_status: None,
+                    stored: false
+                },
+                0
+            ),
+            "edge; fwd=miss"
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! The in-process store: a byte-weighted quick_cache.
+
+use std::fmt;
+use std::sync::Arc;
+
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+
+use super::{Lookup, Store, StoreFuture, StoreStats, Tier, Variants, merge_variants};
+use crate::entry::Entry;
+use crate::freshness::now_ms;
+use crate::metrics;
+
+/// Entries in process memory, in a [quick_cache] whose capacity is counted in bytes
+/// ([`Entry::weight`]); the least valuable entries are evicted when it is full. Every
+/// operation completes at once.
+///
+/// Entries carry their own deadlines and are checked on read: an entry past its
+/// [`stale_until`](Entry::stale_until) is never returned and is removed when met.
+/// Tag invalidation scans the cache, which is fine for invalidations (rare) and keeps
+/// puts and gets free of any index upkeep. Cloning shares the cache.
+///
+/// ```
+/// use towerkit_cache::MemoryStore;
+///
+/// let store = MemoryStore::new(64 * 1024 * 1024); // 64 MiB
+/// # let _ = store;
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    cache: Arc<Cache<String, Variants, ByteWeighter>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ByteWeighter;
+
+impl Weighter<String, Variants> for ByteWeighter {
+    fn weight(&self, key: &String, variants: &Variants) -> u64 {
+        (key.len() + variants.iter().map(|entry| entry.weight()).sum::<usize>()) as u64
+    }
+}
+
+impl MemoryStore {
+    /// A store holding at most `capacity_bytes` bytes of entries.
+    pub fn new(capacity_bytes: u64) -> Self {
+        // quick_cache sizes its tables from an item estimate: assume ~4 KiB per entry.
+        let estimated_items = (capacity_bytes / 4096).clamp(16, 1 << 22) as usize;
+        Self {
+            cache: Arc::new(Cache::with_weighter(
+                estimated_items,
+                capacity_bytes.max(1),
+                ByteWeighter,
+            )),
+        }
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Whether the store holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    /// Bytes held, as weighed by [`Entry::weight`].
+    pub fn weight(&self) -> u64 {
+        self.cache.weight()
+    }
+
+    /// The live variants under `key`, synchronously.
+    pub(crate) fn lookup(&self, key: &str, now: u64) -> Option<Variants> {
+        let variants = self.cache.get(key)?;
+        if variants.iter().all(|entry| entry.alive_at(now)) {
+            return Some(variants);
+        }
+        let alive: Vec<Arc<Entry>> = variants
+            .iter()
+            .filter(|entry| entry.alive_at(now))
+            .cloned()
+            .collect();
+        if alive.is_empty() {
+            // Only remove what we looked at: a concurrent put may have replaced it.
+            self.cache
+                .remove_if(key, |current| Arc::ptr_eq(current, &variants));
+            return None;
+        }
+        Some(alive.into())
+    }
+
+    /// Stores `entry`, synchronously.
+    pub(crate) fn insert(&self, key: &str, entry: Arc<Entry>, now: u64) {
+        if !entry.alive_at(now) {
+            return;
+        }
+        let current = self.cache.get(key);
+        let merged = merge_variants(current.as_deref(), entry, now);
+        self.cache.insert(key.to_owned(), merged);
+        self.record_gauges();
+    }
+
+    /// Stores `variants` as they are (an L1 copy of what an L2 holds).
+    pub(crate) fn insert_variants(&self, key: &str, variants: Variants) {
+        self.cache.insert(key.to_owned(), variants);
+        self.record_gauges();
+    }
+
+    pub(crate) fn remove(&self, key: &str) {
+        self.cache.remove(key);
+        self.record_gauges();
+    }
+
+    /// Removes every key with an entry tagged `tag`; returns how many.
+    pub(crate) fn remove_tagged(&self, tag: &str) -> u64 {
+        let keys: Vec<String> = self
+            .cache
+            .iter()
+            .filter(|(_, variants)| {
+                variants
+                    .iter()
+                    .any(|entry| entry.tags.iter().any(|t| &**t == tag))
+            })
+            .map(|(key, _)| key)
+            .collect();
+        for key in &keys {
+            self.cache.remove(key.as_str());
+        }
+        self.record_gauges();
+        keys.len() as u64
+    }
+
+    pub(crate) fn clear(&self) {
+        self.cache.clear();
+        self.record_gauges();
+    }
+
+    fn record_gauges(&self) {
+        metrics::l1_gauges(self.cache.len() as u64, self.cache.weight());
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("entries", &self.cache.len())
+            .field("bytes", &self.cache.weight())
+            .field("capacity", &self.cache.capacity())
+            .finish()
+    }
+}
+
+impl Store for MemoryStore {
+    fn get(&self, key: &str) -> StoreFuture<Option<Lookup>> {
+        let found = self.lookup(key, now_ms()).map(|variants| Lookup {
+            variants,
+            tier: Tier::L1,
+        });
+        StoreFuture::ready(Ok(found))
+    }
+
+    fn put(&self, key: &str, entry: Arc<Entry>) -> StoreFuture<()> {
+        self.insert(key, entry, now_ms());
+        StoreFuture::ready(Ok(()))
+    }
+
+    fn delete(&self, key: &str) -> StoreFuture<()> {
+        self.remove(key);
+        StoreFuture::ready(Ok(()))
+    }
+
+    fn invalidate_tag(&self, tag: &str) -> StoreFuture<u64> {
+        StoreFuture::ready(Ok(self.remove_tagged(tag)))
+    }
+
+    fn purge(&self) -> StoreFuture<()> {
+        self.clear();
+        StoreFuture::ready(Ok(()))
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            l1_entries: self.cache.len() as u64,
+            l1_bytes: self.cache.weight(),
+            l2_errors: 0,
+        }
+    }
+}

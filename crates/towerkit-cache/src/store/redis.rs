@@ -1,0 +1,553 @@
+//! The Redis store: entries shared by every instance of a service.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError};
+
+use super::{Lookup, MAX_VARIANTS, Store, StoreError, StoreFuture, StoreStats, Tier, Variants};
+use crate::entry::Entry;
+use crate::freshness::now_ms;
+use crate::metrics;
+
+/// Entries in Redis, shared by every instance of a service.
+///
+/// - One Redis hash per key (`{prefix}e:{key}`), one field per variant, each holding the
+///   entry in the compact binary form of [`Entry::encode`]; the hash expires with its
+///   longest-lived variant. Tags are Redis sets (`{prefix}t:{tag}`) of keys, expiring with
+///   their longest-lived member.
+/// - The connection is a multiplexed, auto-reconnecting [`ConnectionManager`] (or a Redis
+///   Cluster connection with the `redis-cluster` feature).
+/// - Every operation is bounded by a timeout (default 50 ms). A failure or timeout is
+///   returned as an error, which the cache counts as a miss; it is logged once per outage
+///   (a warning, then an info line on recovery), counted in
+///   `http_cache_redis_errors_total`, and Redis is then left alone for a backoff that
+///   doubles from 100 ms up to 10 s, operations failing fast meanwhile. The cache never
+///   answers with an error because of Redis.
+///
+/// Needs Redis 7.0 or later (`PEXPIRE … NX|GT`). Cloning shares the connection.
+///
+/// ```no_run
+/// use towerkit_cache::{CacheLayer, RedisStore};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisStore::builder("redis://127.0.0.1:6379").prefix("catalog:cache:").connect().await?;
+/// let layer = CacheLayer::new(store);
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    conn: Conn,
+    prefix: String,
+    timeout: Duration,
+    health: Health,
+    /// A plain client for pub/sub (tiered stores subscribe through it).
+    pub(crate) pubsub_client: Option<redis::Client>,
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    #[cfg(feature = "redis-cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Conn {
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
+        match self.clone() {
+            Conn::Single(mut conn) => cmd.query_async(&mut conn).await,
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(mut conn) => cmd.query_async(&mut conn).await,
+        }
+    }
+
+    async fn pipe<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, RedisError> {
+        match self.clone() {
+            Conn::Single(mut conn) => pipe.query_async(&mut conn).await,
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(mut conn) => pipe.query_async(&mut conn).await,
+        }
+    }
+}
+
+/// Whether Redis is believed up, and the backoff while it is not.
+struct Health {
+    down_until: AtomicU64,
+    failures: AtomicU32,
+    warned: AtomicBool,
+    errors: AtomicU64,
+    min_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl Health {
+    fn available(&self, now: u64) -> bool {
+        now >= self.down_until.load(Ordering::Relaxed)
+    }
+
+    fn failed(&self, operation: &'static str, error: &StoreError) {
+        metrics::redis_error(operation);
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let failures = self
+            .failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        let factor = 1u32
+            .checked_shl(failures.saturating_sub(1).min(16))
+            .unwrap_or(u32::MAX);
+        let backoff = self
+            .min_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff);
+        self.down_until.store(
+            now_ms().saturating_add(backoff.as_millis() as u64),
+            Ordering::Relaxed,
+        );
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(%error, "redis cache store unavailable: serving from memory or the origin until it recovers");
+        }
+    }
+
+    fn succeeded(&self) {
+        if self.failures.swap(0, Ordering::Relaxed) > 0 {
+            self.down_until.store(0, Ordering::Relaxed);
+            if self.warned.swap(false, Ordering::Relaxed) {
+                tracing::info!("redis cache store recovered");
+            }
+        }
+    }
+}
+
+/// A [`RedisStore`] configuration that could not be used.
+#[derive(Debug)]
+pub enum RedisConfigError {
+    /// The URL (or a cluster node's) is not a valid Redis URL.
+    InvalidUrl(RedisError),
+    /// The cluster could not be reached to learn its topology (Redis Cluster only: a
+    /// single server is connected lazily and may be down at start).
+    Connect(RedisError),
+}
+
+impl fmt::Display for RedisConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisConfigError::InvalidUrl(error) => write!(f, "invalid redis url: {error}"),
+            RedisConfigError::Connect(error) => {
+                write!(f, "cannot connect to redis cluster: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RedisConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RedisConfigError::InvalidUrl(error) | RedisConfigError::Connect(error) => Some(error),
+        }
+    }
+}
+
+/// Builds a [`RedisStore`].
+#[derive(Debug, Clone)]
+pub struct RedisStoreBuilder {
+    nodes: Vec<String>,
+    cluster: bool,
+    prefix: String,
+    timeout: Duration,
+    min_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl RedisStoreBuilder {
+    /// Prefix of every key the store writes. Default: `towerkit:cache:`. Use one prefix per
+    /// application (and per test) so that purges stay within it.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long one operation may take before it counts as failed. Default: 50 ms.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The first and longest pause after failures, during which operations fail at once.
+    /// Default: 100 ms, doubling up to 10 s.
+    #[must_use]
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.min_backoff = min;
+        self.max_backoff = max.max(min);
+        self
+    }
+
+    /// Creates the store. A single server is connected lazily, in the background: this
+    /// succeeds while Redis is down (operations fail, as misses, until it is up). A cluster
+    /// is asked for its topology now. Must run inside a Tokio runtime.
+    pub async fn connect(self) -> Result<RedisStore, RedisConfigError> {
+        let first = self.nodes.first().cloned().unwrap_or_default();
+        let pubsub_client =
+            redis::Client::open(first.as_str()).map_err(RedisConfigError::InvalidUrl)?;
+        let conn = if self.cluster {
+            connect_cluster(&self.nodes).await?
+        } else {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_millis(500)))
+                .set_response_timeout(Some(Duration::from_secs(2)))
+                .set_number_of_retries(3)
+                .set_max_delay(Duration::from_secs(2));
+            let manager = ConnectionManager::new_lazy_with_config(pubsub_client.clone(), config)
+                .map_err(RedisConfigError::InvalidUrl)?;
+            Conn::Single(manager)
+        };
+        let health = Health {
+            down_until: AtomicU64::new(0),
+            failures: AtomicU32::new(0),
+            warned: AtomicBool::new(false),
+            errors: AtomicU64::new(0),
+            min_backoff: self.min_backoff,
+            max_backoff: self.max_backoff,
+        };
+        let inner = Inner {
+            conn,
+            prefix: self.prefix,
+            timeout: self.timeout,
+            health,
+            pubsub_client: Some(pubsub_client),
+        };
+        Ok(RedisStore {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+#[cfg(feature = "redis-cluster")]
+async fn connect_cluster(nodes: &[String]) -> Result<Conn, RedisConfigError> {
+    let client = redis::cluster::ClusterClient::new(nodes.iter().map(String::as_str))
+        .map_err(RedisConfigError::InvalidUrl)?;
+    let conn = client
+        .get_async_connection()
+        .await
+        .map_err(RedisConfigError::Connect)?;
+    Ok(Conn::Cluster(conn))
+}
+
+#[cfg(not(feature = "redis-cluster"))]
+async fn connect_cluster(_nodes: &[String]) -> Result<Conn, RedisConfigError> {
+    // `RedisStore::cluster` only exists with the feature.
+    Err(RedisConfigError::Connect(RedisError::from((
+        redis::ErrorKind::Client,
+        "redis-cluster feature disabled",
+    ))))
+}
+
+impl RedisStore {
+    /// A builder for a store on the Redis server at `url` (`redis://host:port/db`).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            nodes: vec![url.into()],
+            cluster: false,
+            prefix: "towerkit:cache:".to_owned(),
+            timeout: Duration::from_millis(50),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+
+    /// A builder for a store on the Redis Cluster reachable through `nodes`.
+    #[cfg(feature = "redis-cluster")]
+    pub fn cluster<I, U>(nodes: I) -> RedisStoreBuilder
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        let mut builder = Self::builder(String::new());
+        builder.nodes = nodes.into_iter().map(Into::into).collect();
+        builder.cluster = true;
+        builder
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    pub(crate) fn entry_key(&self, key: &str) -> String {
+        format!("{}e:{key}", self.inner.prefix)
+    }
+
+    pub(crate) fn tag_key(&self, tag: &str) -> String {
+        format!("{}t:{tag}", self.inner.prefix)
+    }
+
+    /// Runs `operation` within the timeout, unless Redis is backing off; records latency,
+    /// failures and recovery.
+    pub(crate) async fn run<T, F>(&self, name: &'static str, operation: F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, RedisError>>,
+    {
+        let health = &self.inner.health;
+        if !health.available(now_ms()) {
+            metrics::redis_error("skipped");
+            return Err(StoreError::Unavailable);
+        }
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.inner.timeout, operation).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(StoreError::Backend(Box::new(error))),
+            Err(_) => Err(StoreError::Timeout),
+        };
+        metrics::store_operation(name, started.elapsed());
+        match &result {
+            Ok(_) => health.succeeded(),
+            Err(error) => health.failed(name, error),
+        }
+        result
+    }
+
+    pub(crate) async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError> {
+        let cmd = redis::cmd("PUBLISH").arg(channel).arg(message).to_owned();
+        self.run("publish", self.inner.conn.query::<i64>(&cmd))
+            .await
+            .map(drop)
+    }
+
+    async fn fetch(self, key: String) -> Result<Option<Lookup>, StoreError> {
+        let redis_key = self.entry_key(&key);
+        let cmd = redis::cmd("HGETALL").arg(&redis_key).to_owned();
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = self.run("get", self.inner.conn.query(&cmd)).await?;
+        let now = now_ms();
+        let mut entries: Vec<Arc<Entry>> = fields
+            .into_iter()
+            .filter_map(|(_, value)| Entry::decode(Bytes::from(value)).ok())
+            .filter(|entry| entry.alive_at(now))
+            .map(Arc::new)
+            .collect();
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.meta.response_time));
+        // Variants that vary on other headers than the newest one are outdated.
+        let names = |entry: &Entry| {
+            entry
+                .vary
+                .iter()
+                .map(|rule| rule.name.clone())
+                .collect::<Vec<_>>()
+        };
+        let newest = names(&entries[0]);
+        entries.retain(|entry| names(entry) == newest);
+        entries.truncate(MAX_VARIANTS);
+        let variants: Variants = entries.into();
+        Ok(Some(Lookup {
+            variants,
+            tier: Tier::L2,
+        }))
+    }
+
+    async fn store(self, key: String, entry: Arc<Entry>) -> Result<(), StoreError> {
+        let now = now_ms();
+        let ttl = entry.meta.retain_until.saturating_sub(now);
+        if ttl == 0 {
+            return Ok(());
+        }
+        let redis_key = self.entry_key(&key);
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET")
+            .arg(&redis_key)
+            .arg(entry.variant.as_bytes())
+            .arg(entry.encode().as_ref())
+            .ignore();
+        expire(&mut pipe, &redis_key, ttl);
+        for tag in entry.tags.iter() {
+            let tag_key = self.tag_key(tag);
+            pipe.cmd("SADD").arg(&tag_key).arg(&key).ignore();
+            expire(&mut pipe, &tag_key, ttl);
+        }
+        pipe.cmd("HLEN").arg(&redis_key);
+        let (variants,): (usize,) = self.run("put", self.inner.conn.pipe(&pipe)).await?;
+        if variants > MAX_VARIANTS {
+            self.trim(&redis_key, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the newest [`MAX_VARIANTS`] live variants of a key.
+    async fn trim(&self, redis_key: &str, now: u64) -> Result<(), StoreError> {
+        let cmd = redis::cmd("HGETALL").arg(redis_key).to_owned();
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = self.run("get", self.inner.conn.query(&cmd)).await?;
+        let mut dated: Vec<(u64, Vec<u8>)> = fields
+            .into_iter()
+            .map(|(field, value)| {
+                let time = Entry::decode(Bytes::from(value))
+                    .ok()
+                    .filter(|entry| entry.alive_at(now))
+                    .map_or(0, |entry| entry.meta.response_time);
+                (time, field)
+            })
+            .collect();
+        dated.sort_by_key(|dated| std::cmp::Reverse(dated.0));
+        let stale: Vec<Vec<u8>> = dated
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (time, _))| *i >= MAX_VARIANTS || *time == 0)
+            .map(|(_, (_, f))| f)
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let cmd = redis::cmd("HDEL").arg(redis_key).arg(stale).to_owned();
+        self.run("put", self.inner.conn.query::<i64>(&cmd))
+            .await
+            .map(drop)
+    }
+
+    async fn remove(self, key: String) -> Result<(), StoreError> {
+        let cmd = redis::cmd("DEL").arg(self.entry_key(&key)).to_owned();
+        self.run("delete", self.inner.conn.query::<i64>(&cmd))
+            .await
+            .map(drop)
+    }
+
+    async fn remove_tagged(self, tag: String) -> Result<u64, StoreError> {
+        let tag_key = self.tag_key(&tag);
+        let cmd = redis::cmd("SMEMBERS").arg(&tag_key).to_owned();
+        let keys: Vec<String> = self
+            .run("invalidate_tag", self.inner.conn.query(&cmd))
+            .await?;
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("DEL").arg(self.entry_key(key));
+        }
+        pipe.cmd("DEL").arg(&tag_key).ignore();
+        let removed: Vec<u64> = self
+            .run("invalidate_tag", self.inner.conn.pipe(&pipe))
+            .await?;
+        Ok(removed.iter().sum())
+    }
+
+    async fn remove_all(self) -> Result<(), StoreError> {
+        let pattern = format!("{}*", escape_glob(&self.inner.prefix));
+        let keys = self.keys(&pattern).await?;
+        for batch in keys.chunks(256) {
+            let mut pipe = redis::pipe();
+            for key in batch {
+                pipe.cmd("UNLINK").arg(key).ignore();
+            }
+            self.run("purge", self.inner.conn.pipe::<()>(&pipe)).await?;
+        }
+        Ok(())
+    }
+
+    /// Every key matching `pattern`: SCAN on a server, KEYS on each cluster primary.
+    async fn keys(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        match &self.inner.conn {
+            Conn::Single(_) => {
+                let mut keys = Vec::new();
+                let mut cursor: u64 = 0;
+                loop {
+                    let cmd = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .to_owned();
+                    let (next, batch): (u64, Vec<String>) =
+                        self.run("purge", self.inner.conn.query(&cmd)).await?;
+                    keys.extend(batch);
+                    cursor = next;
+                    if cursor == 0 {
+                        return Ok(keys);
+                    }
+                }
+            }
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(_) => {
+                let cmd = redis::cmd("KEYS").arg(pattern).to_owned();
+                self.run("purge", self.inner.conn.query(&cmd)).await
+            }
+        }
+    }
+}
+
+/// Sets a key's expiry to `ttl` if it has none, or extends it if `ttl` is longer.
+fn expire(pipe: &mut Pipeline, key: &str, ttl: u64) {
+    pipe.cmd("PEXPIRE").arg(key).arg(ttl).arg("NX").ignore();
+    pipe.cmd("PEXPIRE").arg(key).arg(ttl).arg("GT").ignore();
+}
+
+/// Escapes the glob characters of a Redis `MATCH` pattern.
+fn escape_glob(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.inner.prefix)
+            .field("timeout", &self.inner.timeout)
+            .field("errors", &self.inner.health.errors.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Store for RedisStore {
+    fn get(&self, key: &str) -> StoreFuture<Option<Lookup>> {
+        StoreFuture::pending(self.clone().fetch(key.to_owned()))
+    }
+
+    fn put(&self, key: &str, entry: Arc<Entry>) -> StoreFuture<()> {
+        StoreFuture::pending(self.clone().store(key.to_owned(), entry))
+    }
+
+    fn delete(&self, key: &str) -> StoreFuture<()> {
+        StoreFuture::pending(self.clone().remove(key.to_owned()))
+    }
+
+    fn invalidate_tag(&self, tag: &str) -> StoreFuture<u64> {
+        StoreFuture::pending(self.clone().remove_tagged(tag.to_owned()))
+    }
+
+    fn purge(&self) -> StoreFuture<()> {
+        StoreFuture::pending(self.clone().remove_all())
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            l1_entries: 0,
+            l1_bytes: 0,
+            l2_errors: self.inner.health.errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_characters_in_prefixes_are_escaped() {
+        assert_eq!(escape_glob("app:[x]*?\\"), "app:\\[x\\]\\*\\?\\\\");
+    }
+}

@@ -1,0 +1,262 @@
+//! Memory in front of Redis, kept coherent across instances with Redis pub/sub.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::task::JoinHandle;
+
+use super::{Lookup, MemoryStore, RedisStore, Store, StoreFuture, StoreStats, Tier};
+use crate::entry::Entry;
+use crate::freshness::now_ms;
+
+/// A [`MemoryStore`] (L1) in front of a [`RedisStore`] (L2).
+///
+/// - A lookup tries L1, then L2; what L2 has is copied into L1 with the same deadlines,
+///   so an L1 entry never outlives the L2 entry it copies.
+/// - Writes go to both. Deletions, tag invalidations and purges go to both and are
+///   published on a Redis channel (`{prefix}invalidate`); every `TieredStore` on that
+///   prefix, in any process, applies them to its own L1. While the subscription is down
+///   (Redis unreachable) and whenever it is re-established, L1 is cleared, since
+///   invalidations may have been missed.
+/// - When Redis is down, L1 keeps serving what it has and new responses are still stored
+///   in L1.
+///
+/// Cloning shares both tiers. Must be created inside a Tokio runtime (it spawns the
+/// subscriber, which stops when the last clone is dropped).
+#[derive(Clone)]
+pub struct TieredStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    l1: MemoryStore,
+    l2: RedisStore,
+    channel: String,
+    /// Bumped by every invalidation applied to L1: an L2 read started before one must not
+    /// refill L1 with what it invalidated.
+    epoch: Arc<AtomicU64>,
+    subscriber: Option<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(subscriber) = self.subscriber.take() {
+            subscriber.abort();
+        }
+    }
+}
+
+/// An invalidation, as published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Message {
+    Key(String),
+    Tag(String),
+    Purge,
+}
+
+impl Message {
+    fn encode(&self) -> String {
+        match self {
+            Message::Key(key) => format!("k {key}"),
+            Message::Tag(tag) => format!("t {tag}"),
+            Message::Purge => "p".to_owned(),
+        }
+    }
+
+    fn decode(text: &str) -> Option<Message> {
+        match text.split_once(' ') {
+            Some(("k", key)) => Some(Message::Key(key.to_owned())),
+            Some(("t", tag)) => Some(Message::Tag(tag.to_owned())),
+            None if text == "p" => Some(Message::Purge),
+            _ => None,
+        }
+    }
+}
+
+fn apply(l1: &MemoryStore, epoch: &AtomicU64, message: &Message) {
+    epoch.fetch_add(1, Ordering::SeqCst);
+    match message {
+        Message::Key(key) => l1.remove(key),
+        Message::Tag(tag) => {
+            l1.remove_tagged(tag);
+        }
+        Message::Purge => l1.clear(),
+    }
+}
+
+impl TieredStore {
+    /// Puts `l1` in front of `l2` and subscribes to invalidations on `l2`'s prefix.
+    pub fn new(l1: MemoryStore, l2: RedisStore) -> Self {
+        let channel = format!("{}invalidate", l2.prefix());
+        let epoch = Arc::new(AtomicU64::new(0));
+        let subscriber = match (
+            &l2.inner.pubsub_client,
+            tokio::runtime::Handle::try_current(),
+        ) {
+            (Some(client), Ok(runtime)) => Some(runtime.spawn(subscribe(
+                client.clone(),
+                channel.clone(),
+                l1.clone(),
+                epoch.clone(),
+            ))),
+            _ => None,
+        };
+        Self {
+            inner: Arc::new(Inner {
+                l1,
+                l2,
+                channel,
+                epoch,
+                subscriber,
+            }),
+        }
+    }
+
+    /// The memory tier.
+    pub fn l1(&self) -> &MemoryStore {
+        &self.inner.l1
+    }
+
+    /// The Redis tier.
+    pub fn l2(&self) -> &RedisStore {
+        &self.inner.l2
+    }
+
+    /// Applies `message` locally and in Redis, then tells the other instances.
+    fn invalidate<T: Send + 'static>(
+        &self,
+        message: Message,
+        l2: StoreFuture<T>,
+    ) -> StoreFuture<T> {
+        apply(&self.inner.l1, &self.inner.epoch, &message);
+        let store = self.clone();
+        StoreFuture::pending(async move {
+            let result = l2.await;
+            // Publish even if the L2 operation failed: other L1s must still drop their copies.
+            let published = store
+                .inner
+                .l2
+                .publish(&store.inner.channel, &message.encode())
+                .await;
+            let value = result?;
+            published?;
+            Ok(value)
+        })
+    }
+}
+
+/// Follows the invalidation channel for as long as the store lives, reconnecting with
+/// backoff; L1 is cleared whenever invalidations may have been missed.
+async fn subscribe(client: redis::Client, channel: String, l1: MemoryStore, epoch: Arc<AtomicU64>) {
+    let mut backoff = Duration::from_millis(100);
+    let mut connected_before = false;
+    loop {
+        if let Ok(mut pubsub) = client.get_async_pubsub().await
+            && pubsub.subscribe(&channel).await.is_ok()
+        {
+            if connected_before {
+                apply(&l1, &epoch, &Message::Purge);
+            }
+            connected_before = true;
+            backoff = Duration::from_millis(100);
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                let Ok(text) = std::str::from_utf8(message.get_payload_bytes()) else {
+                    continue;
+                };
+                if let Some(message) = Message::decode(text) {
+                    apply(&l1, &epoch, &message);
+                }
+            }
+        }
+        if connected_before {
+            apply(&l1, &epoch, &Message::Purge);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+impl fmt::Debug for TieredStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TieredStore")
+            .field("l1", &self.inner.l1)
+            .field("l2", &self.inner.l2)
+            .finish()
+    }
+}
+
+impl Store for TieredStore {
+    fn get(&self, key: &str) -> StoreFuture<Option<Lookup>> {
+        if let Some(variants) = self.inner.l1.lookup(key, now_ms()) {
+            return StoreFuture::ready(Ok(Some(Lookup {
+                variants,
+                tier: Tier::L1,
+            })));
+        }
+        let store = self.clone();
+        let key = key.to_owned();
+        let epoch = self.inner.epoch.load(Ordering::SeqCst);
+        let l2 = self.inner.l2.get(&key);
+        StoreFuture::pending(async move {
+            let found = l2.await?;
+            if let Some(lookup) = &found
+                && store.inner.epoch.load(Ordering::SeqCst) == epoch
+            {
+                store
+                    .inner
+                    .l1
+                    .insert_variants(&key, lookup.variants.clone());
+            }
+            Ok(found)
+        })
+    }
+
+    fn put(&self, key: &str, entry: Arc<Entry>) -> StoreFuture<()> {
+        self.inner.l1.insert(key, entry.clone(), now_ms());
+        self.inner.l2.put(key, entry)
+    }
+
+    fn delete(&self, key: &str) -> StoreFuture<()> {
+        let l2 = self.inner.l2.delete(key);
+        self.invalidate(Message::Key(key.to_owned()), l2)
+    }
+
+    fn invalidate_tag(&self, tag: &str) -> StoreFuture<u64> {
+        let l2 = self.inner.l2.invalidate_tag(tag);
+        self.invalidate(Message::Tag(tag.to_owned()), l2)
+    }
+
+    fn purge(&self) -> StoreFuture<()> {
+        let l2 = self.inner.l2.purge();
+        self.invalidate(Message::Purge, l2)
+    }
+
+    fn stats(&self) -> StoreStats {
+        let l1 = self.inner.l1.stats();
+        StoreStats {
+            l2_errors: self.inner.l2.stats().l2_errors,
+            ..l1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        for message in [
+            Message::Key("/a?b=c\nx-tenant=1".into()),
+            Message::Tag("product:42".into()),
+            Message::Purge,
+        ] {
+            assert_eq!(Message::decode(&message.encode()), Some(message));
+        }
+        assert_eq!(Message::decode("x y"), None);
+    }
+}

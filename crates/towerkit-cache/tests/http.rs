@@ -1,0 +1,785 @@
+//! The layer's HTTP behaviour over an in-memory store, through an axum router.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Request, Response, StatusCode};
+use axum::routing::get;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use tower::{Service, ServiceExt};
+use towerkit_cache::{CacheLayer, MemoryStore};
+
+/// A response as the client sees it.
+#[derive(Debug)]
+struct Seen {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    fn is_hit(&self) -> bool {
+        self.header("cache-status").contains("; hit")
+    }
+}
+
+async fn send<S>(service: &S, request: Request<Body>) -> Seen
+where
+    S: Service<
+            Request<Body>,
+            Response = Response<towerkit_cache::CacheBody<Body>>,
+            Error = Infallible,
+        > + Clone,
+{
+    let response = service.clone().oneshot(request).await.unwrap();
+    let (head, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Seen {
+        status: head.status,
+        headers: head.headers,
+        body,
+    }
+}
+
+fn get_req(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+fn with(uri: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut builder = Request::get(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Body::empty()).unwrap()
+}
+
+/// An origin that answers every request with the configured headers and a body naming the
+/// call number, counting calls.
+#[derive(Clone, Default)]
+struct Origin {
+    calls: Arc<AtomicUsize>,
+}
+
+impl Origin {
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// A service answering with `headers` (and status) from a closure of the request.
+    fn service<F>(
+        &self,
+        respond: F,
+    ) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static
+    + use<F>
+    where
+        F: Fn(&Request<Body>, usize) -> Response<Body> + Clone + Send + Sync + 'static,
+    {
+        let calls = self.calls.clone();
+        tower::service_fn(move |request: Request<Body>| {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let response = respond(&request, n);
+            async move { Ok::<_, Infallible>(response) }
+        })
+    }
+}
+
+fn response(status: u16, headers: &[(&str, &str)], body: impl Into<Body>) -> Response<Body> {
+    let mut builder = Response::builder().status(status);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(body.into()).unwrap()
+}
+
+fn layer() -> CacheLayer {
+    CacheLayer::new(MemoryStore::new(16 * 1024 * 1024))
+}
+
+/// A layer over an origin answering `headers` with body `call N`.
+fn cached(
+    layer: &CacheLayer,
+    origin: &Origin,
+    headers: &'static [(&'static str, &'static str)],
+) -> impl Service<
+    Request<Body>,
+    Response = Response<towerkit_cache::CacheBody<Body>>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
++ use<> {
+    tower::ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(origin.service(move |_, n| response(200, headers, format!("call {n}"))))
+}
+
+#[tokio::test]
+async fn second_get_is_a_hit() {
+    let origin = Origin::default();
+    let app = cached(&layer(), &origin, &[("cache-control", "max-age=60")]);
+    let first = send(&app, get_req("/a")).await;
+    assert_eq!(first.header("cache-status"), "towerkit; fwd=miss; stored");
+    let second = send(&app, get_req("/a")).await;
+    assert!(second.is_hit(), "{second:?}");
+    assert_eq!(second.body, "call 1");
+    assert_eq!(second.header("age"), "0");
+    assert_eq!(second.header("content-length"), "6");
+    assert_eq!(origin.calls(), 1);
+}
+
+#[tokio::test]
+async fn different_query_strings_are_different_entries() {
+    let origin = Origin::default();
+    let app = cached(&layer(), &origin, &[("cache-control", "max-age=60")]);
+    assert_eq!(send(&app, get_req("/a?page=1")).await.body, "call 1");
+    assert_eq!(send(&app, get_req("/a?page=2")).await.body, "call 2");
+    assert_eq!(send(&app, get_req("/a?page=1")).await.body, "call 1");
+    assert_eq!(origin.calls(), 2);
+}
+
+#[tokio::test]
+async fn responses_the_rfc_forbids_storing_are_not_stored() {
+    for headers in [
+        &[("cache-control", "no-store, max-age=60")][..],
+        &[("cache-control", "private, max-age=60")],
+        &[("cache-control", "max-age=60"), ("vary", "*")],
+        &[
+            ("cache-control", "max-age=60"),
+            ("set-cookie", "session=abc"),
+        ],
+        &[],
+    ] {
+        let origin = Origin::default();
+        let headers: &'static [(&'static str, &'static str)] =
+            Box::leak(headers.to_vec().into_boxed_slice());
+        let app = cached(&layer(), &origin, headers);
+        let first = send(&app, get_req("/a")).await;
+        assert_eq!(
+            first.header("cache-status"),
+            "towerkit; fwd=miss",
+            "{headers:?}"
+        );
+        let second = send(&app, get_req("/a")).await;
+        assert_eq!(second.body, "call 2", "{headers:?}");
+    }
+}
+
+#[tokio::test]
+async fn set_cookie_marked_private_is_stored_without_the_cookie() {
+    let origin = Origin::default();
+    let app = cached(
+        &layer(),
+        &origin,
+        &[
+            ("cache-control", "max-age=60, private=\"set-cookie\""),
+            ("set-cookie", "session=abc"),
+        ],
+    );
+    let first = send(&app, get_req("/a")).await;
+    assert_eq!(first.header("set-cookie"), "session=abc");
+    let second = send(&app, get_req("/a")).await;
+    assert!(second.is_hit());
+    assert!(!second.headers.contains_key("set-cookie"));
+}
+
+#[tokio::test]
+async fn authorized_requests_are_not_answered_from_or_stored_in_the_cache() {
+    let origin = Origin::default();
+    let app = cached(&layer(), &origin, &[("cache-control", "max-age=60")]);
+    let authorized = || with("/me", &[("authorization", "Bearer alice")]);
+    assert_eq!(send(&app, authorized()).await.body, "call 1");
+    // Not stored: the next request, authorized or not, goes to the origin.
+    assert_eq!(send(&app, get_req("/me")).await.body, "call 2");
+    // Stored from an anonymous request, but not handed to an authorized one.
+    assert_eq!(send(&app, authorized()).await.body, "call 3");
+    assert_eq!(send(&app, get_req("/me")).await.body, "call 2");
+}
+
+#[tokio::test]
+async fn authorized_requests_share_responses_that_say_public() {
+    let origin = Origin::default();
+    let app = cached(
+        &layer(),
+        &origin,
+        &[("cache-control", "public, max-age=60")],
+    );
+    assert_eq!(
+        send(&app, with("/a", &[("authorization", "Bearer alice")]))
+            .await
+            .body,
+        "call 1"
+    );
+    assert_eq!(
+        send(&app, with("/a", &[("authorization", "Bearer bob")]))
+            .await
+            .body,
+        "call 1"
+    );
+}
+
+#[tokio::test]
+async fn accept_encoding_variants_are_keyed_by_the_negotiated_coding() {
+    let origin = Origin::default();
+    let service = origin.service(|request, n| {
+        let accept = request
+            .headers()
+            .get("accept-encoding")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let coding = if accept.contains("br") && !accept.contains("br;q=0") {
+            "br"
+        } else if accept.contains("gzip") {
+            "gzip"
+        } else {
+            "identity"
+        };
+        let mut headers = vec![("cache-control", "max-age=60"), ("vary", "accept-encoding")];
+        if coding != "identity" {
+            headers.push(("content-encoding", coding));
+        }
+        response(200, &headers, format!("{coding} {n}"))
+    });
+    let app = tower::ServiceBuilder::new().layer(layer()).service(service);
+    assert_eq!(
+        send(&app, with("/a", &[("accept-encoding", "br")]))
+            .await
+            .body,
+        "br 1"
+    );
+    // Another spelling that accepts br shares the stored br variant.
+    let again = send(
+        &app,
+        with("/a", &[("accept-encoding", "gzip, deflate, br")]),
+    )
+    .await;
+    assert!(again.is_hit());
+    assert_eq!(again.body, "br 1");
+    assert_eq!(again.header("content-encoding"), "br");
+    // A client that does not accept br gets its own coding.
+    assert_eq!(
+        send(&app, with("/a", &[("accept-encoding", "gzip")]))
+            .await
+            .body,
+        "gzip 2"
+    );
+    assert_eq!(
+        send(&app, with("/a", &[("accept-encoding", "gzip;q=1, br;q=0")]))
+            .await
+            .body,
+        "gzip 2"
+    );
+    // No Accept-Encoding: identity only.
+    assert_eq!(send(&app, get_req("/a")).await.body, "identity 3");
+    assert_eq!(origin.calls(), 3);
+}
+
+#[tokio::test]
+async fn vary_on_other_headers_keeps_variants_apart() {
+    let origin = Origin::default();
+    let app = cached(
+        &layer(),
+        &origin,
+        &[("cache-control", "max-age=60"), ("vary", "x-lang")],
+    );
+    assert_eq!(
+        send(&app, with("/a", &[("x-lang", "en")])).await.body,
+        "call 1"
+    );
+    assert_eq!(
+        send(&app, with("/a", &[("x-lang", "de")])).await.body,
+        "call 2"
+    );
+    assert_eq!(
+        send(&app, with("/a", &[("x-lang", "en")])).await.body,
+        "call 1"
+    );
+    assert_eq!(
+        send(&app, with("/a", &[("x-lang", "de")])).await.body,
+        "call 2"
+    );
+    assert_eq!(send(&app, get_req("/a")).await.body, "call 3");
+}
+
+#[tokio::test]
+async fn stale_entries_are_revalidated_and_a_304_updates_them() {
+    let origin = Origin::default();
+    let service = origin.service(|request, n| {
+        if request
+            .headers()
+            .get("if-none-match")
+            .is_some_and(|v| v == "\"v1\"")
+        {
+            return response(
+                304,
+                &[("cache-control", "max-age=60"), ("x-version", "2")],
+                Body::empty(),
+            );
+        }
+        response(
+            200,
+            &[
+                ("cache-control", "max-age=0"),
+                ("etag", "\"v1\""),
+                ("x-version", "1"),
+            ],
+            format!("body {n}"),
+        )
+    });
+    let app = tower::ServiceBuilder::new().layer(layer()).service(service);
+    assert_eq!(send(&app, get_req("/a")).await.body, "body 1");
+    let revalidated = send(&app, get_req("/a")).await;
+    assert_eq!(revalidated.status, StatusCode::OK);
+    assert_eq!(revalidated.body, "body 1");
+    assert_eq!(revalidated.header("x-version"), "2");
+    assert_eq!(
+        revalidated.header("cache-status"),
+        "towerkit; fwd=stale; fwd-status=304; stored"
+    );
+    // Now fresh for 60 s with the updated headers.
+    let hit = send(&app, get_req("/a")).await;
+    assert!(hit.is_hit());
+    assert_eq!(hit.header("x-version"), "2");
+    assert_eq!(origin.calls(), 2);
+}
+
+#[tokio::test]
+async fn conditional_requests_get_304_from_a_fresh_entry() {
+    let origin = Origin::default();
+    let app = cached(
+        &layer(),
+        &origin,
+        &[("cache-control", "max-age=60"), ("etag", "\"abc\"")],
+    );
+    send(&app, get_req("/a")).await;
+    let not_modified = send(&app, with("/a", &[("if-none-match", "W/\"abc\"")])).await;
+    assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(not_modified.header("etag"), "\"abc\"");
+    assert!(not_modified.body.is_empty());
+    let modified = send(&app, with("/a", &[("if-none-match", "\"other\"")])).await;
+    assert_eq!(modified.status, StatusCode::OK);
+    assert_eq!(origin.calls(), 1);
+}
+
+#[tokio::test]
+async fn head_and_range_requests_are_answered_from_a_stored_get() {
+    let origin = Origin::default();
+    let app = cached(&layer(), &origin, &[("cache-control", "max-age=60")]);
+    send(&app, get_req("/a")).await;
+    let head = send(&app, Request::head("/a").body(Body::empty()).unwrap()).await;
+    assert!(head.is_hit());
+    assert_eq!(head.header("content-length"), "6");
+    assert!(head.body.is_empty());
+    let range = send(&app, with("/a", &[("range", "bytes=-1")])).await;
+    assert_eq!(range.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(range.body, "1");
+    assert_eq!(range.header("content-range"), "bytes 5-5/6");
+    assert_eq!(origin.calls(), 1);
+}
+
+#[tokio::test]
+async fn successful_unsafe_methods_invalidate_the_target_and_location() {
+    let origin = Origin::default();
+    let service = origin.service(|request, n| {
+        if request.method() == "POST" {
+            return response(
+                201,
+                &[
+                    ("location", "/items/7"),
+                    ("content-location", "http://other.example/items"),
+                ],
+                Body::empty(),
+            );
+        }
+        response(200, &[("cache-control", "max-age=60")], format!("call {n}"))
+    });
+    let app = tower::ServiceBuilder::new().layer(layer()).service(service);
+    send(&app, get_req("/items")).await;
+    send(&app, get_req("/items/7")).await;
+    assert!(send(&app, get_req("/items")).await.is_hit());
+    let post = send(&app, Request::post("/items").body(Body::from("x")).unwrap()).await;
+    assert_eq!(post.header("cache-status"), "towerkit; fwd=method");
+    assert_eq!(send(&app, get_req("/items")).await.body, "call 4");
+    assert_eq!(send(&app, get_req("/items/7")).await.body, "call 5");
+}
+
+#[tokio::test]
+async fn failed_unsafe_methods_invalidate_nothing() {
+    let origin = Origin::default();
+    let service = origin.service(|request, n| {
+        if request.method() == "DELETE" {
+            return response(500, &[], Body::empty());
+        }
+        response(200, &[("cache-control", "max-age=60")], format!("call {n}"))
+    });
+    let app = tower::ServiceBuilder::new().layer(layer()).service(service);
+    send(&app, get_req("/items")).await;
+    send(&app, Request::delete("/items").body(Body::empty()).unwrap()).await;
+    assert!(send(&app, get_req("/items")).await.is_hit());
+}
+
+#[tokio::test]
+async fn tags_come_from_the_tag_header_which_the_client_never_sees() {
+    let origin = Origin::default();
+    let layer = layer();
+    let handle = layer.handle();
+    let app = cached(
+        &layer,
+        &origin,
+        &[
+            ("cache-control", "max-age=60"),
+            ("cache-tag", "products, product:42"),
+        ],
+    );
+    let first = send(&app, get_req("/products?page=1")).await;
+    assert!(!first.headers.contains_key("cache-tag"));
+    send(&app, get_req("/products?page=2")).await;
+    assert!(
+        !send(&app, get_req("/products?page=1"))
+            .await
+            .headers
+            .contains_key("cache-tag")
+    );
+    assert_eq!(handle.invalidate_tag("product:42").await.unwrap(), 2);
+    assert_eq!(send(&app, get_req("/products?page=1")).await.body, "call 3");
+}
+
+#[tokio::test]
+async fn invalidate_path_removes_every_query_of_a_path() {
+    let origin = Origin::default();
+    let layer = layer();
+    let handle = layer.handle();
+    let app = cached(&layer, &origin, &[("cache-control", "max-age=60")]);
+    send(&app, get_req("/products?page=1")).await;
+    send(&app, get_req("/products?page=2")).await;
+    send(&app, get_req("/products/1")).await;
+    assert_eq!(handle.invalidate_path("/products").await.unwrap(), 2);
+    assert!(!send(&app, get_req("/products?page=1")).await.is_hit());
+    assert!(send(&app, get_req("/products/1")).await.is_hit());
+    handle.purge().await.unwrap();
+    assert!(!send(&app, get_req("/products/1")).await.is_hit());
+}
+
+#[tokio::test]
+async fn route_ttl_caches_responses_without_explicit_freshness() {
+    let origin = Origin::default();
+    let layer = layer().route_ttl("/products", Duration::from_secs(60));
+    let app = cached(&layer, &origin, &[]);
+    send(&app, get_req("/products")).await;
+    let hit = send(&app, get_req("/products")).await;
+    assert!(
+        hit.header("cache-status")
+            .starts_with("towerkit; hit; ttl=59")
+            || hit
+                .header("cache-status")
+                .starts_with("towerkit; hit; ttl=60")
+    );
+    send(&app, get_req("/orders")).await;
+    assert!(!send(&app, get_req("/orders")).await.is_hit());
+}
+
+#[tokio::test]
+async fn key_headers_separate_tenants_and_ignored_parameters_do_not() {
+    let origin = Origin::default();
+    let layer = layer()
+        .key_header(http::HeaderName::from_static("x-tenant"))
+        .ignore_query_param("utm_*");
+    let app = cached(&layer, &origin, &[("cache-control", "max-age=60")]);
+    assert_eq!(
+        send(&app, with("/a?utm_source=x", &[("x-tenant", "1")]))
+            .await
+            .body,
+        "call 1"
+    );
+    assert_eq!(
+        send(&app, with("/a", &[("x-tenant", "1")])).await.body,
+        "call 1"
+    );
+    assert_eq!(
+        send(&app, with("/a", &[("x-tenant", "2")])).await.body,
+        "call 2"
+    );
+}
+
+#[tokio::test]
+async fn the_predicate_bypasses_the_cache() {
+    let origin = Origin::default();
+    let layer = layer()
+        .predicate(|request: &http::request::Parts| !request.uri.path().starts_with("/admin"));
+    let app = cached(
+        &layer,
+        &origin,
+        &[("cache-control", "max-age=60"), ("cache-tag", "x")],
+    );
+    let first = send(&app, get_req("/admin")).await;
+    assert_eq!(first.header("cache-status"), "towerkit; fwd=bypass");
+    assert!(!first.headers.contains_key("cache-tag"));
+    assert_eq!(send(&app, get_req("/admin")).await.body, "call 2");
+}
+
+#[tokio::test]
+async fn request_no_cache_revalidates_and_only_if_cached_never_reaches_the_origin() {
+    let origin = Origin::default();
+    let app = cached(&layer(), &origin, &[("cache-control", "max-age=60")]);
+    let missing = send(&app, with("/a", &[("cache-control", "only-if-cached")])).await;
+    assert_eq!(missing.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(origin.calls(), 0);
+    send(&app, get_req("/a")).await;
+    assert_eq!(
+        send(&app, with("/a", &[("cache-control", "only-if-cached")]))
+            .await
+            .body,
+        "call 1"
+    );
+    assert_eq!(
+        send(&app, with("/a", &[("cache-control", "no-cache")]))
+            .await
+            .body,
+        "call 2"
+    );
+    assert_eq!(
+        send(&app, with("/a", &[("pragma", "no-cache")])).await.body,
+        "call 3"
+    );
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
+    let origin = Origin::default();
+    let app = cached(
+        &layer(),
+        &origin,
+        &[("cache-control", "max-age=0, stale-while-revalidate=60")],
+    );
+    send(&app, get_req("/a")).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let stale = send(&app, get_req("/a")).await;
+    assert_eq!(stale.body, "call 1");
+    assert!(stale.header("cache-status").contains("ttl=-"), "{stale:?}");
+    // The background refresh stores call 2; wait for it without timing assumptions.
+    for _ in 0..200 {
+        if origin.calls() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(origin.calls(), 2);
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_stale_when_the_origin_fails() {
+    let origin = Origin::default();
+    let service = origin.service(|_, n| {
+        if n == 1 {
+            response(
+                200,
+                &[("cache-control", "max-age=0, stale-if-error=60")],
+                "good",
+            )
+        } else {
+            response(503, &[], "down")
+        }
+    });
+    let app = tower::ServiceBuilder::new().layer(layer()).service(service);
+    send(&app, get_req("/a")).await;
+    let served = send(&app, get_req("/a")).await;
+    assert_eq!(served.status, StatusCode::OK);
+    assert_eq!(served.body, "good");
+    assert_eq!(origin.calls(), 2);
+}
+
+#[tokio::test]
+async fn must_revalidate_is_never_served_stale() {
+    let origin = Origin::default();
+    let service = origin.service(|_, n| {
+        if n == 1 {
+            response(
+                200,
+                &[(
+                    "cache-control",
+                    "max-age=0, must-revalidate, stale-if-error=60",
+                )],
+                "good",
+            )
+        } else {
+            response(503, &[], "down")
+        }
+    });
+    let app = tower::ServiceBuilder::new()
+        .layer(layer().grace(Duration::from_secs(60)))
+        .service(service);
+    send(&app, get_req("/a")).await;
+    assert_eq!(
+        send(&app, get_req("/a")).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_stream_through_unstored() {
+    let origin = Origin::default();
+    let layer = layer().max_body(4);
+    let app = cached(&layer, &origin, &[("cache-control", "max-age=60")]);
+    assert_eq!(send(&app, get_req("/a")).await.body, "call 1");
+    assert_eq!(send(&app, get_req("/a")).await.body, "call 2");
+}
+
+#[tokio::test]
+async fn bodies_stream_to_the_client_before_they_are_complete() {
+    let (sender, receiver) =
+        tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Infallible>>(4);
+    let receiver = Arc::new(std::sync::Mutex::new(Some(receiver)));
+    let origin = Origin::default();
+    let service = origin.service(move |_, _| {
+        let receiver = receiver.lock().unwrap().take().unwrap();
+        let stream = tokio_stream_from(receiver);
+        response(
+            200,
+            &[("cache-control", "max-age=60")],
+            Body::new(http_body_util::StreamBody::new(stream)),
+        )
+    });
+    let app = tower::ServiceBuilder::new().layer(layer()).service(service);
+    let response = app.clone().oneshot(get_req("/a")).await.unwrap();
+    let mut body = response.into_body();
+    sender
+        .send(Ok(http_body::Frame::data(Bytes::from_static(b"first "))))
+        .await
+        .unwrap();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, "first ");
+    // Not stored yet: the body is incomplete.
+    sender
+        .send(Ok(http_body::Frame::data(Bytes::from_static(b"second"))))
+        .await
+        .unwrap();
+    drop(sender);
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(rest, "second");
+    let hit = send(&app, get_req("/a")).await;
+    assert!(hit.is_hit());
+    assert_eq!(hit.body, "first second");
+}
+
+/// A stream over an mpsc receiver.
+fn tokio_stream_from<T: Send + 'static>(
+    mut receiver: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send {
+    futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_misses_make_one_origin_call() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let app =
+        Router::new()
+            .route(
+                "/cold",
+                get(
+                    |State((calls, gate)): State<(
+                        Arc<AtomicUsize>,
+                        Arc<tokio::sync::Semaphore>,
+                    )>| async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        // Hold the origin call until the test has started every request.
+                        let _permit = gate.acquire().await.unwrap();
+                        ([("cache-control", "max-age=60")], "cold body")
+                    },
+                ),
+            )
+            .with_state((calls.clone(), gate.clone()))
+            .layer(layer().coalesce_timeout(Duration::from_secs(30)));
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let response = app.oneshot(get_req("/cold")).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, body)
+        }));
+    }
+    // Let every task reach the cache, then open the origin.
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    gate.add_permits(1);
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "cold body");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesced_requests_never_receive_a_response_that_was_not_stored() {
+    let origin = Origin::default();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let gate_in_origin = gate.clone();
+    let calls = origin.calls.clone();
+    let service = tower::service_fn(move |request: Request<Body>| {
+        let gate = gate_in_origin.clone();
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            if n == 1 {
+                let _permit = gate.acquire().await.unwrap();
+            }
+            let user = request.headers()["x-user"].to_str().unwrap().to_owned();
+            Ok::<_, Infallible>(response(
+                200,
+                &[("cache-control", "private, max-age=60")],
+                format!("for {user}"),
+            ))
+        }
+    });
+    let app = tower::ServiceBuilder::new().layer(layer()).service(service);
+    let mut tasks = Vec::new();
+    for user in 0..20 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let user = user.to_string();
+            let seen = send(&app, with("/me", &[("x-user", &user)])).await;
+            (user, seen.body)
+        }));
+    }
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    gate.add_permits(1);
+    for task in tasks {
+        let (user, body) = task.await.unwrap();
+        assert_eq!(body, format!("for {user}"));
+    }
+    assert_eq!(origin.calls(), 20);
+}
+
+#[tokio::test]
+async fn stats_count_outcomes() {
+    let origin = Origin::default();
+    let layer = layer();
+    let handle = layer.handle();
+    let app = cached(&layer, &origin, &[("cache-control", "max-age=60")]);
+    send(&app, get_req("/a")).await;
+    send(&app, get_req("/a")).await;
+    send(&app, Request::post("/b").body(Body::empty()).unwrap()).await;
+    let stats = handle.stats();
+    assert_eq!((stats.hits, stats.misses, stats.bypasses), (1, 1, 1));
+    assert_eq!(stats.store.l1_entries, 1);
+    assert!(stats.store.l1_bytes > 6);
+}
