@@ -504,6 +504,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn malformed_json_passes_through_untouched() {
+        let truncated = || async { ([(CONTENT_TYPE, "application/json")], r#"[{"id":1},{"id":"#) };
+        let app = Router::new().route("/broken", get(truncated)).layer(
+            ServiceBuilder::new()
+                .layer(FieldsLayer::default())
+                .layer(PaginationLayer::default()),
+        );
+        let answer = call(app, "/broken?page=1&limit=1&fields=id").await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, r#"[{"id":1},{"id":"#);
+        assert!(!answer.headers.contains_key(LINK));
+    }
+
+    #[tokio::test]
     async fn empty_fields_parameter_changes_nothing() {
         let answer = call(app(), "/object?fields=").await;
         assert_eq!(answer.body, r#"{"id":1,"name":"x","secret":"s"}"#);

@@ -325,6 +325,19 @@ mod tests {
     }
 
     #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let input = r#"{"x":{"items":[{"a":[1,"s"]},2,null,{"b":{}}],"pagination":1},"y":[true]}"#;
+        for cut in 0..input.len() {
+            let prefix = &input[..cut];
+            for pointer in ["", "/x/items"] {
+                for target in ["/x?page=1&limit=2", "/x?page=2&limit=2"] {
+                    assert!(run(prefix, target, pointer).is_err(), "{prefix}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn keyset_cursors_of_handlers_are_foreign() {
         let config = PaginationConfig::default();
         let token = request("/x", &config).seal(Direction::After, br#""name""#);

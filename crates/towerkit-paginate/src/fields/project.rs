@@ -245,7 +245,7 @@ impl Projector<'_> {
         }
         let mut kept = 0usize;
         loop {
-            let end = match input[i] {
+            let end = match scan::peek(input, i)? {
                 b'{' | b'[' => {
                     separate(out, &mut kept);
                     self.container(out, i, depth, ctx, top)?
@@ -525,6 +525,29 @@ mod tests {
         let deep = "[".repeat(200) + &"]".repeat(200);
         let mut out = Vec::new();
         assert!(project(deep.as_bytes(), &mut out, &selection, None).is_err());
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let selections =
+            ["id,tags(label)", "-secret", "**/id", "*"].map(|s| Selection::parse(s).unwrap());
+        let envelope = format!(r#"{{"data":[{PRODUCT},[1,{PRODUCT}]],"pagination":{{"page":1}}}}"#);
+        let data = JsonPointer::parse("/data").unwrap();
+        for input in [PRODUCT, envelope.as_str()] {
+            for cut in 0..input.len() {
+                let Some(prefix) = input.as_bytes().get(..cut) else {
+                    continue;
+                };
+                for selection in &selections {
+                    let mut out = Vec::new();
+                    assert!(project(prefix, &mut out, selection, None).is_err(), "{cut}");
+                    assert!(
+                        project(prefix, &mut out, selection, Some(&data)).is_err(),
+                        "{cut}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
