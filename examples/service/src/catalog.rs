@@ -19,7 +19,7 @@ use towerkit_db::tokio_postgres::Row;
 use towerkit_db::tokio_postgres::types::ToSql;
 use towerkit_db::tokio_postgres::error::SqlState;
 use towerkit_json::Problem;
-use towerkit_paginate::{Keyset, Page, Pagination};
+use towerkit_paginate::{Page, Pagination};
 
 use crate::AppState;
 
@@ -111,7 +111,8 @@ pub struct ListFilter {
     category: Option<String>,
 }
 
-/// `GET /api/products[?category=N][&page=&limit= | &cursor=]`: paged in SQL.
+/// `GET /api/products[?category=N][&page=&limit= | &offset=&limit=]`: paged in SQL
+/// (`LIMIT`/`OFFSET` from the `Pagination` extractor, the total from `count(*)`).
 pub async fn list_products(
     State(state): State<AppState>,
     pagination: Pagination,
@@ -123,39 +124,17 @@ pub async fn list_products(
         Some(text) => Some(text.parse::<i32>().map_err(|_| bad_param("category", "expected a category id"))?),
     };
     let db = &state.db;
-    let page = if pagination.has_cursor() {
-        let limit = pagination.fetch_limit();
-        let sql_after = format!(
-            "SELECT {PRODUCT_COLUMNS} FROM products WHERE ($1::int IS NULL OR category_id = $1) AND id > $2 ORDER BY id LIMIT $3"
-        );
-        let rows = match pagination.keyset::<i64>()? {
-            Keyset::First => db.named("list_products_keyset").query(&sql_after, &[&category, &0_i64, &limit]).await?,
-            Keyset::After(id) => db.named("list_products_keyset").query(&sql_after, &[&category, &id, &limit]).await?,
-            Keyset::Before(id) => {
-                let sql_before = format!(
-                    "SELECT {PRODUCT_COLUMNS} FROM products WHERE ($1::int IS NULL OR category_id = $1) AND id < $2 ORDER BY id DESC LIMIT $3"
-                );
-                db.named("list_products_keyset_back").query(&sql_before, &[&category, &id, &limit]).await?
-            }
-        };
-        let products = rows.iter().map(Product::from_row).collect();
-        Page::keyset(products, &pagination, |product: &Product| product.id)
-    } else {
-        let total: i64 = db
-            .named("count_products")
-            .query_one("SELECT count(*) FROM products WHERE ($1::int IS NULL OR category_id = $1)", &[&category])
-            .await?
-            .get(0);
-        let sql = format!(
-            "SELECT {PRODUCT_COLUMNS} FROM products WHERE ($1::int IS NULL OR category_id = $1) ORDER BY id LIMIT $2 OFFSET $3"
-        );
-        let rows = db
-            .named("list_products")
-            .query(&sql, &[&category, &pagination.limit(), &pagination.offset()])
-            .await?;
-        let products = rows.iter().map(Product::from_row).collect();
-        Page::new(products, u64::try_from(total).unwrap_or(0), &pagination)
-    };
+    let total: i64 = db
+        .named("count_products")
+        .query_one("SELECT count(*) FROM products WHERE ($1::int IS NULL OR category_id = $1)", &[&category])
+        .await?
+        .get(0);
+    let sql = format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products WHERE ($1::int IS NULL OR category_id = $1) ORDER BY id LIMIT $2 OFFSET $3"
+    );
+    let rows = db.named("list_products").query(&sql, &[&category, &pagination.limit(), &pagination.offset()]).await?;
+    let products = rows.iter().map(Product::from_row).collect();
+    let page = Page::new(products, u64::try_from(total).unwrap_or(0), &pagination);
     Ok(([(CACHE_TAG, HeaderValue::from_static("products"))], page).into_response())
 }
 

@@ -11,6 +11,9 @@ pub struct Config {
     pub database_url: String,
     /// `REDIS_URL`: when set, a tiered cache (memory in front of Redis); otherwise memory only.
     pub redis_url: Option<String>,
+    /// `CACHE_REDIS_PREFIX`: the prefix of the cache's Redis keys and channel. Default
+    /// `example-service:`.
+    pub redis_prefix: Option<String>,
     /// `LAYERS`: `all` (default) or `none`, the same routes without any towerkit layer, for
     /// side-by-side measurement.
     pub layers: Layers,
@@ -79,6 +82,7 @@ impl Config {
             database_url: lookup("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
             redis_url: lookup("REDIS_URL").filter(|url| !url.trim().is_empty()),
+            redis_prefix: lookup("CACHE_REDIS_PREFIX"),
             layers,
             cache_ttl: Duration::from_secs(number("CACHE_TTL_SECS", 60)?),
             cache_capacity_bytes: number("CACHE_CAPACITY_MB", 64)? * 1024 * 1024,

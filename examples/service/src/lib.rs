@@ -80,7 +80,7 @@ impl AppState {
                     // through Redis, and Redis pub/sub carries invalidations to every instance.
                     Some(url) => {
                         let redis = RedisStore::builder(url.clone())
-                            .prefix("example-service:")
+                            .prefix(config.redis_prefix.clone().unwrap_or_else(|| "example-service:".to_owned()))
                             .connect()
                             .await
                             .map_err(|e| fail("REDIS_URL", &e))?;

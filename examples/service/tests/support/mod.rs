@@ -1,0 +1,241 @@
+//! Test harness: each `TestApp` gets a database of its own (created from scratch, migrated,
+//! seeded, dropped afterwards) and drives the real `app()` with `oneshot`.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, request};
+use bytes::Bytes;
+use example_service::{AppState, Config, app};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// A response, read to the end.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A header's value as text, or "" when absent.
+pub fn header(reply: &Reply, name: &str) -> String {
+    reply.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+}
+
+/// A name no other test (or test run) uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{prefix}_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// `url` with its database name replaced.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_end..].find('/') {
+        Some(slash) => &base[..authority_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{database}?{query}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+/// The application on a database of its own.
+pub struct TestApp {
+    pub router: axum::Router,
+    pub config: Config,
+    database: Option<TestDatabase>,
+}
+
+impl TestApp {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with a configuration adjusted by `adjust` (which may point `database_url`
+    /// elsewhere; then no database is created).
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::from_lookup(|_| None).expect("default configuration");
+        config.database_url = String::new();
+        config.redis_url = None;
+        adjust(&mut config);
+        let database = if config.database_url.is_empty() {
+            let database = TestDatabase::create().await;
+            config.database_url = database.url.clone();
+            Some(database)
+        } else {
+            None
+        };
+        let state = AppState::connect(config.clone()).await.expect("the service starts");
+        TestApp { router: app(state), config, database }
+    }
+
+    /// Another instance of the service on the same database and cache configuration.
+    pub async fn second_instance(&self) -> TestApp {
+        let state = AppState::connect(self.config.clone()).await.expect("the service starts");
+        TestApp { router: app(state), config: self.config.clone(), database: None }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> request::Builder {
+        Request::builder().method(method).uri(path).header("host", "api.test")
+    }
+
+    pub async fn send(&self, request: request::Builder) -> Reply {
+        self.send_request(request.body(Body::empty()).expect("request")).await
+    }
+
+    pub async fn send_request(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.expect("infallible");
+        let (head, body) = response.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Reply { status: head.status, headers: head.headers, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> Reply {
+        let request = self
+            .request(method, path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        self.send_request(request).await
+    }
+}
+
+/// A database created for one test and dropped (connections and all) afterwards.
+struct TestDatabase {
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    async fn create() -> Self {
+        let name = unique("example_test");
+        let admin = database_url();
+        let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("PostgreSQL is reachable");
+        tokio::spawn(connection);
+        client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create the test database");
+        TestDatabase { url: with_database(&admin, &name), name }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin = database_url();
+        // Drop runs outside async code: a short-lived runtime on its own thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.ok()?;
+                tokio::spawn(connection);
+                client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// A PostgreSQL cluster of the test's own, on a free port, that the test may stop and
+/// start; removed on drop.
+pub struct ThrowawayPostgres {
+    dir: PathBuf,
+    port: u16,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+impl ThrowawayPostgres {
+    /// `None` when the server binaries are not installed.
+    pub fn start() -> Option<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .find(|p| p.join("initdb").is_file())?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let dir = std::env::temp_dir().join(unique("towerkit_pg"));
+        std::fs::create_dir_all(&dir).ok()?;
+        let as_postgres = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        if as_postgres {
+            Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().ok()?;
+        }
+        let cluster = ThrowawayPostgres { dir, port, bin, as_postgres };
+        let data = cluster.dir.join("data");
+        let ok = cluster.command("initdb").arg("-D").arg(&data).args(["-A", "trust", "-U", "postgres", "--no-sync"]).output().ok()?;
+        assert!(ok.status.success(), "initdb failed: {}", String::from_utf8_lossy(&ok.stderr));
+        cluster.start_again();
+        Some(cluster)
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn stop(&self) {
+        let _ = self.command("pg_ctl").arg("-D").arg(self.dir.join("data")).args(["-m", "immediate", "-w", "stop"]).output();
+    }
+
+    pub fn start_again(&self) {
+        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.display());
+        let output = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-o", &options, "-l"])
+            .arg(self.dir.join("log"))
+            .args(["-w", "start"])
+            .output()
+            .expect("pg_ctl runs");
+        assert!(output.status.success(), "pg_ctl start failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
+        if self.as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+}
+
+impl Drop for ThrowawayPostgres {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
