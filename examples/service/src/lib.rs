@@ -34,6 +34,9 @@ pub use config::{Config, Layers};
 /// The largest request body accepted (a product is well under 8 KiB).
 const BODY_LIMIT: usize = 64 * 1024;
 
+/// Buckets for the cache's remote store calls, which time out at 50 ms by default.
+const STORE_DURATION_BUCKETS: [f64; 8] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
+
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What handlers share: the database, the cache's handle (absent with `LAYERS=none`) and
@@ -187,6 +190,12 @@ fn metrics_recorder() -> PrometheusHandle {
                     b.set_buckets_for_metric(
                         Matcher::Full(towerkit_timing::DB_CLIENT_OPERATION_DURATION.into()),
                         &towerkit_timing::DB_DURATION_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("http_cache_store_operation_duration_seconds".into()),
+                        &STORE_DURATION_BUCKETS,
                     )
                 });
             let recorder = match builder {
