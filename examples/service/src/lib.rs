@@ -194,7 +194,7 @@ fn metrics_recorder() -> PrometheusHandle {
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
-                        Matcher::Full("http_cache_store_operation_duration_seconds".into()),
+                        Matcher::Full(towerkit_cache::metrics::STORE_OPERATION_DURATION_SECONDS.into()),
                         &STORE_DURATION_BUCKETS,
                     )
                 });
