@@ -57,7 +57,7 @@ pub fn corpus(target: usize) -> Vec<u8> {
         member(&mut out, "category", format!("{{\"id\":{},\"name\":\"Category {}\",\"parent\":null}}", id % 40, id % 40));
         member(&mut out, "tags", "[\"new\",\"sale\",null]".to_owned());
         member(&mut out, "stock", format!("{{\"warehouse\":{},\"count\":{},\"eta\":null}}", id % 7, id % 1000));
-        let _ = write!(out, "\"active\":{}", id % 3 != 0);
+        let _ = write!(out, "\"active\":{}", !id.is_multiple_of(3));
         out.push('}');
     }
     out.push(']');

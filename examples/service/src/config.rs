@@ -7,6 +7,10 @@ use std::time::Duration;
 pub struct Config {
     /// `BIND_ADDR`: where to listen. Default `127.0.0.1:3000`.
     pub bind_addr: String,
+    /// `PUBLIC_URL`: the origin clients use, for absolute `Link` URLs. Default
+    /// `http://{BIND_ADDR}`. Links never come from the request's `Host` header, which a
+    /// client controls and the cache does not key on.
+    pub public_url: String,
     /// `DATABASE_URL`. Default `postgres://postgres@127.0.0.1:5432/postgres`.
     pub database_url: String,
     /// `REDIS_URL`: when set, a tiered cache (memory in front of Redis); otherwise memory only.
@@ -77,8 +81,10 @@ impl Config {
         if slow_warn > slow_error {
             return Err(ConfigError("SLOW_WARN_MS must not exceed SLOW_ERROR_MS".to_owned()));
         }
+        let bind_addr = lookup("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:3000".to_owned());
         Ok(Config {
-            bind_addr: lookup("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:3000".to_owned()),
+            public_url: lookup("PUBLIC_URL").unwrap_or_else(|| format!("http://{bind_addr}")),
+            bind_addr,
             database_url: lookup("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
             redis_url: lookup("REDIS_URL").filter(|url| !url.trim().is_empty()),

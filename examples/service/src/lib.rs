@@ -26,7 +26,7 @@ use towerkit_cache::{CacheHandle, CacheLayer, MemoryStore, RedisStore, TieredSto
 use towerkit_compress::CompressionLayer;
 use towerkit_db::{Db, DbConfig};
 use towerkit_nulls::StripNullsLayer;
-use towerkit_paginate::{FieldsLayer, PaginationLayer};
+use towerkit_paginate::{FieldsLayer, PaginationConfig, PaginationLayer};
 use towerkit_timing::{Thresholds, TimingLayer};
 
 pub use config::{Config, Layers};
@@ -48,6 +48,7 @@ pub struct AppState {
     /// The cache layer itself, when the service runs with layers.
     cache: Option<CacheLayer>,
     metrics: PrometheusHandle,
+    pagination: PaginationConfig,
     config: Arc<Config>,
 }
 
@@ -68,6 +69,10 @@ impl AppState {
     /// builds the cache.
     pub async fn connect(config: Config) -> Result<Self, StartError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| StartError(format!("{what}: {e}"));
+        // Absolute links point at the public origin, never at the client's `Host` header,
+        // which would let one client poison the `Link` headers of cached pages.
+        let pagination =
+            PaginationConfig::builder().base_url(config.public_url.clone()).build().map_err(|e| fail("PUBLIC_URL", &e))?;
         let db_config = DbConfig::from_url(&config.database_url)
             .map_err(|e| fail("DATABASE_URL", &e))?
             .application_name("example-service");
@@ -94,7 +99,7 @@ impl AppState {
                 Some(layer.default_ttl(config.cache_ttl))
             }
         };
-        Ok(AppState { db, cache, metrics: metrics_recorder(), config: Arc::new(config) })
+        Ok(AppState { db, cache, metrics: metrics_recorder(), pagination, config: Arc::new(config) })
     }
 
     /// The cache's handle, for invalidation and statistics (`None` with `LAYERS=none`).
@@ -148,8 +153,9 @@ pub fn app(state: AppState) -> Router {
                 .layer(StripNullsLayer::new())
                 // `fields=` applies to each item of the page envelope built below it.
                 .layer(FieldsLayer::default())
-                // Pages whole arrays (categories); leaves handler-paged `Page<T>` alone.
-                .layer(PaginationLayer::default()),
+                // Pages whole arrays (categories); leaves handler-paged `Page<T>` alone, and
+                // gives the `Pagination` extractor its configuration.
+                .layer(PaginationLayer::new(state.pagination.clone())),
         ),
         _ => api,
     };

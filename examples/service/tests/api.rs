@@ -14,13 +14,23 @@ async fn list_is_paged_in_sql_with_links_and_total() {
     assert_eq!(response.status, StatusCode::OK);
     assert_eq!(header(&response, "x-total-count"), "10000");
     let link = header(&response, "link");
-    assert!(link.contains("page=3&limit=5>; rel=\"next\""), "{link}");
+    assert!(link.contains("<http://127.0.0.1:3000/api/products?page=3&limit=5>; rel=\"next\""), "{link}");
     assert!(link.contains("page=2000&limit=5>; rel=\"last\""), "{link}");
     let body = response.json();
     assert_eq!(body["data"].as_array().map(Vec::len), Some(5));
     assert_eq!(body["data"][0]["id"], 6);
     assert_eq!(body["pagination"]["totalPages"], 2000);
     assert_eq!(body["pagination"]["hasPrevious"], true);
+}
+
+#[tokio::test]
+async fn a_forged_host_cannot_poison_cached_links() {
+    let app = TestApp::start().await;
+    let forged = app.send(app.request(Method::GET, "/api/products?limit=3").header("host", "evil.example")).await;
+    assert!(!header(&forged, "link").contains("evil.example"), "{}", header(&forged, "link"));
+    let honest = app.get("/api/products?limit=3").await;
+    assert!(header(&honest, "cache-status").contains("hit"));
+    assert!(!header(&honest, "link").contains("evil.example"));
 }
 
 #[tokio::test]
