@@ -1,2 +1,317 @@
-//! x
-fn main() {}
+//! A caching reverse proxy: towerkit's `CacheLayer` in front of a hyper client.
+//!
+//! ```text
+//! example-cache-proxy --listen 127.0.0.1:8002 --upstream http://127.0.0.1:8000
+//!                     [--redis redis://127.0.0.1:6379/] [--prefix towerkit:proxy:] [--no-l1]
+//! ```
+//!
+//! Without `--redis` entries live in memory; with it, in memory in front of Redis (a
+//! `TieredStore`), or in Redis alone with `--no-l1`. The proxy acts as a surrogate named
+//! `towerkit` (it honours `Surrogate-Control` aimed at it). It shows the layer working on a
+//! plain hyper service, not only on axum: the whole stack is `hyper server -> CacheLayer ->
+//! hyper client`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, HOST};
+use http::{HeaderMap, HeaderName, Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use tower::{Service, ServiceBuilder, ServiceExt};
+use towerkit_cache::{CacheLayer, MemoryStore, RedisStore, TieredStore};
+
+/// The request body the cache and the upstream client see.
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// Command-line options.
+#[derive(Debug)]
+struct Options {
+    listen: SocketAddr,
+    upstream: Uri,
+    redis: Option<String>,
+    prefix: String,
+    l1: bool,
+    memory: u64,
+}
+
+const USAGE: &str = "usage: example-cache-proxy --listen ADDR --upstream URL [--redis URL] [--prefix PREFIX] [--no-l1] [--memory-mb N]";
+
+fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let mut listen = None;
+    let mut upstream = None;
+    let mut redis = None;
+    let mut prefix = "towerkit:proxy:".to_owned();
+    let mut l1 = true;
+    let mut memory = 256;
+    let mut args = args;
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--listen" => {
+                listen = Some(
+                    value("--listen")?
+                        .parse()
+                        .map_err(|e| format!("--listen: {e}"))?,
+                )
+            }
+            "--upstream" => {
+                upstream = Some(
+                    value("--upstream")?
+                        .parse::<Uri>()
+                        .map_err(|e| format!("--upstream: {e}"))?,
+                )
+            }
+            "--redis" => redis = Some(value("--redis")?),
+            "--prefix" => prefix = value("--prefix")?,
+            "--no-l1" => l1 = false,
+            "--memory-mb" => {
+                memory = value("--memory-mb")?
+                    .parse()
+                    .map_err(|e| format!("--memory-mb: {e}"))?
+            }
+            "--help" | "-h" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    let listen = listen.ok_or_else(|| format!("--listen is required\n{USAGE}"))?;
+    let upstream: Uri = upstream.ok_or_else(|| format!("--upstream is required\n{USAGE}"))?;
+    if upstream.scheme_str() != Some("http") || upstream.authority().is_none() {
+        return Err(format!(
+            "--upstream must be an http://host:port URL, got {upstream}"
+        ));
+    }
+    Ok(Options {
+        listen,
+        upstream,
+        redis,
+        prefix,
+        l1,
+        memory,
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let options = match parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("example-cache-proxy: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
+    let memory = MemoryStore::new(options.memory * 1024 * 1024);
+    let layer = match &options.redis {
+        None => CacheLayer::new(memory),
+        Some(url) => {
+            let redis = RedisStore::builder(url.as_str())
+                .prefix(options.prefix.as_str())
+                .connect()
+                .await?;
+            if options.l1 {
+                CacheLayer::new(TieredStore::new(memory, redis))
+            } else {
+                CacheLayer::new(redis)
+            }
+        }
+    };
+    let layer = layer.surrogate("towerkit")?;
+
+    let client: Client<HttpConnector, ProxyBody> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let upstream = Upstream {
+        client,
+        base: options.upstream.clone(),
+    };
+    let cached = ServiceBuilder::new().layer(layer).service(upstream);
+
+    let listener = tokio::net::TcpListener::bind(options.listen).await?;
+    tracing::info!(listen = %options.listen, upstream = %options.upstream, "cache proxy listening");
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                continue;
+            }
+        };
+        let cached = cached.clone();
+        let service = tower::service_fn(move |request: Request<Incoming>| {
+            let cached = cached.clone();
+            async move { Ok::<_, Infallible>(handle(cached, request).await) }
+        });
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// One request through the cache; an upstream failure becomes `502 Bad Gateway`.
+async fn handle<S, B>(
+    cached: S,
+    request: Request<Incoming>,
+) -> Response<BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>>
+where
+    S: Service<Request<ProxyBody>, Response = Response<B>>,
+    S::Error: std::fmt::Display,
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let request = request.map(|body| body.boxed());
+    match cached.oneshot(request).await {
+        Ok(response) => response.map(|body| body.map_err(Into::into).boxed()),
+        Err(error) => {
+            tracing::debug!(%error, "upstream request failed");
+            let mut response = Response::new(
+                Full::new(Bytes::from_static(b"bad gateway\n"))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            );
+            *response.status_mut() = StatusCode::BAD_GATEWAY;
+            response
+        }
+    }
+}
+
+/// The origin: a pooled hyper client that sends each request to the upstream base URL.
+#[derive(Clone)]
+struct Upstream {
+    client: Client<HttpConnector, ProxyBody>,
+    base: Uri,
+}
+
+impl Service<Request<ProxyBody>> for Upstream {
+    type Response = Response<Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Response<Incoming>, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<ProxyBody>) -> Self::Future {
+        let (mut parts, body) = request.into_parts();
+        let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let mut uri = self.base.clone().into_parts();
+        uri.path_and_query = path_and_query.parse().ok();
+        if let Ok(target) = Uri::from_parts(uri) {
+            parts.uri = target;
+        }
+        strip_hop_by_hop(&mut parts.headers);
+        if !parts.headers.contains_key(HOST)
+            && let Some(authority) = self.base.authority().and_then(|a| a.as_str().parse().ok())
+        {
+            parts.headers.insert(HOST, authority);
+        }
+        let client = self.client.clone();
+        Box::pin(async move {
+            let mut response = client.request(Request::from_parts(parts, body)).await?;
+            strip_hop_by_hop(response.headers_mut());
+            Ok(response)
+        })
+    }
+}
+
+/// Removes the fields that concern one connection only (RFC 9110 §7.6.1).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> impl Iterator<Item = String> {
+        list.iter()
+            .map(|s| (*s).to_owned())
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn options_are_parsed_and_checked() {
+        let options = parse(args(&[
+            "--listen",
+            "127.0.0.1:8002",
+            "--upstream",
+            "http://127.0.0.1:8000",
+            "--redis",
+            "redis://x/",
+        ]))
+        .unwrap();
+        assert_eq!(options.listen.port(), 8002);
+        assert_eq!(options.redis.as_deref(), Some("redis://x/"));
+        assert!(options.l1);
+        assert!(parse(args(&["--listen", "127.0.0.1:8002"])).is_err());
+        assert!(
+            parse(args(&[
+                "--listen",
+                "127.0.0.1:8002",
+                "--upstream",
+                "https://x"
+            ]))
+            .is_err()
+        );
+        assert!(parse(args(&["--bogus"])).is_err());
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", "x-a".parse().unwrap());
+        headers.insert("x-a", "1".parse().unwrap());
+        headers.insert("x-b", "2".parse().unwrap());
+        headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-b"));
+    }
+}
