@@ -6,6 +6,13 @@
 //! |---|---|---|
 //! | [`json`] | `towerkit-json` | the JSON-body machinery and problem+json responses the JSON layers share |
 //! | `nulls` | `towerkit-nulls` | `StripNullsLayer`: removes `null` members from JSON responses |
+//! | `paginate` | `towerkit-paginate` | `PaginationLayer`, `FieldsLayer`, the `Pagination` and `Fields` extractors, `Page<T>` |
+//! | `cache` | `towerkit-cache` | `CacheLayer`: RFC 9111 caching with memory, Redis and tiered stores |
+//! | `compress` | `towerkit-compress` | `CompressionLayer`: tower-http's compression with production defaults and metrics |
+//! | `timing` | `towerkit-timing` | `TimingLayer`: durations, slow-call logs, `Server-Timing`, SQL query timing |
+//! | `db` | `towerkit-db` | `Db`: pooled PostgreSQL with timed queries, transactions and health checks |
+//!
+//! Every feature is on by default except `redis-cluster`.
 //!
 //! ```
 //! use axum::{Json, Router, routing::get};
@@ -18,8 +25,18 @@
 //! ```
 
 pub use towerkit_json as json;
+#[cfg(feature = "cache")]
+pub use towerkit_cache as cache;
+#[cfg(feature = "compress")]
+pub use towerkit_compress as compress;
+#[cfg(feature = "db")]
+pub use towerkit_db as db;
 #[cfg(feature = "nulls")]
 pub use towerkit_nulls as nulls;
+#[cfg(feature = "paginate")]
+pub use towerkit_paginate as paginate;
+#[cfg(feature = "timing")]
+pub use towerkit_timing as timing;
 
 /// The README's examples, compiled and run as doc tests.
 #[doc = include_str!("../../../README.md")]
