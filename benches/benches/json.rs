@@ -28,8 +28,11 @@ fn strip_with_sonic(input: &[u8], out: &mut Vec<u8>) {
     fn strip(value: &mut sonic_rs::Value) {
         use sonic_rs::{JsonValueMutTrait, JsonValueTrait};
         if let Some(object) = value.as_object_mut() {
-            let nulls: Vec<String> =
-                object.iter().filter(|(_, v)| v.is_null()).map(|(k, _)| k.to_owned()).collect();
+            let nulls: Vec<String> = object
+                .iter()
+                .filter(|(_, v)| v.is_null())
+                .map(|(k, _)| k.to_owned())
+                .collect();
             for key in nulls {
                 object.remove(&key);
             }
@@ -61,13 +64,17 @@ fn strip_nulls_benches(c: &mut Criterion) {
                 out.len()
             })
         });
-        group.bench_with_input(BenchmarkId::new("serde_value", label), &input, |b, input| {
-            b.iter(|| {
-                out.clear();
-                strip_with_serde_value(input, &mut out);
-                out.len()
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("serde_value", label),
+            &input,
+            |b, input| {
+                b.iter(|| {
+                    out.clear();
+                    strip_with_serde_value(input, &mut out);
+                    out.len()
+                })
+            },
+        );
         group.bench_with_input(BenchmarkId::new("sonic_rs", label), &input, |b, input| {
             b.iter(|| {
                 out.clear();

@@ -15,13 +15,22 @@ fn layers(c: &mut Criterion) {
     let mut group = c.benchmark_group("layer");
 
     let bare = fixed_service(json.clone(), "application/json");
-    group.bench_function("none/passthrough", |b| bench_service(b, &rt, bare.clone(), request));
+    group.bench_function("none/passthrough", |b| {
+        bench_service(b, &rt, bare.clone(), request)
+    });
 
-    let text = StripNullsLayer::new().layer(fixed_service(Bytes::from_static(b"plain text"), "text/plain"));
-    group.bench_function("strip_nulls/passthrough", |b| bench_service(b, &rt, text.clone(), request));
+    let text = StripNullsLayer::new().layer(fixed_service(
+        Bytes::from_static(b"plain text"),
+        "text/plain",
+    ));
+    group.bench_function("strip_nulls/passthrough", |b| {
+        bench_service(b, &rt, text.clone(), request)
+    });
 
     let stripped = StripNullsLayer::new().layer(fixed_service(json.clone(), "application/json"));
-    group.bench_function("strip_nulls/json_1KB", |b| bench_service(b, &rt, stripped.clone(), request));
+    group.bench_function("strip_nulls/json_1KB", |b| {
+        bench_service(b, &rt, stripped.clone(), request)
+    });
     group.finish();
 }
 

@@ -15,7 +15,10 @@ use tower::{Service, ServiceExt, service_fn};
 
 /// A current-thread tokio runtime for async benches.
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 /// A deterministic JSON array of API objects of about `target` bytes: ~20 % of members are
@@ -31,7 +34,14 @@ pub fn corpus(target: usize) -> Vec<u8> {
         seed
     };
     // Written as JSON string contents: escapes stay escaped.
-    let names = ["Kaffeemühle", r#"Teapot \"Classic\""#, "Jalape\\u00f1o sauce", "東京 tote bag", r"Line\nbreak mug", "Plain widget"];
+    let names = [
+        "Kaffeemühle",
+        r#"Teapot \"Classic\""#,
+        "Jalape\\u00f1o sauce",
+        "東京 tote bag",
+        r"Line\nbreak mug",
+        "Plain widget",
+    ];
     let mut id = 0u64;
     while out.len() < target {
         if id > 0 {
@@ -50,13 +60,39 @@ pub fn corpus(target: usize) -> Vec<u8> {
         let _ = write!(out, "\"id\":{id},");
         let name = names[(id % names.len() as u64) as usize];
         member(&mut out, "name", format!("\"{name} #{id}\""));
-        member(&mut out, "description", format!("\"A fine product, number {id}, with a longer text to make strings realistic.\""));
+        member(
+            &mut out,
+            "description",
+            format!(
+                "\"A fine product, number {id}, with a longer text to make strings realistic.\""
+            ),
+        );
         member(&mut out, "price", format!("{}.{:02}", id % 500, id % 100));
         member(&mut out, "discount", format!("{}e-2", id % 30));
-        member(&mut out, "image_url", format!("\"https://img.example.com/p/{id}.jpg\""));
-        member(&mut out, "category", format!("{{\"id\":{},\"name\":\"Category {}\",\"parent\":null}}", id % 40, id % 40));
+        member(
+            &mut out,
+            "image_url",
+            format!("\"https://img.example.com/p/{id}.jpg\""),
+        );
+        member(
+            &mut out,
+            "category",
+            format!(
+                "{{\"id\":{},\"name\":\"Category {}\",\"parent\":null}}",
+                id % 40,
+                id % 40
+            ),
+        );
         member(&mut out, "tags", "[\"new\",\"sale\",null]".to_owned());
-        member(&mut out, "stock", format!("{{\"warehouse\":{},\"count\":{},\"eta\":null}}", id % 7, id % 1000));
+        member(
+            &mut out,
+            "stock",
+            format!(
+                "{{\"warehouse\":{},\"count\":{},\"eta\":null}}",
+                id % 7,
+                id % 1000
+            ),
+        );
         let _ = write!(out, "\"active\":{}", !id.is_multiple_of(3));
         out.push('}');
     }
@@ -69,12 +105,16 @@ pub fn corpus(target: usize) -> Vec<u8> {
 pub fn fixed_service(
     body: Bytes,
     content_type: &'static str,
-) -> impl Service<Request<()>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send> + Clone {
+) -> impl Service<Request<()>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send> + Clone
+{
     service_fn(move |_request: Request<()>| {
         let body = body.clone();
         async move {
             let mut response = Response::new(Full::new(body));
-            response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(content_type),
+            );
             Ok(response)
         }
     })
@@ -103,7 +143,12 @@ pub fn bench_service<S, B>(
         let request = request();
         async move {
             let response = service.oneshot(request).await.expect("service call");
-            let body = response.into_body().collect().await.expect("body").to_bytes();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
             std::hint::black_box(body)
         }
     });
@@ -117,7 +162,11 @@ mod tests {
             let doc = super::corpus(size);
             let value: serde_json::Value = serde_json::from_slice(&doc).unwrap();
             assert!(value.as_array().is_some_and(|items| !items.is_empty()));
-            assert!(doc.len() >= size && doc.len() < size + 1_000, "{} for {size}", doc.len());
+            assert!(
+                doc.len() >= size && doc.len() < size + 1_000,
+                "{} for {size}",
+                doc.len()
+            );
         }
     }
 }

@@ -19,7 +19,12 @@ pub fn json_scan(data: &[u8]) {
     if serde.as_ref().is_err_and(out_of_range) {
         return;
     }
-    assert_eq!(ours, serde.is_ok(), "scanner and serde_json disagree on {:?}", String::from_utf8_lossy(data));
+    assert_eq!(
+        ours,
+        serde.is_ok(),
+        "scanner and serde_json disagree on {:?}",
+        String::from_utf8_lossy(data)
+    );
 }
 
 fn out_of_range(error: &serde_json::Error) -> bool {
@@ -36,15 +41,26 @@ pub fn strip_nulls(data: &[u8]) {
         Ok(value) => value,
         Err(error) if out_of_range(&error) => return,
         Err(_) => {
-            assert!(result.is_err(), "accepted malformed input {:?}", String::from_utf8_lossy(data));
+            assert!(
+                result.is_err(),
+                "accepted malformed input {:?}",
+                String::from_utf8_lossy(data)
+            );
             return;
         }
     };
-    assert!(result.is_ok(), "rejected well-formed input {:?}", String::from_utf8_lossy(data));
+    assert!(
+        result.is_ok(),
+        "rejected well-formed input {:?}",
+        String::from_utf8_lossy(data)
+    );
     let got: Value = serde_json::from_slice(&out).expect("output is JSON");
     strip(&mut expected);
     // Compare serialized forms: they keep member order, which `Value`'s equality ignores.
-    assert_eq!(serde_json::to_string(&got).ok(), serde_json::to_string(&expected).ok());
+    assert_eq!(
+        serde_json::to_string(&got).ok(),
+        serde_json::to_string(&expected).ok()
+    );
 }
 
 fn strip(value: &mut Value) {

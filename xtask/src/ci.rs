@@ -6,20 +6,73 @@ use crate::{Result, cargo, run_command};
 
 /// Formatting, lints, docs, tests, the bench build and the dependency policy.
 pub(crate) fn ci() -> Result {
-    step("cargo fmt --check", cargo().args(["fmt", "--all", "--check"]))?;
+    step(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--check"]),
+    )?;
     step(
         "cargo clippy",
-        cargo().args(["clippy", "--workspace", "--all-targets", "--all-features", "--locked", "--", "-D", "warnings"]),
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]),
     )?;
     step(
         "cargo doc",
-        cargo().args(["doc", "--workspace", "--no-deps", "--all-features", "--locked"]).env("RUSTDOCFLAGS", "-D warnings"),
+        cargo()
+            .args([
+                "doc",
+                "--workspace",
+                "--no-deps",
+                "--all-features",
+                "--locked",
+            ])
+            .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
     crate::test(&[])?;
-    step("cargo bench --no-run", cargo().args(["bench", "--workspace", "--all-features", "--locked", "--no-run"]))?;
+    step(
+        "cargo bench --no-run",
+        cargo().args([
+            "bench",
+            "--workspace",
+            "--all-features",
+            "--locked",
+            "--no-run",
+        ]),
+    )?;
+    instruction_counts()?;
     deny()?;
     eprintln!("xtask ci: all checks passed");
     Ok(())
+}
+
+/// The committed instruction-count baseline CI compares with (`cargo xtask bench
+/// --instructions --save benches/baseline/instructions.json` updates it).
+const INSTRUCTIONS_BASELINE: &str = "benches/baseline/instructions.json";
+
+/// Instruction counts of every bench scenario against the committed baseline: fails on a
+/// regression beyond 2 %. Wall times are not measured here: CI machines are too noisy.
+fn instruction_counts() -> Result {
+    let name =
+        format!("cargo xtask bench --quick --instructions --compare {INSTRUCTIONS_BASELINE}");
+    eprintln!("xtask ci: {name}");
+    let started = std::time::Instant::now();
+    let args = [
+        "--quick",
+        "--instructions",
+        "--compare",
+        INSTRUCTIONS_BASELINE,
+    ]
+    .map(str::to_owned);
+    let result = crate::bench::bench(&args);
+    eprintln!("xtask ci: {name} took {:.0?}", started.elapsed());
+    result
 }
 
 fn step(name: &str, command: &mut Command) -> Result {
@@ -33,10 +86,28 @@ fn step(name: &str, command: &mut Command) -> Result {
 /// `cargo deny check bans licenses sources`, installing cargo-deny when missing. Advisories
 /// need the RustSec database from the network, which CI machines may not reach: skipped.
 fn deny() -> Result {
-    let installed = cargo().args(["deny", "--version"]).output().is_ok_and(|o| o.status.success());
+    let installed = cargo()
+        .args(["deny", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !installed {
-        step("cargo install cargo-deny", cargo().args(["install", "--locked", "cargo-deny"]))?;
+        step(
+            "cargo install cargo-deny",
+            cargo().args(["install", "--locked", "cargo-deny"]),
+        )?;
     }
-    eprintln!("xtask ci: skipping `cargo deny check advisories` (it needs the advisory database from the network)");
-    step("cargo deny", cargo().args(["deny", "--all-features", "check", "bans", "licenses", "sources"]))
+    eprintln!(
+        "xtask ci: skipping `cargo deny check advisories` (it needs the advisory database from the network)"
+    );
+    step(
+        "cargo deny",
+        cargo().args([
+            "deny",
+            "--all-features",
+            "check",
+            "bans",
+            "licenses",
+            "sources",
+        ]),
+    )
 }

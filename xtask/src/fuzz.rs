@@ -19,7 +19,9 @@ pub(crate) fn fuzz(args: &[String]) -> Result {
         match arg.as_str() {
             "--seconds" => {
                 let text = args.next().ok_or("--seconds needs a value")?;
-                seconds = text.parse().map_err(|_| format!("--seconds takes a whole number, got {text:?}"))?;
+                seconds = text
+                    .parse()
+                    .map_err(|_| format!("--seconds takes a whole number, got {text:?}"))?;
             }
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             target => targets.push(target.to_owned()),
@@ -30,7 +32,10 @@ pub(crate) fn fuzz(args: &[String]) -> Result {
         targets = list_targets(&fuzz_dir)?;
     }
 
-    let installed = cargo().args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success());
+    let installed = cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !installed {
         run_command(cargo().args(["install", "--locked", "cargo-fuzz"]))?;
     }
@@ -60,13 +65,20 @@ pub(crate) fn fuzz(args: &[String]) -> Result {
             .arg("-print_final_stats=1");
         let result = run_command(&mut command);
         let inputs = std::fs::read_dir(&corpus).map(|d| d.count()).unwrap_or(0);
-        let outcome = if result.is_ok() { "no failure" } else { "FAILED (see artifacts)" };
+        let outcome = if result.is_ok() {
+            "no failure"
+        } else {
+            "FAILED (see artifacts)"
+        };
         summary.push(format!(
             "{target:<20} {:>6.0?} {inputs:>7} corpus inputs  {outcome}",
             started.elapsed()
         ));
         if result.is_err() {
-            eprintln!("xtask fuzz: {target} found a failure; inputs are in {}", artifacts.display());
+            eprintln!(
+                "xtask fuzz: {target} found a failure; inputs are in {}",
+                artifacts.display()
+            );
         }
     }
     println!("\n{}", summary.join("\n"));
@@ -78,7 +90,8 @@ pub(crate) fn fuzz(args: &[String]) -> Result {
 
 /// The `[[bin]]` names of the cargo-fuzz package.
 fn list_targets(fuzz_dir: &std::path::Path) -> Result<Vec<String>> {
-    let manifest = std::fs::read_to_string(fuzz_dir.join("Cargo.toml")).map_err(|e| e.to_string())?;
+    let manifest =
+        std::fs::read_to_string(fuzz_dir.join("Cargo.toml")).map_err(|e| e.to_string())?;
     let mut targets = Vec::new();
     let mut in_bin = false;
     for line in manifest.lines().map(str::trim) {

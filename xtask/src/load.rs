@@ -43,10 +43,25 @@ struct Scenario {
 /// The bounds are set for a 2-core machine that runs the load generator, the service,
 /// PostgreSQL and Redis together; on a bigger machine they hold with room to spare.
 fn scenario(name: &str, duration: Option<u64>) -> Result<Scenario> {
-    let step = |connections, seconds| Step { connections, seconds };
+    let step = |connections, seconds| Step {
+        connections,
+        seconds,
+    };
     let scenario = match name {
-        "smoke" => Scenario { name: "smoke", steps: vec![step(5, 10)], max_error_pct: 0.1, max_p95_ms: 50.0, max_p99_ms: 150.0 },
-        "baseline" => Scenario { name: "baseline", steps: vec![step(20, 60)], max_error_pct: 0.1, max_p95_ms: 100.0, max_p99_ms: 250.0 },
+        "smoke" => Scenario {
+            name: "smoke",
+            steps: vec![step(5, 10)],
+            max_error_pct: 0.1,
+            max_p95_ms: 50.0,
+            max_p99_ms: 150.0,
+        },
+        "baseline" => Scenario {
+            name: "baseline",
+            steps: vec![step(20, 60)],
+            max_error_pct: 0.1,
+            max_p95_ms: 100.0,
+            max_p99_ms: 250.0,
+        },
         "stress" => Scenario {
             name: "stress",
             steps: vec![step(50, 20), step(100, 20), step(150, 20)],
@@ -54,7 +69,13 @@ fn scenario(name: &str, duration: Option<u64>) -> Result<Scenario> {
             max_p95_ms: 500.0,
             max_p99_ms: 1000.0,
         },
-        "spike" => Scenario { name: "spike", steps: vec![step(200, 15)], max_error_pct: 0.1, max_p95_ms: 1000.0, max_p99_ms: 2000.0 },
+        "spike" => Scenario {
+            name: "spike",
+            steps: vec![step(200, 15)],
+            max_error_pct: 0.1,
+            max_p95_ms: 1000.0,
+            max_p99_ms: 2000.0,
+        },
         "soak" => Scenario {
             name: "soak",
             steps: vec![step(30, duration.unwrap_or(600))],
@@ -62,7 +83,11 @@ fn scenario(name: &str, duration: Option<u64>) -> Result<Scenario> {
             max_p95_ms: 100.0,
             max_p99_ms: 250.0,
         },
-        other => return Err(format!("unknown scenario {other:?}: expected smoke, baseline, stress, spike or soak")),
+        other => {
+            return Err(format!(
+                "unknown scenario {other:?}: expected smoke, baseline, stress, spike or soak"
+            ));
+        }
     };
     Ok(scenario)
 }
@@ -112,7 +137,9 @@ pub(crate) fn load(args: &[String]) -> Result {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--duration" => {
-                let text = args.next().ok_or("--duration needs a value such as 10m or 90s")?;
+                let text = args
+                    .next()
+                    .ok_or("--duration needs a value such as 10m or 90s")?;
                 duration = Some(parse_duration(text)?);
             }
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
@@ -122,7 +149,13 @@ pub(crate) fn load(args: &[String]) -> Result {
     let scenario = scenario(name.as_deref().unwrap_or("smoke"), duration)?;
     ensure_wrk()?;
     let services = Services::ensure()?;
-    run_command(cargo().args(["build", "--release", "--locked", "--package", "example-service"]))?;
+    run_command(cargo().args([
+        "build",
+        "--release",
+        "--locked",
+        "--package",
+        "example-service",
+    ]))?;
 
     let dir = target_dir().join("xtask-load");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -134,14 +167,22 @@ pub(crate) fn load(args: &[String]) -> Result {
     let before = layered.metrics()?;
     let mut steps = Vec::new();
     for step in &scenario.steps {
-        eprintln!("xtask load: {} connections for {} s (mix)", step.connections, step.seconds);
+        eprintln!(
+            "xtask load: {} connections for {} s (mix)",
+            step.connections, step.seconds
+        );
         steps.push(wrk(&script, layered.port, *step, "mix")?);
     }
     let after = layered.metrics()?;
     let rss_end = layered.rss_kib();
     let total = merge(&steps);
 
-    let hits = counter_delta(&before, &after, "http_cache_requests_total", Some("result=\"hit\""));
+    let hits = counter_delta(
+        &before,
+        &after,
+        "http_cache_requests_total",
+        Some("result=\"hit\""),
+    );
     let lookups = counter_delta(&before, &after, "http_cache_requests_total", None);
     let hit_ratio = if lookups > 0.0 { hits / lookups } else { 0.0 };
     let pool_max = gauge(&after, "db_client_connection_max").unwrap_or(0.0);
@@ -161,7 +202,10 @@ pub(crate) fn load(args: &[String]) -> Result {
     });
 
     if scenario.name == "baseline" {
-        let list = Step { connections: 20, seconds: 20 };
+        let list = Step {
+            connections: 20,
+            seconds: 20,
+        };
         eprintln!("xtask load: list endpoint only, all layers");
         let with_layers = wrk(&script, layered.port, list, "list")?;
         drop(layered);
@@ -180,11 +224,17 @@ pub(crate) fn load(args: &[String]) -> Result {
     let violations = violations(&scenario, &total);
     report["violations"] = json!(violations);
     let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join(format!("{}.json", scenario.name)), text + "\n").map_err(|e| e.to_string())?;
+    std::fs::write(dir.join(format!("{}.json", scenario.name)), text + "\n")
+        .map_err(|e| e.to_string())?;
     let markdown = markdown(&report);
-    std::fs::write(dir.join(format!("{}.md", scenario.name)), &markdown).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join(format!("{}.md", scenario.name)), &markdown)
+        .map_err(|e| e.to_string())?;
     println!("\n{markdown}");
-    if violations.is_empty() { Ok(()) } else { Err(format!("bounds exceeded: {}", violations.join("; "))) }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("bounds exceeded: {}", violations.join("; ")))
+    }
 }
 
 /// wrk's figures for one step (or several merged).
@@ -201,11 +251,19 @@ struct Figures {
 
 impl Figures {
     fn rps(&self) -> f64 {
-        if self.seconds > 0.0 { self.requests / self.seconds } else { 0.0 }
+        if self.seconds > 0.0 {
+            self.requests / self.seconds
+        } else {
+            0.0
+        }
     }
 
     fn error_pct(&self) -> f64 {
-        if self.requests > 0.0 { self.errors / self.requests * 100.0 } else { 0.0 }
+        if self.requests > 0.0 {
+            self.errors / self.requests * 100.0
+        } else {
+            0.0
+        }
     }
 }
 
@@ -230,13 +288,23 @@ fn violations(scenario: &Scenario, total: &Figures) -> Vec<String> {
         found.push("no request completed".to_owned());
     }
     if total.error_pct() > scenario.max_error_pct {
-        found.push(format!("error rate {:.3}% > {}%", total.error_pct(), scenario.max_error_pct));
+        found.push(format!(
+            "error rate {:.3}% > {}%",
+            total.error_pct(),
+            scenario.max_error_pct
+        ));
     }
     if total.p95_ms > scenario.max_p95_ms {
-        found.push(format!("p95 {:.1} ms > {} ms", total.p95_ms, scenario.max_p95_ms));
+        found.push(format!(
+            "p95 {:.1} ms > {} ms",
+            total.p95_ms, scenario.max_p95_ms
+        ));
     }
     if total.p99_ms > scenario.max_p99_ms {
-        found.push(format!("p99 {:.1} ms > {} ms", total.p99_ms, scenario.max_p99_ms));
+        found.push(format!(
+            "p99 {:.1} ms > {} ms",
+            total.p99_ms, scenario.max_p99_ms
+        ));
     }
     found
 }
@@ -244,7 +312,12 @@ fn violations(scenario: &Scenario, total: &Figures) -> Vec<String> {
 fn wrk(script: &std::path::Path, port: u16, step: Step, mode: &str) -> Result<Figures> {
     let threads = step.connections.clamp(1, 2);
     let output = Command::new("wrk")
-        .args(["-t", &threads.to_string(), "-c", &step.connections.to_string()])
+        .args([
+            "-t",
+            &threads.to_string(),
+            "-c",
+            &step.connections.to_string(),
+        ])
         .args(["-d", &format!("{}s", step.seconds), "--timeout", "5s", "-s"])
         .arg(script)
         .arg(format!("http://127.0.0.1:{port}"))
@@ -255,13 +328,22 @@ fn wrk(script: &std::path::Path, port: u16, step: Step, mode: &str) -> Result<Fi
     let line = stdout
         .lines()
         .find_map(|line| line.strip_prefix("WRK_JSON "))
-        .ok_or_else(|| format!("wrk printed no figures: {stdout}{}", String::from_utf8_lossy(&output.stderr)))?;
+        .ok_or_else(|| {
+            format!(
+                "wrk printed no figures: {stdout}{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
     let v: Value = serde_json::from_str(line).map_err(|e| format!("wrk figures: {e}"))?;
     let n = |key: &str| v[key].as_f64().unwrap_or(0.0);
     Ok(Figures {
         requests: n("requests"),
         seconds: n("duration_us") / 1e6,
-        errors: n("connect_errors") + n("read_errors") + n("write_errors") + n("status_errors") + n("timeouts"),
+        errors: n("connect_errors")
+            + n("read_errors")
+            + n("write_errors")
+            + n("status_errors")
+            + n("timeouts"),
         p50_ms: n("p50_us") / 1e3,
         p95_ms: n("p95_us") / 1e3,
         p99_ms: n("p99_us") / 1e3,
@@ -278,9 +360,19 @@ fn ensure_wrk() -> Result {
         .args(["install", "-y", "-qq", "wrk"])
         .status()
         .is_ok_and(|s| s.success())
-        || (Command::new("apt-get").args(["update", "-qq"]).status().is_ok_and(|s| s.success())
-            && Command::new("apt-get").args(["install", "-y", "-qq", "wrk"]).status().is_ok_and(|s| s.success()));
-    if installed { Ok(()) } else { Err("wrk is not installed: install it (Debian/Ubuntu: `apt-get install wrk`)".to_owned()) }
+        || (Command::new("apt-get")
+            .args(["update", "-qq"])
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new("apt-get")
+                .args(["install", "-y", "-qq", "wrk"])
+                .status()
+                .is_ok_and(|s| s.success()));
+    if installed {
+        Ok(())
+    } else {
+        Err("wrk is not installed: install it (Debian/Ubuntu: `apt-get install wrk`)".to_owned())
+    }
 }
 
 /// A running example service, killed on drop.
@@ -298,9 +390,14 @@ impl Instance {
         command
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("LAYERS", layers)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdout(Stdio::null());
-        let child = command.spawn().map_err(|e| format!("cannot start the example service: {e}"))?;
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot start the example service: {e}"))?;
         let mut instance = Instance { child, port };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -308,7 +405,9 @@ impl Instance {
                 break;
             }
             if Instant::now() > deadline || instance.child.try_wait().ok().flatten().is_some() {
-                return Err(format!("the example service (LAYERS={layers}) did not become ready"));
+                return Err(format!(
+                    "the example service (LAYERS={layers}) did not become ready"
+                ));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -323,7 +422,8 @@ impl Instance {
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -342,18 +442,36 @@ impl Drop for Instance {
 /// A minimal HTTP/1.1 GET on 127.0.0.1: status and body.
 fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or("malformed HTTP response")?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("malformed HTTP response")?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
 /// Sum of a Prometheus counter's samples (optionally those whose labels contain `filter`).
 fn counter(text: &str, name: &str, filter: Option<&str>) -> f64 {
-    samples(text, name).filter(|(labels, _)| filter.is_none_or(|f| labels.contains(f))).map(|(_, v)| v).sum()
+    samples(text, name)
+        .filter(|(labels, _)| filter.is_none_or(|f| labels.contains(f)))
+        .map(|(_, v)| v)
+        .sum()
 }
 
 fn counter_delta(before: &str, after: &str, name: &str, filter: Option<&str>) -> f64 {
@@ -381,25 +499,54 @@ fn samples<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = (&'a str, f
 
 fn markdown(report: &Value) -> String {
     let mut rows = BTreeMap::new();
-    let f = |v: &Value| v.as_f64().map(|x| format!("{x:.2}")).unwrap_or_else(|| v.to_string());
+    let f = |v: &Value| {
+        v.as_f64()
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or_else(|| v.to_string())
+    };
     rows.insert("1 requests/s", f(&report["requests_per_second"]));
-    rows.insert("2 latency p50 / p95 / p99 / max (ms)", format!(
-        "{} / {} / {} / {}",
-        f(&report["latency_ms"]["p50"]),
-        f(&report["latency_ms"]["p95"]),
-        f(&report["latency_ms"]["p99"]),
-        f(&report["latency_ms"]["max"])
-    ));
+    rows.insert(
+        "2 latency p50 / p95 / p99 / max (ms)",
+        format!(
+            "{} / {} / {} / {}",
+            f(&report["latency_ms"]["p50"]),
+            f(&report["latency_ms"]["p95"]),
+            f(&report["latency_ms"]["p99"]),
+            f(&report["latency_ms"]["max"])
+        ),
+    );
     rows.insert("3 error rate (%)", f(&report["error_rate_pct"]));
     rows.insert("4 cache hit ratio", f(&report["cache_hit_ratio"]));
-    rows.insert("5 DB pool max / waiting at end", format!("{} / {}", f(&report["db_pool"]["max"]), f(&report["db_pool"]["waiting_at_end"])));
-    rows.insert("6 RSS start / end (KiB)", format!("{} / {}", report["rss_kib"]["start"], report["rss_kib"]["end"]));
+    rows.insert(
+        "5 DB pool max / waiting at end",
+        format!(
+            "{} / {}",
+            f(&report["db_pool"]["max"]),
+            f(&report["db_pool"]["waiting_at_end"])
+        ),
+    );
+    rows.insert(
+        "6 RSS start / end (KiB)",
+        format!(
+            "{} / {}",
+            report["rss_kib"]["start"], report["rss_kib"]["end"]
+        ),
+    );
     if let Some(list) = report.get("list_endpoint") {
-        rows.insert("7 list endpoint req/s, all layers", f(&list["layers_all_rps"]));
-        rows.insert("8 list endpoint req/s, LAYERS=none", f(&list["layers_none_rps"]));
+        rows.insert(
+            "7 list endpoint req/s, all layers",
+            f(&list["layers_all_rps"]),
+        );
+        rows.insert(
+            "8 list endpoint req/s, LAYERS=none",
+            f(&list["layers_none_rps"]),
+        );
         rows.insert("9 list endpoint throughput ratio", f(&list["ratio"]));
     }
-    let mut text = format!("# Load scenario `{}`\n\n| figure | value |\n|---|---|\n", report["scenario"].as_str().unwrap_or("?"));
+    let mut text = format!(
+        "# Load scenario `{}`\n\n| figure | value |\n|---|---|\n",
+        report["scenario"].as_str().unwrap_or("?")
+    );
     for (key, value) in rows {
         text.push_str(&format!("| {} | {value} |\n", &key[2..]));
     }
@@ -415,8 +562,13 @@ fn markdown(report: &Value) -> String {
 }
 
 fn parse_duration(text: &str) -> Result<u64> {
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 = number.parse().map_err(|_| format!("bad duration {text:?}"))?;
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("bad duration {text:?}"))?;
     match unit {
         "" | "s" => Ok(n),
         "m" => Ok(n * 60),
@@ -433,7 +585,10 @@ mod tests {
     fn reads_prometheus_samples() {
         let text = "# HELP x\nhttp_cache_requests_total{result=\"hit\",tier=\"l1\"} 10\nhttp_cache_requests_total{result=\"miss\"} 5\nhttp_cache_requests_total_other 99\ndb_client_connection_max 16\n";
         assert_eq!(counter(text, "http_cache_requests_total", None), 15.0);
-        assert_eq!(counter(text, "http_cache_requests_total", Some("result=\"hit\"")), 10.0);
+        assert_eq!(
+            counter(text, "http_cache_requests_total", Some("result=\"hit\"")),
+            10.0
+        );
         assert_eq!(gauge(text, "db_client_connection_max"), Some(16.0));
         assert_eq!(gauge(text, "absent"), None);
     }
@@ -449,9 +604,19 @@ mod tests {
     #[test]
     fn flags_scenario_bounds() {
         let scenario = scenario("smoke", None).unwrap();
-        let fine = Figures { requests: 1000.0, seconds: 10.0, p95_ms: 10.0, p99_ms: 20.0, ..Figures::default() };
+        let fine = Figures {
+            requests: 1000.0,
+            seconds: 10.0,
+            p95_ms: 10.0,
+            p99_ms: 20.0,
+            ..Figures::default()
+        };
         assert!(violations(&scenario, &fine).is_empty());
-        let slow = Figures { errors: 5.0, p99_ms: 900.0, ..fine };
+        let slow = Figures {
+            errors: 5.0,
+            p99_ms: 900.0,
+            ..fine
+        };
         assert_eq!(violations(&scenario, &slow).len(), 2);
     }
 }

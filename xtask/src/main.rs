@@ -33,10 +33,18 @@ fn main() -> ExitCode {
         _ => {
             eprintln!("usage: cargo xtask <test|run|bench|load|fuzz|ci> [ARGS]\n");
             eprintln!("  test [CARGO TEST ARGS]  start PostgreSQL/Redis if needed, run every test");
-            eprintln!("  run                     start PostgreSQL/Redis if needed, run the example service");
-            eprintln!("  bench [FILTER] [--quick] [--save NAME] [--compare NAME] [--threshold PCT]");
-            eprintln!("  load <smoke|baseline|stress|spike|soak> [--duration 10m]  load the example service");
-            eprintln!("  fuzz [--seconds N] [TARGET...]  run the libFuzzer targets (default 60 s each)");
+            eprintln!(
+                "  run                     start PostgreSQL/Redis if needed, run the example service"
+            );
+            eprintln!(
+                "  bench [FILTER] [--quick] [--save NAME] [--compare NAME] [--threshold PCT]"
+            );
+            eprintln!(
+                "  load <smoke|baseline|stress|spike|soak> [--duration 10m]  load the example service"
+            );
+            eprintln!(
+                "  fuzz [--seconds N] [TARGET...]  run the libFuzzer targets (default 60 s each)"
+            );
             eprintln!("  ci                      fmt, clippy, doc, test, bench build, cargo-deny");
             return ExitCode::FAILURE;
         }
@@ -60,7 +68,10 @@ fn test(extra: &[String]) -> Result {
     let mut command = cargo();
     command.args(["test", "--all-features", "--release", "--locked"]);
     // `cargo xtask test -p some-crate` narrows the run; otherwise everything runs.
-    if !extra.iter().any(|arg| arg == "-p" || arg.starts_with("--package")) {
+    if !extra
+        .iter()
+        .any(|arg| arg == "-p" || arg.starts_with("--package"))
+    {
         command.arg("--workspace");
     }
     command.args(extra);
@@ -72,7 +83,14 @@ fn test(extra: &[String]) -> Result {
 fn run(extra: &[String]) -> Result {
     let services = services::Services::ensure()?;
     let mut command = cargo();
-    command.args(["run", "--release", "--locked", "--package", "example-service", "--"]);
+    command.args([
+        "run",
+        "--release",
+        "--locked",
+        "--package",
+        "example-service",
+        "--",
+    ]);
     command.args(extra);
     services.export(&mut command);
     run_command(&mut command)
@@ -102,7 +120,9 @@ fn target_dir() -> PathBuf {
 
 /// Runs a command to completion, failing on a non-zero exit.
 fn run_command(command: &mut Command) -> Result {
-    let status = command.status().map_err(|e| format!("could not start {command:?}: {e}"))?;
+    let status = command
+        .status()
+        .map_err(|e| format!("could not start {command:?}: {e}"))?;
     if status.success() {
         Ok(())
     } else {

@@ -40,12 +40,18 @@ pin_project! {
 impl<B: Body> JsonBody<B> {
     /// Wraps the upstream body unchanged.
     pub fn passthrough(inner: B) -> Self {
-        Self { kind: Kind::Passthrough { inner } }
+        Self {
+            kind: Kind::Passthrough { inner },
+        }
     }
 
     /// A body made of one buffer.
     pub fn full(data: Bytes) -> Self {
-        Self { kind: Kind::Full { data: (!data.is_empty()).then_some(data) } }
+        Self {
+            kind: Kind::Full {
+                data: (!data.is_empty()).then_some(data),
+            },
+        }
     }
 
     /// Replays `chunks` (and trailers or an error met while reading them), then streams `rest`.
@@ -55,7 +61,14 @@ impl<B: Body> JsonBody<B> {
         error: Option<B::Error>,
         rest: Option<Pin<Box<B>>>,
     ) -> Self {
-        Self { kind: Kind::Replay { chunks: chunks.into(), trailers, error, rest } }
+        Self {
+            kind: Kind::Replay {
+                chunks: chunks.into(),
+                trailers,
+                error,
+                rest,
+            },
+        }
     }
 }
 
@@ -63,12 +76,14 @@ impl<B: Body> fmt::Debug for JsonBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Passthrough { .. } => f.write_str("JsonBody::Passthrough"),
-            Kind::Full { data } => {
-                f.debug_struct("JsonBody::Full").field("len", &data.as_ref().map_or(0, Bytes::len)).finish()
-            }
-            Kind::Replay { chunks, .. } => {
-                f.debug_struct("JsonBody::Replay").field("chunks", &chunks.len()).finish()
-            }
+            Kind::Full { data } => f
+                .debug_struct("JsonBody::Full")
+                .field("len", &data.as_ref().map_or(0, Bytes::len))
+                .finish(),
+            Kind::Replay { chunks, .. } => f
+                .debug_struct("JsonBody::Replay")
+                .field("chunks", &chunks.len())
+                .finish(),
         }
     }
 }
@@ -83,10 +98,19 @@ impl<B: Body> Body for JsonBody<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project().kind.project() {
             KindProj::Passthrough { inner } => inner.poll_frame(cx).map(|frame| {
-                frame.map(|result| result.map(|frame| frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))))
+                frame.map(|result| {
+                    result.map(|frame| {
+                        frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))
+                    })
+                })
             }),
             KindProj::Full { data } => Poll::Ready(data.take().map(|data| Ok(Frame::data(data)))),
-            KindProj::Replay { chunks, trailers, error, rest } => {
+            KindProj::Replay {
+                chunks,
+                trailers,
+                error,
+                rest,
+            } => {
                 if let Some(chunk) = chunks.pop_front() {
                     return Poll::Ready(Some(Ok(Frame::data(chunk))));
                 }
@@ -102,7 +126,9 @@ impl<B: Body> Body for JsonBody<B> {
                 };
                 body.as_mut().poll_frame(cx).map(|frame| {
                     frame.map(|result| {
-                        result.map(|frame| frame.map_data(|mut data| data.copy_to_bytes(data.remaining())))
+                        result.map(|frame| {
+                            frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))
+                        })
                     })
                 })
             }
@@ -113,7 +139,12 @@ impl<B: Body> Body for JsonBody<B> {
         match &self.kind {
             Kind::Passthrough { inner } => inner.is_end_stream(),
             Kind::Full { data } => data.is_none(),
-            Kind::Replay { chunks, trailers, error, rest } => {
+            Kind::Replay {
+                chunks,
+                trailers,
+                error,
+                rest,
+            } => {
                 chunks.is_empty()
                     && trailers.is_none()
                     && error.is_none()
@@ -125,10 +156,14 @@ impl<B: Body> Body for JsonBody<B> {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Passthrough { inner } => inner.size_hint(),
-            Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |data| data.len() as u64)),
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |data| data.len() as u64))
+            }
             Kind::Replay { chunks, rest, .. } => {
                 let buffered: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
-                let rest = rest.as_ref().map_or_else(|| SizeHint::with_exact(0), |body| body.size_hint());
+                let rest = rest
+                    .as_ref()
+                    .map_or_else(|| SizeHint::with_exact(0), |body| body.size_hint());
                 let mut hint = SizeHint::new();
                 hint.set_lower(buffered + rest.lower());
                 if let Some(upper) = rest.upper() {

@@ -72,6 +72,6 @@ pub use body::JsonBody;
 pub use problem::Problem;
 pub use scan::Malformed;
 pub use service::{
-    DEFAULT_LIMIT, Decision, ResponseFuture, RewriteJson, RewriteJsonLayer, RewritePolicy, Rewriter, is_eligible,
-    is_json_media_type, media_type_essence,
+    DEFAULT_LIMIT, Decision, ResponseFuture, RewriteJson, RewriteJsonLayer, RewritePolicy,
+    Rewriter, is_eligible, is_json_media_type, media_type_essence,
 };

@@ -33,7 +33,10 @@ impl Problem {
     pub fn new(status: StatusCode) -> Self {
         let mut members = Map::new();
         members.insert("type".into(), Value::from("about:blank"));
-        members.insert("title".into(), Value::from(status.canonical_reason().unwrap_or("Error")));
+        members.insert(
+            "title".into(),
+            Value::from(status.canonical_reason().unwrap_or("Error")),
+        );
         members.insert("status".into(), Value::from(status.as_u16()));
         Self { status, members }
     }
@@ -46,14 +49,16 @@ impl Problem {
     /// Sets the human-readable explanation of this occurrence.
     #[must_use]
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.members.insert("detail".into(), Value::from(detail.into()));
+        self.members
+            .insert("detail".into(), Value::from(detail.into()));
         self
     }
 
     /// Sets the short summary (default: the status's reason phrase).
     #[must_use]
     pub fn with_title(mut self, title: impl Into<String>) -> Self {
-        self.members.insert("title".into(), Value::from(title.into()));
+        self.members
+            .insert("title".into(), Value::from(title.into()));
         self
     }
 
@@ -72,7 +77,8 @@ impl Problem {
         match self.members.get_mut("invalid-params") {
             Some(Value::Array(list)) => list.push(entry),
             _ => {
-                self.members.insert("invalid-params".into(), Value::Array(vec![entry]));
+                self.members
+                    .insert("invalid-params".into(), Value::Array(vec![entry]));
             }
         }
         self
@@ -104,7 +110,9 @@ impl Problem {
     pub fn into_response(self) -> Response<Bytes> {
         let mut response = Response::new(self.to_bytes());
         *response.status_mut() = self.status;
-        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         response
     }
 }

@@ -48,7 +48,11 @@ pub fn validate(input: &[u8]) -> Result<(), Malformed> {
 /// Checks that only whitespace follows `pos`.
 pub fn expect_end(input: &[u8], pos: usize) -> Result<(), Malformed> {
     let end = skip_ws(input, pos);
-    if end == input.len() { Ok(()) } else { Err(Malformed { offset: end }) }
+    if end == input.len() {
+        Ok(())
+    } else {
+        Err(Malformed { offset: end })
+    }
 }
 
 /// Skips JSON whitespace (space, tab, line feed, carriage return) from `pos`.
@@ -72,7 +76,11 @@ pub fn peek(input: &[u8], pos: usize) -> Result<u8, Malformed> {
 /// Expects `byte` at `pos` and returns the position after it.
 #[inline]
 pub fn expect(input: &[u8], pos: usize, byte: u8) -> Scan {
-    if input.get(pos) == Some(&byte) { Ok(pos + 1) } else { Err(Malformed { offset: pos }) }
+    if input.get(pos) == Some(&byte) {
+        Ok(pos + 1)
+    } else {
+        Err(Malformed { offset: pos })
+    }
 }
 
 /// Scans any JSON value starting exactly at `pos` (no leading whitespace) and returns the
@@ -95,7 +103,11 @@ pub fn value_end(input: &[u8], pos: usize, depth: usize) -> Scan {
 #[inline]
 pub fn literal_end(input: &[u8], pos: usize, word: &[u8]) -> Scan {
     let end = pos + word.len();
-    if input.get(pos..end) == Some(word) { Ok(end) } else { Err(Malformed { offset: pos }) }
+    if input.get(pos..end) == Some(word) {
+        Ok(end)
+    } else {
+        Err(Malformed { offset: pos })
+    }
 }
 
 /// Whether the value at `pos` is the literal `null` (validated).
@@ -270,7 +282,9 @@ fn escape_end(input: &[u8], pos: usize) -> Scan {
             let unit = hex4(input, pos + 2).ok_or(Malformed { offset: pos })?;
             match unit {
                 0xD800..=0xDBFF => {
-                    let low = (input.get(pos + 6..pos + 8) == Some(b"\\u")).then(|| hex4(input, pos + 8)).flatten();
+                    let low = (input.get(pos + 6..pos + 8) == Some(b"\\u"))
+                        .then(|| hex4(input, pos + 8))
+                        .flatten();
                     match low {
                         Some(0xDC00..=0xDFFF) => Ok(pos + 12),
                         _ => Err(Malformed { offset: pos }),
@@ -287,7 +301,9 @@ fn escape_end(input: &[u8], pos: usize) -> Scan {
 /// The value of four hex digits at `pos`.
 fn hex4(input: &[u8], pos: usize) -> Option<u16> {
     let digits = input.get(pos..pos + 4)?;
-    digits.iter().try_fold(0u16, |acc, &d| Some(acc << 4 | (d as char).to_digit(16)? as u16))
+    digits.iter().try_fold(0u16, |acc, &d| {
+        Some(acc << 4 | (d as char).to_digit(16)? as u16)
+    })
 }
 
 #[cfg(test)]
@@ -296,12 +312,22 @@ mod tests {
 
     fn ok(doc: &str) {
         assert_eq!(validate(doc.as_bytes()), Ok(()), "{doc:?} should be valid");
-        assert!(serde_json::from_str::<serde_json::Value>(doc).is_ok(), "serde disagrees on {doc:?}");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(doc).is_ok(),
+            "serde disagrees on {doc:?}"
+        );
     }
 
     fn bad(doc: &[u8]) {
-        assert!(validate(doc).is_err(), "{:?} should be malformed", String::from_utf8_lossy(doc));
-        assert!(serde_json::from_slice::<serde_json::Value>(doc).is_err(), "serde disagrees on {doc:?}");
+        assert!(
+            validate(doc).is_err(),
+            "{:?} should be malformed",
+            String::from_utf8_lossy(doc)
+        );
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(doc).is_err(),
+            "serde disagrees on {doc:?}"
+        );
     }
 
     #[test]

@@ -54,7 +54,12 @@ pub trait Rewriter: Send + 'static {
     /// Writes the rewritten document for `json` into `out` (empty, with capacity for about
     /// the input's size) and may adjust the head (add headers) once it knows it succeeds.
     /// On `Err` the original body is sent unchanged, whatever was written to `out`.
-    fn rewrite(self, head: &mut response::Parts, json: &[u8], out: &mut Vec<u8>) -> Result<(), Malformed>;
+    fn rewrite(
+        self,
+        head: &mut response::Parts,
+        json: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Malformed>;
 }
 
 /// Whether a response head is one the JSON layers may rewrite: a 2xx other than 204, 205 and
@@ -67,7 +72,10 @@ pub fn is_eligible(head: &response::Parts) -> bool {
             StatusCode::NO_CONTENT | StatusCode::RESET_CONTENT | StatusCode::PARTIAL_CONTENT
         )
         && !head.headers.contains_key(CONTENT_ENCODING)
-        && head.headers.get(CONTENT_TYPE).is_some_and(is_json_media_type)
+        && head
+            .headers
+            .get(CONTENT_TYPE)
+            .is_some_and(is_json_media_type)
 }
 
 /// Whether a `Content-Type` value names JSON: `application/json` or a `+json` suffix,
@@ -98,7 +106,10 @@ pub struct RewriteJsonLayer<P> {
 impl<P> RewriteJsonLayer<P> {
     /// A layer with the default buffer limit.
     pub fn new(policy: P) -> Self {
-        Self { policy, limit: DEFAULT_LIMIT }
+        Self {
+            policy,
+            limit: DEFAULT_LIMIT,
+        }
     }
 
     /// The largest body, in bytes, that is buffered and rewritten; a larger one streams
@@ -119,7 +130,11 @@ impl<S, P: Clone> Layer<S> for RewriteJsonLayer<P> {
     type Service = RewriteJson<S, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RewriteJson { inner, policy: self.policy.clone(), limit: self.limit }
+        RewriteJson {
+            inner,
+            policy: self.policy.clone(),
+            limit: self.limit,
+        }
     }
 }
 
@@ -134,7 +149,11 @@ pub struct RewriteJson<S, P> {
 impl<S, P> RewriteJson<S, P> {
     /// Wraps `inner` with `policy` and the default buffer limit.
     pub fn new(inner: S, policy: P) -> Self {
-        Self { inner, policy, limit: DEFAULT_LIMIT }
+        Self {
+            inner,
+            policy,
+            limit: DEFAULT_LIMIT,
+        }
     }
 
     /// A reference to the inner service.
@@ -170,11 +189,19 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if request.method() == Method::HEAD {
-            return ResponseFuture { state: State::Passthrough { future: self.inner.call(request) } };
+            return ResponseFuture {
+                state: State::Passthrough {
+                    future: self.inner.call(request),
+                },
+            };
         }
         let state = match self.policy.on_request(&request) {
-            Decision::Skip => State::Passthrough { future: self.inner.call(request) },
-            Decision::Respond(response) => State::Ready { response: Some(response) },
+            Decision::Skip => State::Passthrough {
+                future: self.inner.call(request),
+            },
+            Decision::Respond(response) => State::Ready {
+                response: Some(response),
+            },
             Decision::Rewrite(rewriter) => State::Calling {
                 future: self.inner.call(request),
                 rewriter: Some(rewriter),
@@ -246,12 +273,22 @@ where
                     let response = response.take().unwrap_or_default();
                     return Poll::Ready(Ok(response.map(JsonBody::full)));
                 }
-                StateProj::Calling { future, rewriter, limit } => {
+                StateProj::Calling {
+                    future,
+                    rewriter,
+                    limit,
+                } => {
                     let response = ready!(future.poll(cx))?;
                     let limit = *limit;
                     let (head, body) = response.into_parts();
-                    let Some(rewriter) = rewriter.take().filter(|r| wants_body(&head, &body, r, limit)) else {
-                        return Poll::Ready(Ok(Response::from_parts(head, JsonBody::passthrough(body))));
+                    let Some(rewriter) = rewriter
+                        .take()
+                        .filter(|r| wants_body(&head, &body, r, limit))
+                    else {
+                        return Poll::Ready(Ok(Response::from_parts(
+                            head,
+                            JsonBody::passthrough(body),
+                        )));
                     };
                     state.set(State::Collecting {
                         head: Some(head),
@@ -262,16 +299,34 @@ where
                         limit,
                     });
                 }
-                StateProj::Collecting { head, body, chunks, len, rewriter, limit } => {
+                StateProj::Collecting {
+                    head,
+                    body,
+                    chunks,
+                    len,
+                    rewriter,
+                    limit,
+                } => {
                     let Some(stream) = body.as_mut() else {
                         panic!("ResponseFuture polled after completion");
                     };
                     let frame = ready!(stream.as_mut().poll_frame(cx));
-                    let mut give_up = |trailers, error, body: &mut Option<Pin<Box<B>>>, chunks: &mut Vec<Bytes>| {
-                        let head = head.take().unwrap_or_else(|| Response::new(()).into_parts().0);
-                        let body = JsonBody::replay(std::mem::take(chunks), trailers, error, body.take());
-                        Response::from_parts(head, body)
-                    };
+                    let mut give_up =
+                        |trailers,
+                         error,
+                         body: &mut Option<Pin<Box<B>>>,
+                         chunks: &mut Vec<Bytes>| {
+                            let head = head
+                                .take()
+                                .unwrap_or_else(|| Response::new(()).into_parts().0);
+                            let body = JsonBody::replay(
+                                std::mem::take(chunks),
+                                trailers,
+                                error,
+                                body.take(),
+                            );
+                            Response::from_parts(head, body)
+                        };
                     match frame {
                         Some(Ok(frame)) => match frame.into_data() {
                             Ok(mut data) => {
@@ -292,7 +347,9 @@ where
                             return Poll::Ready(Ok(give_up(None, Some(error), body, chunks)));
                         }
                         None => {
-                            let mut head = head.take().unwrap_or_else(|| Response::new(()).into_parts().0);
+                            let mut head = head
+                                .take()
+                                .unwrap_or_else(|| Response::new(()).into_parts().0);
                             let input = concat(std::mem::take(chunks), *len);
                             let rewriter = rewriter.take();
                             *body = None;
@@ -300,7 +357,10 @@ where
                                 Some(rewriter) => apply(rewriter, &mut head, input),
                                 None => input,
                             };
-                            return Poll::Ready(Ok(Response::from_parts(head, JsonBody::full(body))));
+                            return Poll::Ready(Ok(Response::from_parts(
+                                head,
+                                JsonBody::full(body),
+                            )));
                         }
                     }
                 }
@@ -310,7 +370,12 @@ where
 }
 
 /// Whether a response is worth reading into memory for `rewriter`.
-fn wants_body<B: Body, R: Rewriter>(head: &response::Parts, body: &B, rewriter: &R, limit: usize) -> bool {
+fn wants_body<B: Body, R: Rewriter>(
+    head: &response::Parts,
+    body: &B,
+    rewriter: &R,
+    limit: usize,
+) -> bool {
     if !is_eligible(head) || !rewriter.accepts(head) || body.is_end_stream() {
         return false;
     }
@@ -339,7 +404,8 @@ fn apply<R: Rewriter>(rewriter: R, head: &mut response::Parts, input: Bytes) -> 
     let mut out = Vec::with_capacity(input.len());
     match rewriter.rewrite(head, &input, &mut out) {
         Ok(()) => {
-            head.headers.insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+            head.headers
+                .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
             weaken_etag(&mut head.headers);
             out.into()
         }
@@ -392,7 +458,11 @@ mod tests {
             ("+json", false),
             ("application/jsonp", false),
         ] {
-            assert_eq!(is_json_media_type(&HeaderValue::from_static(value)), expected, "{value}");
+            assert_eq!(
+                is_json_media_type(&HeaderValue::from_static(value)),
+                expected,
+                "{value}"
+            );
         }
     }
 
@@ -406,7 +476,9 @@ mod tests {
         assert!(!is_eligible(&head(200, Some("text/plain"))));
         assert!(!is_eligible(&head(200, None)));
         let mut gzipped = head(200, Some("application/json"));
-        gzipped.headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        gzipped
+            .headers
+            .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         assert!(!is_eligible(&gzipped));
     }
 

@@ -53,12 +53,15 @@ use std::sync::Arc;
 
 use http::{Request, response};
 use tower_layer::Layer;
-use towerkit_json::{Decision, Malformed, RewriteJson, RewriteJsonLayer, RewritePolicy, Rewriter, media_type_essence};
+use towerkit_json::{
+    Decision, Malformed, RewriteJson, RewriteJsonLayer, RewritePolicy, Rewriter, media_type_essence,
+};
 
 pub use strip::{InvalidPath, MAX_KEEP_PATHS, StripOptions, strip_nulls};
 
 /// Media types skipped by default: in both, `null` carries meaning.
-pub const DEFAULT_SKIPPED_MEDIA_TYPES: [&str; 2] = ["application/merge-patch+json", "application/vnd.api+json"];
+pub const DEFAULT_SKIPPED_MEDIA_TYPES: [&str; 2] =
+    ["application/merge-patch+json", "application/vnd.api+json"];
 
 /// The service produced by [`StripNullsLayer`].
 pub type StripNulls<S> = RewriteJson<S, StripNullsPolicy>;
@@ -83,7 +86,10 @@ impl StripNullsLayer {
     pub fn new() -> Self {
         Self {
             options: StripOptions::new(),
-            skipped: DEFAULT_SKIPPED_MEDIA_TYPES.iter().map(|&t| t.to_owned()).collect(),
+            skipped: DEFAULT_SKIPPED_MEDIA_TYPES
+                .iter()
+                .map(|&t| t.to_owned())
+                .collect(),
             limit: towerkit_json::DEFAULT_LIMIT,
         }
     }
@@ -141,7 +147,10 @@ impl<S> Layer<S> for StripNullsLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         let policy = StripNullsPolicy {
-            config: Arc::new(Config { options: self.options.clone(), skipped: self.skipped.clone() }),
+            config: Arc::new(Config {
+                options: self.options.clone(),
+                skipped: self.skipped.clone(),
+            }),
         };
         RewriteJsonLayer::new(policy).limit(self.limit).layer(inner)
     }
@@ -163,7 +172,9 @@ impl<B> RewritePolicy<B> for StripNullsPolicy {
     type Rewriter = StripNullsRewriter;
 
     fn on_request(&self, _request: &Request<B>) -> Decision<StripNullsRewriter> {
-        Decision::Rewrite(StripNullsRewriter { config: self.config.clone() })
+        Decision::Rewrite(StripNullsRewriter {
+            config: self.config.clone(),
+        })
     }
 }
 
@@ -179,10 +190,19 @@ impl Rewriter for StripNullsRewriter {
             return false;
         };
         let essence = media_type_essence(content_type);
-        !self.config.skipped.iter().any(|skipped| skipped.eq_ignore_ascii_case(essence))
+        !self
+            .config
+            .skipped
+            .iter()
+            .any(|skipped| skipped.eq_ignore_ascii_case(essence))
     }
 
-    fn rewrite(self, _head: &mut response::Parts, json: &[u8], out: &mut Vec<u8>) -> Result<(), Malformed> {
+    fn rewrite(
+        self,
+        _head: &mut response::Parts,
+        json: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Malformed> {
         strip_nulls(json, out, &self.config.options)
     }
 }

@@ -75,7 +75,10 @@ impl StripOptions {
             parsed.push(parse_pointer(path.as_ref())?);
         }
         if parsed.len() > MAX_KEEP_PATHS {
-            return Err(InvalidPath { path: String::new(), reason: "more than 64 keep paths" });
+            return Err(InvalidPath {
+                path: String::new(),
+                reason: "more than 64 keep paths",
+            });
         }
         self.keep = parsed.into();
         Ok(self)
@@ -95,10 +98,23 @@ impl StripOptions {
 /// strip_nulls(br#"{"id":1,"note":null,"tags":[null,{"x":null}]}"#, &mut out, &StripOptions::new()).unwrap();
 /// assert_eq!(out, br#"{"id":1,"tags":[null,{}]}"#);
 /// ```
-pub fn strip_nulls(input: &[u8], out: &mut Vec<u8>, options: &StripOptions) -> Result<(), Malformed> {
-    let mut stripper = Stripper { input, out, mark: 0, options };
+pub fn strip_nulls(
+    input: &[u8],
+    out: &mut Vec<u8>,
+    options: &StripOptions,
+) -> Result<(), Malformed> {
+    let mut stripper = Stripper {
+        input,
+        out,
+        mark: 0,
+        options,
+    };
     let start = scan::skip_ws(input, 0);
-    let all = if options.keep.len() >= 64 { u64::MAX } else { (1u64 << options.keep.len()) - 1 };
+    let all = if options.keep.len() >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << options.keep.len()) - 1
+    };
     let keep_all = options.keep.iter().any(Vec::is_empty);
     let end = if keep_all {
         scan::value_end(input, start, 0)?
@@ -224,8 +240,11 @@ impl Stripper<'_> {
         let mut comma = 0usize;
         let mut index = 0usize;
         loop {
-            let (child, keep_here) =
-                if live == 0 { (0, false) } else { self.descend(live, depth - 1, Step::Index(index)) };
+            let (child, keep_here) = if live == 0 {
+                (0, false)
+            } else {
+                self.descend(live, depth - 1, Step::Index(index))
+            };
             let dropped;
             if keep_here {
                 i = scan::value_end(input, i, depth)?;
@@ -296,7 +315,10 @@ fn parse_pointer(path: &str) -> Result<Vec<Segment>, InvalidPath> {
         return Ok(Vec::new());
     }
     let Some(rest) = path.strip_prefix('/') else {
-        return Err(InvalidPath { path: path.to_owned(), reason: "a JSON Pointer starts with '/'" });
+        return Err(InvalidPath {
+            path: path.to_owned(),
+            reason: "a JSON Pointer starts with '/'",
+        });
     };
     let mut segments = Vec::new();
     for raw in rest.split('/') {
@@ -314,7 +336,12 @@ fn parse_pointer(path: &str) -> Result<Vec<Segment>, InvalidPath> {
             match chars.next() {
                 Some('0') => key.push('~'),
                 Some('1') => key.push('/'),
-                _ => return Err(InvalidPath { path: path.to_owned(), reason: "'~' must be followed by 0 or 1" }),
+                _ => {
+                    return Err(InvalidPath {
+                        path: path.to_owned(),
+                        reason: "'~' must be followed by 0 or 1",
+                    });
+                }
             }
         }
         segments.push(Segment::Key(key));

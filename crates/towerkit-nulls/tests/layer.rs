@@ -60,20 +60,31 @@ async fn send(
     method: Method,
 ) -> (StatusCode, HeaderMap, String) {
     let service = ServiceBuilder::new().layer(layer).service(service);
-    let request = Request::builder().method(method).uri("/").body(Body::empty()).unwrap();
+    let request = Request::builder()
+        .method(method)
+        .uri("/")
+        .body(Body::empty())
+        .unwrap();
     let response = service.oneshot(request).await.unwrap();
     let (head, body) = response.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
-    (head.status, head.headers, String::from_utf8(body.to_vec()).unwrap())
+    (
+        head.status,
+        head.headers,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
 }
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 
 #[tokio::test]
 async fn strips_nulls_and_fixes_content_length() {
-    let (status, headers, body) =
-        send(StripNullsLayer::new(), upstream(StatusCode::OK, &[JSON, ("content-length", "51")], DOC, 1024), Method::GET)
-            .await;
+    let (status, headers, body) = send(
+        StripNullsLayer::new(),
+        upstream(StatusCode::OK, &[JSON, ("content-length", "51")], DOC, 1024),
+        Method::GET,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, STRIPPED);
     assert_eq!(headers[header::CONTENT_LENGTH], STRIPPED.len().to_string());
@@ -81,7 +92,12 @@ async fn strips_nulls_and_fixes_content_length() {
 
 #[tokio::test]
 async fn strips_a_body_that_arrives_in_many_small_chunks() {
-    let (_, _, body) = send(StripNullsLayer::new(), upstream(StatusCode::OK, &[JSON], DOC, 3), Method::GET).await;
+    let (_, _, body) = send(
+        StripNullsLayer::new(),
+        upstream(StatusCode::OK, &[JSON], DOC, 3),
+        Method::GET,
+    )
+    .await;
     assert_eq!(body, STRIPPED);
 }
 
@@ -89,7 +105,12 @@ async fn strips_a_body_that_arrives_in_many_small_chunks() {
 async fn strips_suffixed_json_media_types() {
     let (_, _, body) = send(
         StripNullsLayer::new(),
-        upstream(StatusCode::OK, &[("content-type", "application/hal+json; charset=utf-8")], DOC, 1024),
+        upstream(
+            StatusCode::OK,
+            &[("content-type", "application/hal+json; charset=utf-8")],
+            DOC,
+            1024,
+        ),
         Method::GET,
     )
     .await;
@@ -98,16 +119,23 @@ async fn strips_suffixed_json_media_types() {
 
 #[tokio::test]
 async fn weakens_a_strong_etag() {
-    let (_, headers, _) =
-        send(StripNullsLayer::new(), upstream(StatusCode::OK, &[JSON, ("etag", "\"abc\"")], DOC, 1024), Method::GET).await;
+    let (_, headers, _) = send(
+        StripNullsLayer::new(),
+        upstream(StatusCode::OK, &[JSON, ("etag", "\"abc\"")], DOC, 1024),
+        Method::GET,
+    )
+    .await;
     assert_eq!(headers[header::ETAG], "W/\"abc\"");
 }
 
 #[tokio::test]
 async fn passes_through_non_json() {
-    let (_, headers, body) =
-        send(StripNullsLayer::new(), upstream(StatusCode::OK, &[("content-type", "text/plain")], DOC, 1024), Method::GET)
-            .await;
+    let (_, headers, body) = send(
+        StripNullsLayer::new(),
+        upstream(StatusCode::OK, &[("content-type", "text/plain")], DOC, 1024),
+        Method::GET,
+    )
+    .await;
     assert_eq!(body, DOC);
     assert!(!headers.contains_key(header::CONTENT_LENGTH));
 }
@@ -115,8 +143,12 @@ async fn passes_through_non_json() {
 #[tokio::test]
 async fn passes_through_malformed_json_unchanged() {
     let broken = r#"{"a":null,"b":"#;
-    let (_, headers, body) =
-        send(StripNullsLayer::new(), upstream(StatusCode::OK, &[JSON, ("etag", "\"abc\"")], broken, 4), Method::GET).await;
+    let (_, headers, body) = send(
+        StripNullsLayer::new(),
+        upstream(StatusCode::OK, &[JSON, ("etag", "\"abc\"")], broken, 4),
+        Method::GET,
+    )
+    .await;
     assert_eq!(body, broken);
     assert_eq!(headers[header::ETAG], "\"abc\"");
 }
@@ -135,24 +167,45 @@ async fn passes_through_a_body_declared_over_the_limit() {
 
 #[tokio::test]
 async fn streams_a_body_that_grows_past_the_limit_unchanged() {
-    let (_, _, body) = send(StripNullsLayer::new().limit(20), upstream(StatusCode::OK, &[JSON], DOC, 7), Method::GET).await;
+    let (_, _, body) = send(
+        StripNullsLayer::new().limit(20),
+        upstream(StatusCode::OK, &[JSON], DOC, 7),
+        Method::GET,
+    )
+    .await;
     assert_eq!(body, DOC);
 }
 
 #[tokio::test]
 async fn leaves_head_responses_alone() {
-    let (_, headers, body) =
-        send(StripNullsLayer::new(), upstream(StatusCode::OK, &[JSON, ("content-length", "51")], "", 1), Method::HEAD)
-            .await;
+    let (_, headers, body) = send(
+        StripNullsLayer::new(),
+        upstream(StatusCode::OK, &[JSON, ("content-length", "51")], "", 1),
+        Method::HEAD,
+    )
+    .await;
     assert_eq!(body, "");
     assert_eq!(headers[header::CONTENT_LENGTH], "51");
 }
 
 #[tokio::test]
 async fn leaves_no_content_and_errors_alone() {
-    for status in [StatusCode::NO_CONTENT, StatusCode::NOT_FOUND, StatusCode::INTERNAL_SERVER_ERROR] {
-        let body_text = if status == StatusCode::NO_CONTENT { "" } else { DOC };
-        let (got, _, body) = send(StripNullsLayer::new(), upstream(status, &[JSON], body_text, 1024), Method::GET).await;
+    for status in [
+        StatusCode::NO_CONTENT,
+        StatusCode::NOT_FOUND,
+        StatusCode::INTERNAL_SERVER_ERROR,
+    ] {
+        let body_text = if status == StatusCode::NO_CONTENT {
+            ""
+        } else {
+            DOC
+        };
+        let (got, _, body) = send(
+            StripNullsLayer::new(),
+            upstream(status, &[JSON], body_text, 1024),
+            Method::GET,
+        )
+        .await;
         assert_eq!(got, status);
         assert_eq!(body, body_text);
     }
@@ -161,18 +214,36 @@ async fn leaves_no_content_and_errors_alone() {
 #[tokio::test]
 async fn skips_merge_patch_by_default_and_strips_it_when_configured() {
     let patch = [("content-type", "application/merge-patch+json")];
-    let (_, _, body) = send(StripNullsLayer::new(), upstream(StatusCode::OK, &patch, DOC, 1024), Method::GET).await;
+    let (_, _, body) = send(
+        StripNullsLayer::new(),
+        upstream(StatusCode::OK, &patch, DOC, 1024),
+        Method::GET,
+    )
+    .await;
     assert_eq!(body, DOC);
     let everything = StripNullsLayer::new().skip_media_types(Vec::<String>::new());
-    let (_, _, body) = send(everything, upstream(StatusCode::OK, &patch, DOC, 1024), Method::GET).await;
+    let (_, _, body) = send(
+        everything,
+        upstream(StatusCode::OK, &patch, DOC, 1024),
+        Method::GET,
+    )
+    .await;
     assert_eq!(body, STRIPPED);
 }
 
 #[tokio::test]
 async fn leaves_compressed_json_alone() {
-    let (_, _, body) =
-        send(StripNullsLayer::new(), upstream(StatusCode::OK, &[JSON, ("content-encoding", "br")], DOC, 1024), Method::GET)
-            .await;
+    let (_, _, body) = send(
+        StripNullsLayer::new(),
+        upstream(
+            StatusCode::OK,
+            &[JSON, ("content-encoding", "br")],
+            DOC,
+            1024,
+        ),
+        Method::GET,
+    )
+    .await;
     assert_eq!(body, DOC);
 }
 
@@ -180,9 +251,17 @@ async fn leaves_compressed_json_alone() {
 async fn works_as_an_axum_router_layer() {
     use axum::{Json, Router, routing::get};
     let app = Router::new()
-        .route("/p", get(|| async { Json(serde_json::json!({"id": 7, "gone": null, "list": [null, {"x": null}]})) }))
+        .route(
+            "/p",
+            get(|| async {
+                Json(serde_json::json!({"id": 7, "gone": null, "list": [null, {"x": null}]}))
+            }),
+        )
         .layer(StripNullsLayer::new().arrays(true));
-    let response = app.oneshot(Request::get("/p").body(Body::empty()).unwrap()).await.unwrap();
+    let response = app
+        .oneshot(Request::get("/p").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, r#"{"id":7,"list":[{}]}"#);
 }

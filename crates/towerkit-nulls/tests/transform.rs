@@ -87,12 +87,18 @@ fn check_with(input: &str, expected: &str, options: &StripOptions) {
 
 #[test]
 fn strips_nested_nulls() {
-    check(r#"{"a":null,"b":{"c":null,"d":1},"e":[{"f":null}]}"#, r#"{"b":{"d":1},"e":[{}]}"#);
+    check(
+        r#"{"a":null,"b":{"c":null,"d":1},"e":[{"f":null}]}"#,
+        r#"{"b":{"d":1},"e":[{}]}"#,
+    );
 }
 
 #[test]
 fn strips_first_middle_and_last_members() {
-    check(r#"{"a":null,"b":1,"c":null,"d":2,"e":null}"#, r#"{"b":1,"d":2}"#);
+    check(
+        r#"{"a":null,"b":1,"c":null,"d":2,"e":null}"#,
+        r#"{"b":1,"d":2}"#,
+    );
     check(r#"{"a":null,"b":null}"#, r#"{}"#);
     check(r#"{"a":null}"#, r#"{}"#);
 }
@@ -113,14 +119,20 @@ fn drops_nulls_in_arrays_when_asked() {
 #[test]
 fn drops_members_left_empty_when_asked() {
     let options = StripOptions::new().empty(true);
-    check_with(r#"{"a":{"b":null},"c":[],"d":{"e":{"f":null}},"g":1}"#, r#"{"g":1}"#, &options);
+    check_with(
+        r#"{"a":{"b":null},"c":[],"d":{"e":{"f":null}},"g":1}"#,
+        r#"{"g":1}"#,
+        &options,
+    );
     check_with(r#"{"a":{"b":null}}"#, r#"{}"#, &options);
     check_with(r#"{"x":1,"a":{"b":null}}"#, r#"{"x":1}"#, &options);
 }
 
 #[test]
 fn keeps_nulls_under_keep_paths() {
-    let options = StripOptions::new().keep(["/user/middle_name", "/items/*/note", "/meta"]).unwrap();
+    let options = StripOptions::new()
+        .keep(["/user/middle_name", "/items/*/note", "/meta"])
+        .unwrap();
     check_with(
         r#"{"user":{"middle_name":null,"nick":null},"items":[{"note":null,"x":null}],"meta":{"a":null},"z":null}"#,
         r#"{"user":{"middle_name":null},"items":[{"note":null}],"meta":{"a":null}}"#,
@@ -131,16 +143,28 @@ fn keeps_nulls_under_keep_paths() {
 #[test]
 fn keep_paths_match_escaped_keys_and_indices() {
     let options = StripOptions::new().keep(["/a~1b", "/list/1"]).unwrap();
-    check_with(r#"{"a/b":null,"list":[{"x":null},{"y":null}]}"#, r#"{"a/b":null,"list":[{},{"y":null}]}"#, &options);
+    check_with(
+        r#"{"a/b":null,"list":[{"x":null},{"y":null}]}"#,
+        r#"{"a/b":null,"list":[{},{"y":null}]}"#,
+        &options,
+    );
     let escaped = StripOptions::new().keep(["/name"]).unwrap();
-    check_with(r#"{"n\u0061me":null,"other":null}"#, r#"{"n\u0061me":null}"#, &escaped);
+    check_with(
+        r#"{"n\u0061me":null,"other":null}"#,
+        r#"{"n\u0061me":null}"#,
+        &escaped,
+    );
 }
 
 #[test]
 fn rejects_bad_keep_paths() {
     assert!(StripOptions::new().keep(["no-slash"]).is_err());
     assert!(StripOptions::new().keep(["/bad~2escape"]).is_err());
-    assert!(StripOptions::new().keep((0..65).map(|n| format!("/{n}"))).is_err());
+    assert!(
+        StripOptions::new()
+            .keep((0..65).map(|n| format!("/{n}")))
+            .is_err()
+    );
 }
 
 #[test]
@@ -153,7 +177,10 @@ fn copies_numbers_strings_and_escapes_exactly() {
 
 #[test]
 fn keeps_whitespace_outside_removed_members() {
-    check("{\n  \"a\": null,\n  \"b\": [1, 2]\n}", "{\n  \n  \"b\": [1, 2]\n}");
+    check(
+        "{\n  \"a\": null,\n  \"b\": [1, 2]\n}",
+        "{\n  \n  \"b\": [1, 2]\n}",
+    );
     check("{ \"a\" : 1 , \"b\" : null }", "{ \"a\" : 1  }");
 }
 
@@ -166,7 +193,16 @@ fn leaves_scalars_and_top_level_null_alone() {
 
 #[test]
 fn rejects_malformed_documents() {
-    for doc in [r#"{"a":nul}"#, r#"{"a":null"#, r#"{"a":null,}"#, r#"[1,]"#, r#"{"a" null}"#, "", "{} x", "nullx"] {
+    for doc in [
+        r#"{"a":nul}"#,
+        r#"{"a":null"#,
+        r#"{"a":null,}"#,
+        r#"[1,]"#,
+        r#"{"a" null}"#,
+        "",
+        "{} x",
+        "nullx",
+    ] {
         assert_eq!(fast(doc.as_bytes(), &StripOptions::new()), None, "{doc:?}");
     }
 }

@@ -24,13 +24,13 @@
 //! # let _ = app;
 //! ```
 
-pub use towerkit_json as json;
 #[cfg(feature = "cache")]
 pub use towerkit_cache as cache;
 #[cfg(feature = "compress")]
 pub use towerkit_compress as compress;
 #[cfg(feature = "db")]
 pub use towerkit_db as db;
+pub use towerkit_json as json;
 #[cfg(feature = "nulls")]
 pub use towerkit_nulls as nulls;
 #[cfg(feature = "paginate")]

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use towerkit_db::DbError;
 use towerkit_db::tokio_postgres::Row;
-use towerkit_db::tokio_postgres::types::ToSql;
 use towerkit_db::tokio_postgres::error::SqlState;
+use towerkit_db::tokio_postgres::types::ToSql;
 use towerkit_json::Problem;
 use towerkit_paginate::{Page, Pagination};
 
@@ -121,18 +121,30 @@ pub async fn list_products(
     let Query(filter) = filter.map_err(|rejection| bad_param("category", rejection.body_text()))?;
     let category = match filter.category.as_deref() {
         None => None,
-        Some(text) => Some(text.parse::<i32>().map_err(|_| bad_param("category", "expected a category id"))?),
+        Some(text) => Some(
+            text.parse::<i32>()
+                .map_err(|_| bad_param("category", "expected a category id"))?,
+        ),
     };
     let db = &state.db;
     let total: i64 = db
         .named("count_products")
-        .query_one("SELECT count(*) FROM products WHERE ($1::int IS NULL OR category_id = $1)", &[&category])
+        .query_one(
+            "SELECT count(*) FROM products WHERE ($1::int IS NULL OR category_id = $1)",
+            &[&category],
+        )
         .await?
         .get(0);
     let sql = format!(
         "SELECT {PRODUCT_COLUMNS} FROM products WHERE ($1::int IS NULL OR category_id = $1) ORDER BY id LIMIT $2 OFFSET $3"
     );
-    let rows = db.named("list_products").query(&sql, &[&category, &pagination.limit(), &pagination.offset()]).await?;
+    let rows = db
+        .named("list_products")
+        .query(
+            &sql,
+            &[&category, &pagination.limit(), &pagination.offset()],
+        )
+        .await?;
     let products = rows.iter().map(Product::from_row).collect();
     let page = Page::new(products, u64::try_from(total).unwrap_or(0), &pagination);
     Ok(([(CACHE_TAG, HeaderValue::from_static("products"))], page).into_response())
@@ -145,22 +157,38 @@ pub async fn get_product(
 ) -> Result<Response, ApiError> {
     let id = product_id(id)?;
     let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1");
-    let row = state.db.named("product_by_id").query_opt(&sql, &[&id]).await?;
-    let product = row.as_ref().map(Product::from_row).ok_or_else(|| not_found(id))?;
+    let row = state
+        .db
+        .named("product_by_id")
+        .query_opt(&sql, &[&id])
+        .await?;
+    let product = row
+        .as_ref()
+        .map(Product::from_row)
+        .ok_or_else(|| not_found(id))?;
     Ok(([(CACHE_TAG, product_tag(id))], Json(product)).into_response())
 }
 
 /// `POST /api/products`: 201 with the product and its `Location`.
-pub async fn create_product(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create_product(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let input = ProductInput::parse(&body)?;
     let sql = format!(
         "INSERT INTO products (category_id, name, description, price_cents, discount_percent, image_url, stock) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {PRODUCT_COLUMNS}"
     );
-    let row = state.db.named("insert_product").query_one(&sql, &input.params()).await.map_err(input_error)?;
+    let row = state
+        .db
+        .named("insert_product")
+        .query_one(&sql, &input.params())
+        .await
+        .map_err(input_error)?;
     let product = Product::from_row(&row);
     state.invalidate(&["products"]).await;
-    let location = HeaderValue::try_from(format!("/api/products/{}", product.id)).map_err(|_| not_found(product.id))?;
+    let location = HeaderValue::try_from(format!("/api/products/{}", product.id))
+        .map_err(|_| not_found(product.id))?;
     Ok((StatusCode::CREATED, [(LOCATION, location)], Json(product)).into_response())
 }
 
@@ -178,9 +206,19 @@ pub async fn replace_product(
     );
     let mut params = input.params();
     params.push(&id);
-    let row = state.db.named("update_product").query_opt(&sql, &params).await.map_err(input_error)?;
-    let product = row.as_ref().map(Product::from_row).ok_or_else(|| not_found(id))?;
-    state.invalidate(&[&format!("product:{id}"), "products"]).await;
+    let row = state
+        .db
+        .named("update_product")
+        .query_opt(&sql, &params)
+        .await
+        .map_err(input_error)?;
+    let product = row
+        .as_ref()
+        .map(Product::from_row)
+        .ok_or_else(|| not_found(id))?;
+    state
+        .invalidate(&[&format!("product:{id}"), "products"])
+        .await;
     Ok(Json(product).into_response())
 }
 
@@ -190,20 +228,43 @@ pub async fn delete_product(
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = product_id(id)?;
-    let deleted = state.db.named("delete_product").execute("DELETE FROM products WHERE id = $1", &[&id]).await?;
+    let deleted = state
+        .db
+        .named("delete_product")
+        .execute("DELETE FROM products WHERE id = $1", &[&id])
+        .await?;
     if deleted == 0 {
         return Err(not_found(id).into());
     }
-    state.invalidate(&[&format!("product:{id}"), "products"]).await;
+    state
+        .invalidate(&[&format!("product:{id}"), "products"])
+        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET /api/categories`: the whole list; `PaginationLayer` pages it.
 pub async fn list_categories(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let rows = state.db.named("list_categories").query("SELECT id, name, description FROM categories ORDER BY id", &[]).await?;
-    let categories: Vec<Category> =
-        rows.iter().map(|row| Category { id: row.get(0), name: row.get(1), description: row.get(2) }).collect();
-    Ok(([(CACHE_TAG, HeaderValue::from_static("categories"))], Json(categories)).into_response())
+    let rows = state
+        .db
+        .named("list_categories")
+        .query(
+            "SELECT id, name, description FROM categories ORDER BY id",
+            &[],
+        )
+        .await?;
+    let categories: Vec<Category> = rows
+        .iter()
+        .map(|row| Category {
+            id: row.get(0),
+            name: row.get(1),
+            description: row.get(2),
+        })
+        .collect();
+    Ok((
+        [(CACHE_TAG, HeaderValue::from_static("categories"))],
+        Json(categories),
+    )
+        .into_response())
 }
 
 /// A validated product body.
@@ -228,11 +289,19 @@ impl ProductInput {
         };
         let fields = Fields(&object);
         Ok(ProductInput {
-            category_id: fields.integer("category_id", 1, i32::MAX.into())?.ok_or_else(|| required("category_id"))? as i32,
-            name: fields.text("name", 1, 200)?.ok_or_else(|| required("name"))?,
+            category_id: fields
+                .integer("category_id", 1, i32::MAX.into())?
+                .ok_or_else(|| required("category_id"))? as i32,
+            name: fields
+                .text("name", 1, 200)?
+                .ok_or_else(|| required("name"))?,
             description: fields.text("description", 0, 2000)?,
-            price_cents: fields.integer("price_cents", 0, 100_000_000_000)?.ok_or_else(|| required("price_cents"))?,
-            discount_percent: fields.integer("discount_percent", 0, 100)?.map(|n| n as i32),
+            price_cents: fields
+                .integer("price_cents", 0, 100_000_000_000)?
+                .ok_or_else(|| required("price_cents"))?,
+            discount_percent: fields
+                .integer("discount_percent", 0, 100)?
+                .map(|n| n as i32),
             image_url: match fields.text("image_url", 1, 2000)? {
                 Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => {
                     return Err(invalid("image_url", "must be an http or https URL"));
@@ -265,7 +334,10 @@ impl Fields<'_> {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => match n.as_i64() {
                 Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-                _ => Err(invalid(name, &format!("must be a whole number from {min} to {max}"))),
+                _ => Err(invalid(
+                    name,
+                    &format!("must be a whole number from {min} to {max}"),
+                )),
             },
             Some(_) => Err(invalid(name, "must be a number")),
         }
@@ -274,8 +346,13 @@ impl Fields<'_> {
     fn text(&self, name: &str, min: usize, max: usize) -> Result<Option<String>, Problem> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if (min..=max).contains(&s.chars().count()) => Ok(Some(s.clone())),
-            Some(Value::String(_)) => Err(invalid(name, &format!("must be {min} to {max} characters long"))),
+            Some(Value::String(s)) if (min..=max).contains(&s.chars().count()) => {
+                Ok(Some(s.clone()))
+            }
+            Some(Value::String(_)) => Err(invalid(
+                name,
+                &format!("must be {min} to {max} characters long"),
+            )),
             Some(_) => Err(invalid(name, "must be a string")),
         }
     }
@@ -319,7 +396,9 @@ fn input_error(error: DbError) -> ApiError {
             invalid("category_id", "must name an existing category").into()
         }
         Some(state) if *state == SqlState::CHECK_VIOLATION => {
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY).with_detail("a field is out of range").into()
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
+                .with_detail("a field is out of range")
+                .into()
         }
         _ => error.into(),
     }

@@ -65,21 +65,26 @@ impl Config {
         let number = |name: &str, default: u64| -> Result<u64, ConfigError> {
             match lookup(name) {
                 None => Ok(default),
-                Some(text) => text
-                    .trim()
-                    .parse()
-                    .map_err(|_| ConfigError(format!("{name} must be a whole number, got {text:?}"))),
+                Some(text) => text.trim().parse().map_err(|_| {
+                    ConfigError(format!("{name} must be a whole number, got {text:?}"))
+                }),
             }
         };
         let layers = match lookup("LAYERS").as_deref().map(str::trim) {
             None | Some("" | "all") => Layers::All,
             Some("none") => Layers::None,
-            Some(other) => return Err(ConfigError(format!("LAYERS must be `all` or `none`, got {other:?}"))),
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "LAYERS must be `all` or `none`, got {other:?}"
+                )));
+            }
         };
         let slow_warn = Duration::from_millis(number("SLOW_WARN_MS", 500)?);
         let slow_error = Duration::from_millis(number("SLOW_ERROR_MS", 1000)?);
         if slow_warn > slow_error {
-            return Err(ConfigError("SLOW_WARN_MS must not exceed SLOW_ERROR_MS".to_owned()));
+            return Err(ConfigError(
+                "SLOW_WARN_MS must not exceed SLOW_ERROR_MS".to_owned(),
+            ));
         }
         let bind_addr = lookup("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:3000".to_owned());
         Ok(Config {
@@ -104,7 +109,12 @@ mod tests {
     use super::*;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::from_lookup(|name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()))
+        Config::from_lookup(|name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
     }
 
     #[test]

@@ -71,13 +71,19 @@ impl AppState {
         let fail = |what: &str, e: &dyn std::fmt::Display| StartError(format!("{what}: {e}"));
         // Absolute links point at the public origin, never at the client's `Host` header,
         // which would let one client poison the `Link` headers of cached pages.
-        let pagination =
-            PaginationConfig::builder().base_url(config.public_url.clone()).build().map_err(|e| fail("PUBLIC_URL", &e))?;
+        let pagination = PaginationConfig::builder()
+            .base_url(config.public_url.clone())
+            .build()
+            .map_err(|e| fail("PUBLIC_URL", &e))?;
         let db_config = DbConfig::from_url(&config.database_url)
             .map_err(|e| fail("DATABASE_URL", &e))?
             .application_name("example-service");
-        let db = Db::connect(db_config).await.map_err(|e| fail("PostgreSQL", &e))?;
-        migrate::migrate(&db).await.map_err(|e| fail("PostgreSQL", &e))?;
+        let db = Db::connect(db_config)
+            .await
+            .map_err(|e| fail("PostgreSQL", &e))?;
+        migrate::migrate(&db)
+            .await
+            .map_err(|e| fail("PostgreSQL", &e))?;
 
         let cache = match config.layers {
             Layers::None => None,
@@ -88,7 +94,12 @@ impl AppState {
                     // through Redis, and Redis pub/sub carries invalidations to every instance.
                     Some(url) => {
                         let redis = RedisStore::builder(url.clone())
-                            .prefix(config.redis_prefix.clone().unwrap_or_else(|| "example-service:".to_owned()))
+                            .prefix(
+                                config
+                                    .redis_prefix
+                                    .clone()
+                                    .unwrap_or_else(|| "example-service:".to_owned()),
+                            )
                             .connect()
                             .await
                             .map_err(|e| fail("REDIS_URL", &e))?;
@@ -99,7 +110,13 @@ impl AppState {
                 Some(layer.default_ttl(config.cache_ttl))
             }
         };
-        Ok(AppState { db, cache, metrics: metrics_recorder(), pagination, config: Arc::new(config) })
+        Ok(AppState {
+            db,
+            cache,
+            metrics: metrics_recorder(),
+            pagination,
+            config: Arc::new(config),
+        })
     }
 
     /// The cache's handle, for invalidation and statistics (`None` with `LAYERS=none`).
@@ -125,10 +142,15 @@ impl AppState {
 /// (`/metrics`, `/health/live`, `/health/ready`) beside it, uncached and unpaged.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
-        .route("/api/products", get(catalog::list_products).post(catalog::create_product))
+        .route(
+            "/api/products",
+            get(catalog::list_products).post(catalog::create_product),
+        )
         .route(
             "/api/products/{id}",
-            get(catalog::get_product).put(catalog::replace_product).delete(catalog::delete_product),
+            get(catalog::get_product)
+                .put(catalog::replace_product)
+                .delete(catalog::delete_product),
         )
         .route("/api/categories", get(catalog::list_categories))
         .with_state(state.clone());
@@ -141,9 +163,10 @@ pub fn app(state: AppState) -> Router {
                 // writes Server-Timing with the DB time of this request's queries and the
                 // cache result. Added with Router::layer, so it sees the route template.
                 .layer(
-                    TimingLayer::new()
-                        .server_timing(true)
-                        .slow(Thresholds::new(state.config.slow_warn, state.config.slow_error).unwrap_or_default()),
+                    TimingLayer::new().server_timing(true).slow(
+                        Thresholds::new(state.config.slow_warn, state.config.slow_error)
+                            .unwrap_or_default(),
+                    ),
                 )
                 // A hit returns stored bytes, already compressed, and skips everything below.
                 .layer(cache.clone())
@@ -160,7 +183,10 @@ pub fn app(state: AppState) -> Router {
         _ => api,
     };
 
-    let ops = Router::new().route("/metrics", get(metrics)).with_state(state.clone()).merge(state.db.health_routes());
+    let ops = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state.clone())
+        .merge(state.db.health_routes());
 
     api.merge(ops).layer(
         ServiceBuilder::new()
@@ -169,7 +195,10 @@ pub fn app(state: AppState) -> Router {
             .layer(TraceLayer::new_for_http())
             .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
             // No request holds a connection forever; the client gets a 503.
-            .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, state.config.request_timeout))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                state.config.request_timeout,
+            ))
             // Bodies are bounded before any handler reads them.
             .layer(RequestBodyLimitLayer::new(BODY_LIMIT)),
     )
@@ -178,7 +207,10 @@ pub fn app(state: AppState) -> Router {
 /// `GET /metrics`: Prometheus text, with the pool gauges refreshed first.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     state.db.record_pool_metrics();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }
 
 /// The process-wide Prometheus recorder, with OpenTelemetry's histogram buckets for the
@@ -200,7 +232,9 @@ fn metrics_recorder() -> PrometheusHandle {
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
-                        Matcher::Full(towerkit_cache::metrics::STORE_OPERATION_DURATION_SECONDS.into()),
+                        Matcher::Full(
+                            towerkit_cache::metrics::STORE_OPERATION_DURATION_SECONDS.into(),
+                        ),
                         &STORE_DURATION_BUCKETS,
                     )
                 });

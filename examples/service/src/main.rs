@@ -7,7 +7,10 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")),
+        )
         .init();
     let config = Config::from_env()?;
     let address = config.bind_addr.clone();
@@ -15,7 +18,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let state = AppState::connect(config).await?;
     let listener = tokio::net::TcpListener::bind(&address).await?;
     tracing::info!(?layers, "listening on http://{address}");
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown()).await?;
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown())
+        .await?;
     tracing::info!("shut down");
     Ok(())
 }

@@ -42,16 +42,28 @@ pub async fn migrate(db: &Db) -> Result<usize, MigrateError> {
     let mut applied = 0;
     for (version, sql) in MIGRATIONS {
         let tx = client.transaction().await.map_err(|e| fail(&e))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY]).await.map_err(|e| fail(&e))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+            .await
+            .map_err(|e| fail(&e))?;
         let done = tx
-            .query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version])
+            .query_opt(
+                "SELECT 1 FROM schema_migrations WHERE version = $1",
+                &[version],
+            )
             .await
             .map_err(|e| fail(&e))?;
         if done.is_some() {
             continue;
         }
-        tx.batch_execute(sql).await.map_err(|e| MigrateError(format!("{version}: {e}")))?;
-        tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version]).await.map_err(|e| fail(&e))?;
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| MigrateError(format!("{version}: {e}")))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .await
+        .map_err(|e| fail(&e))?;
         tx.commit().await.map_err(|e| fail(&e))?;
         tracing::info!(version, "applied migration");
         applied += 1;

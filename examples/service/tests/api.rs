@@ -14,7 +14,10 @@ async fn list_is_paged_in_sql_with_links_and_total() {
     assert_eq!(response.status, StatusCode::OK);
     assert_eq!(header(&response, "x-total-count"), "10000");
     let link = header(&response, "link");
-    assert!(link.contains("<http://127.0.0.1:3000/api/products?page=3&limit=5>; rel=\"next\""), "{link}");
+    assert!(
+        link.contains("<http://127.0.0.1:3000/api/products?page=3&limit=5>; rel=\"next\""),
+        "{link}"
+    );
     assert!(link.contains("page=2000&limit=5>; rel=\"last\""), "{link}");
     let body = response.json();
     assert_eq!(body["data"].as_array().map(Vec::len), Some(5));
@@ -26,8 +29,17 @@ async fn list_is_paged_in_sql_with_links_and_total() {
 #[tokio::test]
 async fn a_forged_host_cannot_poison_cached_links() {
     let app = TestApp::start().await;
-    let forged = app.send(app.request(Method::GET, "/api/products?limit=3").header("host", "evil.example")).await;
-    assert!(!header(&forged, "link").contains("evil.example"), "{}", header(&forged, "link"));
+    let forged = app
+        .send(
+            app.request(Method::GET, "/api/products?limit=3")
+                .header("host", "evil.example"),
+        )
+        .await;
+    assert!(
+        !header(&forged, "link").contains("evil.example"),
+        "{}",
+        header(&forged, "link")
+    );
     let honest = app.get("/api/products?limit=3").await;
     assert!(header(&honest, "cache-status").contains("hit"));
     assert!(!header(&honest, "link").contains("evil.example"));
@@ -49,7 +61,12 @@ async fn list_filters_by_category() {
 async fn list_pages_by_offset() {
     let app = TestApp::start().await;
     let body = app.get("/api/products?offset=10&limit=3").await.json();
-    let ids: Vec<i64> = body["data"].as_array().into_iter().flatten().filter_map(|p| p["id"].as_i64()).collect();
+    let ids: Vec<i64> = body["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["id"].as_i64())
+        .collect();
     assert_eq!(ids, vec![11, 12, 13]);
     let past_end = app.get("/api/products?page=99999&limit=20").await;
     assert_eq!(past_end.status, StatusCode::OK);
@@ -62,23 +79,40 @@ async fn second_read_is_a_cache_hit_with_server_timing() {
     let miss = app.get("/api/products/7").await;
     assert_eq!(header(&miss, "cache-status"), "towerkit; fwd=miss; stored");
     let timing = header(&miss, "server-timing");
-    assert!(timing.contains("db;dur=") && timing.contains("desc=\"1 query\""), "{timing}");
+    assert!(
+        timing.contains("db;dur=") && timing.contains("desc=\"1 query\""),
+        "{timing}"
+    );
     assert!(timing.contains("cache;desc=\"miss\""), "{timing}");
     let hit = app.get("/api/products/7").await;
-    assert!(header(&hit, "cache-status").starts_with("towerkit; hit"), "{}", header(&hit, "cache-status"));
+    assert!(
+        header(&hit, "cache-status").starts_with("towerkit; hit"),
+        "{}",
+        header(&hit, "cache-status")
+    );
     assert!(header(&hit, "server-timing").contains("cache;desc=\"hit\""));
     assert!(!header(&hit, "server-timing").contains("db;"));
     assert_eq!(hit.body, miss.body);
-    assert!(hit.headers.get("cache-tag").is_none(), "Cache-Tag must not reach clients");
+    assert!(
+        hit.headers.get("cache-tag").is_none(),
+        "Cache-Tag must not reach clients"
+    );
 }
 
 #[tokio::test]
 async fn responses_are_compressed_once_and_served_compressed_from_cache() {
     let app = TestApp::start().await;
-    let request = || app.request(Method::GET, "/api/products?limit=50").header("accept-encoding", "br");
+    let request = || {
+        app.request(Method::GET, "/api/products?limit=50")
+            .header("accept-encoding", "br")
+    };
     let first = app.send(request()).await;
     assert_eq!(header(&first, "content-encoding"), "br");
-    assert!(header(&first, "vary").to_ascii_lowercase().contains("accept-encoding"));
+    assert!(
+        header(&first, "vary")
+            .to_ascii_lowercase()
+            .contains("accept-encoding")
+    );
     let second = app.send(request()).await;
     assert!(header(&second, "cache-status").starts_with("towerkit; hit"));
     assert_eq!(header(&second, "content-encoding"), "br");
@@ -95,7 +129,10 @@ async fn nulls_are_stripped_and_fields_selected() {
     let product = app.get("/api/products/15").await.json();
     assert_eq!(product["id"], 15);
     for absent in ["description", "discount_percent", "image_url"] {
-        assert!(product.get(absent).is_none(), "{absent} should be stripped: {product}");
+        assert!(
+            product.get(absent).is_none(),
+            "{absent} should be stripped: {product}"
+        );
     }
     let body = app.get("/api/products?limit=2&fields=id,name").await.json();
     assert_eq!(body["data"][0], json!({"id": 1, "name": "Kaffeemühle #1"}));
@@ -127,8 +164,16 @@ async fn bad_input_gets_problem_json() {
     ] {
         let response = app.get(path).await;
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{path}");
-        assert_eq!(header(&response, "content-type"), "application/problem+json", "{path}");
-        assert_eq!(response.json()["invalid-params"][0]["name"], parameter, "{path}");
+        assert_eq!(
+            header(&response, "content-type"),
+            "application/problem+json",
+            "{path}"
+        );
+        assert_eq!(
+            response.json()["invalid-params"][0]["name"],
+            parameter,
+            "{path}"
+        );
     }
     let missing = app.get("/api/products/999999").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
@@ -140,19 +185,42 @@ async fn writes_validate_their_input() {
     let app = TestApp::start().await;
     let cases = [
         (json!({"category_id": 1, "price_cents": 100}), "name"),
-        (json!({"name": "", "category_id": 1, "price_cents": 100}), "name"),
-        (json!({"name": "x", "category_id": 1, "price_cents": -1}), "price_cents"),
-        (json!({"name": "x", "category_id": 1, "price_cents": 1, "discount_percent": 101}), "discount_percent"),
-        (json!({"name": "x", "category_id": 1, "price_cents": 1, "image_url": "ftp://x"}), "image_url"),
-        (json!({"name": "x", "category_id": 9999, "price_cents": 1}), "category_id"),
+        (
+            json!({"name": "", "category_id": 1, "price_cents": 100}),
+            "name",
+        ),
+        (
+            json!({"name": "x", "category_id": 1, "price_cents": -1}),
+            "price_cents",
+        ),
+        (
+            json!({"name": "x", "category_id": 1, "price_cents": 1, "discount_percent": 101}),
+            "discount_percent",
+        ),
+        (
+            json!({"name": "x", "category_id": 1, "price_cents": 1, "image_url": "ftp://x"}),
+            "image_url",
+        ),
+        (
+            json!({"name": "x", "category_id": 9999, "price_cents": 1}),
+            "category_id",
+        ),
     ];
     for (body, field) in cases {
         let response = app.send_json(Method::POST, "/api/products", &body).await;
         assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-        assert_eq!(response.json()["invalid-params"][0]["name"], field, "{body}");
+        assert_eq!(
+            response.json()["invalid-params"][0]["name"],
+            field,
+            "{body}"
+        );
     }
-    let request = app.request(Method::POST, "/api/products").header("content-type", "application/json");
-    let response = app.send_request(request.body("{oops".into()).unwrap()).await;
+    let request = app
+        .request(Method::POST, "/api/products")
+        .header("content-type", "application/json");
+    let response = app
+        .send_request(request.body("{oops".into()).unwrap())
+        .await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
 }
 
@@ -166,11 +234,16 @@ async fn writes_invalidate_cached_reads() {
     app.get(list).await;
     assert!(header(&app.get(list).await, "cache-status").contains("hit"));
 
-    let update = json!({"name": "Renamed teapot", "category_id": 2, "price_cents": 1234, "stock": 9});
+    let update =
+        json!({"name": "Renamed teapot", "category_id": 2, "price_cents": 1234, "stock": 9});
     let response = app.send_json(Method::PUT, path, &update).await;
     assert_eq!(response.status, StatusCode::OK);
     let after = app.get(path).await;
-    assert!(header(&after, "cache-status").contains("miss"), "{}", header(&after, "cache-status"));
+    assert!(
+        header(&after, "cache-status").contains("miss"),
+        "{}",
+        header(&after, "cache-status")
+    );
     assert_eq!(after.json()["name"], "Renamed teapot");
     let list_after = app.get(list).await;
     assert!(header(&list_after, "cache-status").contains("miss"));
@@ -182,9 +255,19 @@ async fn writes_invalidate_cached_reads() {
     assert!(header(&app.get(list).await, "cache-status").contains("miss"));
     assert_eq!(app.get(&location).await.json()["name"], "Renamed teapot");
 
-    assert_eq!(app.send(app.request(Method::DELETE, &location)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.send(app.request(Method::DELETE, &location))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(app.get(&location).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.send(app.request(Method::DELETE, &location)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.send(app.request(Method::DELETE, &location))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -199,14 +282,26 @@ async fn tiered_cache_shares_entries_and_invalidations_through_redis() {
     let two = one.second_instance().await;
     one.get("/api/products/3").await;
     let shared = two.get("/api/products/3").await;
-    assert!(header(&shared, "cache-status").contains("hit"), "{}", header(&shared, "cache-status"));
+    assert!(
+        header(&shared, "cache-status").contains("hit"),
+        "{}",
+        header(&shared, "cache-status")
+    );
     let update = json!({"name": "Shared rename", "category_id": 1, "price_cents": 1});
-    assert_eq!(one.send_json(Method::PUT, "/api/products/3", &update).await.status, StatusCode::OK);
+    assert_eq!(
+        one.send_json(Method::PUT, "/api/products/3", &update)
+            .await
+            .status,
+        StatusCode::OK
+    );
     // The invalidation reaches the other instance's memory tier through Redis pub/sub.
     let mut seen = String::new();
     for _ in 0..50 {
         let response = two.get("/api/products/3").await;
-        seen = response.json()["name"].as_str().unwrap_or_default().to_owned();
+        seen = response.json()["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         if seen == "Shared rename" {
             break;
         }
@@ -222,7 +317,12 @@ async fn layers_none_serves_the_same_routes_bare() {
     assert_eq!(response.status, StatusCode::OK);
     assert!(response.headers.get("cache-status").is_none());
     assert!(response.headers.get("server-timing").is_none());
-    assert!(response.json().get("description").is_some_and(Value::is_null));
+    assert!(
+        response
+            .json()
+            .get("description")
+            .is_some_and(Value::is_null)
+    );
 }
 
 #[tokio::test]
@@ -233,7 +333,12 @@ async fn health_and_request_ids() {
     let ready = app.get("/health/ready").await;
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(ready.json()["status"], "pass");
-    let traced = app.send(app.request(Method::GET, "/health/live").header("x-request-id", "abc-123")).await;
+    let traced = app
+        .send(
+            app.request(Method::GET, "/health/live")
+                .header("x-request-id", "abc-123"),
+        )
+        .await;
     assert_eq!(header(&traced, "x-request-id"), "abc-123");
     assert!(!header(&app.get("/health/live").await, "x-request-id").is_empty());
 }

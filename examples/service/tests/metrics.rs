@@ -9,8 +9,13 @@ use axum::http::{Method, StatusCode};
 use support::{TestApp, ThrowawayRedis};
 
 /// Label names that share the metric prefixes.
-const LABELS: [&str; 5] =
-    ["http_route", "http_response_status_class", "http_request_method", "db_client_connection_state", "db_operation_name"];
+const LABELS: [&str; 5] = [
+    "http_route",
+    "http_response_status_class",
+    "http_request_method",
+    "db_client_connection_state",
+    "db_operation_name",
+];
 
 /// Metric names in PromQL expressions: identifiers starting with one of our prefixes.
 fn metric_names(text: &str) -> BTreeSet<String> {
@@ -18,14 +23,20 @@ fn metric_names(text: &str) -> BTreeSet<String> {
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i].is_ascii_alphabetic() && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_')) {
+        if bytes[i].is_ascii_alphabetic()
+            && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_'))
+        {
             let start = i;
             while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
                 i += 1;
             }
             let word = &text[start..i];
             let label = LABELS.contains(&word);
-            if ["http_", "db_client_", "towerkit_"].iter().any(|p| word.starts_with(p)) && !label {
+            if ["http_", "db_client_", "towerkit_"]
+                .iter()
+                .any(|p| word.starts_with(p))
+                && !label
+            {
                 names.insert(word.to_owned());
             }
         } else {
@@ -37,7 +48,10 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn every_dashboard_and_alert_metric_is_exported() {
-    let dashboards = concat!(include_str!("../dashboards/grafana.json"), include_str!("../dashboards/prometheus-alerts.yml"));
+    let dashboards = concat!(
+        include_str!("../dashboards/grafana.json"),
+        include_str!("../dashboards/prometheus-alerts.yml")
+    );
     let wanted = metric_names(dashboards);
     assert!(wanted.len() >= 10, "{wanted:?}");
 
@@ -47,17 +61,36 @@ async fn every_dashboard_and_alert_metric_is_exported() {
         c.redis_prefix = Some(support::unique("metrics"));
     })
     .await;
-    for path in ["/api/products?limit=50", "/api/products?limit=50", "/api/products/1", "/api/categories", "/nope"] {
-        app.send(app.request(Method::GET, path).header("accept-encoding", "gzip")).await;
+    for path in [
+        "/api/products?limit=50",
+        "/api/products?limit=50",
+        "/api/products/1",
+        "/api/categories",
+        "/nope",
+    ] {
+        app.send(
+            app.request(Method::GET, path)
+                .header("accept-encoding", "gzip"),
+        )
+        .await;
     }
     let body = serde_json::json!({"name": "Metered", "category_id": 1, "price_cents": 5});
-    assert_eq!(app.send_json(Method::PUT, "/api/products/2", &body).await.status, StatusCode::OK);
+    assert_eq!(
+        app.send_json(Method::PUT, "/api/products/2", &body)
+            .await
+            .status,
+        StatusCode::OK
+    );
 
     // Redis goes away: the cache falls back to memory and the origin, no request fails.
     redis.kill();
     for id in 3..8 {
         let response = app.get(&format!("/api/products/{id}")).await;
-        assert_eq!(response.status, StatusCode::OK, "a Redis outage must not fail requests");
+        assert_eq!(
+            response.status,
+            StatusCode::OK,
+            "a Redis outage must not fail requests"
+        );
     }
 
     let metrics = app.get("/metrics").await;
@@ -72,14 +105,23 @@ async fn every_dashboard_and_alert_metric_is_exported() {
         .iter()
         .filter(|name| {
             !exported.contains(name.as_str())
-                && !["_bucket", "_count", "_sum"].iter().any(|s| exported.contains(format!("{name}{s}").as_str()))
-                && !name.strip_suffix("_bucket").or(name.strip_suffix("_count")).is_some_and(|base| {
-                    exported.contains(format!("{base}_bucket").as_str())
-                })
+                && !["_bucket", "_count", "_sum"]
+                    .iter()
+                    .any(|s| exported.contains(format!("{name}{s}").as_str()))
+                && !name
+                    .strip_suffix("_bucket")
+                    .or(name.strip_suffix("_count"))
+                    .is_some_and(|base| exported.contains(format!("{base}_bucket").as_str()))
         })
         .collect();
     assert!(missing.is_empty(), "not exported: {missing:?}\n{text}");
-    for label in ["http_route=\"/api/products\"", "tier=\"l1\"", "encoding=\"gzip\"", "db_operation_name=", "db_client_connection_state="] {
+    for label in [
+        "http_route=\"/api/products\"",
+        "tier=\"l1\"",
+        "encoding=\"gzip\"",
+        "db_operation_name=",
+        "db_client_connection_state=",
+    ] {
         assert!(text.contains(label), "no {label} in /metrics:\n{text}");
     }
 }

@@ -36,18 +36,31 @@ impl Reply {
 
 /// A header's value as text, or "" when absent.
 pub fn header(reply: &Reply, name: &str) -> String {
-    reply.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    reply
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// A name no other test (or test run) uses.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{prefix}_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 pub fn redis_url() -> String {
@@ -56,7 +69,9 @@ pub fn redis_url() -> String {
 
 /// `url` with its database name replaced.
 fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let authority_end = base.find("://").map_or(0, |i| i + 3);
     let base = match base[authority_end..].find('/') {
         Some(slash) => &base[..authority_end + slash],
@@ -94,29 +109,54 @@ impl TestApp {
         } else {
             None
         };
-        let state = AppState::connect(config.clone()).await.expect("the service starts");
-        TestApp { router: app(state), config, database }
+        let state = AppState::connect(config.clone())
+            .await
+            .expect("the service starts");
+        TestApp {
+            router: app(state),
+            config,
+            database,
+        }
     }
 
     /// Another instance of the service on the same database and cache configuration.
     pub async fn second_instance(&self) -> TestApp {
-        let state = AppState::connect(self.config.clone()).await.expect("the service starts");
-        TestApp { router: app(state), config: self.config.clone(), database: None }
+        let state = AppState::connect(self.config.clone())
+            .await
+            .expect("the service starts");
+        TestApp {
+            router: app(state),
+            config: self.config.clone(),
+            database: None,
+        }
     }
 
     pub fn request(&self, method: Method, path: &str) -> request::Builder {
-        Request::builder().method(method).uri(path).header("host", "api.test")
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "api.test")
     }
 
     pub async fn send(&self, request: request::Builder) -> Reply {
-        self.send_request(request.body(Body::empty()).expect("request")).await
+        self.send_request(request.body(Body::empty()).expect("request"))
+            .await
     }
 
     pub async fn send_request(&self, request: Request<Body>) -> Reply {
-        let response = self.router.clone().oneshot(request).await.expect("infallible");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
         let (head, body) = response.into_parts();
         let body = body.collect().await.expect("body").to_bytes();
-        Reply { status: head.status, headers: head.headers, body }
+        Reply {
+            status: head.status,
+            headers: head.headers,
+            body,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -143,10 +183,18 @@ impl TestDatabase {
     async fn create() -> Self {
         let name = unique("example_test");
         let admin = database_url();
-        let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("PostgreSQL is reachable");
+        let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL is reachable");
         tokio::spawn(connection);
-        client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create the test database");
-        TestDatabase { url: with_database(&admin, &name), name }
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the test database");
+        TestDatabase {
+            url: with_database(&admin, &name),
+            name,
+        }
     }
 }
 
@@ -156,11 +204,19 @@ impl Drop for TestDatabase {
         let admin = database_url();
         // Drop runs outside async code: a short-lived runtime on its own thread.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async move {
-                let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.ok()?;
+                let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+                    .await
+                    .ok()?;
                 tokio::spawn(connection);
-                client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok()
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .ok()
             })
         })
         .join();
@@ -184,17 +240,43 @@ impl ThrowawayPostgres {
             .flatten()
             .map(|e| e.path().join("bin"))
             .find(|p| p.join("initdb").is_file())?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
         let dir = std::env::temp_dir().join(unique("towerkit_pg"));
         std::fs::create_dir_all(&dir).ok()?;
-        let as_postgres = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let as_postgres = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
         if as_postgres {
-            Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().ok()?;
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .ok()?;
         }
-        let cluster = ThrowawayPostgres { dir, port, bin, as_postgres };
+        let cluster = ThrowawayPostgres {
+            dir,
+            port,
+            bin,
+            as_postgres,
+        };
         let data = cluster.dir.join("data");
-        let ok = cluster.command("initdb").arg("-D").arg(&data).args(["-A", "trust", "-U", "postgres", "--no-sync"]).output().ok()?;
-        assert!(ok.status.success(), "initdb failed: {}", String::from_utf8_lossy(&ok.stderr));
+        let ok = cluster
+            .command("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+            .output()
+            .ok()?;
+        assert!(
+            ok.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
         cluster.start_again();
         Some(cluster)
     }
@@ -204,11 +286,20 @@ impl ThrowawayPostgres {
     }
 
     pub fn stop(&self) {
-        let _ = self.command("pg_ctl").arg("-D").arg(self.dir.join("data")).args(["-m", "immediate", "-w", "stop"]).output();
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
     }
 
     pub fn start_again(&self) {
-        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.display());
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
         let output = self
             .command("pg_ctl")
             .arg("-D")
@@ -218,7 +309,11 @@ impl ThrowawayPostgres {
             .args(["-w", "start"])
             .output()
             .expect("pg_ctl runs");
-        assert!(output.status.success(), "pg_ctl start failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "pg_ctl start failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     fn command(&self, program: &str) -> Command {
@@ -248,9 +343,21 @@ pub struct ThrowawayRedis {
 
 impl ThrowawayRedis {
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is installed");
