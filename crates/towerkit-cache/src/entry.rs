@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http::header::{AGE, CONNECTION, CONTENT_LENGTH, ETAG, LAST_MODIFIED, PROXY_AUTHORIZATION};
+use http::header::{AGE, CONNECTION, CONTENT_LENGTH, PROXY_AUTHORIZATION};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::control::{ResponseDirectives, SURROGATE_CONTROL, SurrogateDirectives};
@@ -155,7 +155,8 @@ pub(crate) struct Policy {
     pub(crate) tag_header: HeaderName,
     /// The device token this cache answers to in `Surrogate-Control`, if it honours it.
     pub(crate) surrogate: Option<Box<str>>,
-    /// How long past its freshness an entry with validators is kept for revalidation.
+    /// How long past its freshness an entry is kept: for revalidation, `max-stale`
+    /// requests and serving on error.
     pub(crate) keep_stale: Duration,
     /// How long past its freshness an entry may be served when the origin fails.
     pub(crate) grace: Duration,
@@ -304,14 +305,11 @@ pub(crate) fn prepare(
     let seconds = |value: Option<u64>| value.unwrap_or(0).saturating_mul(1000);
     let stale_while_revalidate = seconds(directives.stale_while_revalidate);
     let stale_if_error = seconds(directives.stale_if_error.max(surrogate.stale_if_error));
-    let has_validator = response.contains_key(ETAG) || response.contains_key(LAST_MODIFIED);
     let fresh_until = response_time.saturating_add(lifetime.saturating_sub(initial_age));
-    let mut keep = stale_while_revalidate
+    let keep = stale_while_revalidate
         .max(stale_if_error)
-        .max(policy.grace.as_millis() as u64);
-    if has_validator {
-        keep = keep.max(policy.keep_stale.as_millis() as u64);
-    }
+        .max(policy.grace.as_millis() as u64)
+        .max(policy.keep_stale.as_millis() as u64);
     let retain_until = fresh_until.max(response_time).saturating_add(keep);
     let meta = Meta {
         response_time,
@@ -594,7 +592,7 @@ fn get_str(buf: &mut Bytes) -> Result<Box<str>, DecodeError> {
 
 #[cfg(test)]
 mod tests {
-    use http::header::CONTENT_ENCODING;
+    use http::header::{CONTENT_ENCODING, ETAG};
 
     use super::*;
 
@@ -677,15 +675,15 @@ mod tests {
     }
 
     #[test]
-    fn retention_covers_stale_windows_and_revalidation() {
+    fn retention_covers_stale_windows_and_the_keep_stale_period() {
         let swr = entry(
-            &[("cache-control", "max-age=10, stale-while-revalidate=30")],
+            &[("cache-control", "max-age=10, stale-while-revalidate=3600")],
             &[],
         );
         assert_eq!(swr.meta.fresh_until(), NOW + 10_000);
-        assert_eq!(swr.meta.retain_until, NOW + 40_000);
-        let validated = entry(&[("cache-control", "max-age=10"), ("etag", "\"v\"")], &[]);
-        assert_eq!(validated.meta.retain_until, NOW + 610_000);
+        assert_eq!(swr.meta.retain_until, NOW + 3_610_000);
+        let plain = entry(&[("cache-control", "max-age=10")], &[]);
+        assert_eq!(plain.meta.retain_until, NOW + 610_000);
     }
 
     #[test]

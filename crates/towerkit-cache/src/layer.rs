@@ -206,8 +206,8 @@ impl fmt::Debug for CacheLayer {
 impl CacheLayer {
     /// A cache over `store` with the defaults: bodies up to 8 MiB stored, store calls time
     /// out after 50 ms, concurrent misses coalesced (followers wait up to 5 s), heuristic
-    /// freshness on (10 % of the `Last-Modified` age, at most a day), stale entries with
-    /// validators kept 10 minutes for revalidation, no grace period, no default TTL, tags from
+    /// freshness on (10 % of the `Last-Modified` age, at most a day), stale entries kept 10
+    /// minutes for revalidation, no grace period, no default TTL, tags from
     /// `Cache-Tag`, `Cache-Status` named `towerkit`, no `X-Cache`.
     pub fn new(store: impl Store) -> Self {
         Self::from_arc(Arc::new(store))
@@ -378,8 +378,10 @@ impl CacheLayer {
         self
     }
 
-    /// How long past freshness an entry with a validator (`ETag`, `Last-Modified`) is kept
-    /// so that it can be revalidated with a conditional request. Default: 10 minutes.
+    /// How long past freshness an entry is kept, so that it can be revalidated with a
+    /// conditional request (when it has `ETag` or `Last-Modified`), answer `max-stale`
+    /// requests, or be served within [`grace`](Self::grace). Stale windows the response
+    /// asks for (`stale-while-revalidate`, `stale-if-error`) extend it. Default: 10 minutes.
     #[must_use]
     pub fn keep_stale(mut self, keep: Duration) -> Self {
         self.config().policy.keep_stale = keep;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, FromRedisValue, Pipeline, RedisError};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, Value};
 
 use super::{Lookup, MAX_VARIANTS, Store, StoreError, StoreFuture, StoreStats, Tier, Variants};
 use crate::entry::Entry;
@@ -79,6 +79,53 @@ impl Conn {
             Conn::Cluster(mut conn) => pipe.query_async(&mut conn).await,
         }
     }
+
+    /// Runs groups of commands, each group touching a single key: as one pipeline (one
+    /// round trip) on a server; as one pipeline per group, concurrently, on a cluster,
+    /// where a pipeline must stay within one hash slot. Returns the wanted replies in order.
+    async fn batch(&self, groups: Vec<Group>) -> Result<Vec<Value>, RedisError> {
+        fn pipeline(commands: impl Iterator<Item = (Cmd, bool)>) -> Pipeline {
+            let mut pipe = redis::pipe();
+            for (cmd, wanted) in commands {
+                pipe.add_command(cmd);
+                if !wanted {
+                    pipe.ignore();
+                }
+            }
+            pipe
+        }
+        match self {
+            Conn::Single(_) => self.pipe(&pipeline(groups.into_iter().flatten())).await,
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(_) => {
+                let pipes: Vec<Pipeline> = groups
+                    .into_iter()
+                    .map(|group| pipeline(group.into_iter()))
+                    .collect();
+                let replies = futures_util::future::try_join_all(
+                    pipes.iter().map(|pipe| self.pipe::<Vec<Value>>(pipe)),
+                )
+                .await?;
+                Ok(replies.into_iter().flatten().collect())
+            }
+        }
+    }
+}
+
+/// Commands on one key, each with whether its reply is wanted.
+type Group = Vec<(Cmd, bool)>;
+
+/// The commands setting a key's expiry to `ttl` if it has none, or extending it if `ttl`
+/// is longer.
+fn expire(group: &mut Group, key: &str, ttl: u64) {
+    group.push((
+        redis::cmd("PEXPIRE").arg(key).arg(ttl).arg("NX").to_owned(),
+        false,
+    ));
+    group.push((
+        redis::cmd("PEXPIRE").arg(key).arg(ttl).arg("GT").to_owned(),
+        false,
+    ));
 }
 
 /// Whether Redis is believed up, and the backoff while it is not.
@@ -365,20 +412,30 @@ impl RedisStore {
             return Ok(());
         }
         let redis_key = self.entry_key(&key);
-        let mut pipe = redis::pipe();
-        pipe.cmd("HSET")
-            .arg(&redis_key)
-            .arg(entry.variant.as_bytes())
-            .arg(entry.encode().as_ref())
-            .ignore();
-        expire(&mut pipe, &redis_key, ttl);
+        let mut entry_group: Group = vec![(
+            redis::cmd("HSET")
+                .arg(&redis_key)
+                .arg(entry.variant.as_bytes())
+                .arg(entry.encode().as_ref())
+                .to_owned(),
+            false,
+        )];
+        expire(&mut entry_group, &redis_key, ttl);
+        entry_group.push((redis::cmd("HLEN").arg(&redis_key).to_owned(), true));
+        let mut groups = vec![entry_group];
         for tag in entry.tags.iter() {
             let tag_key = self.tag_key(tag);
-            pipe.cmd("SADD").arg(&tag_key).arg(&key).ignore();
-            expire(&mut pipe, &tag_key, ttl);
+            let mut group: Group =
+                vec![(redis::cmd("SADD").arg(&tag_key).arg(&key).to_owned(), false)];
+            expire(&mut group, &tag_key, ttl);
+            groups.push(group);
         }
-        pipe.cmd("HLEN").arg(&redis_key);
-        let (variants,): (usize,) = self.run("put", self.inner.conn.pipe(&pipe)).await?;
+        let replies = self.run("put", self.inner.conn.batch(groups)).await?;
+        let variants = replies
+            .into_iter()
+            .next()
+            .and_then(|reply| redis::from_redis_value::<usize>(reply).ok())
+            .unwrap_or(0);
         if variants > MAX_VARIANTS {
             self.trim(&redis_key, now).await?;
         }
@@ -428,14 +485,18 @@ impl RedisStore {
         let keys: Vec<String> = self
             .run("invalidate_tag", self.inner.conn.query(&cmd))
             .await?;
-        let mut pipe = redis::pipe();
-        for key in &keys {
-            pipe.cmd("DEL").arg(self.entry_key(key));
-        }
-        pipe.cmd("DEL").arg(&tag_key).ignore();
-        let removed: Vec<u64> = self
-            .run("invalidate_tag", self.inner.conn.pipe(&pipe))
+        let mut groups: Vec<Group> = keys
+            .iter()
+            .map(|key| vec![(redis::cmd("DEL").arg(self.entry_key(key)).to_owned(), true)])
+            .collect();
+        groups.push(vec![(redis::cmd("DEL").arg(&tag_key).to_owned(), false)]);
+        let replies = self
+            .run("invalidate_tag", self.inner.conn.batch(groups))
             .await?;
+        let removed: Vec<u64> = replies
+            .into_iter()
+            .filter_map(|reply| redis::from_redis_value::<u64>(reply).ok())
+            .collect();
         Ok(removed.iter().sum())
     }
 
@@ -443,11 +504,11 @@ impl RedisStore {
         let pattern = format!("{}*", escape_glob(&self.inner.prefix));
         let keys = self.keys(&pattern).await?;
         for batch in keys.chunks(256) {
-            let mut pipe = redis::pipe();
-            for key in batch {
-                pipe.cmd("UNLINK").arg(key).ignore();
-            }
-            self.run("purge", self.inner.conn.pipe::<()>(&pipe)).await?;
+            let groups: Vec<Group> = batch
+                .iter()
+                .map(|key| vec![(redis::cmd("UNLINK").arg(key).to_owned(), false)])
+                .collect();
+            self.run("purge", self.inner.conn.batch(groups)).await?;
         }
         Ok(())
     }
@@ -482,12 +543,6 @@ impl RedisStore {
             }
         }
     }
-}
-
-/// Sets a key's expiry to `ttl` if it has none, or extends it if `ttl` is longer.
-fn expire(pipe: &mut Pipeline, key: &str, ttl: u64) {
-    pipe.cmd("PEXPIRE").arg(key).arg(ttl).arg("NX").ignore();
-    pipe.cmd("PEXPIRE").arg(key).arg(ttl).arg("GT").ignore();
 }
 
 /// Escapes the glob characters of a Redis `MATCH` pattern.

@@ -18,11 +18,11 @@ use crate::freshness::now_ms;
 ///   so an L1 entry never outlives the L2 entry it copies.
 /// - Writes go to both. Deletions, tag invalidations and purges go to both and are
 ///   published on a Redis channel (`{prefix}invalidate`); every `TieredStore` on that
-///   prefix, in any process, applies them to its own L1. While the subscription is down
-///   (Redis unreachable) and whenever it is re-established, L1 is cleared, since
-///   invalidations may have been missed.
-/// - When Redis is down, L1 keeps serving what it has and new responses are still stored
-///   in L1.
+///   prefix, in any process, applies them to its own L1. When the subscription is
+///   re-established after a disconnection, L1 is cleared, since invalidations may have been
+///   missed meanwhile.
+/// - When Redis is down, L1 keeps serving what it has (within each entry's own deadlines)
+///   and new responses are still stored in L1; L2 operations fail fast as misses.
 ///
 /// Cloning shares both tiers. Must be created inside a Tokio runtime (it spawns the
 /// subscriber, which stops when the last clone is dropped).
@@ -149,7 +149,7 @@ impl TieredStore {
 }
 
 /// Follows the invalidation channel for as long as the store lives, reconnecting with
-/// backoff; L1 is cleared whenever invalidations may have been missed.
+/// backoff; L1 is cleared on every reconnection, as invalidations may have been missed.
 async fn subscribe(client: redis::Client, channel: String, l1: MemoryStore, epoch: Arc<AtomicU64>) {
     let mut backoff = Duration::from_millis(100);
     let mut connected_before = false;
@@ -171,9 +171,6 @@ async fn subscribe(client: redis::Client, channel: String, l1: MemoryStore, epoc
                     apply(&l1, &epoch, &message);
                 }
             }
-        }
-        if connected_before {
-            apply(&l1, &epoch, &Message::Purge);
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -1,0 +1,490 @@
+//! The Redis and tiered stores against real Redis servers: the shared one (`REDIS_URL`,
+//! default `redis://127.0.0.1:6379`, under a random key prefix removed afterwards) and
+//! throwaway `redis-server` processes on free ports for outages.
+
+#![cfg(feature = "redis")]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use towerkit_cache::{CacheLayer, MemoryStore, RedisStore, Store, TieredStore};
+
+mod common;
+
+use common::{Origin, cached, get_req, send};
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A key prefix no other test or run uses; its keys are removed when dropped.
+struct Prefix {
+    url: String,
+    prefix: String,
+}
+
+impl Prefix {
+    fn new(url: &str) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        Self {
+            url: url.to_owned(),
+            prefix: format!("towerkit-test:{}:{nanos}:{n}:", std::process::id()),
+        }
+    }
+
+    fn keys(&self) -> Vec<String> {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return Vec::new();
+        };
+        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
+            return Vec::new();
+        };
+        let pattern = format!("{}*", self.prefix);
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query(&mut conn)
+            .unwrap_or_default()
+    }
+
+    fn raw(&self, key: &str, field: &str) -> Option<Vec<u8>> {
+        let client = redis::Client::open(self.url.as_str()).ok()?;
+        let mut conn = client
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()?;
+        let value: Option<Vec<u8>> = redis::cmd("HGET")
+            .arg(format!("{}{key}", self.prefix))
+            .arg(field)
+            .query(&mut conn)
+            .ok()?;
+        value
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let keys = self.keys();
+        if keys.is_empty() {
+            return;
+        }
+        if let Ok(client) = redis::Client::open(self.url.as_str())
+            && let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1))
+        {
+            let _: Result<i64, _> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
+}
+
+/// A throwaway `redis-server` on a free port, killed when dropped.
+struct Server {
+    port: u16,
+    child: Option<Child>,
+    dir: PathBuf,
+    extra: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Self {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("towerkit-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = Self {
+            port,
+            child: None,
+            dir,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        server.restart();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// (Re)starts the server on its port and waits until it answers.
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let client = redis::Client::open(self.url()).unwrap();
+        while Instant::now() < deadline {
+            if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(200))
+                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {} did not start", self.port);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn redis_store(url: &str, prefix: &Prefix) -> RedisStore {
+    RedisStore::builder(url)
+        .prefix(prefix.prefix.as_str())
+        .timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Polls `condition` for up to five seconds.
+async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn redis_entries_are_compact_binary_shared_and_invalidated() {
+    let url = redis_url();
+    let prefix = Prefix::new(&url);
+    let layer =
+        CacheLayer::new(redis_store(&url, &prefix).await).store_timeout(Duration::from_secs(1));
+    let handle = layer.handle();
+    let origin = Origin::default();
+    let app = cached(
+        &layer,
+        &origin,
+        &[("cache-control", "max-age=60"), ("cache-tag", "products")],
+    );
+    assert_eq!(send(&app, get_req("/products?page=1")).await.body, "call 1");
+    assert!(
+        eventually(|| prefix.raw("e:/products?page=1", "").is_some()).await,
+        "entry written"
+    );
+    let raw = prefix.raw("e:/products?page=1", "").unwrap();
+    assert!(raw.starts_with(b"TKC1"), "binary entry, not JSON");
+    assert!(raw.len() < 400, "compact: {} bytes", raw.len());
+
+    // Another layer on the same Redis shares the entry.
+    let other =
+        CacheLayer::new(redis_store(&url, &prefix).await).store_timeout(Duration::from_secs(1));
+    let other_origin = Origin::default();
+    let other_app = cached(&other, &other_origin, &[("cache-control", "max-age=60")]);
+    let shared = send(&other_app, get_req("/products?page=1")).await;
+    assert!(shared.is_hit(), "{shared:?}");
+    assert_eq!(shared.body, "call 1");
+    assert_eq!(other_origin.calls(), 0);
+
+    send(&app, get_req("/products?page=2")).await;
+    assert!(
+        eventually(|| prefix
+            .keys()
+            .iter()
+            .any(|k| k.ends_with("e:/products?page=2")))
+        .await
+    );
+    assert_eq!(handle.invalidate_tag("products").await.unwrap(), 2);
+    assert_eq!(
+        send(&other_app, get_req("/products?page=1")).await.body,
+        "call 1"
+    );
+    assert_eq!(other_origin.calls(), 1);
+    // That miss is stored in the background: wait for it before purging.
+    assert!(
+        eventually(|| prefix
+            .keys()
+            .iter()
+            .any(|k| k.ends_with("e:/products?page=1")))
+        .await
+    );
+
+    handle.purge().await.unwrap();
+    assert!(prefix.keys().is_empty());
+}
+
+#[tokio::test]
+async fn redis_store_keeps_one_variant_per_coding() {
+    let url = redis_url();
+    let prefix = Prefix::new(&url);
+    let store = redis_store(&url, &prefix).await;
+    let layer = CacheLayer::new(store.clone()).store_timeout(Duration::from_secs(1));
+    let origin = Origin::default();
+    let service = origin.service(|request, n| {
+        let accept = request
+            .headers()
+            .get("accept-encoding")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let coding = if accept.contains("br") { "br" } else { "gzip" };
+        common::response(
+            200,
+            &[
+                ("cache-control", "max-age=60"),
+                ("vary", "accept-encoding"),
+                ("content-encoding", coding),
+            ],
+            format!("{coding} {n}"),
+        )
+    });
+    let app = tower::ServiceBuilder::new().layer(layer).service(service);
+    let request = |accept: &str| {
+        Request::get("/v")
+            .header("accept-encoding", accept)
+            .body(Body::empty())
+            .unwrap()
+    };
+    send(&app, request("br")).await;
+    send(&app, request("gzip")).await;
+    assert!(eventually(|| prefix.keys().len() >= 2).await);
+    for (accept, body) in [
+        ("br, gzip", "br 1"),
+        ("gzip, deflate", "gzip 2"),
+        ("br;q=0.9", "br 1"),
+    ] {
+        let seen = send(&app, request(accept)).await;
+        assert!(seen.is_hit(), "{accept}: {seen:?}");
+        assert_eq!(seen.body, body);
+    }
+    let lookup = store.get("/v").await.unwrap().unwrap();
+    assert_eq!(lookup.variants.len(), 2);
+}
+
+#[tokio::test]
+async fn tiered_invalidation_reaches_every_instance() {
+    let url = redis_url();
+    let prefix = Prefix::new(&url);
+    let a_store = TieredStore::new(MemoryStore::new(1 << 20), redis_store(&url, &prefix).await);
+    let b_store = TieredStore::new(MemoryStore::new(1 << 20), redis_store(&url, &prefix).await);
+    // Let both subscribers connect before anything is published.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let a = CacheLayer::new(a_store.clone()).store_timeout(Duration::from_secs(1));
+    let b = CacheLayer::new(b_store.clone()).store_timeout(Duration::from_secs(1));
+    let origin = Origin::default();
+    let a_app = cached(
+        &a,
+        &origin,
+        &[("cache-control", "max-age=60"), ("cache-tag", "products")],
+    );
+    let b_app = cached(
+        &b,
+        &origin,
+        &[("cache-control", "max-age=60"), ("cache-tag", "products")],
+    );
+
+    send(&a_app, get_req("/products")).await;
+    assert!(eventually(|| !prefix.keys().is_empty()).await);
+    let from_l2 = send(&b_app, get_req("/products")).await;
+    assert!(from_l2.is_hit());
+    assert_eq!(b_store.l1().len(), 1, "copied into B's memory");
+    assert!(send(&b_app, get_req("/products")).await.is_hit());
+    assert_eq!(origin.calls(), 1);
+
+    // A tag invalidation on A empties B's memory too.
+    a.handle().invalidate_tag("products").await.unwrap();
+    assert!(
+        eventually(|| b_store.l1().is_empty()).await,
+        "B's L1 was invalidated"
+    );
+    assert_eq!(send(&b_app, get_req("/products")).await.body, "call 2");
+
+    // So does a successful unsafe method through A.
+    send(&a_app, get_req("/products")).await;
+    assert!(eventually(|| a_store.l1().len() == 1 && b_store.l1().len() == 1).await);
+    let post = send(
+        &a_app,
+        Request::post("/products").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(post.status, StatusCode::OK);
+    assert!(
+        eventually(|| b_store.l1().is_empty()).await,
+        "B's L1 was invalidated by A's POST"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_causes_no_errors_and_recovers() {
+    let mut server = Server::start(&[]);
+    let url = server.url();
+    let prefix = Prefix::new(&url);
+    let redis = RedisStore::builder(url.as_str())
+        .prefix(prefix.prefix.as_str())
+        .timeout(Duration::from_millis(200))
+        .backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .connect()
+        .await
+        .unwrap();
+    let tiered = TieredStore::new(MemoryStore::new(1 << 20), redis.clone());
+    let layer = CacheLayer::new(tiered.clone()).store_timeout(Duration::from_millis(200));
+    let handle = layer.handle();
+    let origin = Origin::default();
+    let app = cached(&layer, &origin, &[("cache-control", "max-age=60")]);
+    let redis_only = CacheLayer::new(redis.clone()).store_timeout(Duration::from_millis(200));
+    let redis_only_app = cached(&redis_only, &origin, &[("cache-control", "max-age=60")]);
+
+    send(&app, get_req("/kept")).await;
+    assert!(eventually(|| !prefix.keys().is_empty()).await);
+
+    server.kill();
+    for i in 0..30 {
+        // L1 keeps serving what it has.
+        let kept = send(&app, get_req("/kept")).await;
+        assert_eq!(kept.status, StatusCode::OK);
+        assert_eq!(kept.body, "call 1");
+        // New keys go to the origin and are still cached in L1.
+        let fresh = send(&app, get_req(&format!("/new/{i}"))).await;
+        assert_eq!(fresh.status, StatusCode::OK);
+        // Without L1, every request reaches the origin, and none fails.
+        let direct = send(&redis_only_app, get_req(&format!("/direct/{i}"))).await;
+        assert_eq!(direct.status, StatusCode::OK);
+    }
+    assert!(send(&app, get_req("/new/0")).await.is_hit());
+    assert!(handle.stats().store.l2_errors > 0);
+    assert!(
+        handle.invalidate_tag("anything").await.is_err(),
+        "invalidation reports the outage"
+    );
+
+    server.restart();
+    let prefix_after = Prefix {
+        url: url.clone(),
+        prefix: prefix.prefix.clone(),
+    };
+    let mut stored = false;
+    for i in 0..200 {
+        send(&redis_only_app, get_req(&format!("/after/{i}"))).await;
+        if !prefix_after.keys().is_empty() {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stored, "writes reach Redis again once it is back");
+}
+
+#[tokio::test]
+async fn a_store_connected_while_redis_is_down_serves_from_the_origin() {
+    let url = format!("redis://127.0.0.1:{}/", free_port());
+    let prefix = Prefix::new(&url);
+    let store = RedisStore::builder(url.as_str())
+        .prefix(prefix.prefix.as_str())
+        .connect()
+        .await
+        .unwrap();
+    let origin = Origin::default();
+    let app = cached(
+        &CacheLayer::new(store),
+        &origin,
+        &[("cache-control", "max-age=60")],
+    );
+    for _ in 0..5 {
+        assert_eq!(send(&app, get_req("/a")).await.status, StatusCode::OK);
+    }
+    assert_eq!(origin.calls(), 5);
+}
+
+#[tokio::test]
+async fn invalid_redis_urls_are_rejected_at_build_time() {
+    let error = RedisStore::builder("not a url")
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("invalid redis url"), "{error}");
+}
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test]
+async fn redis_cluster_stores_and_invalidates() {
+    let server = Server::start(&[
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+    ]);
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let _: () = redis::cmd("CLUSTER")
+        .arg("ADDSLOTSRANGE")
+        .arg(0)
+        .arg(16383)
+        .query(&mut conn)
+        .unwrap();
+    let ready = eventually(|| {
+        redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query::<String>(&mut conn)
+            .is_ok_and(|info| info.contains("cluster_state:ok"))
+    })
+    .await;
+    assert!(ready, "single-node cluster did not become ready");
+
+    let prefix = Prefix::new(&server.url());
+    let store = RedisStore::cluster([server.url()])
+        .prefix(prefix.prefix.as_str())
+        .timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap();
+    let layer = CacheLayer::new(store).store_timeout(Duration::from_secs(1));
+    let handle = layer.handle();
+    let origin = Origin::default();
+    let app = cached(
+        &layer,
+        &origin,
+        &[("cache-control", "max-age=60"), ("cache-tag", "t")],
+    );
+    send(&app, get_req("/a")).await;
+    send(&app, get_req("/b")).await;
+    assert!(eventually(|| prefix.keys().len() >= 3).await);
+    assert!(send(&app, get_req("/a")).await.is_hit());
+    assert_eq!(handle.invalidate_tag("t").await.unwrap(), 2);
+    assert!(!send(&app, get_req("/a")).await.is_hit());
+    handle.purge().await.unwrap();
+    assert!(prefix.keys().is_empty());
+}
