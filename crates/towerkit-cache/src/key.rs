@@ -6,9 +6,11 @@
 //! selects between; a variant is chosen by comparing *normalized* request header values:
 //!
 //! - `Accept-Encoding` is matched against the `Content-Encoding` the stored response
-//!   actually has: any request that accepts that coding (q-values, `identity` and `*`
-//!   honoured) shares the variant, so there is at most one variant per coding however
-//!   many spellings of `Accept-Encoding` clients send;
+//!   actually has: a compressed variant answers every request that ranks its coding first
+//!   (q-values and `*` honoured), however it spells `Accept-Encoding`, so in practice there
+//!   is one variant per coding; the uncompressed variant answers only requests that accept
+//!   no compression (or that have the exact preferences it was fetched for), so it never
+//!   takes the place of a compressed one;
 //! - `Accept-Language` ignores case, whitespace and the order of equally preferred
 //!   languages, and a stored response whose `Content-Language` is the request's single
 //!   most preferred language matches as well;
@@ -146,7 +148,8 @@ pub(crate) fn parse_vary(headers: &HeaderMap) -> Vary {
 pub(crate) struct VaryRule {
     pub(crate) name: HeaderName,
     /// The normalized request value; `None` when the request did not send the header. For
-    /// `Accept-Encoding`, the coding the stored response has.
+    /// `Accept-Encoding`, the coding the stored response has and the normalized
+    /// `Accept-Encoding` it was fetched for, as `coding|preferences`.
     pub(crate) value: Option<Box<str>>,
 }
 
@@ -161,7 +164,8 @@ pub(crate) fn vary_rules(
         .iter()
         .map(|name| {
             let value = if name == ACCEPT_ENCODING {
-                Some(content_coding(response).into())
+                let coding = content_coding(response);
+                Some(format!("{coding}|{}", normalize_accept_encoding(request)).into_boxed_str())
             } else {
                 normalize(name, request).map(String::into_boxed_str)
             };
@@ -192,8 +196,9 @@ pub(crate) fn variant_id(rules: &[VaryRule]) -> String {
 pub(crate) fn matches(rules: &[VaryRule], response: &HeaderMap, request: &HeaderMap) -> bool {
     rules.iter().all(|rule| {
         if rule.name == ACCEPT_ENCODING {
-            let coding = rule.value.as_deref().unwrap_or("identity");
-            return accepts_coding(request, coding);
+            let stored = rule.value.as_deref().unwrap_or("identity|");
+            let (coding, fetched_for) = stored.split_once('|').unwrap_or((stored, ""));
+            return coding_matches(coding, fetched_for, request);
         }
         let value = normalize(&rule.name, request);
         if value.as_deref() == rule.value.as_deref() {
@@ -232,27 +237,40 @@ pub(crate) fn content_coding(response: &HeaderMap) -> String {
     coding
 }
 
-/// Whether a request's `Accept-Encoding` accepts `coding` (RFC 9110 §12.5.3).
+/// Whether a variant whose response has `coding`, fetched for a request whose normalized
+/// `Accept-Encoding` was `fetched_for`, may answer `request`:
 ///
-/// Without `Accept-Encoding` only `identity` is served: the RFC would allow any coding, but
-/// a client that does not ask for compression rarely decodes it. `identity` is acceptable
-/// unless excluded by `identity;q=0` or by `*;q=0` without an `identity` entry.
-pub(crate) fn accepts_coding(request: &HeaderMap, coding: &str) -> bool {
-    let mut values = request.get_all(ACCEPT_ENCODING).iter().peekable();
-    if values.peek().is_none() {
-        return coding == "identity";
+/// - a request with the same `Accept-Encoding` preferences would get the same coding;
+/// - a compressed variant also serves every request that ranks its coding first (highest
+///   q-value, ties included): the client prefers it to anything else;
+/// - the `identity` variant also serves requests that accept no other coding. It never
+///   answers a client that accepts compression, so an uncompressed response stored for one
+///   client cannot keep compressed variants from being stored for the others.
+pub(crate) fn coding_matches(coding: &str, fetched_for: &str, request: &HeaderMap) -> bool {
+    if normalize_accept_encoding(request) == fetched_for {
+        return true;
     }
-    let mut named = None;
-    let mut star = None;
-    for value in values {
-        let Ok(text) = value.to_str() else {
-            continue;
-        };
-        for member in text.split(',') {
+    if coding == "identity" {
+        return coding_q(request, "identity") > 0
+            && accept_encoding(request)
+                .all(|(name, q)| q == 0 || name.eq_ignore_ascii_case("identity"));
+    }
+    let q = coding_q(request, coding);
+    q > 0 && accept_encoding(request).all(|(_, other)| other <= q)
+}
+
+/// The members of a request's `Accept-Encoding`: coding (or `*`) and q-value in thousandths.
+fn accept_encoding(request: &HeaderMap) -> impl Iterator<Item = (&str, u16)> {
+    request
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|text| text.split(','))
+        .filter_map(|member| {
             let mut params = member.split(';');
             let name = params.next().unwrap_or_default().trim();
             if name.is_empty() {
-                continue;
+                return None;
             }
             let q = params
                 .find_map(|param| {
@@ -262,21 +280,53 @@ pub(crate) fn accepts_coding(request: &HeaderMap, coding: &str) -> bool {
                         .then(|| value.trim().parse::<f32>().unwrap_or(0.0))
                 })
                 .unwrap_or(1.0);
-            if name == "*" {
-                star = Some(q);
-            } else if name.eq_ignore_ascii_case(coding)
-                || (coding == "gzip" && name.eq_ignore_ascii_case("x-gzip"))
-                || (coding == "compress" && name.eq_ignore_ascii_case("x-compress"))
-            {
-                named = Some(q);
-            }
+            Some((name, (q.clamp(0.0, 1.0) * 1000.0).round() as u16))
+        })
+}
+
+/// How much a request's `Accept-Encoding` wants `coding`, in thousandths (RFC 9110 §12.5.3).
+///
+/// Without `Accept-Encoding` only `identity` is acceptable: the RFC would allow any coding,
+/// but a client that does not ask for compression rarely decodes it. `identity` is
+/// acceptable unless excluded by `identity;q=0` or by `*;q=0` without an `identity` entry.
+pub(crate) fn coding_q(request: &HeaderMap, coding: &str) -> u16 {
+    if !request.contains_key(ACCEPT_ENCODING) {
+        return if coding == "identity" { 1000 } else { 0 };
+    }
+    let mut named = None;
+    let mut star = None;
+    for (name, q) in accept_encoding(request) {
+        if name == "*" {
+            star = Some(q);
+        } else if name.eq_ignore_ascii_case(coding)
+            || (coding == "gzip" && name.eq_ignore_ascii_case("x-gzip"))
+            || (coding == "compress" && name.eq_ignore_ascii_case("x-compress"))
+        {
+            named = Some(q);
         }
     }
     match (named, star) {
-        (Some(q), _) => q > 0.0,
-        (None, Some(q)) => q > 0.0,
-        (None, None) => coding == "identity",
+        (Some(q), _) | (None, Some(q)) => q,
+        (None, None) if coding == "identity" => 1000,
+        (None, None) => 0,
     }
+}
+
+/// `Accept-Encoding` as `coding;q` members (q in thousandths), lowercase, sorted by
+/// preference then name; empty when absent.
+fn normalize_accept_encoding(request: &HeaderMap) -> String {
+    let mut members: Vec<(String, u16)> = accept_encoding(request)
+        .map(|(name, q)| (name.to_ascii_lowercase(), q))
+        .collect();
+    members.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut out = String::new();
+    for (name, q) in members {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        let _ = write!(out, "{name};{q}");
+    }
+    out
 }
 
 /// A request header's value normalized for comparison; `None` when absent.
@@ -477,70 +527,102 @@ mod tests {
     #[test]
     fn accept_encoding_matches_the_stored_coding() {
         let br = [("content-encoding", "br")];
+        let stored = [("accept-encoding", "br")];
         assert!(check_match(
             "accept-encoding",
-            &[("accept-encoding", "br")],
+            &stored,
             &br,
             &[("accept-encoding", "gzip, br")]
         ));
         assert!(check_match(
             "accept-encoding",
-            &[("accept-encoding", "br")],
+            &stored,
             &br,
             &[("accept-encoding", "*")]
         ));
+        assert!(check_match(
+            "accept-encoding",
+            &stored,
+            &br,
+            &[("accept-encoding", "BR")]
+        ));
         assert!(!check_match(
             "accept-encoding",
-            &[("accept-encoding", "br")],
+            &stored,
             &br,
             &[("accept-encoding", "gzip")]
         ));
         assert!(!check_match(
             "accept-encoding",
-            &[("accept-encoding", "br")],
+            &stored,
             &br,
             &[("accept-encoding", "br;q=0, gzip")]
         ));
         assert!(!check_match(
             "accept-encoding",
-            &[("accept-encoding", "br")],
+            &stored,
             &br,
-            &[]
+            &[("accept-encoding", "gzip, br;q=0.5")]
         ));
+        assert!(!check_match("accept-encoding", &stored, &br, &[]));
     }
 
     #[test]
-    fn identity_is_acceptable_unless_excluded() {
+    fn identity_answers_only_clients_that_accept_nothing_else() {
         let plain: [(&str, &str); 0] = [];
         assert!(check_match("accept-encoding", &[], &plain, &[]));
         assert!(check_match(
             "accept-encoding",
             &[],
             &plain,
+            &[("accept-encoding", "identity")]
+        ));
+        assert!(check_match(
+            "accept-encoding",
+            &[],
+            &plain,
+            &[("accept-encoding", "br;q=0")]
+        ));
+        assert!(!check_match(
+            "accept-encoding",
+            &[],
+            &plain,
             &[("accept-encoding", "gzip")]
         ));
         assert!(!check_match(
             "accept-encoding",
             &[],
             &plain,
-            &[("accept-encoding", "gzip, identity;q=0")]
+            &[("accept-encoding", "identity;q=0")]
         ));
         assert!(!check_match(
             "accept-encoding",
             &[],
             &plain,
-            &[("accept-encoding", "gzip, *;q=0")]
-        ));
-        assert!(check_match(
-            "accept-encoding",
-            &[],
-            &plain,
-            &[("accept-encoding", "*;q=0, identity")]
+            &[("accept-encoding", "*;q=0")]
         ));
     }
 
     #[test]
-    fn one_variant_per_coding() {
+    fn an_uncompressed_response_for_a_compressing_client_serves_the_same_preferences() {
+        let plain: [(&str, &str); 0] = [];
+        let stored = [("accept-encoding", "gzip, br")];
+        assert!(check_match(
+            "accept-encoding",
+            &stored,
+            &plain,
+            &[("accept-encoding", "br,GZIP")]
+        ));
+        assert!(!check_match(
+            "accept-encoding",
+            &stored,
+            &plain,
+            &[("accept-encoding", "br")]
+        ));
+    }
+
+    #[test]
+    fn one_variant_per_coding_and_preferences() {
         let response = headers(&[("content-encoding", "gzip")]);
         let names = [ACCEPT_ENCODING];
         let a = vary_rules(
@@ -550,10 +632,12 @@ mod tests {
         );
         let b = vary_rules(
             &names,
-            &headers(&[("accept-encoding", "gzip;q=0.5")]),
+            &headers(&[("accept-encoding", "BR,gzip")]),
             &response,
         );
+        let c = vary_rules(&names, &headers(&[("accept-encoding", "gzip")]), &response);
         assert_eq!(variant_id(&a), variant_id(&b));
+        assert_ne!(variant_id(&a), variant_id(&c));
     }
 
     #[test]

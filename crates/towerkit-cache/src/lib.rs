@@ -105,8 +105,9 @@
 //! [ignored parameters](CacheLayer::ignore_query_param), plus
 //! [key headers](CacheLayer::key_header) and optionally the
 //! [host](CacheLayer::key_host). GET and HEAD share entries. Variants under a key are
-//! selected by `Vary`: `Accept-Encoding` by the stored coding (a request without
-//! `Accept-Encoding` only gets `identity`), `Accept-Language` ignoring order, case and
+//! selected by `Vary`: `Accept-Encoding` by the stored coding (a compressed variant answers
+//! every request that ranks its coding first; the uncompressed one only requests accepting
+//! no compression, including those without `Accept-Encoding`), `Accept-Language` ignoring order, case and
 //! spaces (or by `Content-Language` matching the single preferred language), any other
 //! header with its field lines combined and spaces around commas removed.
 //!

@@ -184,6 +184,48 @@ async fn accept_encoding_variants_are_keyed_by_the_negotiated_coding() {
 }
 
 #[tokio::test]
+async fn an_uncompressed_variant_never_answers_a_client_that_accepts_compression() {
+    let origin = Origin::default();
+    let service = origin.service(|request, n| {
+        let accept = request
+            .headers()
+            .get("accept-encoding")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mut headers = vec![("cache-control", "max-age=60"), ("vary", "accept-encoding")];
+        let coding = if accept.contains("br") {
+            "br"
+        } else {
+            "identity"
+        };
+        if coding == "br" {
+            headers.push(("content-encoding", "br"));
+        }
+        response(200, &headers, format!("{coding} {n}"))
+    });
+    let app = tower::ServiceBuilder::new().layer(layer()).service(service);
+    // An identity client comes first; a brotli client still gets (and stores) brotli.
+    assert_eq!(send(&app, get_req("/a")).await.body, "identity 1");
+    assert_eq!(
+        send(&app, with("/a", &[("accept-encoding", "br")]))
+            .await
+            .body,
+        "br 2"
+    );
+    assert_eq!(
+        send(
+            &app,
+            with("/a", &[("accept-encoding", "gzip, deflate, br")])
+        )
+        .await
+        .body,
+        "br 2"
+    );
+    assert_eq!(send(&app, get_req("/a")).await.body, "identity 1");
+    assert_eq!(origin.calls(), 2);
+}
+
+#[tokio::test]
 async fn vary_on_other_headers_keeps_variants_apart() {
     let origin = Origin::default();
     let app = cached(
