@@ -1,0 +1,110 @@
+//! Services measured both by the criterion bench `stack` (wall time) and by the
+//! instruction counts (`instructions`), so the two figures of an id measure the same thing.
+//! Each is built on `towerkit_benches::fixed_service`, the bare service of
+//! `layer/none/passthrough`.
+
+use std::convert::Infallible;
+use std::fmt::Debug;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use tower::{Layer, Service, ServiceBuilder};
+use towerkit_benches::{fixed_service, small_json};
+use towerkit_cache::{CacheLayer, MemoryStore};
+use towerkit_compress::CompressionLayer;
+use towerkit_nulls::StripNullsLayer;
+use towerkit_paginate::{FieldsLayer, PaginationLayer};
+use towerkit_timing::TimingLayer;
+
+/// What the services here are: cloneable tower services answering `Request<()>`.
+pub(crate) trait BenchService:
+    Service<Request<()>, Response = Response<Self::Body>, Error = Infallible, Future: Send>
+    + Clone
+    + 'static
+{
+    /// The response body.
+    type Body: Body<Data = Bytes, Error: Debug>;
+}
+
+impl<S, B> BenchService for S
+where
+    S: Service<Request<()>, Response = Response<B>, Error = Infallible, Future: Send>
+        + Clone
+        + 'static,
+    B: Body<Data = Bytes, Error: Debug>,
+{
+    type Body = B;
+}
+
+/// A plain `GET /`.
+pub(crate) fn plain_get() -> Request<()> {
+    Request::get("/").body(()).expect("request")
+}
+
+/// `GET /` with `Cache-Control: no-store`: the cache neither answers nor stores it.
+pub(crate) fn no_store_get() -> Request<()> {
+    Request::get("/")
+        .header("cache-control", "no-store")
+        .body(())
+        .expect("request")
+}
+
+/// The request of `stack/full/hit`: a page of a list, gzip accepted.
+pub(crate) fn stack_get() -> Request<()> {
+    Request::get("/products?page=1&limit=2")
+        .header("accept-encoding", "gzip")
+        .body(())
+        .expect("request")
+}
+
+/// An in-memory cache keeping responses for an hour (the bare service sends no
+/// `Cache-Control`).
+pub(crate) fn cache_layer() -> CacheLayer {
+    CacheLayer::new(MemoryStore::new(64 * 1024 * 1024)).default_ttl(Duration::from_secs(3600))
+}
+
+/// `layer/timing/passthrough`: timing measures every call; with [`plain_get`].
+pub(crate) fn timing_passthrough() -> impl BenchService {
+    TimingLayer::new().layer(fixed_service(small_json(), "application/json"))
+}
+
+/// `layer/compress/passthrough`: with [`plain_get`] (no `Accept-Encoding`), nothing is
+/// compressed.
+pub(crate) fn compress_passthrough() -> impl BenchService {
+    CompressionLayer::new().layer(fixed_service(small_json(), "application/json"))
+}
+
+/// `layer/cache/passthrough`: with [`no_store_get`], the cache forwards and stores nothing.
+pub(crate) fn cache_passthrough() -> impl BenchService {
+    cache_layer().layer(fixed_service(small_json(), "application/json"))
+}
+
+/// `layer/fields/passthrough`: with [`plain_get`] (no `fields=`), nothing is projected.
+pub(crate) fn fields_passthrough() -> impl BenchService {
+    FieldsLayer::default().layer(fixed_service(small_json(), "application/json"))
+}
+
+/// `layer/paginate/passthrough`: every JSON array is paged, so the pass-through case is a
+/// body that is not JSON (as `layer/strip_nulls/passthrough`); with [`plain_get`].
+pub(crate) fn paginate_passthrough() -> impl BenchService {
+    PaginationLayer::default().layer(fixed_service(
+        Bytes::from_static(b"plain text"),
+        "text/plain",
+    ))
+}
+
+/// `stack/full/hit`: the example service's stack, outermost first (`examples/service`), on
+/// the bare service; with [`stack_get`] after a first call, a cache hit that skips everything
+/// below the cache.
+pub(crate) fn full_stack() -> impl BenchService {
+    ServiceBuilder::new()
+        .layer(TimingLayer::new().server_timing(true))
+        .layer(cache_layer())
+        .layer(CompressionLayer::new())
+        .layer(StripNullsLayer::new())
+        .layer(FieldsLayer::default())
+        .layer(PaginationLayer::default())
+        .service(fixed_service(small_json(), "application/json"))
+}
