@@ -13,12 +13,11 @@ use crate::ConfigError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Encoding {
-    /// Zstandard (RFC 8878), `zstd`: the best speed for its ratio; every current browser
-    /// except Safari sends it.
+    /// Zstandard (RFC 8878), `zstd`: the cheapest of the four at the default levels.
     Zstd,
-    /// Brotli (RFC 7932), `br`: the best ratio at a moderate level; every browser sends it.
+    /// Brotli (RFC 7932), `br`.
     Br,
-    /// gzip (RFC 1952), `gzip`: the universal fallback.
+    /// gzip (RFC 1952), `gzip`.
     Gzip,
     /// zlib-wrapped deflate (RFC 1950), `deflate`: only for old clients that offer nothing else.
     Deflate,

@@ -14,8 +14,8 @@ use crate::ConfigError;
 pub const DEFAULT_MIN_SIZE: u64 = 1024;
 
 /// Media types [`DefaultPredicate`] never compresses: formats that are compressed already
-/// (raster images, video, audio, archives, WOFF fonts, PDF), gRPC (it compresses its own
-/// messages) and server-sent events (compression buffers the events a client waits for).
+/// (raster images, video, audio, archives, WOFF fonts, PDF), gRPC (it has its own message
+/// compression) and server-sent events (each event is meant to reach the client when sent).
 /// `type/*` matches every subtype. SVG, BMP and icons are not listed: they are text or
 /// uncompressed and shrink well.
 pub const DEFAULT_SKIPPED_MEDIA_TYPES: [&str; 23] = [

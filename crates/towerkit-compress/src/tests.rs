@@ -429,6 +429,30 @@ async fn unsatisfiable_accept_encoding_gets_an_uncompressed_200() {
     assert_eq!(body, content);
 }
 
+/// Why the minimum size: tower-http's default (32 bytes) compresses a small body into more
+/// bytes than it had.
+#[tokio::test]
+async fn tower_http_default_makes_a_small_body_bigger() {
+    let content = Bytes::from_static(br#"{"id":1,"name":"Widget","price":9.99}"#);
+    for encoding in codings() {
+        let inner = fixed(content.clone(), &[("content-type", "application/json")]);
+        let response = ServiceBuilder::new()
+            .layer(HttpCompressionLayer::new())
+            .service(inner)
+            .oneshot(request(Some(encoding.as_str())))
+            .await
+            .unwrap();
+        assert_eq!(response.headers()[CONTENT_ENCODING], encoding.as_str());
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            body.len() > content.len(),
+            "{encoding}: {} -> {} bytes",
+            content.len(),
+            body.len()
+        );
+    }
+}
+
 #[tokio::test]
 async fn body_under_one_kib_is_not_compressed_but_varies() {
     let content = json(900);
