@@ -71,8 +71,8 @@
 //! | gzip 6         | ≈ 16–20 ms | ≈ 50–60 MB/s   | 8.1 KB (12.3×) | every other client |
 //! | deflate 6      | not measured | | | clients that offer nothing else (gzip's algorithm with zlib framing) |
 //!
-//! A level is per coding and per layer; higher levels buy a few percent of size for many
-//! times the CPU. On a cached route the cost is paid once per coding: a cache hit serves the
+//! A level is per coding and per layer; a higher level trades more CPU for smaller output.
+//! On a cached route the cost is paid once per coding: a cache hit serves the
 //! stored bytes, and `compress/cached_hit/br_100KB` costs the same as
 //! `compress/cached_hit/identity_100KB` (a few microseconds, no compression).
 //!
@@ -82,8 +82,8 @@
 //! often a response is compressed and how big it is:
 //!
 //! - **Cached routes** (a `CacheLayer` outside this one): the response is compressed once per
-//!   coding and then served from the cache, so a higher level (brotli 6–9, zstd 9–12) costs
-//!   once and saves on every hit.
+//!   coding and then served from the cache, so a level above the default costs once and
+//!   saves bytes on every hit.
 //! - **Large exports and streams**: CPU per request dominates; use zstd 1 or gzip 1–3, or
 //!   disable brotli for the route.
 //! - **Everything else**: the defaults.
