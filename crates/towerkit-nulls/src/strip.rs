@@ -195,7 +195,7 @@ impl Stripper<'_> {
                 self.drop_span(drop_from, i + 4);
                 i += 4;
                 dropped = true;
-            } else if self.options.empty && matches!(input[i], b'{' | b'[') {
+            } else if self.options.empty && matches!(input.get(i), Some(b'{' | b'[')) {
                 self.flush(drop_from);
                 let written = self.out.len();
                 let (end, empty) = self.value(i, depth, child)?;

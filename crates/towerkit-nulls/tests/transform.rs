@@ -208,6 +208,16 @@ fn rejects_malformed_documents() {
 }
 
 #[test]
+fn rejects_a_document_that_ends_after_a_colon_with_every_option() {
+    // Found by the strip_nulls fuzz target: with `empty`, the value after the last colon
+    // was read before checking that one exists.
+    let all = StripOptions::new().arrays(true).empty(true);
+    for doc in [r#"{"a":{"b":null},"c":"#, r#"{"a":"#, r#"{"a": "#] {
+        assert_eq!(fast(doc.as_bytes(), &all), None, "{doc:?}");
+    }
+}
+
+#[test]
 fn rejects_nesting_beyond_the_scanner_limit() {
     let deep = "{\"a\":".repeat(200) + "null" + &"}".repeat(200);
     assert_eq!(fast(deep.as_bytes(), &StripOptions::new()), None);
