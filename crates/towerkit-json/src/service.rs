@@ -353,9 +353,13 @@ where
                             let input = concat(std::mem::take(chunks), *len);
                             let rewriter = rewriter.take();
                             *body = None;
+                            // A body longer or shorter than its Content-Length was cut short or
+                            // padded upstream; rewritten, it would reach the client looking whole.
                             let body = match rewriter {
-                                Some(rewriter) => apply(rewriter, &mut head, input),
-                                None => input,
+                                Some(rewriter) if declared_length_is(&head, *len) => {
+                                    apply(rewriter, &mut head, input)
+                                }
+                                _ => input,
                             };
                             return Poll::Ready(Ok(Response::from_parts(
                                 head,
@@ -386,6 +390,17 @@ fn wants_body<B: Body, R: Rewriter>(
         .and_then(|value| value.parse::<u64>().ok());
     let lower = body.size_hint().lower();
     declared.unwrap_or(lower).max(lower) <= limit as u64
+}
+
+/// Whether the response declares no `Content-Length`, or declares exactly `len`.
+fn declared_length_is(head: &response::Parts, len: usize) -> bool {
+    head.headers.get(CONTENT_LENGTH).is_none_or(|value| {
+        value
+            .to_str()
+            .ok()
+            .and_then(|value| value.parse::<u64>().ok())
+            == Some(len as u64)
+    })
 }
 
 fn concat(mut chunks: Vec<Bytes>, len: usize) -> Bytes {
@@ -480,6 +495,72 @@ mod tests {
             .headers
             .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         assert!(!is_eligible(&gzipped));
+    }
+
+    /// Wraps JSON in `[...]`.
+    #[derive(Clone)]
+    struct Wrap;
+
+    impl<B> RewritePolicy<B> for Wrap {
+        type Rewriter = Wrap;
+        fn on_request(&self, _: &Request<B>) -> Decision<Wrap> {
+            Decision::Rewrite(Wrap)
+        }
+    }
+
+    impl Rewriter for Wrap {
+        fn rewrite(
+            self,
+            _: &mut response::Parts,
+            json: &[u8],
+            out: &mut Vec<u8>,
+        ) -> Result<(), Malformed> {
+            crate::scan::validate(json)?;
+            out.push(b'[');
+            out.extend_from_slice(json);
+            out.push(b']');
+            Ok(())
+        }
+    }
+
+    async fn wrap(body: &'static str, content_length: &str) -> (String, String) {
+        use http_body_util::{BodyExt, Full};
+        use tower::{ServiceExt, service_fn};
+        let content_length = content_length.to_owned();
+        let upstream = service_fn(move |_: Request<()>| {
+            let response = Response::builder()
+                .header(CONTENT_TYPE, "application/json")
+                .header(CONTENT_LENGTH, content_length.clone())
+                .body(Full::new(Bytes::from_static(body.as_bytes())))
+                .unwrap();
+            async move { Ok::<_, std::convert::Infallible>(response) }
+        });
+        let service = RewriteJsonLayer::new(Wrap).layer(upstream);
+        let response = service.oneshot(Request::new(())).await.unwrap();
+        let length = response.headers()[CONTENT_LENGTH]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (String::from_utf8(body.to_vec()).unwrap(), length)
+    }
+
+    #[tokio::test]
+    async fn a_body_that_disagrees_with_its_content_length_passes_through() {
+        assert_eq!(
+            wrap("12345", "5").await,
+            ("[12345]".to_owned(), "7".to_owned())
+        );
+        // "123" of a declared "12345" is valid JSON: only the length shows the truncation.
+        assert_eq!(wrap("123", "5").await, ("123".to_owned(), "5".to_owned()));
+        assert_eq!(
+            wrap("[1,2]", "3").await,
+            ("[1,2]".to_owned(), "3".to_owned())
+        );
+        assert_eq!(
+            wrap("[1,2]", "five").await,
+            ("[1,2]".to_owned(), "five".to_owned())
+        );
     }
 
     #[test]
