@@ -1,1 +1,88 @@
-//! towerkit-db
+//! A pooled PostgreSQL client for axum services: deadpool-postgres with production
+//! timeouts, every query timed by towerkit-timing, transactions that cannot leak, health
+//! checks, and typed errors that answer clients without leaking SQL or credentials.
+//!
+//! - [`Db`] wraps a deadpool-postgres pool built from `DATABASE_URL` or a [`DbConfig`]:
+//!   wait, connect and recycle timeouts, `statement_timeout` and `application_name` on
+//!   every connection, pool size from the CPU count, optional warm-up, and a background
+//!   task that retires connections idle for 10 minutes or older than 30.
+//! - [`Db::query`], [`Db::query_one`], [`Db::query_opt`] and [`Db::execute`] prepare each
+//!   statement once per connection and record it with towerkit-timing's `QueryTimer`:
+//!   `db_client_operation_duration_seconds`, [`QueryStats`](towerkit_timing::QueryStats),
+//!   slow-query logs, and, inside a `TimingLayer`, the request's `Server-Timing` and N+1
+//!   detection. [`Db::named`] labels a query by name.
+//! - [`Db::transaction`] commits when the closure returns `Ok` and rolls back on `Err` or
+//!   panic; a cancelled transaction's connection is closed, never reused.
+//! - [`Db::check`], [`live`] and [`ready`] (or [`Db::health_routes`]) answer
+//!   `application/health+json`.
+//! - [`DbError`] says what failed (pool timeout, connect, query with SQLSTATE) and turns
+//!   into a 503 or 500 `application/problem+json`.
+//!
+//! ```
+//! use towerkit_db::{Db, DbConfig, DbError};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! # let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+//! let db = Db::connect(DbConfig::from_url(&url)?).await?;
+//!
+//! let row = db.query_one("SELECT $1::int + 1", &[&41_i32]).await?;
+//! assert_eq!(row.get::<_, i32>(0), 42);
+//!
+//! let count: i64 = db
+//!     .transaction(|tx| async move {
+//!         tx.execute("CREATE TEMPORARY TABLE visits (page text) ON COMMIT DROP", &[]).await?;
+//!         tx.execute("INSERT INTO visits VALUES ($1), ($1)", &[&"/home"]).await?;
+//!         let row = tx.query_one("SELECT count(*) FROM visits", &[]).await?;
+//!         Ok::<_, DbError>(row.get(0))
+//!     })
+//!     .await?;
+//! assert_eq!(count, 2);
+//! assert_eq!(db.stats().get("INSERT visits").map(|s| s.count), Some(1));
+//! # Ok::<(), DbError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! In an axum service, with health routes, errors as responses, and query timings in
+//! `Server-Timing`:
+//!
+//! ```no_run
+//! use axum::{Router, extract::{Path, State}, routing::get};
+//! use towerkit_db::{Db, DbError};
+//! use towerkit_timing::TimingLayer;
+//!
+//! async fn product(State(db): State<Db>, Path(id): Path<i64>) -> Result<String, DbError> {
+//!     let row = db.query_one("SELECT name FROM products WHERE id = $1", &[&id]).await?;
+//!     Ok(row.get(0))
+//! }
+//!
+//! # async fn run() -> Result<(), DbError> {
+//! let db = Db::from_env().await?;
+//! let app: Router = Router::new()
+//!     .route("/products/{id}", get(product))
+//!     .with_state(db.clone())
+//!     .merge(db.health_routes())
+//!     .layer(TimingLayer::new().server_timing(true));
+//! # let _ = app; Ok(()) }
+//! ```
+
+mod config;
+mod db;
+mod error;
+mod health;
+mod pool;
+mod tx;
+
+pub use config::{
+    CLIENT_TIMEOUT_MARGIN, ConfigError, DATABASE_URL, DEFAULT_APPLICATION_NAME, DbConfig,
+};
+pub use db::{Db, Named};
+pub use error::DbError;
+pub use health::{HEALTH_JSON, Health, HealthStatus, live, ready};
+pub use pool::{
+    CONNECTION_COUNT, CONNECTION_MAX, CONNECTION_PENDING_REQUESTS, CONNECTION_WAIT_TIME,
+    MAX_UPKEEP_INTERVAL, POOL_NAME_LABEL, PoolStatus,
+};
+pub use tx::Tx;
+
+/// The driver, re-exported for its types (`Row`, `types::ToSql`, `error::SqlState`).
+pub use tokio_postgres;

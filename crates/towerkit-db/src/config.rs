@@ -1,0 +1,412 @@
+//! [`DbConfig`]: where to connect and the pool's production defaults.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use towerkit_timing::QueryTimer;
+
+use crate::error::DbError;
+
+/// The environment variable [`DbConfig::from_env`] reads.
+pub const DATABASE_URL: &str = "DATABASE_URL";
+
+/// How a [`Db`](crate::Db) connects and sizes its pool.
+///
+/// The defaults are meant for production, where deadpool's own (no timeouts at all) would
+/// let a database that accepts TCP but never answers hang every request:
+///
+/// | setting | default |
+/// |---|---|
+/// | [`max_size`](Self::max_size) | 2 × CPU cores, at least 4 |
+/// | [`min_connections`](Self::min_connections) (warm-up, kept open) | 0 |
+/// | [`wait_timeout`](Self::wait_timeout) (for a free connection) | 3 s |
+/// | [`connect_timeout`](Self::connect_timeout) (to open one) | 3 s |
+/// | [`recycle_timeout`](Self::recycle_timeout) (to check one on reuse) | 1 s |
+/// | [`statement_timeout`](Self::statement_timeout) (server side; the client gives up 1 s later) | 30 s |
+/// | [`application_name`](Self::application_name) | the URL's, else `towerkit` |
+/// | [`idle_timeout`](Self::idle_timeout) | 10 min |
+/// | [`max_lifetime`](Self::max_lifetime) | 30 min |
+/// | [`check_timeout`](Self::check_timeout) / [`check_ttl`](Self::check_ttl) (health) | 1 s / 1 s |
+/// | [`statement_cache_capacity`](Self::statement_cache_capacity) (per connection) | 256 |
+///
+/// ```
+/// use std::time::Duration;
+/// use towerkit_db::DbConfig;
+///
+/// let config = DbConfig::from_url("postgres://app@db.internal:5432/shop")
+///     .expect("a valid URL")
+///     .max_size(20)
+///     .min_connections(4)
+///     .statement_timeout(Some(Duration::from_secs(5)))
+///     .application_name("catalog-api");
+/// assert_eq!(config.get_max_size(), 20);
+/// ```
+#[derive(Clone)]
+pub struct DbConfig {
+    pub(crate) pg: tokio_postgres::Config,
+    pub(crate) max_size: usize,
+    pub(crate) min_connections: usize,
+    pub(crate) wait_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) recycle_timeout: Duration,
+    pub(crate) statement_timeout: Option<Duration>,
+    pub(crate) application_name: Option<String>,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_lifetime: Duration,
+    pub(crate) check_timeout: Duration,
+    pub(crate) check_ttl: Duration,
+    pub(crate) statement_cache_capacity: usize,
+    pub(crate) pool_name: String,
+    pub(crate) timer: QueryTimer,
+}
+
+/// The `application_name` used when neither the URL nor the config sets one.
+pub const DEFAULT_APPLICATION_NAME: &str = "towerkit";
+
+/// How much longer than the statement timeout the client waits for a query before it gives
+/// up on it and discards the connection.
+pub const CLIENT_TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
+
+impl fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // tokio-postgres' Debug already redacts the password.
+        f.debug_struct("DbConfig")
+            .field("pg", &self.pg)
+            .field("max_size", &self.max_size)
+            .field("min_connections", &self.min_connections)
+            .field("wait_timeout", &self.wait_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("recycle_timeout", &self.recycle_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("application_name", &self.application_name)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("check_timeout", &self.check_timeout)
+            .field("check_ttl", &self.check_ttl)
+            .field("statement_cache_capacity", &self.statement_cache_capacity)
+            .field("pool_name", &self.pool_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DbConfig {
+    /// A configuration for `pg` with the production defaults (see the type docs).
+    pub fn new(pg: tokio_postgres::Config) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            pg,
+            max_size: (cores * 2).max(4),
+            min_connections: 0,
+            wait_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(3),
+            recycle_timeout: Duration::from_secs(1),
+            statement_timeout: Some(Duration::from_secs(30)),
+            application_name: None,
+            idle_timeout: Duration::from_secs(10 * 60),
+            max_lifetime: Duration::from_secs(30 * 60),
+            check_timeout: Duration::from_secs(1),
+            check_ttl: Duration::from_secs(1),
+            statement_cache_capacity: 256,
+            pool_name: "default".to_owned(),
+            timer: QueryTimer::new("postgresql"),
+        }
+    }
+
+    /// Parses a `postgres://` URL or a `key=value` connection string. The error never
+    /// repeats the string, which may hold a password.
+    pub fn from_url(url: &str) -> Result<Self, DbError> {
+        let pg = tokio_postgres::Config::from_str(url)
+            .map_err(|e| ConfigError::InvalidUrl(e.to_string()))?;
+        Ok(Self::new(pg))
+    }
+
+    /// Reads [`DATABASE_URL`] (see [`from_url`](Self::from_url)).
+    pub fn from_env() -> Result<Self, DbError> {
+        let url = std::env::var(DATABASE_URL).map_err(|_| ConfigError::MissingUrl)?;
+        Self::from_url(&url)
+    }
+
+    /// The most connections the pool opens. Default: 2 × CPU cores, at least 4.
+    #[must_use]
+    pub fn max_size(mut self, max_size: usize) -> Self {
+        self.max_size = max_size;
+        self
+    }
+
+    /// Connections opened by [`Db::connect`](crate::Db::connect) (which fails if it cannot
+    /// open them) and kept open afterwards by the background task. Default: 0.
+    #[must_use]
+    pub fn min_connections(mut self, min: usize) -> Self {
+        self.min_connections = min;
+        self
+    }
+
+    /// How long a query waits for a free connection when all are in use, before failing
+    /// with [`DbError::PoolTimeout`]. Default: 3 s.
+    #[must_use]
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
+    /// How long opening a connection (TCP, TLS, authentication, session setup) may take
+    /// before failing with [`DbError::ConnectTimeout`]. Default: 3 s.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long checking a pooled connection before reuse may take; a connection that
+    /// fails the check is replaced. Default: 1 s.
+    #[must_use]
+    pub fn recycle_timeout(mut self, timeout: Duration) -> Self {
+        self.recycle_timeout = timeout;
+        self
+    }
+
+    /// PostgreSQL's `statement_timeout` for every connection; the client also gives up on a
+    /// query [`CLIENT_TIMEOUT_MARGIN`] (1 s) later, in case the server cannot answer at all,
+    /// and discards that connection. `None` sets neither. Default: 30 s.
+    #[must_use]
+    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    /// The `application_name` connections report (in `pg_stat_activity` and server logs).
+    /// Default: the URL's, else [`DEFAULT_APPLICATION_NAME`].
+    #[must_use]
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.application_name = Some(name.into());
+        self
+    }
+
+    /// Idle connections are closed after this long (beyond `min_connections`, which are
+    /// replaced). Default: 10 min.
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Connections are closed once this old, when next idle. Default: 30 min.
+    #[must_use]
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_lifetime = lifetime;
+        self
+    }
+
+    /// How long [`Db::check`](crate::Db::check) may take. Default: 1 s.
+    #[must_use]
+    pub fn check_timeout(mut self, timeout: Duration) -> Self {
+        self.check_timeout = timeout;
+        self
+    }
+
+    /// How long a [`Db::check`](crate::Db::check) result is reused, so frequent probes do
+    /// not load the database. Default: 1 s.
+    #[must_use]
+    pub fn check_ttl(mut self, ttl: Duration) -> Self {
+        self.check_ttl = ttl;
+        self
+    }
+
+    /// How many prepared statements each connection keeps; beyond it the connection's
+    /// cache is emptied, so generated SQL cannot grow it without bound. Default: 256.
+    #[must_use]
+    pub fn statement_cache_capacity(mut self, capacity: usize) -> Self {
+        self.statement_cache_capacity = capacity;
+        self
+    }
+
+    /// The `db_client_connection_pool_name` label of the pool metrics. Default: `default`.
+    #[must_use]
+    pub fn pool_name(mut self, name: impl Into<String>) -> Self {
+        self.pool_name = name.into();
+        self
+    }
+
+    /// The [`QueryTimer`] that times every query (slow thresholds, parameter logging,
+    /// label capacity). Default: `QueryTimer::new("postgresql")`.
+    #[must_use]
+    pub fn timer(mut self, timer: QueryTimer) -> Self {
+        self.timer = timer;
+        self
+    }
+
+    /// The configured maximum pool size.
+    pub fn get_max_size(&self) -> usize {
+        self.max_size
+    }
+
+    /// Checks the settings and completes the connection config: `application_name` and
+    /// `statement_timeout` for every session.
+    pub(crate) fn validate(&self) -> Result<tokio_postgres::Config, ConfigError> {
+        let invalid = |field, reason| Err(ConfigError::Invalid { field, reason });
+        if self.max_size == 0 {
+            return invalid("max_size", "must be at least 1");
+        }
+        if self.min_connections > self.max_size {
+            return invalid("min_connections", "must not exceed max_size");
+        }
+        for (field, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("recycle_timeout", self.recycle_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("max_lifetime", self.max_lifetime),
+            ("check_timeout", self.check_timeout),
+        ] {
+            if value.is_zero() {
+                return invalid(field, "must be longer than zero");
+            }
+        }
+        if self.statement_timeout.is_some_and(|t| t.as_millis() == 0) {
+            return invalid("statement_timeout", "must be at least 1 ms, or None");
+        }
+        if self.pg.get_hosts().is_empty() {
+            return invalid("url", "names no host");
+        }
+        let mut pg = self.pg.clone();
+        match (&self.application_name, pg.get_application_name()) {
+            (Some(name), _) => {
+                pg.application_name(name);
+            }
+            (None, None) => {
+                pg.application_name(DEFAULT_APPLICATION_NAME);
+            }
+            (None, Some(_)) => {}
+        }
+        if let Some(timeout) = self.statement_timeout {
+            let setting = format!("-c statement_timeout={}", timeout.as_millis());
+            let options = match pg.get_options() {
+                Some(existing) if !existing.is_empty() => format!("{existing} {setting}"),
+                _ => setting,
+            };
+            pg.options(options);
+        }
+        pg.connect_timeout(self.connect_timeout);
+        Ok(pg)
+    }
+
+    /// The client-side bound on one query.
+    pub(crate) fn client_timeout(&self) -> Option<Duration> {
+        self.statement_timeout.map(|t| t + CLIENT_TIMEOUT_MARGIN)
+    }
+}
+
+/// A configuration that cannot work, found when the [`Db`](crate::Db) is built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// [`DATABASE_URL`] is not set (or not Unicode).
+    #[error("DATABASE_URL is not set")]
+    MissingUrl,
+    /// The connection string could not be parsed.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+    /// A setting is out of range.
+    #[error("invalid database setting {field}: {reason}")]
+    Invalid {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// [`Db::connect`](crate::Db::connect) was not called on a tokio runtime.
+    #[error("Db::connect must run on a tokio runtime")]
+    NoRuntime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str) -> DbConfig {
+        DbConfig::from_url(url).unwrap()
+    }
+
+    #[test]
+    fn statement_timeout_and_application_name_are_set_per_session() {
+        let pg = config("postgres://u@localhost/db").validate().unwrap();
+        assert_eq!(pg.get_application_name(), Some(DEFAULT_APPLICATION_NAME));
+        assert_eq!(pg.get_options(), Some("-c statement_timeout=30000"));
+        assert_eq!(pg.get_connect_timeout(), Some(&Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn the_urls_application_name_and_options_are_kept() {
+        let pg = config(
+            "postgres://u@localhost/db?application_name=shop&options=-c%20search_path%3Dapp",
+        )
+        .validate()
+        .unwrap();
+        assert_eq!(pg.get_application_name(), Some("shop"));
+        assert_eq!(
+            pg.get_options(),
+            Some("-c search_path=app -c statement_timeout=30000")
+        );
+        let pg = config("postgres://u@localhost/db?application_name=shop")
+            .application_name("api")
+            .validate()
+            .unwrap();
+        assert_eq!(pg.get_application_name(), Some("api"));
+    }
+
+    #[test]
+    fn no_statement_timeout_sets_no_option() {
+        let config = config("postgres://u@localhost/db").statement_timeout(None);
+        assert_eq!(config.validate().unwrap().get_options(), None);
+        assert_eq!(config.client_timeout(), None);
+    }
+
+    #[test]
+    fn pool_size_defaults_from_cores() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(
+            config("postgres://u@localhost/db").get_max_size(),
+            (cores * 2).max(4)
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_typed_errors() {
+        let check = |config: DbConfig, field: &str| match config.validate() {
+            Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("expected an invalid {field}, got {other:?}"),
+        };
+        check(config("postgres://u@localhost/db").max_size(0), "max_size");
+        check(
+            config("postgres://u@localhost/db")
+                .max_size(2)
+                .min_connections(3),
+            "min_connections",
+        );
+        check(
+            config("postgres://u@localhost/db").connect_timeout(Duration::ZERO),
+            "connect_timeout",
+        );
+        check(
+            config("postgres://u@localhost/db").statement_timeout(Some(Duration::from_micros(10))),
+            "statement_timeout",
+        );
+        check(config("user=u dbname=db"), "url");
+    }
+
+    #[test]
+    fn a_bad_url_does_not_echo_the_password() {
+        let err = DbConfig::from_url("postgres://u:hunter2@localhost:notaport/db").unwrap_err();
+        assert!(
+            matches!(err, DbError::Config(ConfigError::InvalidUrl(_))),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_redacts_the_password() {
+        let config = config("postgres://u:hunter2@localhost/db");
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,202 @@
+//! [`DbError`]: what failed, typed; and its HTTP response, which says nothing about SQL,
+//! data or credentials.
+
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use tokio_postgres::error::SqlState;
+use towerkit_json::Problem;
+
+use crate::config::ConfigError;
+
+/// An error from [`Db`](crate::Db) or [`Tx`](crate::Tx).
+///
+/// Its `Display` is for logs: it names the query by its summary (`SELECT products`), never
+/// its parameters. Its [`IntoResponse`] is for clients: an `application/problem+json` 503
+/// (with `Retry-After`) when the database is unavailable or overloaded, 500 otherwise, with
+/// neither SQL nor database messages.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// The configuration cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No connection became free within the wait timeout: the pool is exhausted.
+    #[error("no database connection became free within {0:?}")]
+    PoolTimeout(Duration),
+    /// Opening a connection took longer than the connect timeout.
+    #[error("connecting to the database took longer than {0:?}")]
+    ConnectTimeout(Duration),
+    /// Opening a connection failed (refused, authentication, TLS, ...).
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] tokio_postgres::Error),
+    /// The pool was closed.
+    #[error("the database pool is closed")]
+    Closed,
+    /// A query failed; [`sqlstate`](Self::sqlstate) says why when the server answered.
+    #[error("query `{summary}` failed{}: {source}", sqlstate_suffix(source))]
+    Query {
+        /// The query's summary or name.
+        summary: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The server did not answer a query within the statement timeout plus a margin; the
+    /// connection was discarded.
+    #[error("query `{summary}` got no answer within {timeout:?}")]
+    QueryTimeout {
+        /// The query's summary or name.
+        summary: String,
+        /// The client-side timeout.
+        timeout: Duration,
+    },
+    /// `query_one` found no row, or `query_one`/`query_opt` found more than one.
+    #[error("query `{summary}` returned {found} where at most one row was expected")]
+    RowCount {
+        /// The query's summary or name.
+        summary: String,
+        /// `no row` or `more than one row`.
+        found: &'static str,
+    },
+    /// A [`Tx`](crate::Tx) was used after its transaction ended.
+    #[error("the transaction has already ended")]
+    TransactionFinished,
+    /// The [`Tx`](crate::Tx) handle outlived the closure given to
+    /// [`Db::transaction`](crate::Db::transaction) (moved into a task or returned), so the
+    /// transaction was rolled back instead of committed.
+    #[error("the transaction handle escaped its closure; the transaction was rolled back")]
+    TransactionEscaped,
+}
+
+fn sqlstate_suffix(error: &tokio_postgres::Error) -> String {
+    error
+        .code()
+        .map(|code| format!(" with SQLSTATE {}", code.code()))
+        .unwrap_or_default()
+}
+
+impl DbError {
+    /// The SQLSTATE of a query the server rejected.
+    pub fn sqlstate(&self) -> Option<&SqlState> {
+        match self {
+            Self::Query { source, .. } => source.code(),
+            _ => None,
+        }
+    }
+
+    /// Whether the database is unavailable or overloaded (no connection, connection lost,
+    /// server shutting down, statement timeout, serialization failure, deadlock): the
+    /// request may succeed if retried later. These answer 503.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::PoolTimeout(_)
+            | Self::ConnectTimeout(_)
+            | Self::Connect(_)
+            | Self::Closed
+            | Self::QueryTimeout { .. } => true,
+            Self::Query { source, .. } => {
+                // The connection was lost: closed, or an I/O error on its socket.
+                let io = std::error::Error::source(source)
+                    .is_some_and(|cause| cause.is::<std::io::Error>());
+                if source.is_closed() || io {
+                    return true;
+                }
+                let Some(code) = source.code() else {
+                    return false;
+                };
+                let code = code.code();
+                code.starts_with("08")
+                    || matches!(
+                        code,
+                        "57P01" | "57P02" | "57P03" | "53300" | "57014" | "40001" | "40P01"
+                    )
+            }
+            _ => false,
+        }
+    }
+
+    /// The status of this error's response: 503 when [`is_unavailable`](Self::is_unavailable),
+    /// else 500.
+    pub fn status(&self) -> StatusCode {
+        if self.is_unavailable() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+
+    /// The problem document sent to clients: a status and a generic detail, nothing from
+    /// the query or the server's message.
+    pub fn problem(&self) -> Problem {
+        let detail = if self.is_unavailable() {
+            "The database is unavailable or overloaded; try again shortly."
+        } else {
+            "A database operation failed."
+        };
+        Problem::new(self.status()).with_detail(detail)
+    }
+}
+
+impl IntoResponse for DbError {
+    /// Logs the error at ERROR (target `towerkit_db`) and answers with [`DbError::problem`];
+    /// a 503 carries `Retry-After: 1`.
+    fn into_response(self) -> Response {
+        tracing::error!(target: "towerkit_db", error = %self, "database error");
+        let mut response = IntoResponse::into_response(self.problem());
+        if self.is_unavailable() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_errors_are_unavailable() {
+        for error in [
+            DbError::PoolTimeout(Duration::from_secs(1)),
+            DbError::ConnectTimeout(Duration::from_secs(1)),
+            DbError::Closed,
+            DbError::QueryTimeout {
+                summary: "SELECT t".into(),
+                timeout: Duration::from_secs(1),
+            },
+        ] {
+            assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE, "{error}");
+        }
+    }
+
+    #[test]
+    fn programming_errors_are_500() {
+        let error = DbError::RowCount {
+            summary: "SELECT t".into(),
+            found: "no row",
+        };
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            DbError::TransactionEscaped.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn response_is_problem_json_with_retry_after_when_unavailable() {
+        let response = DbError::PoolTimeout(Duration::from_secs(3)).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let response = DbError::TransactionFinished.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+    }
+}

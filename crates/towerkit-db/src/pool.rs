@@ -1,0 +1,196 @@
+//! The pool's upkeep: warm-up, retiring idle and old connections, and the pool gauges.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Pool, WeakPool};
+use metrics::SharedString;
+
+use crate::error::DbError;
+
+/// Gauge: connections by `db_client_connection_state` (`idle`, `used`).
+pub const CONNECTION_COUNT: &str = "db_client_connection_count";
+/// Gauge: the pool's maximum size.
+pub const CONNECTION_MAX: &str = "db_client_connection_max";
+/// Gauge: requests waiting for a connection.
+pub const CONNECTION_PENDING_REQUESTS: &str = "db_client_connection_pending_requests";
+/// Histogram: time to check out a connection, in seconds.
+pub const CONNECTION_WAIT_TIME: &str = "db_client_connection_wait_time_seconds";
+/// The pool-name label of every pool metric.
+pub const POOL_NAME_LABEL: &str = "db_client_connection_pool_name";
+
+/// The longest pause between two rounds of upkeep (gauges refreshed, connections retired).
+pub const MAX_UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A snapshot of the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// The most connections the pool opens.
+    pub max: usize,
+    /// Connections open.
+    pub size: usize,
+    /// Open connections not checked out.
+    pub idle: usize,
+    /// Connections checked out.
+    pub used: usize,
+    /// Requests waiting for a connection.
+    pub waiting: usize,
+}
+
+impl PoolStatus {
+    pub(crate) fn of(pool: &Pool) -> Self {
+        let status = pool.status();
+        Self {
+            max: status.max_size,
+            size: status.size,
+            idle: status.available,
+            used: status.size.saturating_sub(status.available),
+            waiting: status.waiting,
+        }
+    }
+
+    /// Every connection is in use (and none can be opened), or requests are waiting.
+    pub fn is_saturated(&self) -> bool {
+        self.waiting > 0 || (self.max > 0 && self.used >= self.max)
+    }
+}
+
+/// Sets the pool gauges from `pool`'s status.
+pub(crate) fn record_gauges(pool: &Pool, name: &SharedString) {
+    let status = PoolStatus::of(pool);
+    for (state, count) in [("idle", status.idle), ("used", status.used)] {
+        metrics::gauge!(CONNECTION_COUNT, POOL_NAME_LABEL => name.clone(), "db_client_connection_state" => state)
+            .set(count as f64);
+    }
+    metrics::gauge!(CONNECTION_MAX, POOL_NAME_LABEL => name.clone()).set(status.max as f64);
+    metrics::gauge!(CONNECTION_PENDING_REQUESTS, POOL_NAME_LABEL => name.clone())
+        .set(status.waiting as f64);
+}
+
+/// Opens connections until the pool holds `min`, all at once; the first failure is
+/// returned.
+pub(crate) async fn top_up(pool: &Pool, min: usize) -> Result<(), DbError> {
+    let missing = min.saturating_sub(pool.status().size);
+    if missing == 0 {
+        return Ok(());
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..missing {
+        let pool = pool.clone();
+        tasks.spawn(async move { pool.get().await.map(drop) });
+    }
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(Err(error)) = joined {
+            first_error.get_or_insert(error);
+        }
+    }
+    match first_error {
+        Some(error) => Err(crate::db::pool_error(error, pool)),
+        None => Ok(()),
+    }
+}
+
+/// What the upkeep task needs to know.
+#[derive(Debug, Clone)]
+pub(crate) struct Upkeep {
+    pub(crate) min_connections: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_lifetime: Duration,
+    pub(crate) name: SharedString,
+}
+
+impl Upkeep {
+    /// Often enough to retire connections within a quarter of their limits, at most every
+    /// second (the gauges' resolution).
+    pub(crate) fn interval(&self) -> Duration {
+        (self.idle_timeout.min(self.max_lifetime) / 4)
+            .clamp(Duration::from_millis(10), MAX_UPKEEP_INTERVAL)
+    }
+
+    /// Whether a connection with this age and idle time may stay open.
+    pub(crate) fn keep(&self, age: Duration, idle: Duration) -> bool {
+        age < self.max_lifetime && idle < self.idle_timeout
+    }
+
+    /// Runs until the pool is dropped: retires idle and old connections, tops up to
+    /// `min_connections`, and refreshes the gauges.
+    pub(crate) async fn run(self, pool: WeakPool) {
+        let mut interval = tokio::time::interval(self.interval());
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let Some(pool) = pool.upgrade() else {
+                return;
+            };
+            let retired = pool
+                .retain(|_, metrics| self.keep(metrics.age(), metrics.last_used()))
+                .removed
+                .len();
+            if retired > 0 {
+                tracing::debug!(target: "towerkit_db", retired, "closed idle or old connections");
+            }
+            if let Err(error) = top_up(&pool, self.min_connections).await {
+                tracing::debug!(target: "towerkit_db", %error, "could not open the minimum connections");
+            }
+            record_gauges(&pool, &self.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upkeep(idle: u64, lifetime: u64) -> Upkeep {
+        Upkeep {
+            min_connections: 0,
+            idle_timeout: Duration::from_millis(idle),
+            max_lifetime: Duration::from_millis(lifetime),
+            name: SharedString::const_str("default"),
+        }
+    }
+
+    #[test]
+    fn upkeep_runs_often_enough_for_the_shortest_limit() {
+        assert_eq!(upkeep(600_000, 1_800_000).interval(), MAX_UPKEEP_INTERVAL);
+        assert_eq!(upkeep(200, 1_800_000).interval(), Duration::from_millis(50));
+        assert_eq!(upkeep(1, 1).interval(), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn connections_past_either_limit_are_retired() {
+        let upkeep = upkeep(100, 1000);
+        assert!(upkeep.keep(Duration::from_millis(500), Duration::from_millis(50)));
+        assert!(!upkeep.keep(Duration::from_millis(500), Duration::from_millis(100)));
+        assert!(!upkeep.keep(Duration::from_millis(1000), Duration::ZERO));
+    }
+
+    #[test]
+    fn saturation() {
+        let status = PoolStatus {
+            max: 2,
+            size: 2,
+            idle: 0,
+            used: 2,
+            waiting: 0,
+        };
+        assert!(status.is_saturated());
+        assert!(
+            PoolStatus {
+                waiting: 1,
+                used: 1,
+                idle: 0,
+                ..status
+            }
+            .is_saturated()
+        );
+        assert!(
+            !PoolStatus {
+                idle: 1,
+                used: 1,
+                ..status
+            }
+            .is_saturated()
+        );
+    }
+}

@@ -1,0 +1,381 @@
+//! Helpers shared by the integration tests: the test database, a private schema per test,
+//! captured logs and metrics, and a throwaway PostgreSQL cluster for fault tests.
+
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::io;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use towerkit_db::{Db, DbConfig};
+
+/// The shared test server (never stopped or reconfigured by these tests).
+pub(crate) fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A config for the shared server.
+pub(crate) fn config() -> DbConfig {
+    DbConfig::from_url(&database_url()).unwrap()
+}
+
+/// A name no other test (in this or a concurrent run) uses.
+pub(crate) fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A plain tokio-postgres connection to the shared server, outside any pool.
+pub(crate) async fn raw_client() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// A schema of its own for one test, dropped (with everything in it) when this is dropped,
+/// even if the test fails.
+pub(crate) struct Schema {
+    pub(crate) name: String,
+}
+
+impl Schema {
+    pub(crate) async fn create() -> Self {
+        let name = unique("towerkit_db_test");
+        raw_client()
+            .await
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .await
+            .unwrap();
+        Self { name }
+    }
+
+    /// `name` qualified with this schema.
+    pub(crate) fn table(&self, name: &str) -> String {
+        format!("{}.{name}", self.name)
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        // Drop may run inside a runtime: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok((client, connection)) =
+                    tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(connection);
+                    let _ = client.batch_execute(&sql).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most `limit`.
+pub(crate) async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The server process id behind the pool's next connection.
+pub(crate) async fn backend_pid(db: &Db) -> i32 {
+    db.query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A local port nothing listens on (bound, then released).
+pub(crate) fn dead_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Log lines written on this thread while the value lives.
+pub(crate) struct Logs {
+    buffer: Arc<Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl Logs {
+    pub(crate) fn capture() -> Self {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || Writer(writer.clone()))
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish();
+        Self {
+            buffer,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buffer.lock().unwrap()).into_owned()
+    }
+
+    pub(crate) fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|line| line.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+struct Writer(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Writer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A metric's name, labels and value.
+pub(crate) type Metric = (String, Vec<(String, String)>, Value);
+
+/// A recorded metric value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    Counter(u64),
+    Gauge(f64),
+    Histogram(Vec<f64>),
+}
+
+/// A debugging recorder for this thread while the value lives.
+pub(crate) struct Metrics {
+    snapshotter: Snapshotter,
+    seen: RefCell<Vec<Metric>>,
+    _guard: metrics::LocalRecorderGuard<'static>,
+}
+
+impl Metrics {
+    pub(crate) fn capture() -> Self {
+        let recorder: &'static DebuggingRecorder = Box::leak(Box::new(DebuggingRecorder::new()));
+        Self {
+            snapshotter: recorder.snapshotter(),
+            seen: RefCell::new(Vec::new()),
+            _guard: metrics::set_default_local_recorder(recorder),
+        }
+    }
+
+    /// Every metric so far (snapshots drain histograms, so samples accumulate here).
+    pub(crate) fn all(&self) -> Vec<Metric> {
+        let mut seen = self.seen.borrow_mut();
+        for (key, _, _, value) in self.snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            let labels: Vec<(String, String)> = key
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            let name = key.name().to_owned();
+            let value = match value {
+                DebugValue::Counter(n) => Value::Counter(n),
+                DebugValue::Gauge(g) => Value::Gauge(g.0),
+                DebugValue::Histogram(samples) => {
+                    Value::Histogram(samples.into_iter().map(|s| s.0).collect())
+                }
+            };
+            match seen.iter_mut().find(|(n, l, _)| *n == name && *l == labels) {
+                // Snapshots reset what they read: histograms and counters accumulate here;
+                // a gauge reads as set since the previous snapshot (0 if not set again).
+                Some((_, _, Value::Histogram(samples))) => {
+                    if let Value::Histogram(new) = value {
+                        samples.extend(new);
+                    }
+                }
+                Some((_, _, Value::Counter(total))) => {
+                    if let Value::Counter(new) = value {
+                        *total += new;
+                    }
+                }
+                Some(entry) => entry.2 = value,
+                None => seen.push((name, labels, value)),
+            }
+        }
+        seen.clone()
+    }
+
+    fn matching(&self, name: &str, labels: &[(&str, &str)]) -> Vec<Value> {
+        self.all()
+            .into_iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, _, value)| value)
+            .collect()
+    }
+
+    pub(crate) fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+        self.matching(name, labels)
+            .into_iter()
+            .flat_map(|value| match value {
+                Value::Histogram(samples) => samples,
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+}
+
+/// A throwaway PostgreSQL cluster in a temporary directory on a free port, for tests that
+/// stop and start the server. Stopped and deleted on drop, even when the test fails.
+pub(crate) struct Cluster {
+    dir: PathBuf,
+    bin: PathBuf,
+    pub(crate) port: u16,
+}
+
+impl Cluster {
+    /// `initdb` as the `postgres` user, then start.
+    pub(crate) fn start() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .unwrap()
+            .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
+            .find(|bin| bin.join("initdb").exists())
+            .expect("a PostgreSQL installation under /usr/lib/postgresql");
+        let dir = std::env::temp_dir().join(unique("towerkit-db-cluster"));
+        std::fs::create_dir_all(&dir).unwrap();
+        run(Command::new("chown").arg("postgres:postgres").arg(&dir));
+        let cluster = Self {
+            port: dead_port(),
+            dir,
+            bin,
+        };
+        cluster.as_postgres(
+            "initdb",
+            &[
+                "-D",
+                &cluster.data(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        cluster.start_again();
+        cluster
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// `pg_ctl stop -m fast`: disconnects every client and shuts down.
+    pub(crate) fn stop(&self) {
+        self.as_postgres("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+
+    /// `pg_ctl start`, waiting until it accepts connections.
+    pub(crate) fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("server.log");
+        self.as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log.to_string_lossy(),
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").to_string_lossy().into_owned()
+    }
+
+    fn as_postgres(&self, program: &str, args: &[&str]) {
+        run(Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join(program))
+            .args(args));
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", &self.data(), "-m", "immediate", "-w", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run(command: &mut Command) {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Rows of `table` as seen by a connection outside the pool: only committed data.
+pub(crate) async fn committed_rows(table: &str) -> Vec<String> {
+    let rows = raw_client()
+        .await
+        .query(&format!("SELECT note FROM {table} ORDER BY note"), &[])
+        .await
+        .unwrap();
+    rows.iter().map(|row| row.get(0)).collect()
+}
