@@ -385,3 +385,72 @@ impl Drop for ThrowawayRedis {
         self.kill();
     }
 }
+
+/// The router on a real listener on 127.0.0.1 (hyper's HTTP/1 server, as in production,
+/// with its limits on request heads); the server task is aborted on drop.
+pub struct Served {
+    pub addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Served {
+    pub async fn start(router: axum::Router) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let addr = listener.local_addr().expect("a bound address");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Served { addr, task }
+    }
+
+    /// Sends `request` as raw bytes on a new connection and reads until the server closes
+    /// it (or 10 s pass): the status line's code, `None` when the server closed without
+    /// answering.
+    pub async fn exchange(&self, request: &[u8]) -> RawReply {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("the server accepts");
+        // The server may answer and close before reading everything; a failed write is
+        // not the outcome, the answer is.
+        let _ = stream.write_all(request).await;
+        let mut received = Vec::new();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            let mut chunk = [0u8; 16 * 1024];
+            loop {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => received.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await;
+        let head = String::from_utf8_lossy(&received[..received.len().min(512)]).into_owned();
+        let status = head
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok());
+        RawReply {
+            status,
+            head,
+            timed_out: read.is_err(),
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What came back on a raw connection.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: Option<u16>,
+    /// The first bytes of the answer, for messages.
+    pub head: String,
+    pub timed_out: bool,
+}
