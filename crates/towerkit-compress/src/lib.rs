@@ -61,8 +61,8 @@
 //!
 //! Measured by `cargo bench -p towerkit-benches --bench compress` (`compress/<coding>/100KB/towerkit`)
 //! on the project's 2-core machine, on 100 KB of API-shaped JSON; CPU is one core's time per
-//! MB of uncompressed response, and medians moved by up to a third between runs on the
-//! shared machine, so read them as orders of magnitude:
+//! MB of uncompressed response. The figures are from the quieter runs; on the shared machine
+//! medians moved by up to a factor of two between runs, so read them as orders of magnitude:
 //!
 //! | coding (level) | CPU per MB | throughput | 100 KB JSON becomes | use it for |
 //! |----------------|-----------:|-----------:|--------------------:|------------|
