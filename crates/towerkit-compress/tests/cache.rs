@@ -204,6 +204,25 @@ async fn each_coding_is_its_own_variant() {
     );
     assert!(!identity.headers.contains_key(CONTENT_ENCODING));
     assert!(identity_body == content, "identity variant is the document");
+
+    // And the uncompressed variant, now the most recent, never answers a compressing client:
+    // it gets one of the stored variants it ranks first.
+    let (again, again_body) = get_products(&app, "gzip, br").await;
+    assert!(
+        cache_status(&again).contains("hit"),
+        "{}",
+        cache_status(&again)
+    );
+    let stored = match again.headers[CONTENT_ENCODING].to_str().unwrap() {
+        "br" => &br_body,
+        "gzip" => &gzip_body,
+        other => panic!("served {other}"),
+    };
+    assert!(
+        again_body == *stored,
+        "hit after identity: {} bytes",
+        again_body.len()
+    );
     assert_eq!(
         calls.load(Ordering::SeqCst),
         3,
