@@ -5,17 +5,23 @@ use std::path::Path;
 #[test]
 fn every_corpus_input_satisfies_its_target() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let mut failures = Vec::new();
     for (name, check) in towerkit_fuzz::TARGETS {
         let dir = root.join(name);
         let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        let mut count = 0;
-        for entry in entries {
-            let path = entry.unwrap().path();
+        let mut paths: Vec<_> = entries.map(|entry| entry.unwrap().path()).collect();
+        paths.sort();
+        assert!(!paths.is_empty(), "{name} has no corpus");
+        for path in paths {
             let data = std::fs::read(&path).unwrap();
-            let outcome = std::panic::catch_unwind(|| check(&data));
-            assert!(outcome.is_ok(), "{name}: {} fails", path.display());
-            count += 1;
+            if std::panic::catch_unwind(|| check(&data)).is_err() {
+                failures.push(format!("{name}: {}", path.display()));
+            }
         }
-        assert!(count > 0, "{name} has no corpus");
     }
+    assert!(
+        failures.is_empty(),
+        "failing corpus inputs:\n{}",
+        failures.join("\n")
+    );
 }
