@@ -93,8 +93,7 @@ fn json(mut scenario: Scenario) -> Scenario {
 #[bench::layer__paginate__passthrough(setup = layer_paginate_passthrough)]
 #[bench::layer__paginate__json_1KB(setup = layer_paginate_json)]
 #[bench::layer__cache__passthrough(setup = layer_cache_passthrough)]
-#[bench::cache__hit__towerkit_memory(setup = cache_hit_memory)]
-#[bench::cache__hit__bare_handler(setup = layer_none)]
+#[bench::layer__cache__hit(setup = layer_cache_hit)]
 #[bench::stack__full__hit(setup = stack_full_hit)]
 fn layer(mut scenario: Scenario) -> Scenario {
     black_box((scenario.0)());
@@ -401,12 +400,9 @@ fn layer_cache_passthrough() -> Scenario {
     serve(services::cache_passthrough(), services::no_store_get)
 }
 
-fn cache_hit_memory() -> Scenario {
+fn layer_cache_hit() -> Scenario {
     // The warm-up calls store the response; the measured call is a hit.
-    serve(
-        services::cache_layer().layer(fixed_service(small_json(), "application/json")),
-        plain_get,
-    )
+    serve(services::cache_hit(), plain_get)
 }
 
 fn stack_full_hit() -> Scenario {

@@ -1,7 +1,8 @@
 //! Wall time of what `benches/layers.rs` and the crates' benches do not cover: the full
-//! example stack on a cache hit (`stack/full/hit`), and the pass-through cost of the
-//! layers without one elsewhere (`layer/<name>/passthrough`), all on the bare service of
-//! `layer/none/passthrough`, their reference. The instruction counts of the same ids
+//! example stack on a cache hit (`stack/full/hit`), the cache layer's own hit
+//! (`layer/cache/hit`), and the pass-through cost of the layers without one elsewhere
+//! (`layer/<name>/passthrough`), all on the bare service of `layer/none/passthrough`, their
+//! reference. The instruction counts of the same ids
 //! (`benches/instructions.rs`) measure the same services.
 
 mod services;
@@ -30,6 +31,10 @@ fn stack(c: &mut Criterion) {
     let cache = services::cache_passthrough();
     group.bench_function("cache/passthrough", |b| {
         bench_service(b, &rt, cache.clone(), services::no_store_get)
+    });
+    let hit = services::cache_hit();
+    group.bench_function("cache/hit", |b| {
+        bench_service(b, &rt, hit.clone(), services::plain_get)
     });
     let fields = services::fields_passthrough();
     group.bench_function("fields/passthrough", |b| {

@@ -81,6 +81,12 @@ pub(crate) fn cache_passthrough() -> impl BenchService {
     cache_layer().layer(fixed_service(small_json(), "application/json"))
 }
 
+/// `layer/cache/hit`: with [`plain_get`] after a first call, answered from memory without
+/// calling the bare service.
+pub(crate) fn cache_hit() -> impl BenchService {
+    cache_layer().layer(fixed_service(small_json(), "application/json"))
+}
+
 /// `layer/fields/passthrough`: with [`plain_get`] (no `fields=`), nothing is projected.
 pub(crate) fn fields_passthrough() -> impl BenchService {
     FieldsLayer::default().layer(fixed_service(small_json(), "application/json"))
