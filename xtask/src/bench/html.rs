@@ -13,6 +13,8 @@ const CHART_HEIGHT: f64 = 110.0;
 const MARGIN_X: f64 = 8.0;
 const MARGIN_TOP: f64 = 22.0;
 const MARGIN_BOTTOM: f64 = 20.0;
+/// The smallest range a chart's vertical axis spans, relative to its highest value.
+const MIN_SPAN: f64 = 0.05;
 
 /// The report for `runs` (the saved history, oldest first, with the latest run last) and
 /// `rows`, the latest run's table.
@@ -88,8 +90,8 @@ pub(crate) fn render(runs: &[Run], rows: &[Row], baseline_label: Option<&str>) -
     let _ = writeln!(
         out,
         "<p class=\"legend\">{} runs, oldest left. <span style=\"color:#1f5fbf\">━ instructions/iter</span>\
-         <span style=\"color:#d9731a\">╌ ns/iter</span> Each line is scaled to its own range, \
-         labelled with its lowest and highest value.</p>",
+         <span style=\"color:#d9731a\">╌ ns/iter</span> Each line is scaled to its own range \
+         (at least 5 % of its values), labelled with its lowest and highest value.</p>",
         runs.len()
     );
     out.push_str("<div class=\"charts\">\n");
@@ -130,14 +132,16 @@ fn chart(id: &str, runs: &[Run]) -> String {
         "<line x1=\"{MARGIN_X}\" y1=\"{bottom}\" x2=\"{}\" y2=\"{bottom}\" stroke=\"#bbb\"/>",
         CHART_WIDTH - MARGIN_X
     );
-    svg.push_str(&series(&instructions, runs.len(), "#1f5fbf", "", |v| {
-        format_count(v as u64)
-    }));
+    svg.push_str(&series(
+        &instructions,
+        runs.len(),
+        ("#1f5fbf", "", true),
+        |v| format_count(v as u64),
+    ));
     svg.push_str(&series(
         &ns,
         runs.len(),
-        "#d9731a",
-        " stroke-dasharray=\"4 3\"",
+        ("#d9731a", " stroke-dasharray=\"4 3\"", false),
         format_ns,
     ));
     if let (Some(first), Some(last)) = (runs.first(), runs.last()) {
@@ -156,20 +160,28 @@ fn chart(id: &str, runs: &[Run]) -> String {
     svg
 }
 
-/// A polyline through `points` (run index, value) scaled to the points' own range, with
-/// dots and the lowest and highest value written at the right-hand end.
+/// A polyline through `points` (run index, value), with dots and the lowest and highest
+/// value written at the right-hand end: above the line for the first series drawn
+/// (`label_above`), below it for the second, so the two never overlap on flat lines.
+///
+/// Each series is scaled to its own range, but never to less than [`MIN_SPAN`] of its
+/// values: a 0.03 % wobble stays a flat line, a 5 % step shows.
 fn series(
     points: &[(usize, f64)],
     runs: usize,
-    colour: &str,
-    dash: &str,
+    style: (&str, &str, bool),
     label: impl Fn(f64) -> String,
 ) -> String {
+    let (colour, dash, label_above) = style;
     if points.is_empty() {
         return String::new();
     }
     let low = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let high = points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let span = (high - low)
+        .max(high.abs() * MIN_SPAN)
+        .max(f64::MIN_POSITIVE);
+    let floor = (high + low) / 2.0 - span / 2.0;
     let top = MARGIN_TOP;
     let bottom = CHART_HEIGHT - MARGIN_BOTTOM - 4.0;
     // The plot keeps the right third for the value labels.
@@ -181,13 +193,7 @@ fn series(
             MARGIN_X + width * index as f64 / (runs - 1) as f64
         }
     };
-    let y = |value: f64| {
-        if high > low {
-            bottom - (value - low) / (high - low) * (bottom - top)
-        } else {
-            (top + bottom) / 2.0
-        }
-    };
+    let y = |value: f64| bottom - (value - floor) / span * (bottom - top);
     let coordinates: Vec<String> = points
         .iter()
         .map(|&(i, v)| format!("{:.1},{:.1}", x(i), y(v)))
@@ -206,18 +212,18 @@ fn series(
         );
     }
     let text_x = MARGIN_X + width + 8.0;
-    let _ = write!(
-        svg,
-        "<text x=\"{text_x:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"{colour}\">{}</text>",
-        y(high) + 3.0,
-        escape(&label(high))
-    );
-    if high > low {
+    let dy = if label_above { -3.0 } else { 11.0 };
+    let mut labels = vec![high];
+    // Two labels closer than a line of text would overlap: the highest is enough.
+    if y(low) - y(high) > 12.0 {
+        labels.push(low);
+    }
+    for value in labels {
         let _ = write!(
             svg,
             "<text x=\"{text_x:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"{colour}\">{}</text>",
-            y(low) + 3.0,
-            escape(&label(low))
+            y(value) + dy,
+            escape(&label(value))
         );
     }
     svg
@@ -311,6 +317,34 @@ mod tests {
         assert_eq!(html.matches("<svg").count(), 1);
         assert!(html.contains("nothing (no baseline yet)"));
         assert!(!html.contains("NaN"));
+    }
+
+    /// The y coordinates of the polyline in `svg`.
+    fn heights(svg: &str) -> Vec<f64> {
+        let points = svg
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        points
+            .split(' ')
+            .map(|point| point.split(',').nth(1).unwrap().parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_small_wobble_stays_flat_and_a_regression_shows() {
+        let style = ("#000", "", true);
+        let wobble = series(&[(0, 1_090_812.0), (1, 1_091_161.0)], 2, style, |v| {
+            v.to_string()
+        });
+        let wobble = heights(&wobble);
+        assert!((wobble[0] - wobble[1]).abs() < 1.0, "{wobble:?}");
+        let step = series(&[(0, 27_645.0), (1, 29_505.0)], 2, style, |v| v.to_string());
+        let step = heights(&step);
+        assert!(step[0] - step[1] > 40.0, "{step:?}");
     }
 
     #[test]
