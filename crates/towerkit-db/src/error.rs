@@ -144,7 +144,7 @@ impl IntoResponse for DbError {
     /// a 503 carries `Retry-After: 1`.
     fn into_response(self) -> Response {
         tracing::error!(target: "towerkit_db", error = %self, "database error");
-        let mut response = IntoResponse::into_response(self.problem());
+        let mut response = self.problem().into_response();
         if self.is_unavailable() {
             response
                 .headers_mut()

@@ -16,7 +16,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 ///
 /// let response = Problem::bad_request("limit must be a positive integer")
 ///     .with_invalid_param("limit", "expected a positive integer, got \"abc\"")
-///     .into_response();
+///     .into_http_response();
 /// assert_eq!(response.status(), 400);
 /// assert_eq!(response.headers()["content-type"], "application/problem+json");
 /// let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
@@ -106,8 +106,10 @@ impl Problem {
         serde_json::to_vec(&self.members).unwrap_or_default().into()
     }
 
-    /// A response with the status, `Content-Type: application/problem+json` and the document.
-    pub fn into_response(self) -> Response<Bytes> {
+    /// A response with the status, `Content-Type: application/problem+json` and the document,
+    /// for any `http`-based stack. With the `axum` feature, `Problem` is also an axum
+    /// `IntoResponse`.
+    pub fn into_http_response(self) -> Response<Bytes> {
         let mut response = Response::new(self.to_bytes());
         *response.status_mut() = self.status;
         response
@@ -120,7 +122,7 @@ impl Problem {
 #[cfg(feature = "axum")]
 impl axum_core::response::IntoResponse for Problem {
     fn into_response(self) -> axum_core::response::Response {
-        Problem::into_response(self).map(axum_core::body::Body::from)
+        self.into_http_response().map(axum_core::body::Body::from)
     }
 }
 

@@ -122,7 +122,7 @@ impl<B> RewritePolicy<B> for PaginationPolicy {
                 pagination,
                 array_at: self.array_at.clone(),
             }),
-            Err(problem) => Decision::Respond(problem.into_response()),
+            Err(problem) => Decision::Respond(problem.into_http_response()),
         }
     }
 }
@@ -231,7 +231,7 @@ impl<B> RewritePolicy<B> for FieldsPolicy {
                 selection,
                 config: self.config.clone(),
             }),
-            Err(problem) => Decision::Respond(problem.into_response()),
+            Err(problem) => Decision::Respond(problem.into_http_response()),
         }
     }
 }

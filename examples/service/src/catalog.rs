@@ -96,10 +96,10 @@ impl From<DbError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::Problem(problem) => IntoResponse::into_response(problem),
+            ApiError::Problem(problem) => problem.into_response(),
             ApiError::Db(error) => {
                 tracing::error!(%error, "database error");
-                IntoResponse::into_response(error.problem())
+                error.problem().into_response()
             }
         }
     }
