@@ -62,9 +62,11 @@ fn codecs(c: &mut Criterion) {
 fn cached_hit(c: &mut Criterion) {
     let rt = runtime();
     let json = bytes::Bytes::from(corpus(100_000));
-    let service = CacheLayer::new(MemoryStore::new(64 * 1024 * 1024))
-        .default_ttl(Duration::from_secs(3600))
-        .layer(CompressionLayer::new().layer(fixed_service(json.clone(), "application/json")));
+    let stack = || {
+        CacheLayer::new(MemoryStore::new(64 * 1024 * 1024))
+            .default_ttl(Duration::from_secs(3600))
+            .layer(CompressionLayer::new().layer(fixed_service(json.clone(), "application/json")))
+    };
     // The two requests differ only in the coding asked for, so the figures differ only by
     // what the hit serves.
     let request = |coding: &'static str| {
@@ -78,20 +80,24 @@ fn cached_hit(c: &mut Criterion) {
     };
     let br = request("br");
     let identity = request("identity");
-    // One cached route holding both variants; each request must be a hit on its own.
-    let (_, miss_encoding, _) = rt.block_on(send(service.clone(), br()));
+    // Each variant alone under its key. With both under one key, the variant stored first
+    // costs one extra variant check on every hit (about 0.3 us), whichever coding it is; that
+    // is the cache's variant lookup, not compression, so it is kept out of this comparison.
+    let br_service = stack();
+    let identity_service = stack();
+    let (_, miss_encoding, _) = rt.block_on(send(br_service.clone(), br()));
     assert_eq!(
         miss_encoding.as_deref(),
         Some("br"),
         "the miss is compressed"
     );
-    rt.block_on(send(service.clone(), identity()));
-    let (status, encoding, br_len) = rt.block_on(send(service.clone(), br()));
+    let (status, encoding, br_len) = rt.block_on(send(br_service.clone(), br()));
     assert!(
         status.contains("hit") && encoding.as_deref() == Some("br"),
         "br: {status}"
     );
-    let (status, encoding, identity_len) = rt.block_on(send(service.clone(), identity()));
+    rt.block_on(send(identity_service.clone(), identity()));
+    let (status, encoding, identity_len) = rt.block_on(send(identity_service.clone(), identity()));
     assert!(
         status.contains("hit") && encoding.is_none(),
         "identity: {status}"
@@ -102,9 +108,11 @@ fn cached_hit(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("compress/cached_hit");
     group.throughput(Throughput::Bytes(json.len() as u64));
-    group.bench_function("br_100KB", |b| bench_service(b, &rt, service.clone(), br));
+    group.bench_function("br_100KB", |b| {
+        bench_service(b, &rt, br_service.clone(), br)
+    });
     group.bench_function("identity_100KB", |b| {
-        bench_service(b, &rt, service.clone(), identity)
+        bench_service(b, &rt, identity_service.clone(), identity)
     });
     group.finish();
 }
