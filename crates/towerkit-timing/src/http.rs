@@ -136,7 +136,8 @@ pub fn status_class(status: StatusCode) -> &'static str {
 fn route_label<B>(request: &Request<B>) -> SharedString {
     #[cfg(feature = "axum")]
     if let Some(path) = request.extensions().get::<axum::extract::MatchedPath>() {
-        return SharedString::from_owned(path.as_str().to_owned());
+        // Shared, so the clones for the histogram and the call info do not copy the text.
+        return SharedString::from_shared(std::sync::Arc::from(path.as_str()));
     }
     let _ = request;
     SharedString::const_str(UNMATCHED_ROUTE)

@@ -146,14 +146,10 @@ impl QueryTimer {
     ) {
         let inner = &*label.0;
         let seconds = elapsed.as_secs_f64();
-        metrics::histogram!(
-            crate::DB_CLIENT_OPERATION_DURATION,
-            "db_system_name" => self.system.clone(),
-            "db_operation_name" => inner.operation.clone(),
-            "db_collection_name" => inner.collection.clone(),
-            "db_query_summary" => inner.summary.clone(),
-        )
-        .record(seconds);
+        // The key (name and labels, hashed) was built with the label: registering by it is
+        // a lookup, not a rebuild, on every query.
+        metrics::with_recorder(|recorder| recorder.register_histogram(&inner.key, &METADATA))
+            .record(seconds);
         collector::record_query(&inner.summary, elapsed);
         let severity = self.thresholds.classify(elapsed);
         {
@@ -221,17 +217,29 @@ impl QueryTimer {
         let derived = summarize(sql);
         let summary = match name {
             Some(name) => SharedString::const_str(name),
-            None => SharedString::from_owned(derived.text()),
+            None => shared(derived.text()),
         };
         let stats = self.shared.entry(&summary);
+        let operation = shared(derived.operation);
+        let collection = derived
+            .collection
+            .map_or(SharedString::const_str(""), shared);
+        let key = metrics::Key::from_parts(
+            crate::DB_CLIENT_OPERATION_DURATION,
+            vec![
+                metrics::Label::new("db_system_name", self.system.clone()),
+                metrics::Label::new("db_operation_name", operation.clone()),
+                metrics::Label::new("db_collection_name", collection.clone()),
+                metrics::Label::new("db_query_summary", summary.clone()),
+            ],
+        );
         QueryLabel(Arc::new(LabelInner {
             summary,
-            operation: SharedString::from_owned(derived.operation),
-            collection: derived
-                .collection
-                .map_or(SharedString::const_str(""), SharedString::from_owned),
+            operation,
+            collection,
             normalized: normalize(sql).into(),
             stats,
+            key,
         }))
     }
 
@@ -295,6 +303,12 @@ impl Shared {
     }
 }
 
+/// A label value whose clones share one allocation (an owned `SharedString` would copy
+/// the text on every clone, that is on every query).
+fn shared(text: String) -> SharedString {
+    SharedString::from_shared(Arc::from(text))
+}
+
 /// What one query did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueryOutcome {
@@ -315,7 +329,13 @@ struct LabelInner {
     collection: SharedString,
     normalized: Box<str>,
     stats: Arc<Mutex<Entry>>,
+    /// The `db_client_operation_duration_seconds` key with this label's labels.
+    key: metrics::Key,
 }
+
+/// The metadata the `histogram!` macro would give the query histogram.
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 impl fmt::Debug for QueryLabel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -101,9 +101,16 @@ impl Metrics {
                 }
             };
             match seen.iter_mut().find(|(n, l, _)| *n == name && *l == labels) {
+                // Snapshots reset what they read: histograms and counters accumulate here;
+                // a gauge reads as set since the previous snapshot (0 if not set again).
                 Some((_, _, Value::Histogram(samples))) => {
                     if let Value::Histogram(new) = value {
                         samples.extend(new);
+                    }
+                }
+                Some((_, _, Value::Counter(total))) => {
+                    if let Value::Counter(new) = value {
+                        *total += new;
                     }
                 }
                 Some(entry) => entry.2 = value,
