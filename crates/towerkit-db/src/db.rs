@@ -42,6 +42,8 @@ pub(crate) struct Inner {
     pub(crate) timer: QueryTimer,
     pub(crate) config: DbConfig,
     pub(crate) pool_name: SharedString,
+    /// The `db_client_connection_wait_time_seconds` key of this pool, built once.
+    wait_key: metrics::Key,
     pub(crate) health: HealthCache,
     upkeep: JoinHandle<()>,
 }
@@ -79,7 +81,7 @@ impl Db {
             min_connections: config.min_connections,
             idle_timeout: config.idle_timeout,
             max_lifetime: config.max_lifetime,
-            name: SharedString::from_owned(config.pool_name.clone()),
+            name: SharedString::from_shared(Arc::from(config.pool_name.as_str())),
         };
         let retire = upkeep.clone();
         let pool = Pool::builder(manager)
@@ -91,7 +93,12 @@ impl Db {
             // A connection past its idle time or lifetime is replaced when next checked out,
             // even if the background task has not reached it yet.
             .pre_recycle(Hook::sync_fn(move |_, metrics| {
-                if retire.keep(metrics.age(), metrics.last_used()) {
+                // One clock read for both ages (this runs on every checkout).
+                let now = Instant::now();
+                let age = now.saturating_duration_since(metrics.created);
+                let idle =
+                    now.saturating_duration_since(metrics.recycled.unwrap_or(metrics.created));
+                if retire.keep(age, idle) {
                     Ok(())
                 } else {
                     Err(HookError::message("idle or too old"))
@@ -104,11 +111,20 @@ impl Db {
             })?;
         pool::top_up(&pool, config.min_connections).await?;
         let upkeep_task = tokio::spawn(upkeep.run(pool.weak()));
+        let pool_name = SharedString::from_shared(Arc::from(config.pool_name.as_str()));
+        let wait_key = metrics::Key::from_parts(
+            pool::CONNECTION_WAIT_TIME,
+            vec![metrics::Label::new(
+                pool::POOL_NAME_LABEL,
+                pool_name.clone(),
+            )],
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
                 timer: config.timer.clone(),
-                pool_name: SharedString::from_owned(config.pool_name.clone()),
+                pool_name,
+                wait_key,
                 health: HealthCache::default(),
                 config,
                 upkeep: upkeep_task,
@@ -194,7 +210,7 @@ impl Db {
         Fut: Future<Output = Result<T, E>>,
         E: From<DbError>,
     {
-        let conn = self.inner.checkout().await?;
+        let (conn, _) = self.inner.checkout().await?;
         let shared = Arc::new(TxShared::new(conn, self.inner.clone()));
         shared.control("BEGIN").await?;
         let tx = Tx {
@@ -258,8 +274,11 @@ impl Db {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<K::Output, DbError> {
         let label = self.inner.label(name, sql);
-        let conn = self.inner.checkout().await?;
-        let result = self.inner.timed::<K>(&conn, &label, sql, params).await;
+        let (conn, start) = self.inner.checkout().await?;
+        let result = self
+            .inner
+            .timed::<K>(&conn, &label, sql, params, start)
+            .await;
         if matches!(result, Err(DbError::QueryTimeout { .. })) {
             // The server may still be working on the query, or be gone: do not reuse the
             // connection.
@@ -277,25 +296,32 @@ impl Inner {
         }
     }
 
-    /// A connection from the pool, its wait recorded in `db_client_connection_wait_time_seconds`.
-    pub(crate) async fn checkout(&self) -> Result<Object, DbError> {
+    /// A connection from the pool and when it was got, the wait recorded in
+    /// `db_client_connection_wait_time_seconds`.
+    pub(crate) async fn checkout(&self) -> Result<(Object, Instant), DbError> {
         let start = Instant::now();
         let result = self.pool.get().await;
-        metrics::histogram!(pool::CONNECTION_WAIT_TIME, pool::POOL_NAME_LABEL => self.pool_name.clone())
-            .record(start.elapsed().as_secs_f64());
-        result.map_err(|error| pool_error(error, &self.pool))
+        let got = Instant::now();
+        metrics::with_recorder(|recorder| {
+            recorder.register_histogram(&self.wait_key, &WAIT_METADATA)
+        })
+        .record(got.saturating_duration_since(start).as_secs_f64());
+        match result {
+            Ok(conn) => Ok((conn, got)),
+            Err(error) => Err(pool_error(error, &self.pool)),
+        }
     }
 
-    /// Prepares (cached) and runs one query on `client`, bounded by the client timeout,
-    /// and records it.
+    /// Prepares (cached) and runs one query on `client`, bounded by the client timeout
+    /// counted from `start`, and records it.
     pub(crate) async fn timed<K: Kind>(
         &self,
         client: &ClientWrapper,
         label: &QueryLabel,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
+        start: Instant,
     ) -> Result<K::Output, DbError> {
-        let start = Instant::now();
         let work = async {
             let statement = client.prepare_cached(sql).await.map_err(Failure::Pg)?;
             if client.statement_cache.size() > self.config.statement_cache_capacity {
@@ -344,6 +370,10 @@ impl Inner {
         result.map_err(|failure| failure.into_error(&label, timeout))
     }
 }
+
+/// The metadata the `histogram!` macro would give the checkout histogram.
+static WAIT_METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 /// Maps deadpool's error to ours.
 pub(crate) fn pool_error(error: PoolError, pool: &Pool) -> DbError {

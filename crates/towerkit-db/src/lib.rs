@@ -84,5 +84,7 @@ pub use pool::{
 };
 pub use tx::Tx;
 
+/// The pool, re-exported for the type [`Db::pool`] returns.
+pub use deadpool_postgres;
 /// The driver, re-exported for its types (`Row`, `types::ToSql`, `error::SqlState`).
 pub use tokio_postgres;

@@ -82,7 +82,10 @@ impl Tx {
             return Err(DbError::TransactionFinished);
         };
         let label = shared.inner.label(name, sql);
-        shared.inner.timed::<K>(conn, &label, sql, params).await
+        shared
+            .inner
+            .timed::<K>(conn, &label, sql, params, std::time::Instant::now())
+            .await
     }
 }
 
