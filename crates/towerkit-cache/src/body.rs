@@ -30,7 +30,8 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B> {
         Full { data: Option<Bytes> },
-        Stream { #[pin] inner: B, recorder: Option<Recorder> },
+        // Boxed: a recorder is large and only misses have one; hits move small bodies.
+        Stream { #[pin] inner: B, recorder: Option<Box<Recorder>> },
     }
 }
 
@@ -66,7 +67,7 @@ impl<B> CacheBody<B> {
         Self {
             kind: Kind::Stream {
                 inner,
-                recorder: Some(recorder),
+                recorder: Some(Box::new(recorder)),
             },
         }
     }

@@ -27,6 +27,20 @@ pub struct Entry {
     pub(crate) vary: Box<[VaryRule]>,
     pub(crate) variant: Box<str>,
     pub(crate) tags: Box<[Box<str>]>,
+    /// The headers a hit sends: `headers` with `Age` and `Cache-Status` placeholders, so that
+    /// a hit clones one map and fills two values in place.
+    pub(crate) head: HeaderMap,
+}
+
+/// The response head of an entry: its headers plus placeholders for what each hit sets.
+pub(crate) fn response_head(headers: &HeaderMap) -> HeaderMap {
+    let mut head = HeaderMap::with_capacity(headers.len() + 3);
+    for (name, value) in headers {
+        head.append(name.clone(), value.clone());
+    }
+    head.insert(AGE, HeaderValue::from_static("0"));
+    head.append(crate::serve::CACHE_STATUS, HeaderValue::from_static("-"));
+    head
 }
 
 /// Timing and policy bits of an entry. Times are Unix milliseconds, durations milliseconds.
@@ -182,6 +196,7 @@ impl Prepared {
         let variant = key::variant_id(&self.vary).into_boxed_str();
         Entry {
             status: self.status,
+            head: response_head(&headers),
             headers,
             body,
             meta: self.meta,
@@ -407,6 +422,7 @@ impl Entry {
                 headers.remove(AGE);
                 headers.remove(&policy.tag_header);
                 Err(Box::new(Entry {
+                    head: response_head(&headers),
                     headers,
                     ..self.clone()
                 }))
@@ -532,6 +548,7 @@ impl Entry {
         }
         Ok(Entry {
             status,
+            head: response_head(&headers),
             headers,
             body,
             meta,

@@ -17,6 +17,7 @@
 //! - any other header is compared with its field lines combined and whitespace around
 //!   commas removed.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use http::header::{
@@ -33,9 +34,23 @@ pub(crate) struct KeyRules {
 }
 
 /// The primary key of a request.
-pub(crate) fn primary_key(parts: &request::Parts, rules: &KeyRules) -> String {
+///
+/// Borrowed from the request when the rules change nothing (no host, no key headers, no
+/// ignored parameter in the query): a hit then builds no key at all.
+pub(crate) fn primary_key<'a>(parts: &'a request::Parts, rules: &KeyRules) -> Cow<'a, str> {
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    key_for(path_and_query, &parts.headers, host_of(parts), rules)
+    let untouched = !rules.host
+        && rules.headers.is_empty()
+        && (rules.ignored_params.is_empty() || !path_and_query.contains('?'));
+    if untouched {
+        return Cow::Borrowed(path_and_query);
+    }
+    Cow::Owned(key_for(
+        path_and_query,
+        &parts.headers,
+        host_of(parts),
+        rules,
+    ))
 }
 
 /// The request's host: the URI authority, else the `Host` header.
@@ -434,7 +449,7 @@ mod tests {
             builder = builder.header(*name, *value);
         }
         let (parts, ()) = builder.body(()).unwrap().into_parts();
-        primary_key(&parts, rules)
+        primary_key(&parts, rules).into_owned()
     }
 
     #[test]

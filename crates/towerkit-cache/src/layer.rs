@@ -1,11 +1,11 @@
 //! [`CacheLayer`]: configuration and the state shared by every service it makes.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use http::{HeaderName, request};
+use http::{HeaderName, HeaderValue, request};
 use tower_layer::Layer;
 
 use crate::entry::Policy;
@@ -150,6 +150,8 @@ pub(crate) struct Config {
     pub(crate) origin_timeout: Option<Duration>,
     pub(crate) name: Box<str>,
     pub(crate) x_cache: bool,
+    /// `Cache-Status` values of fresh hits, by ttl, for `name`; shared by clones.
+    pub(crate) hit_statuses: Arc<OnceLock<Box<[HeaderValue]>>>,
 }
 
 impl Config {
@@ -157,6 +159,7 @@ impl Config {
         Labels {
             name: &self.name,
             x_cache: self.x_cache,
+            hits: &self.hit_statuses,
         }
     }
 
@@ -240,6 +243,7 @@ impl CacheLayer {
             origin_timeout: None,
             name: DEFAULT_CACHE_NAME.into(),
             x_cache: false,
+            hit_statuses: Arc::default(),
         });
         Self { shared, config }
     }
@@ -326,7 +330,9 @@ impl CacheLayer {
     /// `name` is an HTTP token.
     pub fn cache_name(mut self, name: &str) -> Result<Self, ConfigError> {
         validate_token(name)?;
-        self.config().name = name.into();
+        let config = self.config();
+        config.name = name.into();
+        config.hit_statuses = Arc::default();
         Ok(self)
     }
 
@@ -421,7 +427,7 @@ impl<S> Layer<S> for CacheLayer {
     fn layer(&self, inner: S) -> Cache<S> {
         Cache {
             inner,
-            layer: self.clone(),
+            layer: Arc::new(self.clone()),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! and building the response (conditional requests, ranges, `Age`, `Cache-Status`).
 
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use bytes::Bytes;
 use http::header::{
@@ -17,15 +17,18 @@ use crate::entry::{Entry, FORBIDS_STALE, Meta, NO_CACHE};
 use crate::freshness::{date_header, parse_http_date};
 use crate::key;
 
-/// The first variant, most recent first, that may answer a request with `headers`;
-/// `authorized` requests only get entries that allow it.
+/// The first variant, most recent first, that may answer a request with `headers` at
+/// `now`: alive (before its `stale_until`), matching `Vary`, and allowing authorized use
+/// when the request is `authorized`.
 pub(crate) fn select<'a>(
     variants: &'a [Arc<Entry>],
     headers: &HeaderMap,
     authorized: bool,
+    now: u64,
 ) -> Option<&'a Arc<Entry>> {
     variants.iter().find(|entry| {
-        (!authorized || entry.meta.has(crate::entry::AUTHORIZED))
+        entry.alive_at(now)
+            && (!authorized || entry.meta.has(crate::entry::AUTHORIZED))
             && key::matches(&entry.vary, &entry.headers, headers)
     })
 }
@@ -121,6 +124,35 @@ pub(crate) enum Status {
 pub(crate) struct Labels<'a> {
     pub(crate) name: &'a str,
     pub(crate) x_cache: bool,
+    /// `Cache-Status` values of fresh hits by ttl, built on first use.
+    pub(crate) hits: &'a OnceLock<Box<[HeaderValue]>>,
+}
+
+/// The largest `Age` and hit ttl answered from the precomputed tables.
+const TABLE_MAX: u64 = 3600;
+
+/// `Age` values `0..=TABLE_MAX`, built once: a hit clones one instead of formatting.
+static AGES: LazyLock<Box<[HeaderValue]>> =
+    LazyLock::new(|| (0..=TABLE_MAX).map(HeaderValue::from).collect());
+
+fn age_value(seconds: u64) -> HeaderValue {
+    match AGES.get(seconds as usize) {
+        Some(value) => value.clone(),
+        None => HeaderValue::from(seconds),
+    }
+}
+
+/// The `Cache-Status` of a fresh hit with `ttl` seconds left, from the table when it covers it.
+fn hit_status(labels: &Labels<'_>, ttl: i64) -> HeaderValue {
+    let table = labels.hits.get_or_init(|| {
+        (0..=TABLE_MAX as i64)
+            .map(|ttl| cache_status(labels.name, Status::Hit { coalesced: false }, ttl))
+            .collect()
+    });
+    match usize::try_from(ttl).ok().and_then(|ttl| table.get(ttl)) {
+        Some(value) => value.clone(),
+        None => cache_status(labels.name, Status::Hit { coalesced: false }, ttl),
+    }
 }
 
 /// The `Cache-Status` value for `status`; `ttl` in seconds for hits.
@@ -181,6 +213,31 @@ pub(crate) fn label(headers: &mut HeaderMap, labels: &Labels<'_>, status: Status
     }
 }
 
+/// Fills the `Age` and `Cache-Status` placeholders of a clone of [`Entry::head`] in place
+/// (no allocation for fresh hits), and adds `X-Cache` when configured.
+fn fill_head(headers: &mut HeaderMap, labels: &Labels<'_>, status: Status, age: u64, ttl: i64) {
+    let status_value = match status {
+        Status::Hit { coalesced: false } => hit_status(labels, ttl),
+        status => cache_status(labels.name, status, ttl),
+    };
+    // One pass instead of two lookups. Ours is the last `Cache-Status` value (RFC 9211 lists
+    // caches from the origin outwards), and values of one field are visited in order.
+    let mut status_slot = None;
+    for (name, value) in headers.iter_mut() {
+        if name == AGE {
+            *value = age_value(age);
+        } else if name == CACHE_STATUS {
+            status_slot = Some(value);
+        }
+    }
+    if let Some(slot) = status_slot {
+        *slot = status_value;
+    }
+    if labels.x_cache {
+        headers.insert(X_CACHE, x_cache(status));
+    }
+}
+
 /// Builds the response a stored entry gives `method`/`request`: a `304` when the request's
 /// validators match, a `206` for a satisfiable single byte range of a `200`, else the entry
 /// itself (without body for HEAD), with `Age` and `Cache-Status`.
@@ -194,7 +251,6 @@ pub(crate) fn respond<B>(
 ) -> Response<CacheBody<B>> {
     let age = entry.meta.age(now);
     let ttl = (entry.meta.lifetime as i64 - age as i64).div_euclid(1000);
-    let age_value = HeaderValue::from(age / 1000);
 
     if not_modified(entry, request) {
         let mut headers = HeaderMap::with_capacity(10);
@@ -211,7 +267,7 @@ pub(crate) fn respond<B>(
                 headers.append(name.clone(), value.clone());
             }
         }
-        headers.insert(AGE, age_value);
+        headers.insert(AGE, age_value(age / 1000));
         label(&mut headers, labels, status, ttl);
         let mut response = Response::new(CacheBody::empty());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
@@ -219,9 +275,8 @@ pub(crate) fn respond<B>(
         return response;
     }
 
-    let mut headers = entry.headers.clone();
-    headers.insert(AGE, age_value);
-    label(&mut headers, labels, status, ttl);
+    let mut headers = entry.head.clone();
+    fill_head(&mut headers, labels, status, age / 1000, ttl);
     let mut status_code = entry.status;
     let mut body = entry.body.clone();
 
@@ -626,6 +681,7 @@ mod tests {
         let labels = Labels {
             name: "towerkit",
             x_cache: false,
+            hits: &OnceLock::new(),
         };
         let response: Response<CacheBody<http_body_util::Empty<Bytes>>> = respond(
             &stored,
@@ -646,6 +702,7 @@ mod tests {
         let labels = Labels {
             name: "towerkit",
             x_cache: true,
+            hits: &OnceLock::new(),
         };
         let response: Response<CacheBody<http_body_util::Empty<Bytes>>> = respond(
             &stored,

@@ -33,7 +33,8 @@ use crate::store::{Lookup, StoreError, StoreFuture, Tier};
 #[derive(Debug, Clone)]
 pub struct Cache<S> {
     pub(crate) inner: S,
-    pub(crate) layer: CacheLayer,
+    // One reference to clone per request (services are cloned per request by most servers).
+    pub(crate) layer: Arc<CacheLayer>,
 }
 
 impl<S> Cache<S> {
@@ -41,7 +42,7 @@ impl<S> Cache<S> {
     pub fn new(inner: S, layer: &CacheLayer) -> Self {
         Self {
             inner,
-            layer: layer.clone(),
+            layer: Arc::new(layer.clone()),
         }
     }
 
@@ -98,7 +99,7 @@ fn decide(
             tier: default_tier,
         };
     };
-    let Some(entry) = serve::select(&lookup.variants, headers, authorized) else {
+    let Some(entry) = serve::select(&lookup.variants, headers, authorized, now) else {
         return Decision::Forward {
             stored: None,
             fwd: "vary-miss",
@@ -207,7 +208,7 @@ where
                         tier,
                     } => ResponseFuture::ready(self.serve(&entry, usable, tier, &parts, &key, now)),
                     Decision::Forward { stored, fwd, tier } => {
-                        let ctx = self.ctx(key, &parts, directives, authorized);
+                        let ctx = self.ctx(key.into_owned(), &parts, directives, authorized);
                         let inner = self.take_ready();
                         ResponseFuture::boxed(Box::pin(forward(
                             inner, ctx, parts, body, stored, fwd, tier,
@@ -216,7 +217,7 @@ where
                 }
             }
             Err(pending) => {
-                let ctx = self.ctx(key, &parts, directives, authorized);
+                let ctx = self.ctx(key.into_owned(), &parts, directives, authorized);
                 let inner = self.take_ready();
                 ResponseFuture::boxed(Box::pin(lookup_then_forward(
                     inner, ctx, parts, body, pending,
@@ -890,7 +891,7 @@ async fn unsafe_method<S, ReqBody, ResBody>(
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
-    let target = primary_key(&parts, &config.key);
+    let target = primary_key(&parts, &config.key).into_owned();
     let uri = parts.uri.clone();
     let host = host_of(&parts).map(str::to_owned);
     let headers = parts.headers.clone();

@@ -15,8 +15,9 @@ use crate::metrics;
 /// ([`Entry::weight`]); the least valuable entries are evicted when it is full. Every
 /// operation completes at once.
 ///
-/// Entries carry their own deadlines and are checked on read: an entry past its
-/// [`stale_until`](Entry::stale_until) is never returned and is removed when met.
+/// Entries carry their own deadlines, checked on read by the layer: an entry past its
+/// [`stale_until`](Entry::stale_until) is never served, and is dropped by the next put
+/// under its key or evicted when space is needed.
 /// Tag invalidation scans the cache, which is fine for invalidations (rare) and keeps
 /// puts and gets free of any index upkeep. Cloning shares the cache.
 ///
@@ -69,24 +70,11 @@ impl MemoryStore {
         self.cache.weight()
     }
 
-    /// The live variants under `key`, synchronously.
-    pub(crate) fn lookup(&self, key: &str, now: u64) -> Option<Variants> {
-        let variants = self.cache.get(key)?;
-        if variants.iter().all(|entry| entry.alive_at(now)) {
-            return Some(variants);
-        }
-        let alive: Vec<Arc<Entry>> = variants
-            .iter()
-            .filter(|entry| entry.alive_at(now))
-            .cloned()
-            .collect();
-        if alive.is_empty() {
-            // Only remove what we looked at: a concurrent put may have replaced it.
-            self.cache
-                .remove_if(key, |current| Arc::ptr_eq(current, &variants));
-            return None;
-        }
-        Some(alive.into())
+    /// The variants under `key`, synchronously. Entries past their deadline are left to the
+    /// layer, which ignores them, and to the next put or eviction, which drops them: a
+    /// lookup reads no clock.
+    pub(crate) fn lookup(&self, key: &str) -> Option<Variants> {
+        self.cache.get(key)
     }
 
     /// Stores `entry`, synchronously.
@@ -152,7 +140,7 @@ impl fmt::Debug for MemoryStore {
 
 impl Store for MemoryStore {
     fn get(&self, key: &str) -> StoreFuture<Option<Lookup>> {
-        let found = self.lookup(key, now_ms()).map(|variants| Lookup {
+        let found = self.lookup(key).map(|variants| Lookup {
             variants,
             tier: Tier::L1,
         });

@@ -45,8 +45,7 @@ impl Tier {
 /// A successful lookup.
 #[derive(Debug, Clone)]
 pub struct Lookup {
-    /// The variants under the key, most recent first, none past its
-    /// [`stale_until`](Entry::stale_until).
+    /// The variants under the key, most recent first.
     pub variants: Variants,
     /// The tier that had them.
     pub tier: Tier,
@@ -163,14 +162,15 @@ pub struct StoreStats {
 ///
 /// Keys are strings built by the layer; under each key live one or more variants (responses
 /// selected by `Vary`), distinguished by [`Entry::variant`]. Entries carry their own
-/// deadlines: a store returns none past its [`stale_until`](Entry::stale_until) and may
-/// drop it then. Every method returns a [`StoreFuture`]; in-memory stores answer at once.
+/// deadlines: a store may drop an entry after its [`stale_until`](Entry::stale_until), and
+/// the layer never uses one it is handed past that instant. Every method returns a
+/// [`StoreFuture`]; in-memory stores answer at once.
 ///
 /// Implemented by [`MemoryStore`], [`RedisStore`] and [`TieredStore`]; implement it to keep
 /// entries elsewhere (the entry's [`encode`](Entry::encode)/[`decode`](Entry::decode) give a
 /// compact binary form).
 pub trait Store: fmt::Debug + Send + Sync + 'static {
-    /// The live variants under `key`, most recent first; `None` when there are none.
+    /// The variants under `key`, most recent first; `None` when there are none.
     fn get(&self, key: &str) -> StoreFuture<Option<Lookup>>;
 
     /// Stores `entry` under `key`, replacing the variant with the same

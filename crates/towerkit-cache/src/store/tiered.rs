@@ -188,7 +188,7 @@ impl fmt::Debug for TieredStore {
 
 impl Store for TieredStore {
     fn get(&self, key: &str) -> StoreFuture<Option<Lookup>> {
-        if let Some(variants) = self.inner.l1.lookup(key, now_ms()) {
+        if let Some(variants) = self.inner.l1.lookup(key) {
             return StoreFuture::ready(Ok(Some(Lookup {
                 variants,
                 tier: Tier::L1,
