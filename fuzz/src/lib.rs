@@ -20,6 +20,16 @@
 //! | `cursor` | keyset cursors: sealed by `Page::keyset`, decoded by `Pagination::from_request` | round trip; tampering rejected |
 //! | `cache_control` | `CacheLayer` with a response `Cache-Control` and a request `Cache-Control` | RFC 9111 on well-formed headers |
 //! | `vary` | `CacheLayer` with a response `Vary` and requests that differ in varied headers | each answer is its own request's |
+//!
+//! ```
+//! // An expression, then a document: the projection equals the `Value` reference.
+//! towerkit_fuzz::project(b"id,tags\n{\"id\":1,\"name\":\"mug\",\"tags\":[null]}");
+//! // A query, then a document: the page equals slicing the parsed array.
+//! towerkit_fuzz::paginate(b"page=2&limit=2\n[1,2,3,4,5]");
+//! // A property that finds a bug panics; the corpus test and libFuzzer report it.
+//! let fine = std::panic::catch_unwind(|| towerkit_fuzz::strip_nulls(b"#arrays\n[null,{\"a\":null}]"));
+//! assert!(fine.is_ok());
+//! ```
 
 mod cache;
 mod fields;
