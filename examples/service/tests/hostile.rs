@@ -562,6 +562,17 @@ fn header_cases() -> Vec<Case> {
 fn verdict(reply: &Reply, expect: Expect, conditional: bool) -> Result<(), String> {
     let status = reply.status;
     let served = status.is_success() || (conditional && status == StatusCode::NOT_MODIFIED);
+    // Served normally means a whole JSON document, not a broken one.
+    if status.is_success()
+        && header(reply, "content-type") == "application/json"
+        && header(reply, "content-encoding").is_empty()
+        && serde_json::from_slice::<Value>(&reply.body).is_err()
+    {
+        return Err(format!(
+            "{status} with a body that is not JSON: {}",
+            reply.text()
+        ));
+    }
     let problem = || -> Result<Value, String> {
         if header(reply, "content-type") != "application/problem+json" {
             return Err(format!(
