@@ -222,7 +222,8 @@ fn series(
         let _ = write!(
             svg,
             "<text x=\"{text_x:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"{colour}\">{}</text>",
-            y(value) + dy,
+            // Kept clear of the title and of the commit names below the axis.
+            (y(value) + dy).clamp(MARGIN_TOP - 2.0, CHART_HEIGHT - MARGIN_BOTTOM - 2.0),
             escape(&label(value))
         );
     }
