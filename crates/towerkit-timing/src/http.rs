@@ -2,11 +2,14 @@
 //! from the response, and the optional `Server-Timing` header.
 
 use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use metrics::SharedString;
+use quick_cache::Equivalent;
 
 use crate::collector::RequestTimings;
 use crate::layer::{CallInfo, Completed, Measure, MeasureCall};
@@ -56,7 +59,7 @@ impl<B> Measure<Request<B>> for Http {
     fn start(&self, request: &Request<B>) -> HttpCall {
         HttpCall {
             method: method_label(request.method()),
-            route: route_label(request),
+            route: Route::of(request),
             server_timing: self.server_timing,
         }
     }
@@ -66,8 +69,35 @@ impl<B> Measure<Request<B>> for Http {
 #[derive(Debug)]
 pub struct HttpCall {
     method: &'static str,
-    route: SharedString,
+    route: Route,
     server_timing: bool,
+}
+
+/// The route of a request: axum's template (an `Arc` clone, no copy) or unmatched.
+#[derive(Debug)]
+enum Route {
+    #[cfg(feature = "axum")]
+    Matched(axum::extract::MatchedPath),
+    Unmatched,
+}
+
+impl Route {
+    fn of<B>(request: &Request<B>) -> Self {
+        #[cfg(feature = "axum")]
+        if let Some(path) = request.extensions().get::<axum::extract::MatchedPath>() {
+            return Self::Matched(path.clone());
+        }
+        let _ = request;
+        Self::Unmatched
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            #[cfg(feature = "axum")]
+            Self::Matched(path) => path.as_str(),
+            Self::Unmatched => UNMATCHED_ROUTE,
+        }
+    }
 }
 
 impl<B, E> MeasureCall<Response<B>, E> for HttpCall {
@@ -79,13 +109,9 @@ impl<B, E> MeasureCall<Response<B>, E> for HttpCall {
             ),
             Err(_) => (None, "error"),
         };
-        metrics::histogram!(
-            crate::HTTP_SERVER_REQUEST_DURATION,
-            "http_request_method" => self.method,
-            "http_route" => self.route.clone(),
-            "http_response_status_class" => class,
-        )
-        .record(completed.elapsed.as_secs_f64());
+        let series = Series::of(self.method, self.route.as_str(), class);
+        metrics::with_recorder(|recorder| recorder.register_histogram(&series.key, &METADATA))
+            .record(completed.elapsed.as_secs_f64());
         if self.server_timing
             && let Ok(response) = result
         {
@@ -96,7 +122,7 @@ impl<B, E> MeasureCall<Response<B>, E> for HttpCall {
             }
         }
         CallInfo {
-            operation: self.route,
+            operation: series.route.clone(),
             method: Some(self.method),
             status,
             failed: result.is_err(),
@@ -133,14 +159,96 @@ pub fn status_class(status: StatusCode) -> &'static str {
     }
 }
 
-fn route_label<B>(request: &Request<B>) -> SharedString {
-    #[cfg(feature = "axum")]
-    if let Some(path) = request.extensions().get::<axum::extract::MatchedPath>() {
-        // Shared, so the clones for the histogram and the call info do not copy the text.
-        return SharedString::from_shared(std::sync::Arc::from(path.as_str()));
+/// The metadata the `histogram!` macro would give the request histogram.
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// How many (method, route, status class) series keep a prebuilt key.
+const SERIES_CAPACITY: usize = 1024;
+
+/// Prebuilt histogram keys by (method, route, status class): building and hashing a key
+/// with three labels on every request costs more than the rest of the layer. Shared by
+/// every layer in the process (equal labels make equal keys) and bounded; a series evicted
+/// is rebuilt on its next request.
+static SERIES: LazyLock<quick_cache::sync::Cache<SeriesId, Arc<Series>>> =
+    LazyLock::new(|| quick_cache::sync::Cache::new(SERIES_CAPACITY));
+
+/// One series of the request histogram.
+struct Series {
+    key: metrics::Key,
+    /// The route label, shared with every call's [`CallInfo`].
+    route: SharedString,
+}
+
+impl Series {
+    fn of(method: &'static str, route: &str, class: &'static str) -> Arc<Series> {
+        let id = SeriesIdRef {
+            method,
+            class,
+            route,
+        };
+        if let Some(series) = SERIES.get(&id) {
+            return series;
+        }
+        let route_label = if route == UNMATCHED_ROUTE {
+            SharedString::const_str(UNMATCHED_ROUTE)
+        } else {
+            SharedString::from_shared(Arc::from(route))
+        };
+        let key = metrics::Key::from_parts(
+            crate::HTTP_SERVER_REQUEST_DURATION,
+            vec![
+                metrics::Label::new("http_request_method", method),
+                metrics::Label::new("http_route", route_label.clone()),
+                metrics::Label::new("http_response_status_class", class),
+            ],
+        );
+        let series = Arc::new(Series {
+            key,
+            route: route_label,
+        });
+        SERIES.insert(
+            SeriesId {
+                method,
+                class,
+                route: route.into(),
+            },
+            series.clone(),
+        );
+        series
     }
-    let _ = request;
-    SharedString::const_str(UNMATCHED_ROUTE)
+}
+
+#[derive(PartialEq, Eq)]
+struct SeriesId {
+    method: &'static str,
+    class: &'static str,
+    route: Box<str>,
+}
+
+impl Hash for SeriesId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        SeriesIdRef {
+            method: self.method,
+            class: self.class,
+            route: &self.route,
+        }
+        .hash(state);
+    }
+}
+
+/// A borrowed [`SeriesId`], so a lookup allocates nothing.
+#[derive(Hash)]
+struct SeriesIdRef<'a> {
+    method: &'static str,
+    class: &'static str,
+    route: &'a str,
+}
+
+impl Equivalent<SeriesId> for SeriesIdRef<'_> {
+    fn equivalent(&self, id: &SeriesId) -> bool {
+        self.method == id.method && self.class == id.class && self.route == &*id.route
+    }
 }
 
 /// The `Server-Timing` value for a call: `total`, then `db` when queries ran, then `cache`

@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -342,13 +343,38 @@ pub struct CallInfo {
 /// `error` (the inner service's `Err`).
 #[derive(Debug, Clone)]
 pub struct Operation {
-    name: SharedString,
+    shared: Arc<OperationKeys>,
 }
+
+/// The operation's name and its two histogram keys, built once.
+#[derive(Debug)]
+struct OperationKeys {
+    name: SharedString,
+    ok: metrics::Key,
+    error: metrics::Key,
+}
+
+/// The metadata the `histogram!` macro would give the operation histogram.
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 impl Operation {
     /// An operation named `name` (a metric label: keep it static, not per request).
     pub fn new(name: impl Into<SharedString>) -> Self {
-        Self { name: name.into() }
+        let name = name.into();
+        let key = |outcome: &'static str| {
+            metrics::Key::from_parts(
+                crate::OPERATION_DURATION,
+                vec![
+                    metrics::Label::new("operation", name.clone()),
+                    metrics::Label::new("outcome", outcome),
+                ],
+            )
+        };
+        let (ok, error) = (key("ok"), key("error"));
+        Self {
+            shared: Arc::new(OperationKeys { name, ok, error }),
+        }
     }
 }
 
@@ -357,7 +383,7 @@ impl<R> Measure<R> for Operation {
 
     fn start(&self, _request: &R) -> OperationCall {
         OperationCall {
-            name: self.name.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -365,20 +391,21 @@ impl<R> Measure<R> for Operation {
 /// The [`Measure::Call`] of [`Operation`].
 #[derive(Debug)]
 pub struct OperationCall {
-    name: SharedString,
+    shared: Arc<OperationKeys>,
 }
 
 impl<Res, E> MeasureCall<Res, E> for OperationCall {
     fn finish(self, result: &mut Result<Res, E>, completed: Completed<'_>) -> CallInfo {
         let failed = result.is_err();
-        metrics::histogram!(
-            crate::OPERATION_DURATION,
-            "operation" => self.name.clone(),
-            "outcome" => if failed { "error" } else { "ok" },
-        )
-        .record(completed.elapsed.as_secs_f64());
+        let key = if failed {
+            &self.shared.error
+        } else {
+            &self.shared.ok
+        };
+        metrics::with_recorder(|recorder| recorder.register_histogram(key, &METADATA))
+            .record(completed.elapsed.as_secs_f64());
         CallInfo {
-            operation: self.name,
+            operation: self.shared.name.clone(),
             method: None,
             status: None,
             failed,
@@ -436,24 +463,39 @@ mod tests {
     async fn http_histogram_is_labelled_by_route_template() {
         let metrics = Metrics::capture();
         let app = Router::new()
-            .route("/products/{id}", get(|| async { "ok" }))
+            .route(
+                "/products/{id}",
+                get(|| async { "ok" }).post(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+            )
             .layer(TimingLayer::new());
-        let response = app
-            .clone()
-            .oneshot(get_request("/products/7"))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let samples = metrics.histogram(
-            crate::HTTP_SERVER_REQUEST_DURATION,
-            &[
-                ("http_request_method", "GET"),
-                ("http_route", "/products/{id}"),
-                ("http_response_status_class", "2xx"),
-            ],
+        for _ in 0..2 {
+            let response = app
+                .clone()
+                .oneshot(get_request("/products/7"))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        let post = Request::post("/products/7").body(Body::empty()).unwrap();
+        assert_eq!(
+            app.oneshot(post).await.unwrap().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
         );
-        assert_eq!(samples.len(), 1);
-        assert!(samples[0] > 0.0);
+        let series = |method, class| {
+            metrics.histogram(
+                crate::HTTP_SERVER_REQUEST_DURATION,
+                &[
+                    ("http_request_method", method),
+                    ("http_route", "/products/{id}"),
+                    ("http_response_status_class", class),
+                ],
+            )
+        };
+        let gets = series("GET", "2xx");
+        assert_eq!(gets.len(), 2, "each request is one sample of its series");
+        assert!(gets.iter().all(|&seconds| seconds > 0.0));
+        assert_eq!(series("POST", "5xx").len(), 1);
+        assert!(series("GET", "5xx").is_empty());
     }
 
     #[tokio::test]
