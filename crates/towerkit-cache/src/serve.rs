@@ -250,7 +250,11 @@ pub(crate) fn respond<B>(
     labels: &Labels<'_>,
 ) -> Response<CacheBody<B>> {
     let age = entry.meta.age(now);
-    let ttl = (entry.meta.lifetime as i64 - age as i64).div_euclid(1000);
+    let mut ttl = (entry.meta.lifetime as i64 - age as i64).div_euclid(1000);
+    if status == Status::Stale {
+        // Stale by less than a second still reads as stale.
+        ttl = ttl.min(-1);
+    }
 
     if not_modified(entry, request) {
         let mut headers = HeaderMap::with_capacity(10);

@@ -720,3 +720,249 @@ async fn stats_count_outcomes() {
     assert_eq!(stats.store.l1_entries, 1);
     assert!(stats.store.l1_bytes > 6);
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_result_and_tier() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let origin = Origin::default();
+    let app = cached(&layer(), &origin, &[("cache-control", "max-age=60")]);
+    send(&app, get_req("/a")).await;
+    send(&app, get_req("/a")).await;
+    send(&app, get_req("/a")).await;
+    send(&app, Request::delete("/b").body(Body::empty()).unwrap()).await;
+
+    let mut seen = std::collections::HashMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let key = key.key();
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        seen.insert(format!("{}{{{}}}", key.name(), labels.join(",")), value);
+    }
+    let counter = |name: &str| match seen.get(name) {
+        Some(DebugValue::Counter(n)) => *n,
+        other => panic!("{name}: {other:?} in {seen:?}"),
+    };
+    assert_eq!(counter("http_cache_requests_total{result=hit,tier=l1}"), 2);
+    assert_eq!(counter("http_cache_requests_total{result=miss,tier=l1}"), 1);
+    assert_eq!(
+        counter("http_cache_requests_total{result=bypass,tier=none}"),
+        1
+    );
+    assert!(
+        matches!(seen.get("http_cache_l1_entries{}"), Some(DebugValue::Gauge(n)) if n.into_inner() == 1.0)
+    );
+    assert!(
+        matches!(seen.get("http_cache_l1_bytes{}"), Some(DebugValue::Gauge(n)) if n.into_inner() > 6.0)
+    );
+    assert_eq!(
+        towerkit_cache::metrics::REQUESTS_TOTAL,
+        "http_cache_requests_total"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_misses_are_answered_from_the_one_stored_response() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let origin = Origin::default();
+    let calls = origin.calls.clone();
+    let held = gate.clone();
+    let service = tower::service_fn(move |_request: Request<Body>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let held = held.clone();
+        async move {
+            let _permit = held.acquire().await.unwrap();
+            Ok::<_, Infallible>(response(200, &[("cache-control", "max-age=60")], "shared"))
+        }
+    });
+    let layer = layer();
+    let handle = layer.handle();
+    let app = tower::ServiceBuilder::new().layer(layer).service(service);
+    let requests = futures_util::future::join_all((0..5).map(|_| send(&app, get_req("/a"))));
+    let opener = async {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(5);
+    };
+    let (seen, ()) = tokio::join!(requests, opener);
+    assert!(seen.iter().all(|seen| seen.body == "shared"));
+    assert_eq!(origin.calls(), 1);
+    assert_eq!(
+        seen.iter()
+            .filter(|seen| seen.header("cache-status").ends_with("; collapsed"))
+            .count(),
+        4
+    );
+    assert_eq!(handle.stats().coalesced, 4);
+    let coalesced = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .find_map(|(key, _, _, value)| {
+            (key.key().name() == "http_cache_coalesced_requests_total").then_some(value)
+        });
+    assert!(
+        matches!(coalesced, Some(DebugValue::Counter(4))),
+        "{coalesced:?}"
+    );
+}
+
+#[tokio::test]
+async fn coalescing_can_be_turned_off() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let origin = Origin::default();
+    let calls = origin.calls.clone();
+    let held = gate.clone();
+    let service = tower::service_fn(move |_request: Request<Body>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let held = held.clone();
+        async move {
+            let _permit = held.acquire().await.unwrap();
+            Ok::<_, Infallible>(response(200, &[("cache-control", "max-age=60")], "own"))
+        }
+    });
+    let app = tower::ServiceBuilder::new()
+        .layer(layer().coalesce(false))
+        .service(service);
+    let requests = futures_util::future::join_all((0..3).map(|_| send(&app, get_req("/a"))));
+    let opener = async {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(3);
+    };
+    tokio::join!(requests, opener);
+    assert_eq!(origin.calls(), 3);
+}
+
+#[tokio::test]
+async fn stale_is_served_when_the_origin_fails_or_is_too_slow() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (held, counter) = (gate.clone(), calls.clone());
+    let service = tower::service_fn(move |request: Request<Body>| {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        let held = held.clone();
+        async move {
+            match (n, request.uri().path()) {
+                (1 | 2, _) => Ok(response(
+                    200,
+                    &[("cache-control", "max-age=0, stale-if-error=60")],
+                    "good",
+                )),
+                (_, "/error") => Err(std::io::Error::other("connection reset")),
+                _ => {
+                    // Never answers: only the origin timeout ends the wait.
+                    let _permit = held.acquire().await;
+                    Ok(response(200, &[], "late"))
+                }
+            }
+        }
+    });
+    let app = tower::ServiceBuilder::new()
+        .layer(layer().origin_timeout(Duration::from_millis(50)))
+        .service(service);
+    let call = |uri: &'static str| {
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(get_req(uri)).await.unwrap();
+            response.into_body().collect().await.unwrap().to_bytes()
+        }
+    };
+    call("/error").await;
+    call("/slow").await;
+    assert_eq!(call("/error").await, "good");
+    assert_eq!(call("/slow").await, "good");
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn grace_serves_stale_on_a_5xx_without_stale_if_error() {
+    let origin = Origin::default();
+    let service = origin.service(|_, n| {
+        if n == 1 {
+            response(
+                200,
+                &[("cache-control", "max-age=0"), ("etag", "\"v\"")],
+                "good",
+            )
+        } else {
+            response(502, &[], "bad")
+        }
+    });
+    let graceless = tower::ServiceBuilder::new()
+        .layer(layer())
+        .service(service.clone());
+    let graceful = tower::ServiceBuilder::new()
+        .layer(layer().grace(Duration::from_secs(60)))
+        .service(service);
+    send(&graceful, get_req("/a")).await;
+    let served = send(&graceful, get_req("/a")).await;
+    assert_eq!(
+        (served.status, served.body.as_ref()),
+        (StatusCode::OK, &b"good"[..])
+    );
+    assert_eq!(
+        send(&graceless, get_req("/a")).await.status,
+        StatusCode::BAD_GATEWAY
+    );
+}
+
+#[tokio::test]
+async fn max_stale_requests_get_stale_entries() {
+    let origin = Origin::default();
+    // Stale at once, kept (it has a validator) for `keep_stale`.
+    let app = cached(
+        &layer(),
+        &origin,
+        &[("cache-control", "max-age=0"), ("etag", "\"v\"")],
+    );
+    send(&app, get_req("/a")).await;
+    let stale = send(&app, with("/a", &[("cache-control", "max-stale=60")])).await;
+    assert_eq!(stale.body, "call 1");
+    assert!(stale.header("cache-status").contains("ttl=-"), "{stale:?}");
+    assert_eq!(origin.calls(), 1);
+    assert_eq!(send(&app, get_req("/a")).await.body, "call 2");
+}
+
+#[tokio::test]
+async fn surrogate_control_aimed_at_the_cache_takes_precedence_and_is_removed() {
+    let origin = Origin::default();
+    let service = origin.service(|request, n| {
+        let capability = request
+            .headers()
+            .get("surrogate-capability")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert_eq!(capability, "edge=\"Surrogate/1.0\"");
+        response(
+            200,
+            &[
+                ("cache-control", "no-store"),
+                ("surrogate-control", "max-age=60;edge, no-store;other"),
+            ],
+            format!("call {n}"),
+        )
+    });
+    let app = tower::ServiceBuilder::new()
+        .layer(layer().surrogate("edge").unwrap())
+        .service(service);
+    let first = send(&app, get_req("/a")).await;
+    assert_eq!(first.header("cache-control"), "no-store");
+    assert!(!first.headers.contains_key("surrogate-control"));
+    let second = send(&app, get_req("/a")).await;
+    assert!(second.is_hit());
+    assert!(!second.headers.contains_key("surrogate-control"));
+    assert_eq!(origin.calls(), 1);
+}

@@ -56,6 +56,18 @@ impl Prefix {
             .unwrap_or_default()
     }
 
+    /// The remaining time to live of a key, in milliseconds (negative: none or missing).
+    fn pttl(&self, key: &str) -> i64 {
+        let client = redis::Client::open(self.url.as_str()).unwrap();
+        let mut conn = client
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .unwrap();
+        redis::cmd("PTTL")
+            .arg(format!("{}{key}", self.prefix))
+            .query(&mut conn)
+            .unwrap()
+    }
+
     fn raw(&self, key: &str, field: &str) -> Option<Vec<u8>> {
         let client = redis::Client::open(self.url.as_str()).ok()?;
         let mut conn = client
@@ -210,6 +222,11 @@ async fn redis_entries_are_compact_binary_shared_and_invalidated() {
     let raw = prefix.raw("e:/products?page=1", "").unwrap();
     assert!(raw.starts_with(b"TKC1"), "binary entry, not JSON");
     assert!(raw.len() < 400, "compact: {} bytes", raw.len());
+    // Entries and tag sets expire with the entry: max-age 60 s plus the 10 minutes kept stale.
+    for key in ["e:/products?page=1", "t:products", "t:path:/products"] {
+        let ttl = prefix.pttl(key);
+        assert!(ttl > 600_000 && ttl <= 660_000, "{key}: {ttl}");
+    }
 
     // Another layer on the same Redis shares the entry.
     let other =
@@ -391,7 +408,18 @@ async fn redis_outage_causes_no_errors_and_recovers() {
         "invalidation reports the outage"
     );
 
+    assert!(!tiered.l1().is_empty());
     server.restart();
+    // Invalidations may have been missed while the subscription was down: L1 starts over.
+    let mut cleared = false;
+    for _ in 0..100 {
+        if tiered.l1().is_empty() {
+            cleared = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cleared, "L1 is cleared once the subscription is back");
     let prefix_after = Prefix {
         url: url.clone(),
         prefix: prefix.prefix.clone(),
