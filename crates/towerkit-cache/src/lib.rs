@@ -69,8 +69,8 @@
 //!   `only-if-cached` (a `504` when nothing usable is stored), and `Pragma: no-cache`
 //!   without `Cache-Control`.
 //! - `Vary`, including `*`, matched on normalized values; `Accept-Encoding` is matched
-//!   against the stored response's `Content-Encoding`, so there is one variant per coding
-//!   (see the `key` rules below).
+//!   against the stored response's `Content-Encoding`, so that in practice there is one
+//!   variant per coding (see [Keys](#keys)).
 //! - Revalidation: a stale entry with `ETag`/`Last-Modified` is revalidated with
 //!   `If-None-Match`/`If-Modified-Since`; a `304` updates the stored fields (§4.3.4) except
 //!   those describing the stored body. Clients' own conditional requests get a `304` from a
@@ -107,9 +107,10 @@
 //! [host](CacheLayer::key_host). GET and HEAD share entries. Variants under a key are
 //! selected by `Vary`: `Accept-Encoding` by the stored coding (a compressed variant answers
 //! every request that ranks its coding first; the uncompressed one only requests accepting
-//! no compression, including those without `Accept-Encoding`), `Accept-Language` ignoring order, case and
-//! spaces (or by `Content-Language` matching the single preferred language), any other
-//! header with its field lines combined and spaces around commas removed.
+//! no compression, including those without `Accept-Encoding`), `Accept-Language` ignoring
+//! order, case and spaces (or by `Content-Language` matching the single preferred
+//! language), any other header with its field lines combined and spaces around commas
+//! removed.
 //!
 //! # Stores
 //!

@@ -7,7 +7,7 @@
 //! | `http_cache_requests_total` | counter | `result` = `hit`, `stale`, `miss`, `bypass`; `tier` = `l1`, `l2`, `none` | requests by outcome; `tier` is where a hit was found, or the last tier asked on a miss |
 //! | `http_cache_coalesced_requests_total` | counter | | requests that waited for another request's origin call instead of making their own |
 //! | `http_cache_store_operation_duration_seconds` | histogram | `store` = `redis`; `operation` = `get`, `put`, `delete`, `invalidate_tag`, `purge` | remote store latency (memory operations take nanoseconds and are not timed) |
-//! | `http_cache_redis_errors_total` | counter | `operation` | failed or timed-out Redis operations, and operations skipped while Redis is known to be down (`operation="skipped"`) |
+//! | `http_cache_redis_errors_total` | counter | `operation` = `get`, `put`, `delete`, `invalidate_tag`, `purge`, `publish`, `skipped` | failed or timed-out Redis operations, and operations skipped while Redis is known to be down (`skipped`) |
 //! | `http_cache_l1_entries` | gauge | | keys held in process memory |
 //! | `http_cache_l1_bytes` | gauge | | bytes held in process memory |
 

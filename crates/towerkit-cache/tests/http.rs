@@ -503,10 +503,13 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
         &[("cache-control", "max-age=0, stale-while-revalidate=60")],
     );
     send(&app, get_req("/a")).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let stale = send(&app, get_req("/a")).await;
-    assert_eq!(stale.body, "call 1");
-    assert!(stale.header("cache-status").contains("ttl=-"), "{stale:?}");
+    // Stale at once: five requests get the stale response and start one refresh; the refresh
+    // cannot run before this task yields.
+    for _ in 0..5 {
+        let stale = send(&app, get_req("/a")).await;
+        assert_eq!(stale.body, "call 1");
+        assert!(stale.header("cache-status").contains("ttl=-"), "{stale:?}");
+    }
     // The background refresh stores call 2; wait for it without timing assumptions.
     for _ in 0..200 {
         if origin.calls() == 2 {
@@ -965,4 +968,54 @@ async fn surrogate_control_aimed_at_the_cache_takes_precedence_and_is_removed() 
     assert!(second.is_hit());
     assert!(!second.headers.contains_key("surrogate-control"));
     assert_eq!(origin.calls(), 1);
+}
+
+/// A store that never answers, to stand for a remote store that hangs.
+#[derive(Debug)]
+struct HangingStore;
+
+impl towerkit_cache::Store for HangingStore {
+    fn get(&self, _key: &str) -> towerkit_cache::StoreFuture<Option<towerkit_cache::Lookup>> {
+        towerkit_cache::StoreFuture::pending(std::future::pending())
+    }
+
+    fn put(
+        &self,
+        _key: &str,
+        _entry: Arc<towerkit_cache::Entry>,
+    ) -> towerkit_cache::StoreFuture<()> {
+        towerkit_cache::StoreFuture::pending(std::future::pending())
+    }
+
+    fn delete(&self, _key: &str) -> towerkit_cache::StoreFuture<()> {
+        towerkit_cache::StoreFuture::pending(std::future::pending())
+    }
+
+    fn invalidate_tag(&self, _tag: &str) -> towerkit_cache::StoreFuture<u64> {
+        towerkit_cache::StoreFuture::pending(std::future::pending())
+    }
+
+    fn purge(&self) -> towerkit_cache::StoreFuture<()> {
+        towerkit_cache::StoreFuture::pending(std::future::pending())
+    }
+}
+
+#[tokio::test]
+async fn a_store_slower_than_its_timeout_counts_as_a_miss() {
+    let origin = Origin::default();
+    let layer = CacheLayer::new(HangingStore).store_timeout(Duration::from_millis(10));
+    let app = cached(&layer, &origin, &[("cache-control", "max-age=60")]);
+    for _ in 0..3 {
+        let seen = send(&app, get_req("/a")).await;
+        assert_eq!(seen.status, StatusCode::OK);
+        assert!(!seen.is_hit());
+    }
+    // Unsafe methods wait for their invalidation no longer than the timeout either.
+    assert_eq!(
+        send(&app, Request::post("/a").body(Body::empty()).unwrap())
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(origin.calls(), 4);
 }

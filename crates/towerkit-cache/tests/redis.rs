@@ -203,6 +203,9 @@ async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
 
 #[tokio::test]
 async fn redis_entries_are_compact_binary_shared_and_invalidated() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
     let url = redis_url();
     let prefix = Prefix::new(&url);
     let layer =
@@ -263,6 +266,17 @@ async fn redis_entries_are_compact_binary_shared_and_invalidated() {
 
     handle.purge().await.unwrap();
     assert!(prefix.keys().is_empty());
+    let names = metric_names(&snapshotter);
+    for operation in ["get", "put", "invalidate_tag", "purge"] {
+        let name = format!(
+            "http_cache_store_operation_duration_seconds{{store=redis,operation={operation}}}"
+        );
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    assert!(
+        names.contains(&"http_cache_requests_total{result=hit,tier=l2}".to_owned()),
+        "{names:?}"
+    );
 }
 
 #[tokio::test]
@@ -436,8 +450,28 @@ async fn redis_outage_causes_no_errors_and_recovers() {
     assert!(stored, "writes reach Redis again once it is back");
 }
 
+/// The metrics recorded while `body` runs on this thread, by name.
+fn metric_names(snapshotter: &metrics_util::debugging::Snapshotter) -> Vec<String> {
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, _)| {
+            let key = key.key();
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            format!("{}{{{}}}", key.name(), labels.join(","))
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_store_connected_while_redis_is_down_serves_from_the_origin() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
     let url = format!("redis://127.0.0.1:{}/", free_port());
     let prefix = Prefix::new(&url);
     let store = RedisStore::builder(url.as_str())
@@ -455,6 +489,15 @@ async fn a_store_connected_while_redis_is_down_serves_from_the_origin() {
         assert_eq!(send(&app, get_req("/a")).await.status, StatusCode::OK);
     }
     assert_eq!(origin.calls(), 5);
+    let names = metric_names(&snapshotter);
+    assert!(
+        names.contains(&"http_cache_redis_errors_total{operation=get}".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"http_cache_requests_total{result=miss,tier=l2}".to_owned()),
+        "{names:?}"
+    );
 }
 
 #[tokio::test]

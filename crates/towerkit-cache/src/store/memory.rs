@@ -174,3 +174,96 @@ impl Store for MemoryStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+    use super::*;
+    use crate::entry::{Policy, prepare};
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn entry(body: usize, vary: Option<(&str, &str)>) -> Arc<Entry> {
+        entry_at(body, vary, NOW)
+    }
+
+    fn entry_at(body: usize, vary: Option<(&str, &str)>, at: u64) -> Arc<Entry> {
+        let policy = Policy {
+            heuristic: true,
+            heuristic_max: Duration::from_secs(86_400),
+            tag_header: HeaderName::from_static("cache-tag"),
+            surrogate: None,
+            keep_stale: Duration::from_secs(600),
+            grace: Duration::ZERO,
+        };
+        let mut response = HeaderMap::new();
+        response.insert("cache-control", HeaderValue::from_static("max-age=60"));
+        let mut request = HeaderMap::new();
+        if let Some((name, value)) = vary {
+            response.insert("vary", HeaderValue::from_str(name).unwrap());
+            request.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let prepared = prepare(
+            StatusCode::OK,
+            &response,
+            &request,
+            "/",
+            at,
+            at,
+            &policy,
+            None,
+        )
+        .unwrap();
+        Arc::new(prepared.finish(Bytes::from(vec![b'x'; body])))
+    }
+
+    #[test]
+    fn capacity_is_counted_in_bytes() {
+        let store = MemoryStore::new(64 * 1024);
+        for i in 0..40 {
+            store.insert(&format!("/{i}"), entry(8 * 1024, None), NOW);
+        }
+        assert!(store.weight() <= 64 * 1024, "{}", store.weight());
+        assert!(store.len() < 40 && !store.is_empty(), "{}", store.len());
+    }
+
+    #[test]
+    fn variants_accumulate_up_to_the_limit_and_replace_their_own_id() {
+        let store = MemoryStore::new(16 * 1024 * 1024);
+        store.insert("/v", entry(10, Some(("x-lang", "en"))), NOW);
+        store.insert("/v", entry(10, Some(("x-lang", "de"))), NOW);
+        store.insert("/v", entry(10, Some(("x-lang", "en"))), NOW);
+        assert_eq!(store.lookup("/v").unwrap().len(), 2);
+        for i in 0..40 {
+            store.insert("/v", entry(10, Some(("x-lang", &format!("l{i}")))), NOW);
+        }
+        assert_eq!(
+            store.lookup("/v").unwrap().len(),
+            super::super::MAX_VARIANTS
+        );
+        // A response that stops varying replaces every variant.
+        store.insert("/v", entry(10, None), NOW);
+        assert_eq!(store.lookup("/v").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn dead_entries_are_dropped_by_the_next_put() {
+        let store = MemoryStore::new(16 * 1024 * 1024);
+        store.insert("/d", entry(10, Some(("x-lang", "en"))), NOW);
+        let later = NOW + 3_600_000;
+        store.insert("/d", entry_at(10, Some(("x-lang", "de")), later), later);
+        let variants = store.lookup("/d").unwrap();
+        assert_eq!(variants.len(), 1);
+        assert!(variants[0].alive_at(later));
+        // An entry already dead is not stored at all.
+        store.insert("/e", entry(10, None), later);
+        assert!(store.lookup("/e").is_none());
+    }
+}

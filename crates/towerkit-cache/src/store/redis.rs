@@ -602,6 +602,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn failures_back_off_exponentially_and_success_resets() {
+        let health = Health {
+            down_until: AtomicU64::new(0),
+            failures: AtomicU32::new(0),
+            warned: AtomicBool::new(false),
+            errors: AtomicU64::new(0),
+            min_backoff: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(40),
+        };
+        let now = now_ms();
+        assert!(health.available(now));
+        health.failed("get", &StoreError::Timeout);
+        assert!(!health.available(now + 9_000));
+        assert!(health.available(now + 11_000));
+        health.failed("get", &StoreError::Timeout);
+        assert!(!health.available(now + 19_000));
+        health.failed("get", &StoreError::Timeout);
+        health.failed("get", &StoreError::Timeout);
+        assert!(health.available(now + 41_000), "capped at the maximum");
+        assert_eq!(health.errors.load(Ordering::Relaxed), 4);
+        health.succeeded();
+        assert!(health.available(now));
+        assert!(!health.warned.load(Ordering::Relaxed));
+    }
+
+    #[test]
     fn glob_characters_in_prefixes_are_escaped() {
         assert_eq!(escape_glob("app:[x]*?\\"), "app:\\[x\\]\\*\\?\\\\");
     }
