@@ -1,0 +1,197 @@
+//! The proxy binary end to end: a hyper origin on a free port, the proxy in front of it.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An origin answering `origin N` with `max-age=60` and a `Surrogate-Control`.
+async fn origin() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |_request: Request<hyper::body::Incoming>| {
+                        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                        async move {
+                            let response = Response::builder()
+                                .header("cache-control", "max-age=60")
+                                .header("surrogate-control", "max-age=120")
+                                .body(Full::new(Bytes::from(format!("origin {n}"))))
+                                .unwrap();
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, calls)
+}
+
+/// The proxy process, killed when dropped.
+struct Proxy {
+    child: Child,
+    port: u16,
+}
+
+impl Proxy {
+    fn start(upstream: SocketAddr, extra: &[&str]) -> Self {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_example-cache-proxy"))
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--upstream",
+                &format!("http://{upstream}"),
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the proxy did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn get(port: u16, path: &str) -> (StatusCode, http::HeaderMap, Bytes) {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let response = client
+        .get(format!("http://127.0.0.1:{port}{path}").parse().unwrap())
+        .await
+        .unwrap();
+    let (head, body) = response.into_parts();
+    (
+        head.status,
+        head.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+#[tokio::test]
+async fn the_second_get_is_answered_by_the_proxy() {
+    let (upstream, calls) = origin().await;
+    let proxy = Proxy::start(upstream, &[]);
+    let (status, headers, body) = get(proxy.port, "/a?x=1").await;
+    assert_eq!((status, body.as_ref()), (StatusCode::OK, &b"origin 1"[..]));
+    assert_eq!(headers["cache-status"], "towerkit; fwd=miss; stored");
+    assert!(
+        !headers.contains_key("surrogate-control"),
+        "the surrogate's own directives stay with it"
+    );
+    let (_, headers, body) = get(proxy.port, "/a?x=1").await;
+    assert_eq!(body, "origin 1");
+    let status = headers["cache-status"].to_str().unwrap();
+    let ttl: u64 = status
+        .strip_prefix("towerkit; hit; ttl=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Surrogate-Control (120 s) took precedence over Cache-Control (60 s).
+    assert!(ttl > 60, "{status}");
+    assert_eq!(get(proxy.port, "/a?x=2").await.2, "origin 2");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_a_bad_gateway() {
+    let upstream: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let proxy = Proxy::start(upstream, &[]);
+    assert_eq!(get(proxy.port, "/").await.0, StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test]
+async fn with_redis_entries_outlive_the_proxy_process() {
+    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let prefix = format!("towerkit-test:proxy:{}:{nanos}:", std::process::id());
+    let (upstream, calls) = origin().await;
+    let (first_body, stored, second_body, second_status) = {
+        let first = Proxy::start(
+            upstream,
+            &["--redis", &redis, "--prefix", &prefix, "--no-l1"],
+        );
+        let first_body = get(first.port, "/shared").await.2;
+        // The entry is written once the body is complete: wait until a request hits.
+        let mut stored = false;
+        for _ in 0..100 {
+            if get(first.port, "/shared").await.1["cache-status"]
+                .to_str()
+                .unwrap()
+                .contains("; hit")
+            {
+                stored = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(first);
+        let second = Proxy::start(upstream, &["--redis", &redis, "--prefix", &prefix]);
+        let (_, headers, second_body) = get(second.port, "/shared").await;
+        (
+            first_body,
+            stored,
+            second_body,
+            headers["cache-status"].to_str().unwrap().to_owned(),
+        )
+    };
+    // Clean up before asserting, so that a failure leaves nothing behind either.
+    let store = towerkit_cache::RedisStore::builder(redis.as_str())
+        .prefix(prefix.as_str())
+        .connect()
+        .await
+        .unwrap();
+    towerkit_cache::CacheLayer::new(store)
+        .handle()
+        .purge()
+        .await
+        .unwrap();
+
+    assert_eq!(first_body, "origin 1");
+    assert!(stored);
+    assert_eq!(second_body, "origin 1");
+    assert!(second_status.contains("; hit"), "{second_status}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
