@@ -141,7 +141,8 @@ impl Entry {
             .iter()
             .map(|rule| rule.name.as_str().len() + rule.value.as_ref().map_or(0, |v| v.len()) + 32)
             .sum();
-        self.body.len() + headers + tags + vary + self.variant.len() + 160
+        // Headers count twice: the stored map and the precomputed response head.
+        self.body.len() + 2 * headers + tags + vary + self.variant.len() + 160
     }
 }
 

@@ -233,8 +233,6 @@ pub(crate) fn storable(
 
 #[cfg(test)]
 mod tests {
-    use http::header::CACHE_CONTROL;
-
     use super::*;
 
     const NOW: u64 = 1_700_000_000_000;
@@ -491,6 +489,5 @@ mod tests {
         assert_eq!(parse_age(&HeaderMap::new()), None);
         assert_eq!(parse_age(&headers(&[("age", "42")])), Some(Some(42)));
         assert_eq!(parse_age(&headers(&[("age", "4 2")])), Some(None));
-        let _ = CACHE_CONTROL;
     }
 }

@@ -100,9 +100,11 @@ fn decide(
         };
     };
     let Some(entry) = serve::select(&lookup.variants, headers, authorized, now) else {
+        // Live variants that do not match are a vary-miss; only dead ones, a plain miss.
+        let alive = lookup.variants.iter().any(|entry| entry.alive_at(now));
         return Decision::Forward {
             stored: None,
-            fwd: "vary-miss",
+            fwd: if alive { "vary-miss" } else { "miss" },
             tier: lookup.tier.as_str(),
         };
     };
@@ -206,7 +208,22 @@ where
                         entry,
                         usable,
                         tier,
-                    } => ResponseFuture::ready(self.serve(&entry, usable, tier, &parts, &key, now)),
+                    } => {
+                        let layer = &self.layer;
+                        let inner = || self.inner.clone();
+                        let response = answer(
+                            &layer.shared,
+                            &layer.config,
+                            inner,
+                            &key,
+                            &parts,
+                            &entry,
+                            (usable, tier),
+                            now,
+                            false,
+                        );
+                        ResponseFuture::ready(response)
+                    }
                     Decision::Forward { stored, fwd, tier } => {
                         let ctx = self.ctx(key.into_owned(), &parts, directives, authorized);
                         let inner = self.take_ready();
@@ -268,59 +285,6 @@ impl<S> Cache<S> {
                 && directives.min_fresh.is_none(),
         }
     }
-
-    /// Answers from a usable entry; a `stale-while-revalidate` answer starts one background
-    /// refresh of the key.
-    fn serve<ReqBody, ResBody>(
-        &self,
-        entry: &Arc<Entry>,
-        usable: Usable,
-        tier: Tier,
-        parts: &request::Parts,
-        key: &str,
-        now: u64,
-    ) -> Response<CacheBody<ResBody>>
-    where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        ReqBody: Default + Send + 'static,
-        ResBody: Body + Send + 'static,
-    {
-        let shared = &self.layer.shared;
-        let config = &self.layer.config;
-        let status = match usable {
-            Usable::Fresh => {
-                shared.count(Outcome::Hit, tier.as_str());
-                Status::Hit { coalesced: false }
-            }
-            Usable::StaleAccepted | Usable::StaleWhileRevalidate | Usable::Validate => {
-                shared.count(Outcome::Stale, tier.as_str());
-                Status::Stale
-            }
-        };
-        if usable == Usable::StaleWhileRevalidate
-            && let Some(guard) = shared.flights.try_lead(key)
-        {
-            let refresh = Refresh {
-                shared: shared.clone(),
-                config: config.clone(),
-                key: key.to_owned(),
-                parts: parts.clone(),
-                entry: entry.clone(),
-                default_ttl: config.ttl_for(parts.uri.path()),
-                guard,
-            };
-            refresh.spawn(self.inner.clone());
-        }
-        serve::respond(
-            entry,
-            &parts.method,
-            &parts.headers,
-            now,
-            status,
-            &config.labels(),
-        )
-    }
 }
 
 /// Looks `key` up within the store timeout; a failure or timeout counts as a miss.
@@ -374,8 +338,16 @@ where
             entry,
             usable,
             tier,
-        } => Ok(serve_async(
-            inner, &ctx, &parts, &entry, usable, tier, now, false,
+        } => Ok(answer(
+            &ctx.shared,
+            &ctx.config,
+            move || inner,
+            &ctx.key,
+            &parts,
+            &entry,
+            (usable, tier),
+            now,
+            false,
         )),
         Decision::Forward { stored, fwd, tier } => {
             forward(inner, ctx, parts, body, stored, fwd, tier).await
@@ -383,15 +355,17 @@ where
     }
 }
 
-/// [`Cache::serve`] for the miss path.
+/// Answers a request from a usable entry. A `stale-while-revalidate` answer also starts one
+/// background refresh of the key, on the service `inner` gives.
 #[allow(clippy::too_many_arguments)]
-fn serve_async<S, ReqBody, ResBody>(
-    inner: S,
-    ctx: &Ctx,
+fn answer<S, ReqBody, ResBody>(
+    shared: &Arc<Shared>,
+    config: &Arc<Config>,
+    inner: impl FnOnce() -> S,
+    key: &str,
     parts: &request::Parts,
     entry: &Arc<Entry>,
-    usable: Usable,
-    tier: Tier,
+    (usable, tier): (Usable, Tier),
     now: u64,
     coalesced: bool,
 ) -> Response<CacheBody<ResBody>>
@@ -403,42 +377,42 @@ where
 {
     let status = match usable {
         Usable::Fresh => {
-            ctx.shared.count(Outcome::Hit, tier.as_str());
+            shared.count(Outcome::Hit, tier.as_str());
             Status::Hit { coalesced }
         }
         Usable::StaleAccepted | Usable::StaleWhileRevalidate | Usable::Validate => {
-            ctx.shared.count(Outcome::Stale, tier.as_str());
+            shared.count(Outcome::Stale, tier.as_str());
             Status::Stale
         }
     };
     if coalesced {
-        ctx.shared
+        shared
             .counters
             .coalesced
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         metrics::coalesced();
     }
     if usable == Usable::StaleWhileRevalidate
-        && let Some(guard) = ctx.shared.flights.try_lead(&ctx.key)
+        && let Some(guard) = shared.flights.try_lead(key)
     {
         let refresh = Refresh {
-            shared: ctx.shared.clone(),
-            config: ctx.config.clone(),
-            key: ctx.key.clone(),
+            shared: shared.clone(),
+            config: config.clone(),
+            key: key.to_owned(),
             parts: parts.clone(),
             entry: entry.clone(),
-            default_ttl: ctx.default_ttl,
+            default_ttl: config.ttl_for(parts.uri.path()),
             guard,
         };
-        refresh.spawn(inner);
+        refresh.spawn(inner());
     }
     serve::respond(
         entry,
-        &ctx.method,
-        &ctx.headers,
+        &parts.method,
+        &parts.headers,
         now,
         status,
-        &ctx.config.labels(),
+        &config.labels(),
     )
 }
 
@@ -501,13 +475,14 @@ where
                             tier,
                         } => {
                             drop(guard);
-                            return Ok(serve_async(
-                                inner,
-                                &ctx,
+                            return Ok(answer(
+                                &ctx.shared,
+                                &ctx.config,
+                                move || inner,
+                                &ctx.key,
                                 &parts,
                                 &entry,
-                                usable,
-                                tier,
+                                (usable, tier),
                                 now_ms(),
                                 false,
                             ));
@@ -541,8 +516,16 @@ where
                     now,
                     tier,
                 ) {
-                    return Ok(serve_async(
-                        inner, &ctx, &parts, &entry, usable, tier, now, true,
+                    return Ok(answer(
+                        &ctx.shared,
+                        &ctx.config,
+                        move || inner,
+                        &ctx.key,
+                        &parts,
+                        &entry,
+                        (usable, tier),
+                        now,
+                        true,
                     ));
                 }
                 // Nothing stored (not storable, or another variant): go to the origin.
