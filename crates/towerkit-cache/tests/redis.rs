@@ -353,6 +353,25 @@ async fn tiered_invalidation_reaches_every_instance() {
     let from_l2 = send(&b_app, get_req("/products")).await;
     assert!(from_l2.is_hit());
     assert_eq!(b_store.l1().len(), 1, "copied into B's memory");
+    // The copy keeps the deadlines of what Redis holds: it never outlives it.
+    let in_l1 = b_store
+        .l1()
+        .get("/products")
+        .await
+        .unwrap()
+        .unwrap()
+        .variants[0]
+        .clone();
+    let in_l2 = b_store
+        .l2()
+        .get("/products")
+        .await
+        .unwrap()
+        .unwrap()
+        .variants[0]
+        .clone();
+    assert_eq!(in_l1.stale_until(), in_l2.stale_until());
+    assert_eq!(in_l1.fresh_until(), in_l2.fresh_until());
     assert!(send(&b_app, get_req("/products")).await.is_hit());
     assert_eq!(origin.calls(), 1);
 
