@@ -7,8 +7,10 @@
 //! saturation and the service's RSS at start and end: a table on the terminal,
 //! `target/xtask-load/<scenario>.json` and `target/xtask-load/<scenario>.md`. `baseline`
 //! also runs a list-only load against the service and against a second instance started
-//! with `LAYERS=none`, and prints their throughput ratio. Exceeding a scenario's error-rate
-//! or latency bounds exits non-zero.
+//! with `LAYERS=none`, and prints their throughput ratio. `soak` sends a mix whose cache
+//! keys rarely repeat to an instance with an 8 MB in-memory cache, and reports the cache's
+//! bytes (`http_cache_l1_bytes`, sampled every 5 s) against that capacity. Exceeding a
+//! scenario's error-rate or latency bounds, or the cache's capacity, exits non-zero.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -33,6 +35,11 @@ struct Step {
 struct Scenario {
     name: &'static str,
     steps: Vec<Step>,
+    /// The request mix: `mix` (the API's usual traffic) or `unique` (cache keys that
+    /// rarely repeat, to fill and churn the cache).
+    mode: &'static str,
+    /// The in-memory cache's size the instance starts with (`CACHE_CAPACITY_MB`).
+    cache_capacity_mb: u64,
     /// Highest acceptable error rate, in percent of requests.
     max_error_pct: f64,
     /// Latency bounds in milliseconds.
@@ -47,9 +54,13 @@ fn scenario(name: &str, duration: Option<u64>) -> Result<Scenario> {
         connections,
         seconds,
     };
+    // The service's default cache size; soak uses a small one to show the bound.
+    let (mode, cache_capacity_mb) = ("mix", 64);
     let scenario = match name {
         "smoke" => Scenario {
             name: "smoke",
+            mode,
+            cache_capacity_mb,
             steps: vec![step(5, 10)],
             max_error_pct: 0.1,
             max_p95_ms: 50.0,
@@ -57,6 +68,8 @@ fn scenario(name: &str, duration: Option<u64>) -> Result<Scenario> {
         },
         "baseline" => Scenario {
             name: "baseline",
+            mode,
+            cache_capacity_mb,
             steps: vec![step(20, 60)],
             max_error_pct: 0.1,
             max_p95_ms: 100.0,
@@ -64,6 +77,8 @@ fn scenario(name: &str, duration: Option<u64>) -> Result<Scenario> {
         },
         "stress" => Scenario {
             name: "stress",
+            mode,
+            cache_capacity_mb,
             steps: vec![step(50, 20), step(100, 20), step(150, 20)],
             max_error_pct: 0.1,
             max_p95_ms: 500.0,
@@ -71,6 +86,8 @@ fn scenario(name: &str, duration: Option<u64>) -> Result<Scenario> {
         },
         "spike" => Scenario {
             name: "spike",
+            mode,
+            cache_capacity_mb,
             steps: vec![step(200, 15)],
             max_error_pct: 0.1,
             max_p95_ms: 1000.0,
@@ -78,6 +95,8 @@ fn scenario(name: &str, duration: Option<u64>) -> Result<Scenario> {
         },
         "soak" => Scenario {
             name: "soak",
+            mode: "unique",
+            cache_capacity_mb: 8,
             steps: vec![step(30, duration.unwrap_or(600))],
             max_error_pct: 0.1,
             max_p95_ms: 100.0,
@@ -105,6 +124,16 @@ function init(args)
   mode = args[1] or "mix"
 end
 function request()
+  if mode == "unique" then
+    -- Every request carries a parameter of its own: the cache keys on the whole query
+    -- string, the handlers ignore it, so almost every response is a new cache entry.
+    counter = counter + 1
+    local unique = "u=" .. id .. "-" .. counter
+    if math.random(10) <= 8 then
+      return wrk.format("GET", "/api/products/" .. math.random(1, 10000) .. "?" .. unique)
+    end
+    return wrk.format("GET", "/api/products?page=" .. math.random(1, 100) .. "&limit=" .. math.random(1, 50) .. "&" .. unique)
+  end
   if mode == "list" then
     return wrk.format("GET", "/api/products?page=" .. math.random(1, 20) .. "&limit=20")
   end
@@ -162,20 +191,26 @@ pub(crate) fn load(args: &[String]) -> Result {
     let script = dir.join("mix.lua");
     std::fs::write(&script, MIX_SCRIPT).map_err(|e| e.to_string())?;
 
-    let layered = Instance::start(&services, "all")?;
+    let capacity = [("CACHE_CAPACITY_MB", scenario.cache_capacity_mb.to_string())];
+    let layered = Instance::start(&services, "all", &capacity)?;
     let rss_start = layered.rss_kib();
     let before = layered.metrics()?;
+    let sampler = Sampler::start(&layered);
     let mut steps = Vec::new();
     for step in &scenario.steps {
         eprintln!(
-            "xtask load: {} connections for {} s (mix)",
-            step.connections, step.seconds
+            "xtask load: {} connections for {} s ({})",
+            step.connections, step.seconds, scenario.mode
         );
-        steps.push(wrk(&script, layered.port, *step, "mix")?);
+        steps.push(wrk(&script, layered.port, *step, scenario.mode)?);
     }
+    let (l1_max, rss_max) = sampler.stop();
     let after = layered.metrics()?;
     let rss_end = layered.rss_kib();
     let total = merge(&steps);
+    let l1_bytes = |metrics: &str| gauge(metrics, "http_cache_l1_bytes").unwrap_or(0.0);
+    let l1_capacity = scenario.cache_capacity_mb as f64 * 1024.0 * 1024.0;
+    let l1_max = l1_max.max(l1_bytes(&after));
 
     let hits = counter_delta(
         &before,
@@ -197,7 +232,8 @@ pub(crate) fn load(args: &[String]) -> Result {
         "error_rate_pct": total.error_pct(),
         "cache_hit_ratio": hit_ratio,
         "db_pool": {"max": pool_max, "waiting_at_end": pool_waiting},
-        "rss_kib": {"start": rss_start, "end": rss_end},
+        "rss_kib": {"start": rss_start, "end": rss_end, "max": rss_max.max(rss_end)},
+        "cache_l1_bytes": {"start": l1_bytes(&before), "end": l1_bytes(&after), "max": l1_max, "capacity": l1_capacity},
         "bounds": {"max_error_pct": scenario.max_error_pct, "max_p95_ms": scenario.max_p95_ms, "max_p99_ms": scenario.max_p99_ms},
     });
 
@@ -209,7 +245,7 @@ pub(crate) fn load(args: &[String]) -> Result {
         eprintln!("xtask load: list endpoint only, all layers");
         let with_layers = wrk(&script, layered.port, list, "list")?;
         drop(layered);
-        let bare = Instance::start(&services, "none")?;
+        let bare = Instance::start(&services, "none", &[])?;
         eprintln!("xtask load: list endpoint only, LAYERS=none");
         let without_layers = wrk(&script, bare.port, list, "list")?;
         report["list_endpoint"] = json!({
@@ -221,7 +257,12 @@ pub(crate) fn load(args: &[String]) -> Result {
         });
     }
 
-    let violations = violations(&scenario, &total);
+    let mut violations = violations(&scenario, &total);
+    if l1_max > l1_capacity {
+        violations.push(format!(
+            "L1 cache held {l1_max} bytes > its capacity of {l1_capacity}"
+        ));
+    }
     report["violations"] = json!(violations);
     let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
     std::fs::write(dir.join(format!("{}.json", scenario.name)), text + "\n")
@@ -382,7 +423,7 @@ struct Instance {
 }
 
 impl Instance {
-    fn start(services: &Services, layers: &str) -> Result<Self> {
+    fn start(services: &Services, layers: &str, env: &[(&str, String)]) -> Result<Self> {
         let port = free_port()?;
         let binary = target_dir().join("release").join("example-service");
         let mut command = Command::new(binary);
@@ -394,6 +435,7 @@ impl Instance {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
             )
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdout(Stdio::null());
         let child = command
             .spawn()
@@ -422,13 +464,48 @@ impl Instance {
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+        rss_kib(self.child.id())
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Samples the instance's L1 cache bytes and RSS every 5 s while the load runs.
+struct Sampler {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<(f64, u64)>,
+}
+
+impl Sampler {
+    fn start(instance: &Instance) -> Self {
+        let (port, pid) = (instance.port, instance.child.id());
+        let (stop, stopped) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let (mut l1_max, mut rss_max) = (0.0_f64, 0);
+            loop {
+                if let Ok((200, metrics)) = http_get(port, "/metrics") {
+                    l1_max = l1_max.max(gauge(&metrics, "http_cache_l1_bytes").unwrap_or(0.0));
+                }
+                rss_max = rss_max.max(rss_kib(pid));
+                if stopped.recv_timeout(Duration::from_secs(5)).is_ok() {
+                    return (l1_max, rss_max);
+                }
+            }
+        });
+        Sampler { stop, thread }
+    }
+
+    /// The largest L1 bytes and RSS (KiB) seen.
+    fn stop(self) -> (f64, u64) {
+        let _ = self.stop.send(());
+        self.thread.join().unwrap_or((0.0, 0))
     }
 }
 
@@ -526,10 +603,22 @@ fn markdown(report: &Value) -> String {
         ),
     );
     rows.insert(
-        "6 RSS start / end (KiB)",
+        "6 RSS start / end / max (KiB)",
         format!(
-            "{} / {}",
-            report["rss_kib"]["start"], report["rss_kib"]["end"]
+            "{} / {} / {}",
+            report["rss_kib"]["start"], report["rss_kib"]["end"], report["rss_kib"]["max"]
+        ),
+    );
+    let l1 = &report["cache_l1_bytes"];
+    let mib = |v: &Value| format!("{:.2}", v.as_f64().unwrap_or(0.0) / (1024.0 * 1024.0));
+    rows.insert(
+        "6a L1 cache MiB start / end / max (capacity)",
+        format!(
+            "{} / {} / {} ({})",
+            mib(&l1["start"]),
+            mib(&l1["end"]),
+            mib(&l1["max"]),
+            mib(&l1["capacity"])
         ),
     );
     if let Some(list) = report.get("list_endpoint") {
@@ -548,7 +637,7 @@ fn markdown(report: &Value) -> String {
         report["scenario"].as_str().unwrap_or("?")
     );
     for (key, value) in rows {
-        text.push_str(&format!("| {} | {value} |\n", &key[2..]));
+        text.push_str(&format!("| {} | {value} |\n", key[2..].trim_start()));
     }
     let violations = report["violations"].as_array().map(Vec::len).unwrap_or(0);
     text.push_str(&format!(
@@ -599,6 +688,15 @@ mod tests {
         assert_eq!(parse_duration("90s"), Ok(90));
         assert_eq!(parse_duration("45"), Ok(45));
         assert!(parse_duration("ten").is_err());
+    }
+
+    #[test]
+    fn soak_churns_a_small_cache_with_unique_keys() {
+        let soak = scenario("soak", Some(60)).unwrap();
+        assert_eq!((soak.mode, soak.cache_capacity_mb), ("unique", 8));
+        assert!(MIX_SCRIPT.contains(r#"if mode == "unique" then"#));
+        let smoke = scenario("smoke", None).unwrap();
+        assert_eq!((smoke.mode, smoke.cache_capacity_mb), ("mix", 64));
     }
 
     #[test]
