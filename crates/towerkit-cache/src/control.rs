@@ -17,10 +17,10 @@ pub(crate) const MAX_DELTA: u64 = 2_147_483_648;
 /// One parsed directive: its name (as received) and argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Directive<'a> {
-    pub(crate) name: &'a str,
+    pub(crate) name: Cow<'a, str>,
     pub(crate) arg: Arg<'a>,
     /// The `;target` suffix of a Surrogate-Control directive.
-    pub(crate) target: Option<&'a str>,
+    pub(crate) target: Option<Cow<'a, str>>,
 }
 
 /// A directive's argument.
@@ -72,24 +72,70 @@ pub(crate) fn parse_delta(text: &str) -> Option<u64> {
 pub(crate) fn directives<'a>(
     values: impl Iterator<Item = &'a HeaderValue>,
 ) -> impl Iterator<Item = Directive<'a>> {
-    values
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|text| Parser {
-            rest: text,
-            targets: false,
-        })
+    lines(values, false)
 }
 
 /// Like [`directives`], for Surrogate-Control: a directive may end in `;device-token`.
 fn surrogate_directives<'a>(
     values: impl Iterator<Item = &'a HeaderValue>,
 ) -> impl Iterator<Item = Directive<'a>> {
-    values
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|text| Parser {
+    lines(values, true)
+}
+
+fn lines<'a>(
+    values: impl Iterator<Item = &'a HeaderValue>,
+    targets: bool,
+) -> impl Iterator<Item = Directive<'a>> {
+    values.flat_map(move |value| match value.to_str() {
+        Ok(text) => Line::Borrowed(Parser {
             rest: text,
-            targets: true,
-        })
+            targets,
+        }),
+        // Obs-text (bytes above 0x7F, legal inside quoted strings) makes a line not `str`:
+        // parse a lossy copy rather than drop the line, which would lose a `no-store` next to
+        // it. Directive names and the arguments a cache reads are ASCII, so nothing is lost.
+        Err(_) => {
+            let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            let parsed: Vec<Directive<'static>> = Parser {
+                rest: &text,
+                targets,
+            }
+            .map(Directive::into_owned)
+            .collect();
+            Line::Owned(parsed.into_iter())
+        }
+    })
+}
+
+/// The directives of one field line.
+enum Line<'a> {
+    Borrowed(Parser<'a>),
+    Owned(std::vec::IntoIter<Directive<'static>>),
+}
+
+impl<'a> Iterator for Line<'a> {
+    type Item = Directive<'a>;
+
+    fn next(&mut self) -> Option<Directive<'a>> {
+        match self {
+            Line::Borrowed(parser) => parser.next(),
+            Line::Owned(parsed) => parsed.next(),
+        }
+    }
+}
+
+impl Directive<'_> {
+    fn into_owned(self) -> Directive<'static> {
+        Directive {
+            name: Cow::Owned(self.name.into_owned()),
+            arg: match self.arg {
+                Arg::None => Arg::None,
+                Arg::Value(value) => Arg::Value(Cow::Owned(value.into_owned())),
+                Arg::Malformed => Arg::Malformed,
+            },
+            target: self.target.map(|target| Cow::Owned(target.into_owned())),
+        }
+    }
 }
 
 struct Parser<'a> {
@@ -147,7 +193,7 @@ impl<'a> Iterator for Parser<'a> {
                 && let Some(after) = rest.strip_prefix(';')
             {
                 let len = after.bytes().take_while(|&b| is_tchar(b)).count();
-                target = Some(&after[..len]);
+                target = Some(Cow::Borrowed(&after[..len]));
                 rest = &after[len..];
             }
             let trimmed = rest.trim_start_matches([' ', '\t']);
@@ -159,7 +205,11 @@ impl<'a> Iterator for Parser<'a> {
             } else {
                 self.rest = trimmed;
             }
-            return Some(Directive { name, arg, target });
+            return Some(Directive {
+                name: Cow::Borrowed(name),
+                arg,
+                target,
+            });
         }
     }
 }
@@ -384,6 +434,7 @@ impl SurrogateDirectives {
         for directive in surrogate_directives(headers.get_all(SURROGATE_CONTROL).iter()) {
             if directive
                 .target
+                .as_deref()
                 .is_some_and(|target| !target.eq_ignore_ascii_case(token))
             {
                 continue;
@@ -530,6 +581,27 @@ mod tests {
         assert!(request(&[("pragma", "no-cache")]).no_cache);
         assert!(!request(&[("pragma", "no-cache"), ("cache-control", "max-stale=1")]).no_cache);
         assert!(!request(&[("pragma", "foo")]).no_cache);
+    }
+
+    #[test]
+    fn a_line_with_obs_text_still_counts() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_bytes(b"no-store, x=\"\xc3\xa9\"").unwrap(),
+        );
+        headers.append(
+            CACHE_CONTROL,
+            HeaderValue::from_bytes(b"private, y=\"\xff\"").unwrap(),
+        );
+        let parsed = ResponseDirectives::parse(&headers);
+        assert!(parsed.no_store && parsed.private);
+        let mut request = HeaderMap::new();
+        request.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_bytes(b"no-cache, z=\"\xfe\"").unwrap(),
+        );
+        assert!(RequestDirectives::parse(&request).no_cache);
     }
 
     #[test]

@@ -48,32 +48,56 @@ pub(crate) fn primary_key<'a>(parts: &'a request::Parts, rules: &KeyRules) -> Co
     Cow::Owned(key_for(
         path_and_query,
         &parts.headers,
-        host_of(parts),
+        host_bytes(parts),
         rules,
     ))
 }
 
 /// The request's host: the URI authority, else the `Host` header.
-pub(crate) fn host_of(parts: &request::Parts) -> Option<&str> {
+pub(crate) fn host_bytes(parts: &request::Parts) -> Option<&[u8]> {
     parts
         .uri
         .authority()
-        .map(|a| a.as_str())
-        .or_else(|| parts.headers.get(HOST).and_then(|h| h.to_str().ok()))
+        .map(|a| a.as_str().as_bytes())
+        .or_else(|| parts.headers.get(HOST).map(|h| h.as_bytes()))
+}
+
+/// Appends `bytes` to `out` without losing anything: visible ASCII, space and tab as they
+/// are, any other byte (and `%` itself) as `%XX`. Distinct byte strings stay distinct, which
+/// keys and `Vary` values must: a lossy conversion would let two requests share an entry.
+pub(crate) fn escape_into(out: &mut String, bytes: &[u8]) {
+    for &byte in bytes {
+        if (byte.is_ascii_graphic() && byte != b'%') || byte == b' ' || byte == b'\t' {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+}
+
+/// Trims optional whitespace (SP and HTAB, RFC 9110 §5.6.3) and nothing else.
+fn trim_ows(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
 }
 
 /// The primary key for `path_and_query` requested with `headers`.
 pub(crate) fn key_for(
     path_and_query: &str,
     headers: &HeaderMap,
-    host: Option<&str>,
+    host: Option<&[u8]>,
     rules: &KeyRules,
 ) -> String {
     let mut key = String::with_capacity(path_and_query.len() + 16);
     if rules.host
         && let Some(host) = host
     {
-        key.push_str(&host.to_ascii_lowercase());
+        escape_into(&mut key, &host.to_ascii_lowercase());
     }
     match path_and_query.split_once('?') {
         Some((path, query)) if !rules.ignored_params.is_empty() => {
@@ -103,7 +127,7 @@ pub(crate) fn key_for(
             if i > 0 {
                 key.push(',');
             }
-            key.push_str(&String::from_utf8_lossy(value.as_bytes()));
+            escape_into(&mut key, value.as_bytes());
         }
     }
     key
@@ -139,17 +163,19 @@ pub(crate) enum Vary {
 pub(crate) fn parse_vary(headers: &HeaderMap) -> Vary {
     let mut names: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(VARY) {
-        let Ok(text) = value.to_str() else {
-            continue;
-        };
-        for name in text.split(',') {
-            let name = name.trim();
+        for name in value.as_bytes().split(|&b| b == b',') {
+            let name = trim_ows(name);
+            if name.is_empty() {
+                continue;
+            }
+            // `*`, or anything that is not a field name: no request can be matched safely.
+            let Ok(name) = HeaderName::from_bytes(name) else {
+                return Vary::Star;
+            };
             if name == "*" {
                 return Vary::Star;
             }
-            if let Ok(name) = HeaderName::from_bytes(name.as_bytes())
-                && !names.contains(&name)
-            {
+            if !names.contains(&name) {
                 names.push(name);
             }
         }
@@ -235,15 +261,15 @@ pub(crate) fn matches(rules: &[VaryRule], response: &HeaderMap, request: &Header
 pub(crate) fn content_coding(response: &HeaderMap) -> String {
     let mut coding = String::new();
     for value in response.get_all(CONTENT_ENCODING) {
-        for part in String::from_utf8_lossy(value.as_bytes()).split(',') {
-            let part = part.trim();
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let part = trim_ows(part);
             if part.is_empty() {
                 continue;
             }
             if !coding.is_empty() {
                 coding.push(',');
             }
-            coding.push_str(&part.to_ascii_lowercase());
+            escape_into(&mut coding, &part.to_ascii_lowercase());
         }
     }
     if coding.is_empty() {
@@ -333,6 +359,15 @@ fn normalize_accept_encoding(request: &HeaderMap) -> String {
     let mut members: Vec<(String, u16)> = accept_encoding(request)
         .map(|(name, q)| (name.to_ascii_lowercase(), q))
         .collect();
+    // A field line that is not text names no coding it could be served, but must still
+    // tell this request apart from one without `Accept-Encoding`.
+    for value in request.get_all(ACCEPT_ENCODING) {
+        if value.to_str().is_err() {
+            let mut raw = String::from("!");
+            escape_into(&mut raw, value.as_bytes());
+            members.push((raw, 0));
+        }
+    }
     members.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let mut out = String::new();
     for (name, q) in members {
@@ -353,15 +388,15 @@ pub(crate) fn normalize(name: &HeaderName, request: &HeaderMap) -> Option<String
     }
     let mut out = String::new();
     for value in values {
-        for member in String::from_utf8_lossy(value.as_bytes()).split(',') {
-            let member = member.trim();
+        for member in value.as_bytes().split(|&b| b == b',') {
+            let member = trim_ows(member);
             if member.is_empty() {
                 continue;
             }
             if !out.is_empty() {
                 out.push(',');
             }
-            out.push_str(member);
+            escape_into(&mut out, member);
         }
     }
     Some(out)
@@ -388,7 +423,9 @@ fn normalize_language<'a>(values: impl Iterator<Item = &'a http::HeaderValue>) -
 fn language_ranges<'a>(values: impl Iterator<Item = &'a http::HeaderValue>) -> Vec<(String, u16)> {
     let mut ranges = Vec::new();
     for value in values {
-        for member in String::from_utf8_lossy(value.as_bytes()).split(',') {
+        let mut text = String::new();
+        escape_into(&mut text, value.as_bytes());
+        for member in text.split(',') {
             let mut params = member.split(';');
             let range = params
                 .next()
@@ -485,6 +522,83 @@ mod tests {
             a,
             key("/p", &[("host", "a.example"), ("x-tenant", "2")], &rules)
         );
+    }
+
+    #[test]
+    fn distinct_bytes_in_varied_headers_never_share_a_variant() {
+        let value = |bytes: &[u8]| headers_raw(&[("x-a", bytes)]);
+        let name = HeaderName::from_static("x-a");
+        assert_ne!(
+            normalize(&name, &value(b"\xff")),
+            normalize(&name, &value(b"\xfe"))
+        );
+        assert_ne!(
+            normalize(&name, &value("\u{a0}1".as_bytes())),
+            normalize(&name, &value(b"1"))
+        );
+        assert_ne!(
+            normalize(&name, &value(b"%FF")),
+            normalize(&name, &value(b"\xff"))
+        );
+        assert_eq!(
+            normalize(&name, &value(b"\t1 ,\t2 ")),
+            normalize(&name, &value(b"1,2"))
+        );
+        let language = HeaderName::from_static("accept-language");
+        let accept = |bytes: &[u8]| headers_raw(&[("accept-language", bytes)]);
+        assert_ne!(
+            normalize(&language, &accept(b"\xff")),
+            normalize(&language, &accept(b"\xfe"))
+        );
+    }
+
+    #[test]
+    fn distinct_bytes_in_key_headers_and_hosts_make_distinct_keys() {
+        let rules = KeyRules {
+            host: true,
+            headers: vec![HeaderName::from_static("x-tenant")],
+            ..KeyRules::default()
+        };
+        let key = |tenant: &[u8], host: &[u8]| {
+            key_for(
+                "/p",
+                &headers_raw(&[("x-tenant", tenant)]),
+                Some(host),
+                &rules,
+            )
+        };
+        assert_ne!(key(b"\xff", b"a"), key(b"\xfe", b"a"));
+        assert_ne!(key(b"1", b"a\xff"), key(b"1", b"a\xfe"));
+        assert_eq!(key(b"1", b"A"), key(b"1", b"a"));
+    }
+
+    #[test]
+    fn a_vary_that_is_not_a_list_of_field_names_is_treated_as_star() {
+        assert_eq!(
+            parse_vary(&headers_raw(&[("vary", b"cookie, \xff")])),
+            Vary::Star
+        );
+        assert_eq!(parse_vary(&headers_raw(&[("vary", b"x y")])), Vary::Star);
+    }
+
+    #[test]
+    fn a_request_with_an_unreadable_accept_encoding_is_not_one_without() {
+        let unreadable = headers_raw(&[("accept-encoding", b"br\xff")]);
+        assert_ne!(
+            normalize_accept_encoding(&unreadable),
+            normalize_accept_encoding(&HeaderMap::new())
+        );
+    }
+
+    fn headers_raw(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        headers
     }
 
     #[test]

@@ -304,14 +304,25 @@ pub(crate) fn respond<B>(
                 headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
             }
             Range::Unsatisfiable => {
+                // No representation is sent: none of its fields either (no `Content-Type`
+                // announcing a body that is not there), only where the bytes end.
                 status_code = StatusCode::RANGE_NOT_SATISFIABLE;
                 let content_range = format!("bytes */{}", body.len());
-                headers.insert(
+                let mut bare = HeaderMap::with_capacity(6);
+                for name in [DATE, CACHE_CONTROL] {
+                    for value in entry.headers.get_all(&name) {
+                        bare.append(name.clone(), value.clone());
+                    }
+                }
+                bare.insert(
                     CONTENT_RANGE,
                     HeaderValue::from_maybe_shared(Bytes::from(content_range))
                         .unwrap_or(HeaderValue::from_static("bytes */0")),
                 );
-                headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+                bare.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+                bare.insert(AGE, age_value(age / 1000));
+                label(&mut bare, labels, status, ttl);
+                headers = bare;
                 body = Bytes::new();
             }
         }
@@ -698,6 +709,34 @@ mod tests {
         assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
         assert_eq!(response.headers()[CONTENT_RANGE], "bytes 2-4/10");
         assert_eq!(response.headers()[CONTENT_LENGTH], "3");
+    }
+
+    #[test]
+    fn an_unsatisfiable_range_sends_no_representation_fields() {
+        let stored = entry(&[
+            ("cache-control", "max-age=60"),
+            ("content-type", "application/json"),
+            ("link", "</p?page=2>"),
+        ]);
+        let labels = Labels {
+            name: "towerkit",
+            x_cache: false,
+            hits: &OnceLock::new(),
+        };
+        let response: Response<CacheBody<http_body_util::Empty<Bytes>>> = respond(
+            &stored,
+            &Method::GET,
+            &headers(&[("range", "bytes=-0")]),
+            NOW,
+            Status::Hit { coalesced: false },
+            &labels,
+        );
+        assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(response.headers()[CONTENT_RANGE], "bytes */10");
+        assert_eq!(response.headers()[CONTENT_LENGTH], "0");
+        assert!(!response.headers().contains_key("content-type"));
+        assert!(!response.headers().contains_key("link"));
+        assert!(response.headers().contains_key(CACHE_STATUS));
     }
 
     #[test]

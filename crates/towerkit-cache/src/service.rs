@@ -22,7 +22,7 @@ use crate::entry::{Entry, prepare};
 use crate::flight::{FlightGuard, Join};
 use crate::freshness::now_ms;
 use crate::future::{ResponseFuture, forwarded, strip_private_headers};
-use crate::key::{host_of, key_for, primary_key};
+use crate::key::{host_bytes, key_for, primary_key};
 use crate::layer::{CacheLayer, Config, Shared};
 use crate::metrics::{self, Outcome};
 use crate::serve::{self, Status, Usable};
@@ -876,7 +876,11 @@ where
 {
     let target = primary_key(&parts, &config.key).into_owned();
     let uri = parts.uri.clone();
-    let host = host_of(&parts).map(str::to_owned);
+    let host: Option<Vec<u8>> = host_bytes(&parts).map(<[u8]>::to_vec);
+    let host_text = host
+        .as_deref()
+        .and_then(|host| std::str::from_utf8(host).ok())
+        .map(str::to_owned);
     let headers = parts.headers.clone();
     let response = inner.call(Request::from_parts(parts, body)).await?;
     let status = response.status();
@@ -884,7 +888,8 @@ where
         let mut keys = vec![target];
         for name in [LOCATION, CONTENT_LOCATION] {
             for value in response.headers().get_all(name) {
-                if let Some(path_and_query) = same_origin_target(value, &uri, host.as_deref()) {
+                if let Some(path_and_query) = same_origin_target(value, &uri, host_text.as_deref())
+                {
                     keys.push(key_for(
                         &path_and_query,
                         &headers,
