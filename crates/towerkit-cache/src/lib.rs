@@ -104,7 +104,16 @@
 //! The key is the path and query (never dropped), minus
 //! [ignored parameters](CacheLayer::ignore_query_param), plus
 //! [key headers](CacheLayer::key_header) and optionally the
-//! [host](CacheLayer::key_host). GET and HEAD share entries. Variants under a key are
+//! [host](CacheLayer::key_host). GET and HEAD share entries. The path and query are taken
+//! as sent: `?a=1&b=2` and `?b=2&a=1`, `?a=1` and `?A=1`, `?a=1` and `?a=%31` are
+//! different entries (no reordering, no case folding, no percent-decoding), and ignored
+//! parameter names match case-sensitively. Header values in keys and `Vary` comparisons are
+//! compared byte for byte (no lossy decoding), so requests differing in any byte never share
+//! an entry. Request headers outside the key and `Vary` (`X-Forwarded-Host`, `Cookie`, …) do
+//! not select entries: a response that depends on one must name it in `Vary` or say
+//! `private`/`no-store`. In particular, requests with `Cookie` are cached like any other;
+//! responses personalised by a session must be `private` (or `Vary: Cookie`), as RFC 9111
+//! expects of the origin. Variants under a key are
 //! selected by `Vary`: `Accept-Encoding` by the stored coding (a compressed variant answers
 //! every request that ranks its coding first; the uncompressed one only requests accepting
 //! no compression, including those without `Accept-Encoding`), `Accept-Language` ignoring

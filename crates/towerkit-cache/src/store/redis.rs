@@ -241,9 +241,10 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Creates the store. A single server is connected lazily, in the background: this
-    /// succeeds while Redis is down (operations fail, as misses, until it is up). A cluster
-    /// is asked for its topology now. Must run inside a Tokio runtime.
+    /// Creates the store. A single server is connected now if it answers within half a
+    /// second; otherwise this still succeeds, and the store keeps reconnecting in the
+    /// background (operations fail, as misses, until Redis is up). A cluster is asked for
+    /// its topology now. Must run inside a Tokio runtime.
     pub async fn connect(self) -> Result<RedisStore, RedisConfigError> {
         let first = self.nodes.first().cloned().unwrap_or_default();
         let pubsub_client =
@@ -268,6 +269,10 @@ impl RedisStoreBuilder {
             min_backoff: self.min_backoff,
             max_backoff: self.max_backoff,
         };
+        // Open the connection now, briefly: the first requests then do not spend their store
+        // timeout on a TCP handshake. A Redis that is down only delays start-up by this bound.
+        let ping = redis::cmd("PING").to_owned();
+        let _ = tokio::time::timeout(WARM_UP, conn.query::<String>(&ping)).await;
         let inner = Inner {
             conn,
             prefix: self.prefix,
@@ -280,6 +285,9 @@ impl RedisStoreBuilder {
         })
     }
 }
+
+/// How long [`RedisStoreBuilder::connect`] waits for the connection to open.
+const WARM_UP: Duration = Duration::from_millis(500);
 
 #[cfg(feature = "redis-cluster")]
 async fn connect_cluster(nodes: &[String]) -> Result<Conn, RedisConfigError> {
