@@ -1,5 +1,5 @@
 //! PostgreSQL and Redis for tests and the example service: use the configured ones when they
-//! answer, otherwise start throwaway servers under `target/xtask-services/` on free ports.
+//! answer, otherwise start throwaway servers (data under the system temporary directory) on free ports.
 
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -142,8 +142,10 @@ pub(crate) fn free_port() -> Result<u16> {
         .map_err(|e| format!("no free port: {e}"))
 }
 
+/// Where throwaway servers keep their data: under the system temporary directory, which
+/// every user (PostgreSQL's included) can traverse, unlike a target directory in a home.
 fn services_dir() -> PathBuf {
-    crate::target_dir().join("xtask-services")
+    std::env::temp_dir().join("towerkit-xtask-services")
 }
 
 /// Finds a PostgreSQL server binary on PATH or in Debian's versioned directories.
@@ -178,7 +180,7 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
-/// A PostgreSQL cluster in `target/xtask-services/pg-PORT`, stopped and removed on drop.
+/// A PostgreSQL cluster in `$TMPDIR/towerkit-xtask-services/pg-PORT`, stopped and removed on drop.
 #[derive(Debug)]
 struct ThrowawayPostgres {
     port: u16,
@@ -210,12 +212,6 @@ impl ThrowawayPostgres {
                     "cannot chown {} to the postgres user",
                     dir.display()
                 ));
-            }
-            // The parents must be traversable by postgres.
-            let mut parent = dir.parent();
-            while let Some(p) = parent {
-                let _ = Command::new("chmod").arg("o+x").arg(p).status();
-                parent = p.parent();
             }
         }
         let data = dir.join("data");
