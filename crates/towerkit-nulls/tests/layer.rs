@@ -81,7 +81,7 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 async fn strips_nulls_and_fixes_content_length() {
     let (status, headers, body) = send(
         StripNullsLayer::new(),
-        upstream(StatusCode::OK, &[JSON, ("content-length", "51")], DOC, 1024),
+        upstream(StatusCode::OK, &[JSON, ("content-length", "52")], DOC, 1024),
         Method::GET,
     )
     .await;
@@ -157,12 +157,12 @@ async fn passes_through_malformed_json_unchanged() {
 async fn passes_through_a_body_declared_over_the_limit() {
     let (_, headers, body) = send(
         StripNullsLayer::new().limit(10),
-        upstream(StatusCode::OK, &[JSON, ("content-length", "51")], DOC, 1024),
+        upstream(StatusCode::OK, &[JSON, ("content-length", "52")], DOC, 1024),
         Method::GET,
     )
     .await;
     assert_eq!(body, DOC);
-    assert_eq!(headers[header::CONTENT_LENGTH], "51");
+    assert_eq!(headers[header::CONTENT_LENGTH], "52");
 }
 
 #[tokio::test]
@@ -180,12 +180,12 @@ async fn streams_a_body_that_grows_past_the_limit_unchanged() {
 async fn leaves_head_responses_alone() {
     let (_, headers, body) = send(
         StripNullsLayer::new(),
-        upstream(StatusCode::OK, &[JSON, ("content-length", "51")], "", 1),
+        upstream(StatusCode::OK, &[JSON, ("content-length", "52")], "", 1),
         Method::HEAD,
     )
     .await;
     assert_eq!(body, "");
-    assert_eq!(headers[header::CONTENT_LENGTH], "51");
+    assert_eq!(headers[header::CONTENT_LENGTH], "52");
 }
 
 #[tokio::test]
