@@ -195,6 +195,27 @@ async fn connections_are_replaced_after_their_lifetime_even_when_busy() {
 }
 
 #[tokio::test]
+async fn dropping_the_last_db_closes_its_connections() {
+    let name = unique("dropped");
+    let db = Db::connect(config().application_name(&name).min_connections(2))
+        .await
+        .unwrap();
+    let clone = db.clone();
+    drop(db);
+    clone.query("SELECT 1", &[]).await.unwrap();
+    assert_eq!(pool_pids(&name).await.len(), 2, "a clone keeps the pool");
+    drop(clone);
+    let closed = eventually(Duration::from_secs(5), || async {
+        pool_pids(&name).await.is_empty().then_some(())
+    })
+    .await;
+    assert!(
+        closed.is_some(),
+        "connections stayed open after the last Db was dropped"
+    );
+}
+
+#[tokio::test]
 async fn pool_gauges_and_checkout_time_are_recorded() {
     let metrics = Metrics::capture();
     let db = Db::connect(config().max_size(3).pool_name("catalog"))
@@ -242,9 +263,71 @@ async fn pool_gauges_and_checkout_time_are_recorded() {
     drop(held);
 }
 
+/// Sends `signal` (`STOP`, `CONT`) to a server process of the throwaway cluster.
+fn signal(pid: i32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Sends `CONT` to a stopped server process when dropped.
+struct Thaw(i32);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        // No assertion: this may run while a failed test unwinds.
+        let _ = std::process::Command::new("kill")
+            .arg("-CONT")
+            .arg(self.0.to_string())
+            .status();
+    }
+}
+
+/// Both scenarios stop servers, so they share one throwaway cluster (initdb takes seconds)
+/// and run one after the other.
 #[tokio::test]
-async fn recovers_after_postgres_restarts() {
+async fn survives_a_frozen_backend_and_a_restart() {
     let cluster = Cluster::start();
+    a_frozen_backend_times_out_and_its_connection_is_discarded(&cluster).await;
+    recovers_after_postgres_restarts(&cluster).await;
+}
+
+async fn a_frozen_backend_times_out_and_its_connection_is_discarded(cluster: &Cluster) {
+    // A server process that stops answering mid-query (frozen, not crashed: the kernel
+    // still acknowledges, so neither TCP nor statement_timeout notices).
+    let config = DbConfig::from_url(&cluster.url())
+        .unwrap()
+        .max_size(1)
+        .statement_timeout(Some(Duration::from_millis(200)));
+    let db = Db::connect(config).await.unwrap();
+    let frozen = backend_pid(&db).await;
+    signal(frozen, "STOP");
+    // Thaw it whatever happens, so the cluster can shut down.
+    let thaw = Thaw(frozen);
+    let result = tokio::time::timeout(NO_HANG, db.query_one("SELECT 1", &[]))
+        .await
+        .expect("no hang");
+    drop(thaw);
+    match result {
+        Err(DbError::QueryTimeout { timeout, .. }) => {
+            assert_eq!(
+                timeout,
+                Duration::from_millis(200) + towerkit_db::CLIENT_TIMEOUT_MARGIN
+            );
+        }
+        other => panic!("expected a query timeout, got {other:?}"),
+    }
+    assert_ne!(
+        backend_pid(&db).await,
+        frozen,
+        "the frozen connection was not reused"
+    );
+}
+
+async fn recovers_after_postgres_restarts(cluster: &Cluster) {
     let config = DbConfig::from_url(&cluster.url())
         .unwrap()
         .max_size(2)
