@@ -362,6 +362,25 @@ mod tests {
     }
 
     #[test]
+    fn defaults_are_the_documented_production_ones() {
+        let config = config("postgres://u@localhost/db");
+        assert_eq!(config.min_connections, 0);
+        assert_eq!(config.wait_timeout, Duration::from_secs(3));
+        assert_eq!(config.connect_timeout, Duration::from_secs(3));
+        assert_eq!(config.recycle_timeout, Duration::from_secs(1));
+        assert_eq!(config.statement_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(config.client_timeout(), Some(Duration::from_secs(31)));
+        assert_eq!(config.idle_timeout, Duration::from_secs(600));
+        assert_eq!(config.max_lifetime, Duration::from_secs(1800));
+        assert_eq!(
+            (config.check_timeout, config.check_ttl),
+            (Duration::from_secs(1), Duration::from_secs(1))
+        );
+        assert_eq!(config.statement_cache_capacity, 256);
+        assert_eq!(config.pool_name, "default");
+    }
+
+    #[test]
     fn pool_size_defaults_from_cores() {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         assert_eq!(

@@ -114,6 +114,24 @@ async fn a_check_is_reused_for_its_ttl() {
 }
 
 #[tokio::test]
+async fn concurrent_checks_share_one() {
+    let db = Db::connect(config().check_ttl(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let checks: Vec<_> = (0..5)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move { db.check().await.checked_at })
+        })
+        .collect();
+    let mut times = Vec::new();
+    for check in checks {
+        times.push(check.await.unwrap());
+    }
+    assert!(times.iter().all(|&t| t == times[0]), "{times:?}");
+}
+
+#[tokio::test]
 async fn a_saturated_pool_warns_but_stays_ready() {
     let db = Db::connect(
         config()

@@ -587,6 +587,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn unit_on_slow_ignores_slow_calls() {
+        let logs = Logs::capture();
+        let service = TimingLayer::new()
+            .slow(thresholds(1, 3_600_000))
+            .on_slow(())
+            .layer(slow_service(Duration::from_millis(10)));
+        service.oneshot(get_request("/slow")).await.unwrap();
+        assert!(logs.lines_with("slow call").is_empty(), "{}", logs.text());
+    }
+
+    #[tokio::test]
+    async fn a_failing_inner_service_is_the_error_class() {
+        let metrics = Metrics::capture();
+        let failing = service_fn(|_request: Request<Body>| async {
+            Err::<Response<Body>, _>("connection reset")
+        });
+        let result = TimingLayer::new()
+            .layer(failing)
+            .oneshot(get_request("/"))
+            .await;
+        assert_eq!(result.unwrap_err(), "connection reset");
+        let samples = metrics.histogram(
+            crate::HTTP_SERVER_REQUEST_DURATION,
+            &[
+                ("http_route", UNMATCHED_ROUTE),
+                ("http_response_status_class", "error"),
+            ],
+        );
+        assert_eq!(samples.len(), 1);
+    }
+
+    #[tokio::test]
     async fn server_timing_reports_total_db_and_cache() {
         let timer = QueryTimer::new("postgresql");
         let app = Router::new()
