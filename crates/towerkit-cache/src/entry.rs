@@ -613,30 +613,7 @@ mod tests {
     use http::header::{CONTENT_ENCODING, ETAG};
 
     use super::*;
-
-    const NOW: u64 = 1_700_000_000_000;
-
-    fn policy() -> Policy {
-        Policy {
-            heuristic: true,
-            heuristic_max: Duration::from_secs(86_400),
-            tag_header: HeaderName::from_static("cache-tag"),
-            surrogate: None,
-            keep_stale: Duration::from_secs(600),
-            grace: Duration::ZERO,
-        }
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in pairs {
-            headers.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
-        headers
-    }
+    use crate::test_support::{NOW, headers, policy};
 
     fn entry(response: &[(&str, &str)], request: &[(&str, &str)]) -> Entry {
         prepare(

@@ -234,19 +234,7 @@ pub(crate) fn storable(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const NOW: u64 = 1_700_000_000_000;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in pairs {
-            headers.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
-        headers
-    }
+    use crate::test_support::{NOW, headers};
 
     fn date(offset_secs: i64) -> String {
         let time = UNIX_EPOCH

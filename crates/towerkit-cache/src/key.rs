@@ -468,17 +468,7 @@ mod tests {
     use http::{HeaderValue, Request};
 
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in pairs {
-            headers.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
-        headers
-    }
+    use crate::test_support::headers;
 
     fn key(uri: &str, pairs: &[(&str, &str)], rules: &KeyRules) -> String {
         let mut builder = Request::get(uri);

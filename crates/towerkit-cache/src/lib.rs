@@ -149,6 +149,8 @@ pub mod metrics;
 mod serve;
 mod service;
 mod store;
+#[cfg(test)]
+mod test_support;
 
 pub use body::CacheBody;
 pub use entry::{DecodeError, Entry};

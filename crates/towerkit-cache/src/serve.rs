@@ -493,33 +493,13 @@ pub(crate) fn byte_range(value: &HeaderValue, len: u64) -> Range {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
-    use crate::entry::{Policy, prepare};
-
-    const NOW: u64 = 1_700_000_000_000;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in pairs {
-            headers.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
-        headers
-    }
+    use crate::entry::prepare;
+    use crate::test_support::{NOW, headers, policy};
 
     fn entry(response: &[(&str, &str)]) -> Entry {
-        let policy = Policy {
-            heuristic: true,
-            heuristic_max: Duration::from_secs(86_400),
-            tag_header: HeaderName::from_static("cache-tag"),
-            surrogate: None,
-            keep_stale: Duration::from_secs(600),
-            grace: Duration::ZERO,
-        };
+        let policy = policy();
         prepare(
             StatusCode::OK,
             &headers(response),

@@ -177,29 +177,20 @@ impl Store for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use bytes::Bytes;
     use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
     use super::*;
-    use crate::entry::{Policy, prepare};
-
-    const NOW: u64 = 1_700_000_000_000;
+    use crate::entry::prepare;
+    use crate::test_support::{NOW, policy};
 
     fn entry(body: usize, vary: Option<(&str, &str)>) -> Arc<Entry> {
         entry_at(body, vary, NOW)
     }
 
     fn entry_at(body: usize, vary: Option<(&str, &str)>, at: u64) -> Arc<Entry> {
-        let policy = Policy {
-            heuristic: true,
-            heuristic_max: Duration::from_secs(86_400),
-            tag_header: HeaderName::from_static("cache-tag"),
-            surrogate: None,
-            keep_stale: Duration::from_secs(600),
-            grace: Duration::ZERO,
-        };
+        let policy = policy();
         let mut response = HeaderMap::new();
         response.insert("cache-control", HeaderValue::from_static("max-age=60"));
         let mut request = HeaderMap::new();
