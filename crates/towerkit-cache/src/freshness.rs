@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::header::{AGE, AUTHORIZATION, DATE, ETAG, EXPIRES, LAST_MODIFIED, SET_COOKIE};
+use http::header::{AGE, AUTHORIZATION, COOKIE, DATE, ETAG, EXPIRES, LAST_MODIFIED, SET_COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::control::{MAX_DELTA, ResponseDirectives, SurrogateDirectives, parse_delta};
@@ -155,6 +155,11 @@ pub(crate) fn lifetime_ms(
 }
 
 /// Why a response is not stored.
+/// Whether a request carries credentials (`Authorization` or `Cookie`).
+pub(crate) fn has_credentials(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(AUTHORIZATION) || headers.contains_key(COOKIE)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NotStorable {
     Status,
@@ -204,7 +209,10 @@ pub(crate) fn storable(
             return Err(NotStorable::Private);
         }
     }
-    if request_headers.contains_key(AUTHORIZATION) && !directives.allows_authorized() {
+    // Credentials make a response personal: with `Authorization` (RFC 9111 §3.5) or a
+    // `Cookie`, only a response that says it may be shared (`public`, `s-maxage`,
+    // `must-revalidate`) is stored.
+    if has_credentials(request_headers) && !directives.allows_authorized() {
         return Err(NotStorable::Authorization);
     }
     let cookie_omitted = directives

@@ -61,8 +61,9 @@
 //! - Storage: not for `no-store`, `private`, `Vary: *`, partial (206) responses, unknown
 //!   statuses with `must-understand`, or responses to `no-store` requests. Responses with
 //!   `Set-Cookie` are not stored unless `private="Set-Cookie"` says the cookie may be
-//!   dropped; a request with `Authorization` is neither answered from nor stored in the
-//!   cache unless the response says `public`, `s-maxage` or `must-revalidate`. Hop-by-hop
+//!   dropped; a request with credentials (`Authorization`, or a `Cookie`) is neither
+//!   answered from nor stored in the cache unless the response says `public`, `s-maxage`
+//!   or `must-revalidate`. Hop-by-hop
 //!   fields, fields named by `no-cache="…"`/`private="…"`, and the tag header are not
 //!   stored.
 //! - Request directives: `no-cache`, `no-store`, `max-age`, `max-stale`, `min-fresh`,
@@ -111,9 +112,9 @@
 //! compared byte for byte (no lossy decoding), so requests differing in any byte never share
 //! an entry. Request headers outside the key and `Vary` (`X-Forwarded-Host`, `Cookie`, …) do
 //! not select entries: a response that depends on one must name it in `Vary` or say
-//! `private`/`no-store`. In particular, requests with `Cookie` are cached like any other;
-//! responses personalised by a session must be `private` (or `Vary: Cookie`), as RFC 9111
-//! expects of the origin. Variants under a key are
+//! `private`/`no-store`. Requests with credentials (`Authorization`, `Cookie`) are the
+//! exception: they share only responses that say `public`, `s-maxage` or `must-revalidate`
+//! (with `Vary: Cookie` for per-session answers). Variants under a key are
 //! selected by `Vary`: `Accept-Encoding` by the stored coding (a compressed variant answers
 //! every request that ranks its coding first; the uncompressed one only requests accepting
 //! no compression, including those without `Accept-Encoding`), `Accept-Language` ignoring

@@ -194,7 +194,7 @@ where
         }
 
         let key = primary_key(&parts, &config.key);
-        let authorized = parts.headers.contains_key(AUTHORIZATION);
+        let authorized = crate::freshness::has_credentials(&parts.headers);
         let lookup = self.layer.shared.store.get(&key).now();
         match lookup {
             Ok(result) => {

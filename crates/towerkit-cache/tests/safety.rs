@@ -109,7 +109,12 @@ async fn authorized_responses_are_shared_only_when_explicitly_public() {
 
 #[tokio::test]
 async fn cookie_requests_share_responses_that_say_public() {
-    for (cache_control, shared) in [("public, max-age=60", true), ("s-maxage=60", true)] {
+    for (cache_control, shared) in [
+        ("public, max-age=60", true),
+        ("s-maxage=60", true),
+        ("must-revalidate, max-age=60", true),
+        ("max-age=60", false),
+    ] {
         let origin = Origin::default();
         let app = reflecting(&layer(), &origin, cache_control, &[]);
         let alice = send(&app, with("/account", &[("cookie", "session=alice")])).await;
