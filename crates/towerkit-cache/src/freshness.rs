@@ -156,7 +156,7 @@ pub(crate) fn lifetime_ms(
 
 /// Why a response is not stored.
 /// Whether a request carries credentials (`Authorization` or `Cookie`).
-pub(crate) fn has_credentials(headers: &http::HeaderMap) -> bool {
+pub(crate) fn has_credentials(headers: &HeaderMap) -> bool {
     headers.contains_key(AUTHORIZATION) || headers.contains_key(COOKIE)
 }
 
