@@ -7,10 +7,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use metrics::SharedString;
 use pin_project_lite::pin_project;
+// The TSC-based clock costs a fraction of a std `Instant::now()` (a clock_gettime call):
+// two reads per request are a good part of what this layer adds.
+use quanta::Instant;
 use tokio::task::futures::TaskLocalFuture;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -130,6 +133,8 @@ impl<S, M: Clone, C: Clone> Layer<S> for TimingLayer<M, C> {
     type Service = Timing<S, M, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        // The clock calibrates on first use; do it now rather than in the first request.
+        let _ = Instant::now();
         Timing {
             inner,
             measure: self.measure.clone(),
