@@ -50,9 +50,9 @@ async fn postgres_restart_under_load_turns_ready_503_and_back_without_slow_or_fa
                     }
                     // Distinct queries: most requests miss the cache and need the database.
                     let path = if i % 2 == 0 {
-                        format!("/api/products/{}", 1 + (w + i) % 5)
+                        format!("/api/products/{}?u={w}-{i}", 1 + (w + i) % 5)
                     } else {
-                        format!("/api/products?limit={}", 1 + (w * 31 + i) % 50)
+                        format!("/api/products?limit={}&u={w}-{i}", 1 + (w * 31 + i) % 50)
                     };
                     let started = Instant::now();
                     let reply = app.get(&path).await;
