@@ -12,6 +12,7 @@ use metrics::SharedString;
 use quick_cache::Equivalent;
 
 use crate::collector::RequestTimings;
+use crate::handle::HistogramCell;
 use crate::layer::{CallInfo, Completed, Measure, MeasureCall};
 
 /// The `Server-Timing` header (W3C Server Timing).
@@ -110,8 +111,7 @@ impl<B, E> MeasureCall<Response<B>, E> for HttpCall {
             Err(_) => (None, "error"),
         };
         let series = Series::of(self.method, self.route.as_str(), class);
-        metrics::with_recorder(|recorder| recorder.register_histogram(&series.key, &METADATA))
-            .record(completed.elapsed.as_secs_f64());
+        series.histogram.record(completed.elapsed.as_secs_f64());
         if self.server_timing
             && let Ok(response) = result
         {
@@ -166,8 +166,9 @@ static METADATA: metrics::Metadata<'static> =
 /// How many (method, route, status class) series keep a prebuilt key.
 const SERIES_CAPACITY: usize = 1024;
 
-/// Prebuilt histogram keys by (method, route, status class): building and hashing a key
-/// with three labels on every request costs more than the rest of the layer. Shared by
+/// Prebuilt histograms by (method, route, status class): building and hashing a key with
+/// three labels on every request costs more than the rest of the layer, and so does
+/// registering it with the recorder (see [`HistogramCell`]). Shared by
 /// every layer in the process (equal labels make equal keys) and bounded; a series evicted
 /// is rebuilt on its next request.
 static SERIES: LazyLock<quick_cache::sync::Cache<SeriesId, Arc<Series>>> =
@@ -175,7 +176,7 @@ static SERIES: LazyLock<quick_cache::sync::Cache<SeriesId, Arc<Series>>> =
 
 /// One series of the request histogram.
 struct Series {
-    key: metrics::Key,
+    histogram: HistogramCell,
     /// The route label, shared with every call's [`CallInfo`].
     route: SharedString,
 }
@@ -204,7 +205,7 @@ impl Series {
             ],
         );
         let series = Arc::new(Series {
-            key,
+            histogram: HistogramCell::new(key, &METADATA),
             route: route_label,
         });
         SERIES.insert(

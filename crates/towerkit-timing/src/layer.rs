@@ -19,6 +19,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::collector::{self, RequestTimings};
+use crate::handle::HistogramCell;
 use crate::http::Http;
 use crate::on_slow::{DefaultOnSlow, OnSlow, SlowCall};
 use crate::thresholds::Thresholds;
@@ -355,8 +356,8 @@ pub struct Operation {
 #[derive(Debug)]
 struct OperationKeys {
     name: SharedString,
-    ok: metrics::Key,
-    error: metrics::Key,
+    ok: HistogramCell,
+    error: HistogramCell,
 }
 
 /// The metadata the `histogram!` macro would give the operation histogram.
@@ -368,13 +369,14 @@ impl Operation {
     pub fn new(name: impl Into<SharedString>) -> Self {
         let name = name.into();
         let key = |outcome: &'static str| {
-            metrics::Key::from_parts(
+            let key = metrics::Key::from_parts(
                 crate::OPERATION_DURATION,
                 vec![
                     metrics::Label::new("operation", name.clone()),
                     metrics::Label::new("outcome", outcome),
                 ],
-            )
+            );
+            HistogramCell::new(key, &METADATA)
         };
         let (ok, error) = (key("ok"), key("error"));
         Self {
@@ -402,13 +404,12 @@ pub struct OperationCall {
 impl<Res, E> MeasureCall<Res, E> for OperationCall {
     fn finish(self, result: &mut Result<Res, E>, completed: Completed<'_>) -> CallInfo {
         let failed = result.is_err();
-        let key = if failed {
+        let histogram = if failed {
             &self.shared.error
         } else {
             &self.shared.ok
         };
-        metrics::with_recorder(|recorder| recorder.register_histogram(key, &METADATA))
-            .record(completed.elapsed.as_secs_f64());
+        histogram.record(completed.elapsed.as_secs_f64());
         CallInfo {
             operation: self.shared.name.clone(),
             method: None,

@@ -91,6 +91,7 @@
 //! ```
 
 mod collector;
+mod handle;
 mod http;
 mod layer;
 mod on_slow;
@@ -99,6 +100,7 @@ mod sql;
 mod thresholds;
 
 pub use collector::{MAX_SUMMARIES_PER_REQUEST, RequestTimings, collect};
+pub use handle::HistogramCell;
 pub use http::{
     CACHE_STATUS, Http, HttpCall, SERVER_TIMING, UNMATCHED_ROUTE, cache_status_desc, method_label,
     server_timing_value, status_class,

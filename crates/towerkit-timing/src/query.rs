@@ -13,6 +13,7 @@ use metrics_util::storage::Summary;
 use quick_cache::Equivalent;
 
 use crate::collector;
+use crate::handle::HistogramCell;
 use crate::on_slow::millis;
 use crate::sql::{normalize, summarize};
 use crate::thresholds::{Severity, Thresholds};
@@ -146,10 +147,8 @@ impl QueryTimer {
     ) {
         let inner = &*label.0;
         let seconds = elapsed.as_secs_f64();
-        // The key (name and labels, hashed) was built with the label: registering by it is
-        // a lookup, not a rebuild, on every query.
-        metrics::with_recorder(|recorder| recorder.register_histogram(&inner.key, &METADATA))
-            .record(seconds);
+        // The histogram was built (and registered) with the label, not on every query.
+        inner.histogram.record(seconds);
         collector::record_query(&inner.summary, elapsed);
         let severity = self.thresholds.classify(elapsed);
         {
@@ -239,7 +238,7 @@ impl QueryTimer {
             collection,
             normalized: normalize(sql).into(),
             stats,
-            key,
+            histogram: HistogramCell::new(key, &METADATA),
         }))
     }
 
@@ -329,8 +328,8 @@ struct LabelInner {
     collection: SharedString,
     normalized: Box<str>,
     stats: Arc<Mutex<Entry>>,
-    /// The `db_client_operation_duration_seconds` key with this label's labels.
-    key: metrics::Key,
+    /// The `db_client_operation_duration_seconds` histogram with this label's labels.
+    histogram: HistogramCell,
 }
 
 /// The metadata the `histogram!` macro would give the query histogram.
