@@ -167,8 +167,9 @@ impl DbConfig {
     }
 
     /// PostgreSQL's `statement_timeout` for every connection; the client also gives up on a
-    /// query [`CLIENT_TIMEOUT_MARGIN`] (1 s) later, in case the server cannot answer at all,
-    /// and discards that connection. `None` sets neither. Default: 30 s.
+    /// query [`CLIENT_TIMEOUT_MARGIN`] (1 s) later (within 100 ms after that), in case the
+    /// server cannot answer at all, and discards that connection. `None` sets neither.
+    /// Default: 30 s.
     #[must_use]
     pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.statement_timeout = timeout;

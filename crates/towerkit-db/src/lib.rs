@@ -71,6 +71,7 @@ mod error;
 mod health;
 mod pool;
 mod tx;
+mod watchdog;
 
 pub use config::{
     CLIENT_TIMEOUT_MARGIN, ConfigError, DATABASE_URL, DEFAULT_APPLICATION_NAME, DbConfig,
