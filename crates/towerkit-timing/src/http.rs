@@ -1,6 +1,7 @@
 //! The HTTP [`Measure`]: labels from the request (method, route template), status class
 //! from the response, and the optional `Server-Timing` header.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
@@ -110,8 +111,10 @@ impl<B, E> MeasureCall<Response<B>, E> for HttpCall {
             ),
             Err(_) => (None, "error"),
         };
-        let series = Series::of(self.method, self.route.as_str(), class);
-        series.histogram.record(completed.elapsed.as_secs_f64());
+        let operation = Series::with(self.method, self.route.as_str(), class, |series| {
+            series.histogram.record(completed.elapsed.as_secs_f64());
+            series.route.clone()
+        });
         if self.server_timing
             && let Ok(response) = result
         {
@@ -122,7 +125,7 @@ impl<B, E> MeasureCall<Response<B>, E> for HttpCall {
             }
         }
         CallInfo {
-            operation: series.route.clone(),
+            operation,
             method: Some(self.method),
             status,
             failed: result.is_err(),
@@ -181,7 +184,59 @@ struct Series {
     route: SharedString,
 }
 
+/// How many series each thread keeps at hand (direct-mapped by label addresses).
+const RECENT_SLOTS: usize = 8;
+
+thread_local! {
+    /// The series this thread used last, so that a request usually finds its series
+    /// without hashing the route and locking a shard of [`SERIES`].
+    static RECENT: RefCell<[Option<Recent>; RECENT_SLOTS]> =
+        const { RefCell::new([const { None }; RECENT_SLOTS]) };
+}
+
+struct Recent {
+    method: &'static str,
+    class: &'static str,
+    series: Arc<Series>,
+}
+
 impl Series {
+    /// Runs `f` with the series of (method, route, class).
+    fn with<R>(
+        method: &'static str,
+        route: &str,
+        class: &'static str,
+        f: impl FnOnce(&Series) -> R,
+    ) -> R {
+        // The slot is chosen by addresses (a route template is one allocation for the
+        // router's life); a hit is decided by the labels' text, so an address reused for
+        // another route only misses.
+        let mixed = (route.as_ptr() as usize)
+            ^ (method.as_ptr() as usize).rotate_left(17)
+            ^ (class.as_ptr() as usize).rotate_left(31);
+        let slot = (mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as usize) >> 32) % RECENT_SLOTS;
+        RECENT.with(|recent| {
+            let Ok(mut recent) = recent.try_borrow_mut() else {
+                return f(&Series::of(method, route, class));
+            };
+            if let Some(hit) = &recent[slot]
+                && hit.method == method
+                && hit.class == class
+                && &*hit.series.route == route
+            {
+                return f(&hit.series);
+            }
+            let series = Series::of(method, route, class);
+            let output = f(&series);
+            recent[slot] = Some(Recent {
+                method,
+                class,
+                series,
+            });
+            output
+        })
+    }
+
     fn of(method: &'static str, route: &str, class: &'static str) -> Arc<Series> {
         let id = SeriesIdRef {
             method,
