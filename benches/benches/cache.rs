@@ -32,7 +32,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use tower::{Layer, Service, ServiceExt, service_fn};
-use towerkit_benches::runtime;
+use towerkit_benches::{install_metrics_recorder, runtime};
 use towerkit_cache::{CacheLayer, MemoryStore, RedisStore, TieredStore};
 
 #[derive(Serialize)]
@@ -197,6 +197,7 @@ fn redis_store(rt: &tokio::runtime::Runtime) -> Option<RedisStore> {
 }
 
 fn hits(c: &mut Criterion) {
+    install_metrics_recorder();
     let rt = runtime();
     let mut group = c.benchmark_group("cache/hit");
 
@@ -269,6 +270,7 @@ fn hits(c: &mut Criterion) {
 }
 
 fn misses(c: &mut Criterion) {
+    install_metrics_recorder();
     let rt = runtime();
     let calls = Arc::new(AtomicUsize::new(0));
     let memory = CacheLayer::new(MemoryStore::new(256 * 1024 * 1024)).layer(handler(calls.clone()));

@@ -17,13 +17,14 @@ use http::header::ACCEPT_ENCODING;
 use http::{HeaderValue, Request};
 use http_body_util::BodyExt;
 use tower::{Layer, ServiceExt};
-use towerkit_benches::{bench_service, corpus, fixed_service, runtime};
+use towerkit_benches::{bench_service, corpus, fixed_service, install_metrics_recorder, runtime};
 use towerkit_cache::{CacheLayer, MemoryStore};
 use towerkit_compress::CompressionLayer;
 
 const CODECS: [&str; 3] = ["gzip", "br", "zstd"];
 
 fn codecs(c: &mut Criterion) {
+    install_metrics_recorder();
     let rt = runtime();
     let json = bytes::Bytes::from(corpus(100_000));
     for codec in CODECS {
@@ -60,6 +61,7 @@ fn codecs(c: &mut Criterion) {
 }
 
 fn cached_hit(c: &mut Criterion) {
+    install_metrics_recorder();
     let rt = runtime();
     let json = bytes::Bytes::from(corpus(100_000));
     let stack = || {

@@ -31,15 +31,15 @@ use gungraun::{
 };
 use http::Request;
 use http_body_util::BodyExt;
-use serde_json::{Map, Value, json};
 use tower::{Layer, Service, ServiceExt};
-use towerkit_benches::{corpus, fixed_service, runtime, small_json};
-use towerkit_compress::CompressionLayer;
-use towerkit_nulls::{StripNullsLayer, StripOptions, strip_nulls};
-use towerkit_paginate::{
-    FieldsLayer, JsonPointer, Pagination, PaginationConfig, PaginationLayer, Selection, paginate,
-    project,
+use towerkit_benches::naive::{
+    FIELDS, paginate_with_serde_value, project_with_serde_value, strip_with_serde_value,
+    strip_with_sonic,
 };
+use towerkit_benches::{corpus, corpus_of, fixed_service, install_metrics_recorder, runtime};
+use towerkit_compress::CompressionLayer;
+use towerkit_nulls::{StripOptions, strip_nulls};
+use towerkit_paginate::{JsonPointer, Pagination, PaginationConfig, Selection, paginate, project};
 
 use crate::services::plain_get;
 
@@ -156,63 +156,7 @@ fn strip_sonic_rs(size: usize) -> Scenario {
     })
 }
 
-/// The naive way: parse into a `Value` tree (member order preserved), strip, serialize.
-fn strip_with_serde_value(input: &[u8], out: &mut Vec<u8>) {
-    fn strip(value: &mut Value) {
-        match value {
-            Value::Object(map) => {
-                map.retain(|_, v| !v.is_null());
-                map.values_mut().for_each(strip);
-            }
-            Value::Array(items) => items.iter_mut().for_each(strip),
-            _ => {}
-        }
-    }
-    let mut value: Value = serde_json::from_slice(input).expect("corpus is JSON");
-    strip(&mut value);
-    serde_json::to_writer(out, &value).expect("serialize");
-}
-
-/// The same with sonic-rs.
-fn strip_with_sonic(input: &[u8], out: &mut Vec<u8>) {
-    fn strip(value: &mut sonic_rs::Value) {
-        use sonic_rs::{JsonValueMutTrait, JsonValueTrait};
-        if let Some(object) = value.as_object_mut() {
-            let nulls: Vec<String> = object
-                .iter()
-                .filter(|(_, v)| v.is_null())
-                .map(|(k, _)| k.to_owned())
-                .collect();
-            for key in nulls {
-                object.remove(&key);
-            }
-            for (_, child) in object.iter_mut() {
-                strip(child);
-            }
-        } else if let Some(array) = value.as_array_mut() {
-            for child in array.iter_mut() {
-                strip(child);
-            }
-        }
-    }
-    let mut value: sonic_rs::Value = sonic_rs::from_slice(input).expect("corpus is JSON");
-    strip(&mut value);
-    sonic_rs::to_writer(out, &value).expect("serialize");
-}
-
 // Projection and pagination, as in `benches/paginate.rs` (same selection, same page).
-
-/// A typical list-view selection: a few scalars and one member of two nested objects.
-const FIELDS: &str = "id,name,price,category(name),stock/count";
-
-/// The same selection for the reference: member name and the members kept inside it.
-const FIELDS_TREE: [(&str, &[&str]); 5] = [
-    ("id", &[]),
-    ("name", &[]),
-    ("price", &[]),
-    ("category", &["name"]),
-    ("stock", &["count"]),
-];
 
 fn fields_towerkit() -> Scenario {
     let input = corpus(1_000_000);
@@ -261,99 +205,18 @@ fn paginate_serde_value() -> Scenario {
     })
 }
 
-/// The naive way: parse into a `Value` tree, keep the selected members of every item,
-/// serialize.
-fn project_with_serde_value(input: &[u8], out: &mut Vec<u8>) {
-    let value: Value = serde_json::from_slice(input).expect("corpus is JSON");
-    let Value::Array(items) = value else {
-        panic!("corpus is an array")
-    };
-    let projected: Vec<Value> = items
-        .into_iter()
-        .map(|item| {
-            let Value::Object(mut object) = item else {
-                return item;
-            };
-            let mut kept = Map::new();
-            for &(name, children) in &FIELDS_TREE {
-                let Some(value) = object.remove(name) else {
-                    continue;
-                };
-                let value = match value {
-                    Value::Object(mut inner) if !children.is_empty() => {
-                        let mut sub = Map::new();
-                        for &child in children {
-                            if let Some(v) = inner.remove(child) {
-                                sub.insert(child.to_owned(), v);
-                            }
-                        }
-                        Value::Object(sub)
-                    }
-                    _ if !children.is_empty() => continue,
-                    value => value,
-                };
-                kept.insert(name.to_owned(), value);
-            }
-            Value::Object(kept)
-        })
-        .collect();
-    serde_json::to_writer(out, &projected).expect("serialize");
-}
-
-/// The naive way: parse, slice, build the envelope, serialize.
-fn paginate_with_serde_value(input: &[u8], out: &mut Vec<u8>, page: usize, limit: usize) {
-    let value: Value = serde_json::from_slice(input).expect("corpus is JSON");
-    let Value::Array(items) = value else {
-        panic!("corpus is an array")
-    };
-    let total = items.len();
-    let start = ((page - 1) * limit).min(total);
-    let end = (start + limit).min(total);
-    let data: Vec<Value> = items.into_iter().skip(start).take(end - start).collect();
-    let envelope = json!({
-        "data": data,
-        "pagination": {
-            "page": page, "limit": limit, "total": total, "totalPages": total.div_ceil(limit),
-            "hasNext": end < total, "hasPrevious": page > 1,
-        }
-    });
-    serde_json::to_writer(out, &envelope).expect("serialize");
-}
-
-/// The first `count` elements of the shared corpus, cut at an element boundary.
-fn corpus_of(count: usize) -> Vec<u8> {
-    let mut input = corpus(count * 400);
-    let marker = format!(",{{\"id\":{},", count + 1);
-    let cut = input
-        .windows(marker.len())
-        .position(|window| window == marker.as_bytes())
-        .expect("corpus long enough");
-    input.truncate(cut);
-    input.push(b']');
-    input
-}
-
-// Services, as in `benches/layers.rs`: each layer on the same bare service.
+// Services, as in `benches/layers.rs` and `benches/stack.rs` (the same functions).
 
 fn layer_none() -> Scenario {
-    serve(fixed_service(small_json(), "application/json"), plain_get)
+    serve(services::none(), plain_get)
 }
 
 fn layer_strip_nulls_passthrough() -> Scenario {
-    serve(
-        StripNullsLayer::new().layer(fixed_service(
-            Bytes::from_static(b"plain text"),
-            "text/plain",
-        )),
-        plain_get,
-    )
+    serve(services::strip_nulls_passthrough(), plain_get)
 }
 
 fn layer_strip_nulls_json() -> Scenario {
-    serve(
-        StripNullsLayer::new().layer(fixed_service(small_json(), "application/json")),
-        plain_get,
-    )
+    serve(services::strip_nulls_json(), plain_get)
 }
 
 fn layer_compress_passthrough() -> Scenario {
@@ -369,15 +232,7 @@ fn layer_fields_passthrough() -> Scenario {
 }
 
 fn layer_fields_json() -> Scenario {
-    let request = || {
-        Request::get("/products?fields=id,name,category(name)")
-            .body(())
-            .expect("request")
-    };
-    serve(
-        FieldsLayer::default().layer(fixed_service(small_json(), "application/json")),
-        request,
-    )
+    serve(services::fields_json(), services::fields_get)
 }
 
 fn layer_paginate_passthrough() -> Scenario {
@@ -385,15 +240,7 @@ fn layer_paginate_passthrough() -> Scenario {
 }
 
 fn layer_paginate_json() -> Scenario {
-    let request = || {
-        Request::get("/products?page=1&limit=2")
-            .body(())
-            .expect("request")
-    };
-    serve(
-        PaginationLayer::default().layer(fixed_service(small_json(), "application/json")),
-        request,
-    )
+    serve(services::paginate_json(), services::page_get)
 }
 
 fn layer_cache_passthrough() -> Scenario {
@@ -442,6 +289,7 @@ where
     B: http_body::Body,
     B::Error: std::fmt::Debug,
 {
+    install_metrics_recorder();
     let rt = runtime();
     Scenario::new(move || {
         rt.block_on(async {

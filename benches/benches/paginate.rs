@@ -4,98 +4,10 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http::Request;
-use serde_json::{Map, Value, json};
-use tower::Layer;
-use towerkit_benches::{bench_service, corpus, fixed_service, runtime, small_json};
-use towerkit_paginate::{
-    FieldsLayer, JsonPointer, Pagination, PaginationConfig, PaginationLayer, Selection, paginate,
-    project,
-};
-
-/// A typical list-view selection: a few scalars and one member of two nested objects.
-const FIELDS: &str = "id,name,price,category(name),stock/count";
-
-/// The same selection for the reference: member name and the members kept inside it
-/// (none: the whole value).
-const FIELDS_TREE: [(&str, &[&str]); 5] = [
-    ("id", &[]),
-    ("name", &[]),
-    ("price", &[]),
-    ("category", &["name"]),
-    ("stock", &["count"]),
-];
-
-/// The naive way: parse into a `Value` tree (member order preserved), keep the selected
-/// members of every item, serialize.
-fn project_with_serde_value(input: &[u8], out: &mut Vec<u8>) {
-    let value: Value = serde_json::from_slice(input).expect("corpus is JSON");
-    let Value::Array(items) = value else {
-        panic!("corpus is an array")
-    };
-    let projected: Vec<Value> = items
-        .into_iter()
-        .map(|item| {
-            let Value::Object(mut object) = item else {
-                return item;
-            };
-            let mut kept = Map::new();
-            for &(name, children) in &FIELDS_TREE {
-                let Some(value) = object.remove(name) else {
-                    continue;
-                };
-                let value = match value {
-                    Value::Object(mut inner) if !children.is_empty() => {
-                        let mut sub = Map::new();
-                        for &child in children {
-                            if let Some(v) = inner.remove(child) {
-                                sub.insert(child.to_owned(), v);
-                            }
-                        }
-                        Value::Object(sub)
-                    }
-                    _ if !children.is_empty() => continue,
-                    value => value,
-                };
-                kept.insert(name.to_owned(), value);
-            }
-            Value::Object(kept)
-        })
-        .collect();
-    serde_json::to_writer(out, &projected).expect("serialize");
-}
-
-/// The naive way: parse, slice, build the envelope, serialize.
-fn paginate_with_serde_value(input: &[u8], out: &mut Vec<u8>, page: usize, limit: usize) {
-    let value: Value = serde_json::from_slice(input).expect("corpus is JSON");
-    let Value::Array(items) = value else {
-        panic!("corpus is an array")
-    };
-    let total = items.len();
-    let start = ((page - 1) * limit).min(total);
-    let end = (start + limit).min(total);
-    let data: Vec<Value> = items.into_iter().skip(start).take(end - start).collect();
-    let envelope = json!({
-        "data": data,
-        "pagination": {
-            "page": page, "limit": limit, "total": total, "totalPages": total.div_ceil(limit),
-            "hasNext": end < total, "hasPrevious": page > 1,
-        }
-    });
-    serde_json::to_writer(out, &envelope).expect("serialize");
-}
-
-/// The first `count` elements of the shared corpus, cut at an element boundary.
-fn corpus_of(count: usize) -> Vec<u8> {
-    let mut input = corpus(count * 400);
-    let marker = format!(",{{\"id\":{},", count + 1);
-    let cut = input
-        .windows(marker.len())
-        .position(|window| window == marker.as_bytes())
-        .expect("corpus long enough");
-    input.truncate(cut);
-    input.push(b']');
-    input
-}
+use serde_json::Value;
+use towerkit_benches::naive::{FIELDS, paginate_with_serde_value, project_with_serde_value};
+use towerkit_benches::{corpus, corpus_of};
+use towerkit_paginate::{JsonPointer, Pagination, PaginationConfig, Selection, paginate, project};
 
 fn fields_benches(c: &mut Criterion) {
     let input = corpus(1_000_000);
@@ -178,32 +90,5 @@ fn paginate_benches(c: &mut Criterion) {
     group.finish();
 }
 
-fn layer_benches(c: &mut Criterion) {
-    let rt = runtime();
-    let body = small_json();
-
-    let mut group = c.benchmark_group("layer/fields");
-    let service = FieldsLayer::default().layer(fixed_service(body.clone(), "application/json"));
-    group.bench_function(BenchmarkId::from_parameter("json_1KB"), |b| {
-        bench_service(b, &rt, service.clone(), || {
-            Request::get("/products?fields=id,name,category(name)")
-                .body(())
-                .expect("request")
-        })
-    });
-    group.finish();
-
-    let mut group = c.benchmark_group("layer/paginate");
-    let service = PaginationLayer::default().layer(fixed_service(body, "application/json"));
-    group.bench_function(BenchmarkId::from_parameter("json_1KB"), |b| {
-        bench_service(b, &rt, service.clone(), || {
-            Request::get("/products?page=1&limit=2")
-                .body(())
-                .expect("request")
-        })
-    });
-    group.finish();
-}
-
-criterion_group!(benches, fields_benches, paginate_benches, layer_benches);
+criterion_group!(benches, fields_benches, paginate_benches);
 criterion_main!(benches);

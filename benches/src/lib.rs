@@ -13,6 +13,37 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use tower::{Service, ServiceExt, service_fn};
 
+pub mod naive;
+
+/// Installs, once per process, the metrics recorder a service runs with: the Prometheus
+/// recorder with OpenTelemetry's buckets, as the example service does. Layers that record
+/// metrics are measured doing that work, not handing it to the no-op recorder `metrics`
+/// falls back to.
+pub fn install_metrics_recorder() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+        use towerkit_timing::{
+            DB_CLIENT_OPERATION_DURATION, DB_DURATION_BUCKETS, HTTP_DURATION_BUCKETS,
+            HTTP_SERVER_REQUEST_DURATION,
+        };
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(HTTP_SERVER_REQUEST_DURATION.into()),
+                &HTTP_DURATION_BUCKETS,
+            )
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(
+                    Matcher::Full(DB_CLIENT_OPERATION_DURATION.into()),
+                    &DB_DURATION_BUCKETS,
+                )
+            })
+            .expect("non-empty buckets")
+            .build_recorder();
+        metrics::set_global_recorder(recorder).expect("no other recorder in a bench");
+    });
+}
+
 /// A current-thread tokio runtime for async benches.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -152,6 +183,19 @@ pub fn bench_service<S, B>(
             std::hint::black_box(body)
         }
     });
+}
+
+/// The first `count` elements of the shared corpus, cut at an element boundary.
+pub fn corpus_of(count: usize) -> Vec<u8> {
+    let mut input = corpus(count * 400);
+    let marker = format!(",{{\"id\":{},", count + 1);
+    let cut = input
+        .windows(marker.len())
+        .position(|window| window == marker.as_bytes())
+        .expect("corpus long enough");
+    input.truncate(cut);
+    input.push(b']');
+    input
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
-//! Services measured both by the criterion bench `stack` (wall time) and by the
-//! instruction counts (`instructions`), so the two figures of an id measure the same thing.
-//! Each is built on `towerkit_benches::fixed_service`, the bare service of
-//! `layer/none/passthrough`.
+//! Services measured both by the criterion benches `layers` and `stack` (wall time) and by
+//! the instruction counts (`instructions`), so the two figures of an id measure the same
+//! thing. Each is built on [`none`], the bare service of `layer/none/passthrough`, with the
+//! request its bench sends.
 
 use std::convert::Infallible;
 use std::fmt::Debug;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
+use http_body_util::Full;
 use tower::{Layer, Service, ServiceBuilder};
 use towerkit_benches::{fixed_service, small_json};
 use towerkit_cache::{CacheLayer, MemoryStore};
@@ -59,6 +60,45 @@ pub(crate) fn stack_get() -> Request<()> {
         .expect("request")
 }
 
+/// `GET /products?fields=id,name,category(name)`: a projection.
+pub(crate) fn fields_get() -> Request<()> {
+    Request::get("/products?fields=id,name,category(name)")
+        .body(())
+        .expect("request")
+}
+
+/// `GET /products?page=1&limit=2`: the first page of two.
+pub(crate) fn page_get() -> Request<()> {
+    Request::get("/products?page=1&limit=2")
+        .body(())
+        .expect("request")
+}
+
+/// `layer/none/passthrough`: the bare service, answering a 1 KB JSON array, the reference
+/// of every `layer/...` bench.
+pub(crate) fn none()
+-> impl Service<Request<()>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send> + Clone
+{
+    fixed_service(small_json(), "application/json")
+}
+
+/// The bare service answering `plain text` as `text/plain`, a body no JSON layer touches.
+fn plain_text()
+-> impl Service<Request<()>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send> + Clone
+{
+    fixed_service(Bytes::from_static(b"plain text"), "text/plain")
+}
+
+/// `layer/strip_nulls/passthrough`: a body that is not JSON; with [`plain_get`].
+pub(crate) fn strip_nulls_passthrough() -> impl BenchService {
+    StripNullsLayer::new().layer(plain_text())
+}
+
+/// `layer/strip_nulls/json_1KB`: the 1 KB array stripped; with [`plain_get`].
+pub(crate) fn strip_nulls_json() -> impl BenchService {
+    StripNullsLayer::new().layer(none())
+}
+
 /// An in-memory cache keeping responses for an hour (the bare service sends no
 /// `Cache-Control`).
 pub(crate) fn cache_layer() -> CacheLayer {
@@ -67,38 +107,45 @@ pub(crate) fn cache_layer() -> CacheLayer {
 
 /// `layer/timing/passthrough`: timing measures every call; with [`plain_get`].
 pub(crate) fn timing_passthrough() -> impl BenchService {
-    TimingLayer::new().layer(fixed_service(small_json(), "application/json"))
+    TimingLayer::new().layer(none())
 }
 
 /// `layer/compress/passthrough`: with [`plain_get`] (no `Accept-Encoding`), nothing is
 /// compressed.
 pub(crate) fn compress_passthrough() -> impl BenchService {
-    CompressionLayer::new().layer(fixed_service(small_json(), "application/json"))
+    CompressionLayer::new().layer(none())
 }
 
 /// `layer/cache/passthrough`: with [`no_store_get`], the cache forwards and stores nothing.
 pub(crate) fn cache_passthrough() -> impl BenchService {
-    cache_layer().layer(fixed_service(small_json(), "application/json"))
+    cache_layer().layer(none())
 }
 
 /// `layer/cache/hit`: with [`plain_get`] after a first call, answered from memory without
 /// calling the bare service.
 pub(crate) fn cache_hit() -> impl BenchService {
-    cache_layer().layer(fixed_service(small_json(), "application/json"))
+    cache_layer().layer(none())
 }
 
 /// `layer/fields/passthrough`: with [`plain_get`] (no `fields=`), nothing is projected.
 pub(crate) fn fields_passthrough() -> impl BenchService {
-    FieldsLayer::default().layer(fixed_service(small_json(), "application/json"))
+    FieldsLayer::default().layer(none())
+}
+
+/// `layer/fields/json_1KB`: the 1 KB array projected; with [`fields_get`].
+pub(crate) fn fields_json() -> impl BenchService {
+    FieldsLayer::default().layer(none())
 }
 
 /// `layer/paginate/passthrough`: every JSON array is paged, so the pass-through case is a
 /// body that is not JSON (as `layer/strip_nulls/passthrough`); with [`plain_get`].
 pub(crate) fn paginate_passthrough() -> impl BenchService {
-    PaginationLayer::default().layer(fixed_service(
-        Bytes::from_static(b"plain text"),
-        "text/plain",
-    ))
+    PaginationLayer::default().layer(plain_text())
+}
+
+/// `layer/paginate/json_1KB`: the 1 KB array paged; with [`page_get`].
+pub(crate) fn paginate_json() -> impl BenchService {
+    PaginationLayer::default().layer(none())
 }
 
 /// `stack/full/hit`: the example service's stack, outermost first (`examples/service`), on
@@ -112,5 +159,5 @@ pub(crate) fn full_stack() -> impl BenchService {
         .layer(StripNullsLayer::new())
         .layer(FieldsLayer::default())
         .layer(PaginationLayer::default())
-        .service(fixed_service(small_json(), "application/json"))
+        .service(none())
 }
