@@ -228,11 +228,11 @@ fn layer_timing_passthrough() -> Scenario {
 }
 
 fn layer_fields_passthrough() -> Scenario {
-    serve(services::fields_passthrough(), plain_get)
+    serve(services::fields(), plain_get)
 }
 
 fn layer_fields_json() -> Scenario {
-    serve(services::fields_json(), services::fields_get)
+    serve(services::fields(), services::fields_get)
 }
 
 fn layer_paginate_passthrough() -> Scenario {

@@ -51,12 +51,8 @@ fn layers(c: &mut Criterion) {
         no_store_get
     );
     bench!("cache/hit", services::cache_hit(), plain_get);
-    bench!(
-        "fields/passthrough",
-        services::fields_passthrough(),
-        plain_get
-    );
-    bench!("fields/json_1KB", services::fields_json(), fields_get);
+    bench!("fields/passthrough", services::fields(), plain_get);
+    bench!("fields/json_1KB", services::fields(), fields_get);
     bench!(
         "paginate/passthrough",
         services::paginate_passthrough(),

@@ -127,13 +127,9 @@ pub(crate) fn cache_hit() -> impl BenchService {
     cache_layer().layer(none())
 }
 
-/// `layer/fields/passthrough`: with [`plain_get`] (no `fields=`), nothing is projected.
-pub(crate) fn fields_passthrough() -> impl BenchService {
-    FieldsLayer::default().layer(none())
-}
-
-/// `layer/fields/json_1KB`: the 1 KB array projected; with [`fields_get`].
-pub(crate) fn fields_json() -> impl BenchService {
+/// `layer/fields/passthrough` with [`plain_get`] (no `fields=`, nothing is projected) and
+/// `layer/fields/json_1KB` with [`fields_get`] (the 1 KB array projected).
+pub(crate) fn fields() -> impl BenchService {
     FieldsLayer::default().layer(none())
 }
 
