@@ -1,21 +1,42 @@
-//! The per-request collector: a tokio task-local that [`TimingLayer`](crate::TimingLayer)
-//! scopes around the inner service's future, and that [`QueryTimer`](crate::QueryTimer)
-//! writes each query into. Code running inside a handler finds it without any plumbing;
-//! code on another task (`tokio::spawn`) does not see it, and its queries are not counted
-//! for the request.
+//! The per-request collector: [`TimingLayer`](crate::TimingLayer) scopes it around each
+//! poll of the inner service's future, and [`QueryTimer`](crate::QueryTimer) writes each
+//! query into it. Code running inside a handler finds it without any plumbing; code on
+//! another task (`tokio::spawn`) does not see it, and its queries are not counted for the
+//! request.
+//!
+//! It works as a tokio task-local does (a thread-local set for the duration of each poll),
+//! but holds only a pointer-sized slot that stays empty until a query runs: a request
+//! without queries allocates nothing and moves no collector in and out of thread-local
+//! storage, which is most of what a task-local costs per request.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use metrics::SharedString;
+use pin_project_lite::pin_project;
 
 /// At most this many distinct query summaries are counted per request (for N+1 detection);
 /// queries beyond it still count towards the totals.
 pub const MAX_SUMMARIES_PER_REQUEST: usize = 64;
 
-tokio::task_local! {
-    static CURRENT: RefCell<RequestTimings>;
+thread_local! {
+    /// The collector of the call being polled on this thread, if any.
+    static CURRENT: Cell<Slot> = const { Cell::new(Slot::Outside) };
+}
+
+/// What [`CURRENT`] holds.
+#[derive(Default)]
+enum Slot {
+    /// No call is being polled: queries are not collected.
+    #[default]
+    Outside,
+    /// A call is being polled and has run no query yet.
+    Empty,
+    /// A call is being polled; its queries so far.
+    Collected(Box<RequestTimings>),
 }
 
 /// What the queries of one request (one call through a [`TimingLayer`](crate::TimingLayer))
@@ -79,28 +100,87 @@ impl RequestTimings {
 /// # });
 /// ```
 pub async fn collect<F: Future>(future: F) -> (F::Output, RequestTimings) {
-    let mut scoped = std::pin::pin!(CURRENT.scope(RefCell::new(RequestTimings::default()), future));
+    let mut scoped = std::pin::pin!(scope(future));
     let output = scoped.as_mut().await;
-    let timings = scoped
-        .as_mut()
-        .take_value()
-        .map(RefCell::into_inner)
-        .unwrap_or_default();
+    let timings = scoped.take_timings();
     (output, timings)
 }
 
-pub(crate) fn scope<F: Future>(
-    future: F,
-) -> tokio::task::futures::TaskLocalFuture<RefCell<RequestTimings>, F> {
-    CURRENT.scope(RefCell::new(RequestTimings::default()), future)
+/// `future` with a fresh collector in scope whenever it is polled.
+pub(crate) fn scope<F: Future>(future: F) -> Scoped<F> {
+    Scoped {
+        future,
+        timings: None,
+    }
+}
+
+pin_project! {
+    /// A future with its own collector, see [`scope`].
+    pub(crate) struct Scoped<F> {
+        #[pin]
+        future: F,
+        // `None` until the first query.
+        timings: Option<Box<RequestTimings>>,
+    }
+}
+
+impl<F> Scoped<F> {
+    /// What the future's queries added up to so far; the collector starts again empty.
+    pub(crate) fn take_timings(self: Pin<&mut Self>) -> RequestTimings {
+        self.project()
+            .timings
+            .take()
+            .map_or_else(RequestTimings::default, |timings| *timings)
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let mine = match this.timings.take() {
+            Some(timings) => Slot::Collected(timings),
+            None => Slot::Empty,
+        };
+        // Unavailable only while the thread is being torn down: poll without a collector.
+        let Ok(outer) = CURRENT.try_with(|current| current.replace(mine)) else {
+            return this.future.poll(cx);
+        };
+        // Puts the outer collector back and keeps ours, even if the inner poll panics.
+        let _restore = Restore {
+            outer: Some(outer),
+            into: this.timings,
+        };
+        this.future.poll(cx)
+    }
+}
+
+/// Swaps the collector in [`CURRENT`] back when dropped.
+struct Restore<'a> {
+    outer: Option<Slot>,
+    into: &'a mut Option<Box<RequestTimings>>,
+}
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        let outer = self.outer.take().unwrap_or_default();
+        if let Ok(Slot::Collected(timings)) = CURRENT.try_with(|current| current.replace(outer)) {
+            *self.into = Some(timings);
+        }
+    }
 }
 
 /// Adds one query to the current request's collector; does nothing outside a request.
 pub(crate) fn record_query(summary: &SharedString, elapsed: Duration) {
-    let _ = CURRENT.try_with(|timings| {
-        if let Ok(mut timings) = timings.try_borrow_mut() {
-            timings.add(summary, elapsed);
-        }
+    let _ = CURRENT.try_with(|current| {
+        let mut timings = match current.take() {
+            Slot::Outside => return,
+            Slot::Empty => Box::default(),
+            Slot::Collected(timings) => timings,
+        };
+        timings.add(summary, elapsed);
+        current.set(Slot::Collected(timings));
     });
 }
 
@@ -182,5 +262,62 @@ mod tests {
         .await;
         assert_eq!(timings.query_counts().count(), MAX_SUMMARIES_PER_REQUEST);
         assert_eq!(timings.queries() as usize, MAX_SUMMARIES_PER_REQUEST + 10);
+    }
+
+    #[tokio::test]
+    async fn a_nested_scope_counts_its_own_queries_and_restores_the_outer_one() {
+        let a = SharedString::const_str("SELECT a");
+        let (((), inner), outer) = collect(async {
+            record_query(&a, Duration::from_millis(1));
+            let inner = collect(async { record_query(&a, Duration::from_millis(2)) }).await;
+            record_query(&a, Duration::from_millis(3));
+            inner
+        })
+        .await;
+        assert_eq!(
+            (inner.queries(), inner.db_time()),
+            (1, Duration::from_millis(2))
+        );
+        assert_eq!(
+            (outer.queries(), outer.db_time()),
+            (2, Duration::from_millis(4))
+        );
+    }
+
+    #[tokio::test]
+    async fn calls_polled_in_turn_on_one_thread_keep_their_own_counts() {
+        let summary = SharedString::const_str("SELECT a");
+        let run = |queries: u32| {
+            let summary = summary.clone();
+            collect(async move {
+                for _ in 0..queries {
+                    record_query(&summary, Duration::from_millis(1));
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let (((), three), ((), five)) = tokio::join!(run(3), run(5));
+        assert_eq!((three.queries(), five.queries()), (3, 5));
+        record_query(&summary, Duration::from_millis(1));
+        let ((), after) = collect(async {}).await;
+        assert_eq!(after.queries(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_call_leaves_no_collector_behind() {
+        let summary = SharedString::const_str("SELECT a");
+        // The task runs (and panics) on this thread: tokio catches the panic in its poll.
+        let panicked = tokio::spawn(collect(async move {
+            record_query(
+                &SharedString::const_str("SELECT a"),
+                Duration::from_millis(1),
+            );
+            panic!("handler panicked");
+        }))
+        .await;
+        assert!(panicked.is_err());
+        // Outside any call again: this query is not collected anywhere.
+        record_query(&summary, Duration::from_millis(1));
+        assert!(matches!(CURRENT.take(), Slot::Outside));
     }
 }

@@ -76,7 +76,7 @@ pub struct HttpCall {
 }
 
 /// The route of a request: axum's template (an `Arc` clone, no copy) or unmatched.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Route {
     #[cfg(feature = "axum")]
     Matched(axum::extract::MatchedPath),
@@ -97,7 +97,12 @@ impl Route {
         match self {
             #[cfg(feature = "axum")]
             Self::Matched(path) => path.as_str(),
-            Self::Unmatched => UNMATCHED_ROUTE,
+            // From a static, so that it is always at the same address (each use of a
+            // `const` may be a copy of its own).
+            Self::Unmatched => {
+                static UNMATCHED: &str = UNMATCHED_ROUTE;
+                UNMATCHED
+            }
         }
     }
 }
@@ -111,7 +116,7 @@ impl<B, E> MeasureCall<Response<B>, E> for HttpCall {
             ),
             Err(_) => (None, "error"),
         };
-        let operation = Series::with(self.method, self.route.as_str(), class, |series| {
+        let operation = Series::with(self.method, &self.route, class, |series| {
             series.histogram.record(completed.elapsed.as_secs_f64());
             series.route.clone()
         });
@@ -197,6 +202,9 @@ thread_local! {
 struct Recent {
     method: &'static str,
     class: &'static str,
+    /// The route looked up, kept so that its text stays at its address: a request whose
+    /// route text is at the same address is the same route.
+    route: Route,
     series: Arc<Series>,
 }
 
@@ -204,33 +212,34 @@ impl Series {
     /// Runs `f` with the series of (method, route, class).
     fn with<R>(
         method: &'static str,
-        route: &str,
+        route: &Route,
         class: &'static str,
         f: impl FnOnce(&Series) -> R,
     ) -> R {
-        // The slot is chosen by addresses (a route template is one allocation for the
-        // router's life); a hit is decided by the labels' text, so an address reused for
-        // another route only misses.
-        let mixed = (route.as_ptr() as usize)
+        // The slot is chosen by addresses: a route template is one allocation for the
+        // router's life (and the slot keeps it alive), method and class are static.
+        let text = route.as_str();
+        let mixed = (text.as_ptr() as usize)
             ^ (method.as_ptr() as usize).rotate_left(17)
             ^ (class.as_ptr() as usize).rotate_left(31);
         let slot = (mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as usize) >> 32) % RECENT_SLOTS;
         RECENT.with(|recent| {
             let Ok(mut recent) = recent.try_borrow_mut() else {
-                return f(&Series::of(method, route, class));
+                return f(&Series::of(method, text, class));
             };
             if let Some(hit) = &recent[slot]
-                && hit.method == method
-                && hit.class == class
-                && &*hit.series.route == route
+                && same(hit.route.as_str(), text)
+                && same(hit.method, method)
+                && same(hit.class, class)
             {
                 return f(&hit.series);
             }
-            let series = Series::of(method, route, class);
+            let series = Series::of(method, text, class);
             let output = f(&series);
             recent[slot] = Some(Recent {
                 method,
                 class,
+                route: route.clone(),
                 series,
             });
             output
@@ -273,6 +282,12 @@ impl Series {
         );
         series
     }
+}
+
+/// Whether two labels are equal: at the same address (the usual case, see [`Series::with`]),
+/// or by their text.
+fn same(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b
 }
 
 #[derive(PartialEq, Eq)]

@@ -1,20 +1,15 @@
 //! [`TimingLayer`], the [`Timing`] service and its [`ResponseFuture`], and the [`Measure`]
 //! policy that says what a call is (HTTP request, named operation, or your own).
 
-use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use metrics::SharedString;
 use pin_project_lite::pin_project;
-// The TSC-based clock costs a fraction of a std `Instant::now()` (a clock_gettime call):
-// two reads per request are a good part of what this layer adds.
-use quanta::Instant;
-use tokio::task::futures::TaskLocalFuture;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -135,7 +130,7 @@ impl<S, M: Clone, C: Clone> Layer<S> for TimingLayer<M, C> {
 
     fn layer(&self, inner: S) -> Self::Service {
         // The clock calibrates on first use; do it now rather than in the first request.
-        let _ = Instant::now();
+        let _ = clock();
         Timing {
             inner,
             measure: self.measure.clone(),
@@ -194,7 +189,7 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let start = Instant::now();
+        let start = clock().raw();
         let call = self.measure.start(&request);
         ResponseFuture {
             inner: collector::scope(self.inner.call(request)),
@@ -211,9 +206,10 @@ pin_project! {
     /// collector in scope.
     pub struct ResponseFuture<F, K, C> {
         #[pin]
-        inner: TaskLocalFuture<RefCell<RequestTimings>, F>,
+        inner: collector::Scoped<F>,
         call: Option<K>,
-        start: Instant,
+        // A raw reading of [`clock`].
+        start: u64,
         config: Config,
         on_slow: C,
     }
@@ -238,13 +234,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let mut result = ready!(this.inner.as_mut().poll(cx));
-        let elapsed = this.start.elapsed();
-        let timings = this
-            .inner
-            .as_mut()
-            .take_value()
-            .map(RefCell::into_inner)
-            .unwrap_or_default();
+        let elapsed = clock().delta(*this.start, clock().raw());
+        let timings = this.inner.as_mut().take_timings();
         if let Some(call) = this.call.take() {
             let info = call.finish(
                 &mut result,
@@ -257,6 +248,15 @@ where
         }
         Poll::Ready(result)
     }
+}
+
+/// The clock calls are timed with: the CPU's time-stamp counter where it is usable (a raw
+/// reading is one instruction, scaled to nanoseconds only for the elapsed time), the
+/// monotonic clock elsewhere. `std::time::Instant::now()` costs a `clock_gettime` call, and
+/// two readings per request are a good part of what this layer adds.
+fn clock() -> &'static quanta::Clock {
+    static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
+    CLOCK.get_or_init(quanta::Clock::new)
 }
 
 /// The checks every call gets, whatever it measures as: slow-call callback and N+1.
