@@ -8,7 +8,7 @@
 //!   status class;
 //! - it hands calls slower than its [`Thresholds`] (WARN above 500 ms, ERROR above 1 s by
 //!   default) to an [`OnSlow`] callback, by default a `tracing` event;
-//! - it runs the inner service with a per-request collector in scope (a tokio task-local),
+//! - it runs the inner service with a per-request collector in scope (set on the thread while the call is polled),
 //!   which [`QueryTimer`], and so towerkit-db's `Db`, writes each query into: a handler's
 //!   `db.query(...)` is counted for its request without passing anything around. Queries
 //!   run on another task (`tokio::spawn`) are not counted;
