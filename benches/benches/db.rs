@@ -10,9 +10,11 @@
 //! between the two measurements), more than the 3 % the comparison is about. So the
 //! `deadpool_raw` bench runs blocks of [`BLOCK`] raw queries and [`BLOCK`] `Db` queries in
 //! turn (which goes first alternates), timing each block, and reports the raw blocks; the
-//! `towerkit` bench then reports the `Db` blocks of that same run, scaled to the iteration
-//! counts criterion asks for. Drift then reaches both sides alike: two identical raw pools
-//! measured this way agree within 1 %.
+//! `towerkit` bench then reports the `Db` blocks of that same run, its k-th measured sample
+//! from the raw bench's k-th, scaled to the iteration counts criterion asks for. Drift then
+//! reaches both sides alike: two identical raw pools measured this way agree within 1 %.
+//! The raw bench also prints (to stderr) the paired ratio itself, `db/select1 paired:
+//! towerkit/deadpool_raw`, over the block pairs of its measured samples.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -102,6 +104,43 @@ async fn interleaved(raw: &Pool, db: &Db, queries: u64) -> Pair {
     pair
 }
 
+/// The pairs of criterion's measurement phase: the longest tail whose query counts grow by
+/// a constant step (d, 2d, 3d, … in criterion's linear sampling, d, d, d, … in flat
+/// sampling). The warm-up before it doubles its count each time, which breaks the step.
+fn measured(pairs: &[Pair]) -> &[Pair] {
+    let step = |i: usize| i128::from(pairs[i].queries) - i128::from(pairs[i - 1].queries);
+    let mut start = pairs.len().saturating_sub(1);
+    while start > 1 && step(start - 1) == step(pairs.len() - 1) {
+        start -= 1;
+    }
+    // `start` is the first pair after the last step that differs.
+    &pairs[start.saturating_sub(1)..]
+}
+
+/// Prints (to stderr, beside criterion's report) what the comparison is about: the `Db`
+/// side's time over the raw side's for the same measured block pairs, in total and as the
+/// median pair.
+fn print_paired_ratio(pairs: &[Pair]) {
+    let measured = measured(pairs);
+    if measured.is_empty() {
+        return;
+    }
+    let total = |side: fn(&Pair) -> Duration| measured.iter().map(side).sum::<Duration>();
+    let sum_ratio = total(|p| p.towerkit).as_secs_f64() / total(|p| p.raw).as_secs_f64();
+    let mut ratios: Vec<f64> = measured
+        .iter()
+        .map(|p| p.towerkit.as_secs_f64() / p.raw.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    let queries: u64 = measured.iter().map(|p| p.queries).sum();
+    eprintln!(
+        "db/select1 paired: towerkit/deadpool_raw {sum_ratio:.4} over {queries} queries \
+         of each in {} samples (median sample {median:.4})",
+        measured.len()
+    );
+}
+
 fn select1(c: &mut Criterion) {
     install_metrics_recorder();
     let rt = runtime();
@@ -132,23 +171,38 @@ fn select1(c: &mut Criterion) {
             }
         })
     });
-    let replay = std::cell::Cell::new(0);
+    print_paired_ratio(&recorded.borrow());
+    // Criterion asks the `towerkit` bench for a warm-up (1, 2, 4, … queries) and then for
+    // the measured samples (d, 2d, 3d, … queries, as it asked `deadpool_raw`): the k-th
+    // measured sample replays the `Db` side of the raw bench's k-th, so the two estimates
+    // weigh the same block pairs alike. (Previous count asked for, index of the next
+    // measured sample once the warm-up is over.)
+    let replay = std::cell::Cell::new((0_u64, None::<usize>));
     group.bench_function("towerkit", |b| {
         b.to_async(&rt).iter_custom(|iters| {
             let (raw, db, recorded, replay) = (&raw, &db, &recorded, &replay);
             async move {
-                // Run alone (a filter left `deadpool_raw` out), it measures its own pairs.
-                let pair = match recorded.borrow().len() {
-                    0 => None,
-                    len => Some(recorded.borrow()[replay.get() % len]),
+                let (previous, next) = replay.get();
+                let next = next.or((iters != 1 && iters != previous * 2).then_some(0));
+                replay.set((iters, next.map(|k| k + 1)));
+                let pair = {
+                    let recorded = recorded.borrow();
+                    let measured = measured(&recorded);
+                    match (measured.len(), next) {
+                        (0, _) => None,
+                        (len, Some(k)) => Some(measured[k % len]),
+                        (len, None) => Some(measured[len - 1]),
+                    }
                 };
-                let pair = match pair {
-                    Some(pair) => pair,
-                    None => interleaved(raw, db, iters).await,
+                let Some(pair) = pair else {
+                    // Run alone (a filter left `deadpool_raw` out), it measures its own pairs.
+                    return interleaved(raw, db, iters).await.towerkit;
                 };
-                replay.set(replay.get() + 1);
-                // Per query as measured, times the iterations asked for.
-                pair.towerkit.mul_f64(iters as f64 / pair.queries as f64)
+                // Per query as measured, times the iterations asked for; taking that long
+                // keeps criterion's clock (which ends the warm-up) in step.
+                let time = pair.towerkit.mul_f64(iters as f64 / pair.queries as f64);
+                std::thread::sleep(time);
+                time
             }
         })
     });
