@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -344,13 +345,15 @@ impl Inner {
         params: &[&(dyn ToSql + Sync)],
         start: Instant,
     ) -> Result<K::Output, DbError> {
-        let work = async {
+        // The work stays where it is (pinned in this future) and the deadline guard holds a
+        // reference to it: these futures are kilobytes, and each move is a copy.
+        let work = pin!(async {
             let statement = client.prepare_cached(sql).await.map_err(Failure::Pg)?;
             if client.statement_cache.size() > self.config.statement_cache_capacity {
                 client.statement_cache.clear();
             }
             K::run(client, &statement, params).await
-        };
+        });
         let timeout = self.config.client_timeout();
         let result = self.bounded(start, timeout, work).await;
         let elapsed = start.elapsed();
@@ -368,7 +371,7 @@ impl Inner {
         &self,
         start: Instant,
         timeout: Option<Duration>,
-        work: impl Future<Output = Result<T, Failure>>,
+        work: Pin<&mut impl Future<Output = Result<T, Failure>>>,
     ) -> Result<T, Failure> {
         match timeout {
             Some(timeout) => self
@@ -388,7 +391,7 @@ impl Inner {
     ) -> Result<(), DbError> {
         let label = self.timer.label(sql);
         let start = Instant::now();
-        let work = async { client.batch_execute(sql).await.map_err(Failure::Pg) };
+        let work = pin!(async { client.batch_execute(sql).await.map_err(Failure::Pg) });
         let timeout = self.config.client_timeout();
         let result = self.bounded(start, timeout, work).await;
         let outcome = if result.is_ok() {
