@@ -16,12 +16,12 @@ use metrics::SharedString;
 use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement};
-use towerkit_timing::{HistogramCell, QueryLabel, QueryOutcome, QueryStats, QueryTimer};
+use towerkit_timing::{QueryLabel, QueryOutcome, QueryStats, QueryTimer};
 
 use crate::config::{ConfigError, DbConfig};
 use crate::error::DbError;
 use crate::health::HealthCache;
-use crate::pool::{self, PoolStatus, Upkeep};
+use crate::pool::{self, CheckoutTimes, PoolStatus, Upkeep};
 use crate::tx::{Tx, TxShared};
 use crate::watchdog::{self, Watchdog};
 
@@ -45,7 +45,7 @@ pub(crate) struct Inner {
     pub(crate) config: DbConfig,
     pub(crate) pool_name: SharedString,
     /// The `db_client_connection_wait_time_seconds` histogram of this pool.
-    wait: HistogramCell,
+    checkouts: Arc<CheckoutTimes>,
     pub(crate) health: HealthCache,
     /// The client-side deadlines of running queries.
     watchdog: Arc<Watchdog>,
@@ -59,6 +59,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.upkeep.abort();
         self.watchdog_task.abort();
+        self.checkouts.flush();
     }
 }
 
@@ -85,11 +86,14 @@ impl Db {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        let pool_name = SharedString::from_shared(Arc::from(config.pool_name.as_str()));
+        let checkouts = CheckoutTimes::new(&pool_name);
         let upkeep = Upkeep {
             min_connections: config.min_connections,
             idle_timeout: config.idle_timeout,
             max_lifetime: config.max_lifetime,
-            name: SharedString::from_shared(Arc::from(config.pool_name.as_str())),
+            name: pool_name.clone(),
+            checkouts: checkouts.clone(),
         };
         let retire = upkeep.clone();
         let pool = Pool::builder(manager)
@@ -121,20 +125,12 @@ impl Db {
         let upkeep_task = tokio::spawn(upkeep.run(pool.weak()));
         let watchdog = Arc::new(Watchdog::default());
         let watchdog_task = watchdog::spawn(&watchdog);
-        let pool_name = SharedString::from_shared(Arc::from(config.pool_name.as_str()));
-        let wait_key = metrics::Key::from_parts(
-            pool::CONNECTION_WAIT_TIME,
-            vec![metrics::Label::new(
-                pool::POOL_NAME_LABEL,
-                pool_name.clone(),
-            )],
-        );
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
                 timer: config.timer.clone(),
                 pool_name,
-                wait: HistogramCell::new(wait_key, &WAIT_METADATA),
+                checkouts,
                 health: HealthCache::default(),
                 watchdog,
                 no_wait: Timeouts {
@@ -262,10 +258,13 @@ impl Db {
     }
 
     /// Sets the pool gauges (`db_client_connection_count{db_client_connection_state}`,
-    /// `db_client_connection_max`, `db_client_connection_pending_requests`) now. The
-    /// background task does this every second.
+    /// `db_client_connection_max`, `db_client_connection_pending_requests`) and records
+    /// the quick checkouts counted since the last time in
+    /// `db_client_connection_wait_time_seconds` (see [`QUICK_CHECKOUT`](crate::QUICK_CHECKOUT)),
+    /// now. The background task does this every second.
     pub fn record_pool_metrics(&self) {
         pool::record_gauges(&self.inner.pool, &self.inner.pool_name);
+        self.inner.checkouts.flush();
     }
 
     /// Per-label query statistics (count, slow, failed, p50/p95/p99) since the start.
@@ -327,8 +326,7 @@ impl Inner {
             other => other,
         };
         let got = Instant::now();
-        self.wait
-            .record(got.saturating_duration_since(start).as_secs_f64());
+        self.checkouts.record(got.saturating_duration_since(start));
         match result {
             Ok(conn) => Ok((conn, got)),
             Err(error) => Err(pool_error(error, &self.pool)),
@@ -403,10 +401,6 @@ impl Inner {
         result.map_err(|failure| failure.into_error(&label, timeout))
     }
 }
-
-/// The metadata the `histogram!` macro would give the checkout histogram.
-static WAIT_METADATA: metrics::Metadata<'static> =
-    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 /// Maps deadpool's error to ours.
 pub(crate) fn pool_error(error: PoolError, pool: &Pool) -> DbError {

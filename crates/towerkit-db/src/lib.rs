@@ -81,7 +81,7 @@ pub use error::DbError;
 pub use health::{HEALTH_JSON, Health, HealthStatus, live, ready};
 pub use pool::{
     CONNECTION_COUNT, CONNECTION_MAX, CONNECTION_PENDING_REQUESTS, CONNECTION_WAIT_TIME,
-    MAX_UPKEEP_INTERVAL, POOL_NAME_LABEL, PoolStatus,
+    MAX_UPKEEP_INTERVAL, POOL_NAME_LABEL, PoolStatus, QUICK_CHECKOUT,
 };
 pub use tx::Tx;
 

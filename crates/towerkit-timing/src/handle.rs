@@ -55,14 +55,23 @@ impl HistogramCell {
 
     /// Records `value` with the current recorder.
     pub fn record(&self, value: f64) {
+        self.with_handle(|handle| handle.record(value));
+    }
+
+    /// Records `value` `count` times with the current recorder (one call to the recorder,
+    /// for samples gathered elsewhere).
+    pub fn record_many(&self, value: f64, count: usize) {
+        self.with_handle(|handle| handle.record_many(value, count));
+    }
+
+    fn with_handle(&self, f: impl FnOnce(&Histogram)) {
         metrics::with_recorder(|recorder| {
             let address = address_of(recorder);
             for slot in &self.handles {
                 if let Some((known, handle)) = slot.get()
                     && *known == address
                 {
-                    handle.record(value);
-                    return;
+                    return f(handle);
                 }
             }
             let handle = recorder.register_histogram(&self.key, self.metadata);
@@ -74,7 +83,7 @@ impl HistogramCell {
                     }
                 }
             }
-            handle.record(value);
+            f(&handle);
         });
     }
 }
