@@ -91,6 +91,7 @@
 //! ```
 
 mod collector;
+mod durations;
 mod handle;
 mod http;
 mod layer;

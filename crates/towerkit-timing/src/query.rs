@@ -5,14 +5,15 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use metrics::SharedString;
-use metrics_util::storage::Summary;
 use quick_cache::Equivalent;
 
 use crate::collector;
+use crate::durations::Durations;
 use crate::handle::HistogramCell;
 use crate::on_slow::millis;
 use crate::sql::{normalize, summarize};
@@ -66,7 +67,7 @@ pub struct QueryTimer {
 
 struct Shared {
     labels: quick_cache::sync::Cache<LabelKey, QueryLabel>,
-    stats: Mutex<HashMap<SharedString, Arc<Mutex<Entry>>>>,
+    stats: Mutex<HashMap<SharedString, Arc<Entry>>>,
     capacity: usize,
 }
 
@@ -151,14 +152,12 @@ impl QueryTimer {
         inner.histogram.record(seconds);
         collector::record_query(&inner.summary, elapsed);
         let severity = self.thresholds.classify(elapsed);
-        {
-            let mut entry = inner.stats.lock().unwrap_or_else(PoisonError::into_inner);
-            entry.count += 1;
-            entry.slow += u64::from(severity.is_some());
-            entry.failed += u64::from(outcome == QueryOutcome::Failed);
-            entry.durations.add(seconds);
+        inner.stats.durations.record(elapsed);
+        if outcome == QueryOutcome::Failed {
+            inner.stats.failed.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(severity) = severity {
+            inner.stats.slow.fetch_add(1, Ordering::Relaxed);
             self.log_slow(label, severity, elapsed, outcome, params);
         }
     }
@@ -174,19 +173,15 @@ impl QueryTimer {
         let mut labels: Vec<LabelStats> = map
             .iter()
             .map(|(label, entry)| {
-                let entry = entry.lock().unwrap_or_else(PoisonError::into_inner);
-                let quantile = |q| {
-                    let seconds = entry.durations.quantile(q).unwrap_or(0.0);
-                    Duration::try_from_secs_f64(seconds).unwrap_or_default()
-                };
+                let durations = entry.durations.snapshot();
                 LabelStats {
                     label: label.to_string(),
-                    count: entry.count,
-                    slow: entry.slow,
-                    failed: entry.failed,
-                    p50: quantile(0.5),
-                    p95: quantile(0.95),
-                    p99: quantile(0.99),
+                    count: durations.count(),
+                    slow: entry.slow.load(Ordering::Relaxed),
+                    failed: entry.failed.load(Ordering::Relaxed),
+                    p50: durations.quantile(0.5),
+                    p95: durations.quantile(0.95),
+                    p99: durations.quantile(0.99),
                 }
             })
             .collect();
@@ -286,7 +281,7 @@ impl Shared {
 
     /// The statistics entry of `summary`, shared by every SQL string with that summary; the
     /// overflow entry once `capacity` labels are tracked.
-    fn entry(&self, summary: &SharedString) -> Arc<Mutex<Entry>> {
+    fn entry(&self, summary: &SharedString) -> Arc<Entry> {
         let mut map = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = map.get(summary) {
             return entry.clone();
@@ -297,7 +292,7 @@ impl Shared {
             SharedString::const_str(OVERFLOW_LABEL)
         };
         map.entry(key)
-            .or_insert_with(|| Arc::new(Mutex::new(Entry::new())))
+            .or_insert_with(|| Arc::new(Entry::new()))
             .clone()
     }
 }
@@ -327,7 +322,7 @@ struct LabelInner {
     operation: SharedString,
     collection: SharedString,
     normalized: Box<str>,
-    stats: Arc<Mutex<Entry>>,
+    stats: Arc<Entry>,
     /// The `db_client_operation_duration_seconds` histogram with this label's labels.
     histogram: HistogramCell,
 }
@@ -404,7 +399,7 @@ pub struct LabelStats {
     pub slow: u64,
     /// Executions that failed.
     pub failed: u64,
-    /// Median duration (a sketch estimate within 1 % of the true value).
+    /// Median duration (from a histogram whose buckets are within 1 % of their values).
     pub p50: Duration,
     /// 95th percentile duration.
     pub p95: Duration,
@@ -412,21 +407,19 @@ pub struct LabelStats {
     pub p99: Duration,
 }
 
+/// One label's statistics, updated without a lock: the count is the durations' count.
 struct Entry {
-    count: u64,
-    slow: u64,
-    failed: u64,
-    durations: Summary,
+    slow: AtomicU64,
+    failed: AtomicU64,
+    durations: Durations,
 }
 
 impl Entry {
     fn new() -> Self {
-        // 1 % relative error and at most 1024 bins (8 KiB) per label.
         Self {
-            count: 0,
-            slow: 0,
-            failed: 0,
-            durations: Summary::new(0.01, 1024, 1.0e-9),
+            slow: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            durations: Durations::new(),
         }
     }
 }
