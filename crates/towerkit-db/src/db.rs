@@ -16,7 +16,7 @@ use metrics::SharedString;
 use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement};
-use towerkit_timing::{QueryLabel, QueryOutcome, QueryStats, QueryTimer};
+use towerkit_timing::{QueryLabel, QueryOutcome, QueryStats, QueryTimer, Stopwatch};
 
 use crate::config::{ConfigError, DbConfig};
 use crate::error::DbError;
@@ -79,6 +79,7 @@ impl Db {
     pub async fn connect(config: DbConfig) -> Result<Self, DbError> {
         let pg = config.validate()?;
         tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
+        Stopwatch::calibrate();
         let manager = Manager::from_config(
             pg,
             NoTls,
@@ -319,29 +320,29 @@ impl Inner {
     /// sets up a tokio timer for each, which costs about 1 % of a local `SELECT 1` even when
     /// nothing waits. Neither can fire then (recycling is `Fast`, which never waits), so only
     /// when the pool has no free slot does the checkout go through `get()` with both.
-    pub(crate) async fn checkout(&self) -> Result<(Object, Instant), DbError> {
-        let start = Instant::now();
+    pub(crate) async fn checkout(&self) -> Result<(Object, Stopwatch), DbError> {
+        let start = Stopwatch::start();
         let result = match self.pool.timeout_get(&self.no_wait).await {
             Err(PoolError::Timeout(TimeoutType::Wait)) => self.pool.get().await,
             other => other,
         };
-        let got = Instant::now();
-        self.checkouts.record(got.saturating_duration_since(start));
+        let got = Stopwatch::start();
+        self.checkouts.record(got.since(start));
         match result {
             Ok(conn) => Ok((conn, got)),
             Err(error) => Err(pool_error(error, &self.pool)),
         }
     }
 
-    /// Prepares (cached) and runs one query on `client`, bounded by the client timeout
-    /// counted from `start`, and records it.
+    /// Prepares (cached) and runs one query on `client`, bounded by the client timeout,
+    /// and records it as started at `start`.
     pub(crate) async fn timed<K: Kind>(
         &self,
         client: &ClientWrapper,
         label: &QueryLabel,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-        start: Instant,
+        start: Stopwatch,
     ) -> Result<K::Output, DbError> {
         // The work stays where it is (pinned in this future) and the deadline guard holds a
         // reference to it: these futures are kilobytes, and each move is a copy.
@@ -353,7 +354,7 @@ impl Inner {
             K::run(client, &statement, params).await
         });
         let timeout = self.config.client_timeout();
-        let result = self.bounded(start, timeout, work).await;
+        let result = self.bounded(timeout, work).await;
         let elapsed = start.elapsed();
         let outcome = match &result {
             Ok(output) => QueryOutcome::Rows(K::rows(output)),
@@ -363,18 +364,17 @@ impl Inner {
         result.map_err(|failure| failure.into_error(label, timeout))
     }
 
-    /// Runs `work`, failing with [`Failure::Timeout`] once `timeout` has passed since
-    /// `start` (checked by the [`Watchdog`], see there why not with a tokio timer).
+    /// Runs `work`, failing with [`Failure::Timeout`] once it has waited `timeout` (checked
+    /// by the [`Watchdog`], see there why not with a tokio timer).
     async fn bounded<T>(
         &self,
-        start: Instant,
         timeout: Option<Duration>,
         work: Pin<&mut impl Future<Output = Result<T, Failure>>>,
     ) -> Result<T, Failure> {
         match timeout {
             Some(timeout) => self
                 .watchdog
-                .guard(start + timeout, work)
+                .guard(timeout, work)
                 .await
                 .unwrap_or(Err(Failure::Timeout)),
             None => work.await,
@@ -388,10 +388,10 @@ impl Inner {
         sql: &'static str,
     ) -> Result<(), DbError> {
         let label = self.timer.label(sql);
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let work = pin!(async { client.batch_execute(sql).await.map_err(Failure::Pg) });
         let timeout = self.config.client_timeout();
-        let result = self.bounded(start, timeout, work).await;
+        let result = self.bounded(timeout, work).await;
         let outcome = if result.is_ok() {
             QueryOutcome::Rows(0)
         } else {

@@ -84,7 +84,13 @@ impl Tx {
         let label = shared.inner.label(name, sql);
         shared
             .inner
-            .timed::<K>(conn, &label, sql, params, std::time::Instant::now())
+            .timed::<K>(
+                conn,
+                &label,
+                sql,
+                params,
+                towerkit_timing::Stopwatch::start(),
+            )
             .await
     }
 }

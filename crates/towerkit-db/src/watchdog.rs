@@ -22,6 +22,9 @@ use slab::Slab;
 /// finish fails at most this long after its deadline.
 pub(crate) const WATCHDOG_TICK: Duration = Duration::from_millis(100);
 
+/// The deadline of a timeout too long for `Instant`: never, in practice.
+const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// The queries waiting on their deadlines.
 #[derive(Debug, Default)]
 pub(crate) struct Watchdog {
@@ -40,13 +43,15 @@ struct Watch {
 pub(crate) struct Expired;
 
 impl Watchdog {
-    /// Runs `future` until `deadline`: past it (within [`WATCHDOG_TICK`], once [`Watchdog::run`]
-    /// is running), the future is dropped and [`Expired`] returned.
-    pub(crate) fn guard<F: Future>(&self, deadline: Instant, future: F) -> Guarded<'_, F> {
+    /// Runs `future` for at most `timeout` from the first time it waits: past that (within
+    /// [`WATCHDOG_TICK`], once [`Watchdog::run`] is running), the future is dropped and
+    /// [`Expired`] returned. (A future that never waits needs no deadline, and so the clock
+    /// is read only for one that does.)
+    pub(crate) fn guard<F: Future>(&self, timeout: Duration, future: F) -> Guarded<'_, F> {
         Guarded {
             inner: future,
             watchdog: self,
-            deadline,
+            timeout,
             key: None,
         }
     }
@@ -103,7 +108,7 @@ pin_project! {
         #[pin]
         inner: F,
         watchdog: &'a Watchdog,
-        deadline: Instant,
+        timeout: Duration,
         // The slab entry, from the first time the inner future waits until it completes.
         key: Option<usize>,
     }
@@ -132,8 +137,9 @@ impl<F: Future> Future for Guarded<'_, F> {
         let mut waiting = this.watchdog.lock();
         match *this.key {
             None => {
+                let now = Instant::now();
                 *this.key = Some(waiting.insert(Watch {
-                    deadline: *this.deadline,
+                    deadline: now.checked_add(*this.timeout).unwrap_or(now + FAR),
                     waker: cx.waker().clone(),
                     expired: false,
                 }));
@@ -161,9 +167,8 @@ mod tests {
     #[tokio::test]
     async fn a_future_that_finishes_in_time_returns_its_output_and_leaves_nothing() {
         let watchdog = Watchdog::default();
-        let deadline = Instant::now() + Duration::from_secs(60);
         let output = watchdog
-            .guard(deadline, async {
+            .guard(Duration::from_secs(60), async {
                 tokio::task::yield_now().await;
                 7
             })
@@ -179,7 +184,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_millis(50);
         let result = tokio::time::timeout(
             Duration::from_secs(10),
-            watchdog.guard(deadline, std::future::pending::<()>()),
+            watchdog.guard(Duration::from_millis(50), std::future::pending::<()>()),
         )
         .await
         .expect("the watchdog woke the future");
@@ -192,14 +197,14 @@ mod tests {
     #[tokio::test]
     async fn expire_wakes_only_the_futures_past_their_deadline() {
         let watchdog = Watchdog::default();
-        let now = Instant::now();
-        let mut early = std::pin::pin!(watchdog.guard(now, std::future::pending::<()>()));
-        let mut late = std::pin::pin!(
-            watchdog.guard(now + Duration::from_secs(60), std::future::pending::<()>())
-        );
+        let mut early =
+            std::pin::pin!(watchdog.guard(Duration::ZERO, std::future::pending::<()>()));
+        let mut late =
+            std::pin::pin!(watchdog.guard(Duration::from_secs(60), std::future::pending::<()>()));
         let mut cx = Context::from_waker(Waker::noop());
         assert!(early.as_mut().poll(&mut cx).is_pending());
         assert!(late.as_mut().poll(&mut cx).is_pending());
+        let now = Instant::now();
         assert_eq!(watchdog.expire(now), 1);
         assert_eq!(watchdog.expire(now), 0, "an expired future is woken once");
         assert_eq!(early.as_mut().poll(&mut cx), Poll::Ready(Err(Expired)));
@@ -211,10 +216,9 @@ mod tests {
     async fn a_dropped_future_gives_its_entry_back() {
         let watchdog = Watchdog::default();
         {
-            let mut guarded = std::pin::pin!(watchdog.guard(
-                Instant::now() + Duration::from_secs(60),
-                std::future::pending::<()>()
-            ));
+            let mut guarded = std::pin::pin!(
+                watchdog.guard(Duration::from_secs(60), std::future::pending::<()>())
+            );
             let mut cx = Context::from_waker(Waker::noop());
             assert!(guarded.as_mut().poll(&mut cx).is_pending());
             assert_eq!(watchdog.len(), 1);

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use crate::collector::{self, RequestTimings};
 use crate::handle::HistogramCell;
 use crate::http::Http;
 use crate::on_slow::{DefaultOnSlow, OnSlow, SlowCall};
+use crate::stopwatch::Stopwatch;
 use crate::thresholds::Thresholds;
 
 /// A [`Layer`] that times every call of the service it wraps: it records a histogram
@@ -130,7 +131,7 @@ impl<S, M: Clone, C: Clone> Layer<S> for TimingLayer<M, C> {
 
     fn layer(&self, inner: S) -> Self::Service {
         // The clock calibrates on first use; do it now rather than in the first request.
-        let _ = clock();
+        Stopwatch::calibrate();
         Timing {
             inner,
             measure: self.measure.clone(),
@@ -189,7 +190,7 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let start = clock().raw();
+        let start = Stopwatch::start();
         let call = self.measure.start(&request);
         ResponseFuture {
             inner: collector::scope(self.inner.call(request)),
@@ -208,8 +209,7 @@ pin_project! {
         #[pin]
         inner: collector::Scoped<F>,
         call: Option<K>,
-        // A raw reading of [`clock`].
-        start: u64,
+        start: Stopwatch,
         config: Config,
         on_slow: C,
     }
@@ -234,7 +234,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let mut result = ready!(this.inner.as_mut().poll(cx));
-        let elapsed = clock().delta(*this.start, clock().raw());
+        let elapsed = this.start.elapsed();
         let timings = this.inner.as_mut().take_timings();
         if let Some(call) = this.call.take() {
             let info = call.finish(
@@ -248,15 +248,6 @@ where
         }
         Poll::Ready(result)
     }
-}
-
-/// The clock calls are timed with: the CPU's time-stamp counter where it is usable (a raw
-/// reading is one instruction, scaled to nanoseconds only for the elapsed time), the
-/// monotonic clock elsewhere. `std::time::Instant::now()` costs a `clock_gettime` call, and
-/// two readings per request are a good part of what this layer adds.
-fn clock() -> &'static quanta::Clock {
-    static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
-    CLOCK.get_or_init(quanta::Clock::new)
 }
 
 /// The checks every call gets, whatever it measures as: slow-call callback and N+1.

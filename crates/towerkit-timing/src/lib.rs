@@ -98,6 +98,7 @@ mod layer;
 mod on_slow;
 mod query;
 mod sql;
+mod stopwatch;
 mod thresholds;
 
 pub use collector::{MAX_SUMMARIES_PER_REQUEST, RequestTimings, collect};
@@ -116,6 +117,7 @@ pub use query::{
     QueryStats, QueryTimer,
 };
 pub use sql::{MAX_NORMALIZED_LEN, SqlSummary, normalize, summarize};
+pub use stopwatch::Stopwatch;
 pub use thresholds::{InvalidThresholds, Severity, Thresholds};
 
 /// The HTTP server histogram (seconds), labels `http_request_method`, `http_route`,
