@@ -2,6 +2,7 @@
 //! `db_client_operation_duration_seconds`, in the request's collector and in
 //! [`QueryStats`], and logs slow queries.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -25,6 +26,28 @@ pub const DEFAULT_CAPACITY: usize = 1024;
 /// SQL strings longer than this are labelled on every execution instead of being cached, so
 /// huge generated statements do not fill memory.
 pub const MAX_CACHED_SQL_LEN: usize = 8 * 1024;
+
+/// SQL strings up to this long are kept in each thread's recent labels.
+const MAX_RECENT_SQL_LEN: usize = 1024;
+
+/// How many labels each thread keeps at hand (direct-mapped by the SQL text's address).
+const RECENT_LABEL_SLOTS: usize = 16;
+
+thread_local! {
+    /// The labels this thread looked up last, so that a query usually finds its label
+    /// without hashing its SQL and locking a shard of the timer's cache. At most
+    /// [`RECENT_LABEL_SLOTS`] SQL strings of [`MAX_RECENT_SQL_LEN`] bytes per thread.
+    static RECENT_LABELS: RefCell<[Option<RecentLabel>; RECENT_LABEL_SLOTS]> =
+        const { RefCell::new([const { None }; RECENT_LABEL_SLOTS]) };
+}
+
+/// A label in [`RECENT_LABELS`], with what it was looked up by.
+struct RecentLabel {
+    timer: u64,
+    name: Option<&'static str>,
+    sql: Box<str>,
+    label: QueryLabel,
+}
 
 /// The [`QueryStats`] label that collects queries beyond the timer's capacity of labels.
 pub const OVERFLOW_LABEL: &str = "_OTHER";
@@ -66,6 +89,8 @@ pub struct QueryTimer {
 }
 
 struct Shared {
+    /// Tells this timer's labels from another's in [`RECENT_LABELS`] (unique in the process).
+    id: u64,
     labels: quick_cache::sync::Cache<LabelKey, QueryLabel>,
     stats: Mutex<HashMap<SharedString, Arc<Entry>>>,
     capacity: usize,
@@ -189,7 +214,40 @@ impl QueryTimer {
         QueryStats { labels }
     }
 
+    /// The label of (`name`, `sql`): from this thread's recent labels if there, else from
+    /// the shared cache (hashing the SQL text and locking a shard), else built.
     fn lookup(&self, name: Option<&'static str>, sql: &str) -> QueryLabel {
+        if sql.len() > MAX_RECENT_SQL_LEN {
+            return self.lookup_shared(name, sql);
+        }
+        // The slot is chosen by the text's address: a query's SQL is usually a literal, at
+        // the same address every time. A hit is decided by the text.
+        let mixed = (sql.as_ptr() as usize) ^ sql.len().rotate_left(29);
+        let slot =
+            (mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as usize) >> 32) % RECENT_LABEL_SLOTS;
+        RECENT_LABELS.with(|recent| {
+            let Ok(mut recent) = recent.try_borrow_mut() else {
+                return self.lookup_shared(name, sql);
+            };
+            if let Some(hit) = &recent[slot]
+                && hit.timer == self.shared.id
+                && hit.name == name
+                && *hit.sql == *sql
+            {
+                return hit.label.clone();
+            }
+            let label = self.lookup_shared(name, sql);
+            recent[slot] = Some(RecentLabel {
+                timer: self.shared.id,
+                name,
+                sql: sql.into(),
+                label: label.clone(),
+            });
+            label
+        })
+    }
+
+    fn lookup_shared(&self, name: Option<&'static str>, sql: &str) -> QueryLabel {
         let key = LabelKeyRef { name, sql };
         if let Some(label) = self.shared.labels.get(&key) {
             return label;
@@ -272,7 +330,9 @@ impl QueryTimer {
 
 impl Shared {
     fn new(capacity: usize) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             labels: quick_cache::sync::Cache::new(capacity),
             stats: Mutex::new(HashMap::new()),
             capacity,
@@ -458,6 +518,26 @@ impl Equivalent<LabelKey> for LabelKeyRef<'_> {
 mod tests {
     use super::*;
     use crate::test_support::{Logs, Metrics};
+
+    #[test]
+    fn recent_labels_are_told_apart_by_timer_name_and_text() {
+        let (a, b) = (QueryTimer::new("postgresql"), QueryTimer::new("postgresql"));
+        let sql = "SELECT id FROM products";
+        for _ in 0..2 {
+            a.record(&a.label(sql), Duration::from_millis(1), QueryOutcome::Rows(1), &());
+        }
+        b.record(&b.label(sql), Duration::from_millis(1), QueryOutcome::Rows(1), &());
+        assert_eq!(a.stats().get("SELECT products").unwrap().count, 2);
+        assert_eq!(b.stats().get("SELECT products").unwrap().count, 1);
+        assert_eq!(a.named("by_id", sql).summary(), "by_id");
+        assert_eq!(a.label(sql).summary(), "SELECT products");
+
+        // Other text at the same address (a reused buffer) is another query.
+        let mut buffer = String::from("SELECT a FROM orders");
+        assert_eq!(a.label(&buffer).summary(), "SELECT orders");
+        buffer.replace_range(14.., "users!");
+        assert_eq!(a.label(&buffer).summary(), "SELECT users");
+    }
 
     #[test]
     fn a_label_is_derived_once_per_sql_string() {
