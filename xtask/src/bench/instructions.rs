@@ -15,8 +15,30 @@ use crate::{Result, cargo, describe, root};
 /// The bench target holding the instruction-count scenarios.
 const BENCH: &str = "instructions";
 
-/// Runs every instruction-count scenario and returns instructions per iteration by id.
+/// How many times every scenario is counted; the least count is kept.
+///
+/// A scenario's one measured call is deterministic except for rare one-off slow paths
+/// (an allocator growing its heap, say), which only ever add instructions: a
+/// `stack/full/hit` count was seen once 4.6 % above the same code's other runs, enough to
+/// fail the gate. The least of two passes is the scenario's steady cost.
+const PASSES: usize = 2;
+
+/// Runs every instruction-count scenario [`PASSES`] times and returns the least
+/// instructions per iteration by id.
 pub(crate) fn run() -> Result<BTreeMap<String, u64>> {
+    let mut least = run_once()?;
+    for _ in 1..PASSES {
+        for (id, count) in run_once()? {
+            least
+                .entry(id)
+                .and_modify(|known| *known = (*known).min(count))
+                .or_insert(count);
+        }
+    }
+    Ok(least)
+}
+
+fn run_once() -> Result<BTreeMap<String, u64>> {
     let valgrind = Command::new("valgrind")
         .arg("--version")
         .output()
