@@ -524,9 +524,19 @@ mod tests {
         let (a, b) = (QueryTimer::new("postgresql"), QueryTimer::new("postgresql"));
         let sql = "SELECT id FROM products";
         for _ in 0..2 {
-            a.record(&a.label(sql), Duration::from_millis(1), QueryOutcome::Rows(1), &());
+            a.record(
+                &a.label(sql),
+                Duration::from_millis(1),
+                QueryOutcome::Rows(1),
+                &(),
+            );
         }
-        b.record(&b.label(sql), Duration::from_millis(1), QueryOutcome::Rows(1), &());
+        b.record(
+            &b.label(sql),
+            Duration::from_millis(1),
+            QueryOutcome::Rows(1),
+            &(),
+        );
         assert_eq!(a.stats().get("SELECT products").unwrap().count, 2);
         assert_eq!(b.stats().get("SELECT products").unwrap().count, 1);
         assert_eq!(a.named("by_id", sql).summary(), "by_id");
