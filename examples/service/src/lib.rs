@@ -215,6 +215,10 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 /// The process-wide Prometheus recorder, with OpenTelemetry's histogram buckets for the
 /// HTTP and DB durations. Installed once; later calls (tests building several apps) reuse it.
+/// How often the metrics recorder's histogram samples are drained between scrapes (the
+/// exporter's own default).
+const METRICS_UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn metrics_recorder() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
@@ -243,6 +247,18 @@ fn metrics_recorder() -> PrometheusHandle {
                 Err(_) => PrometheusBuilder::new().build_recorder(),
             };
             let handle = recorder.handle();
+            // The recorder keeps every histogram sample until something drains it: a
+            // scrape, or its upkeep. Without a scrape that is unbounded, so drain it as
+            // `PrometheusBuilder::install` would.
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(METRICS_UPKEEP_INTERVAL);
+                        upkeep.run_upkeep();
+                    }
+                });
             // Another recorder may already be installed (a test harness): then this handle
             // renders nothing, which the metrics test would show.
             let _ = metrics::set_global_recorder(recorder);
