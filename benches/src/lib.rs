@@ -40,6 +40,18 @@ pub fn install_metrics_recorder() {
             })
             .expect("non-empty buckets")
             .build_recorder();
+        // Drained every 5 s, as in a service (see the example's `metrics_recorder`):
+        // undrained, every histogram sample of a bench would stay in memory.
+        let upkeep = recorder.handle();
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            })
+            .expect("metrics upkeep thread");
         metrics::set_global_recorder(recorder).expect("no other recorder in a bench");
         // Let towerkit's histograms learn the new recorder now (it takes starting a thread),
         // not inside a scenario's first calls, where under Callgrind it would be slow
