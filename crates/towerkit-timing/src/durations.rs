@@ -37,7 +37,7 @@ fn midpoint(index: usize) -> u64 {
     lower + (1 << shift) / 2
 }
 
-/// Counts of durations by bucket (about 19 KiB, allocated once).
+/// Counts of durations by bucket (2,368 counters, 18.5 KiB, allocated once).
 pub(crate) struct Durations {
     buckets: Box<[AtomicU64]>,
 }
