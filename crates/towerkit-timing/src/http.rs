@@ -222,7 +222,7 @@ impl Series {
         let mixed = (text.as_ptr() as usize)
             ^ (method.as_ptr() as usize).rotate_left(17)
             ^ (class.as_ptr() as usize).rotate_left(31);
-        let slot = (mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as usize) >> 32) % RECENT_SLOTS;
+        let slot = crate::slot::by_address(mixed, RECENT_SLOTS);
         RECENT.with(|recent| {
             let Ok(mut recent) = recent.try_borrow_mut() else {
                 return f(&Series::of(method, text, class));

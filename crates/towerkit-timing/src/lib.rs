@@ -97,6 +97,7 @@ mod http;
 mod layer;
 mod on_slow;
 mod query;
+mod slot;
 mod sql;
 mod stopwatch;
 mod thresholds;

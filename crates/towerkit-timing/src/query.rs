@@ -226,8 +226,7 @@ impl QueryTimer {
         // The slot is chosen by the text's address: a query's SQL is usually a literal, at
         // the same address every time. A hit is decided by the text.
         let mixed = (sql.as_ptr() as usize) ^ sql.len().rotate_left(29);
-        let slot =
-            (mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as usize) >> 32) % RECENT_LABEL_SLOTS;
+        let slot = crate::slot::by_address(mixed, RECENT_LABEL_SLOTS);
         RECENT_LABELS.with(|recent| {
             let Ok(mut recent) = recent.try_borrow_mut() else {
                 return self.lookup_shared(name, sql);
