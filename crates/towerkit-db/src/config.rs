@@ -185,14 +185,16 @@ impl DbConfig {
     }
 
     /// Idle connections are closed after this long (beyond `min_connections`, which are
-    /// replaced). Default: 10 min.
+    /// replaced) by the background task, which looks every quarter of the shorter of this
+    /// and [`max_lifetime`](Self::max_lifetime), at most every second. Default: 10 min.
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self
     }
 
-    /// Connections are closed once this old, when next idle. Default: 30 min.
+    /// Connections are closed once this old, when next idle, by the same background task
+    /// as [`idle_timeout`](Self::idle_timeout). Default: 30 min.
     #[must_use]
     pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
         self.max_lifetime = lifetime;

@@ -5,11 +5,11 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deadpool_postgres::{
-    ClientWrapper, Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError,
-    RecyclingMethod, Runtime, TimeoutType, Timeouts,
+    ClientWrapper, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod,
+    Runtime, TimeoutType, Timeouts,
 };
 use futures_util::{FutureExt, TryStreamExt};
 use metrics::SharedString;
@@ -96,27 +96,12 @@ impl Db {
             name: pool_name.clone(),
             checkouts: checkouts.clone(),
         };
-        let retire = upkeep.clone();
         let pool = Pool::builder(manager)
             .max_size(config.max_size)
             .wait_timeout(Some(config.wait_timeout))
             .create_timeout(Some(config.connect_timeout))
             .recycle_timeout(Some(config.recycle_timeout))
             .runtime(Runtime::Tokio1)
-            // A connection past its idle time or lifetime is replaced when next checked out,
-            // even if the background task has not reached it yet.
-            .pre_recycle(Hook::sync_fn(move |_, metrics| {
-                // One clock read for both ages (this runs on every checkout).
-                let now = Instant::now();
-                let age = now.saturating_duration_since(metrics.created);
-                let idle =
-                    now.saturating_duration_since(metrics.recycled.unwrap_or(metrics.created));
-                if retire.keep(age, idle) {
-                    Ok(())
-                } else {
-                    Err(HookError::message("idle or too old"))
-                }
-            }))
             .build()
             .map_err(|_| ConfigError::Invalid {
                 field: "runtime",
