@@ -6,13 +6,12 @@ mod common;
 use std::time::Duration;
 
 use axum::response::IntoResponse;
-use common::{
-    Cluster, Metrics, Value, backend_pid, config, dead_port, eventually, raw_client, unique,
-};
+use common::{Cluster, backend_pid, config, dead_port, eventually, raw_client, unique};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use tokio::net::TcpListener;
 use towerkit_db::{Db, DbConfig, DbError, HealthStatus};
+use towerkit_test_support::{Metrics, Value};
 
 /// Generous upper bound for "fails fast": far above every configured timeout, far below a
 /// hang.

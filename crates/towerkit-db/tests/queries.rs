@@ -10,12 +10,13 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use common::{Logs, Metrics, Schema, config};
+use common::{Schema, config};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tokio_postgres::error::SqlState;
 use tower::ServiceExt;
 use towerkit_db::{Db, DbError};
+use towerkit_test_support::{Logs, Metrics};
 use towerkit_timing::{QueryTimer, Thresholds, TimingLayer};
 
 async fn products(db: &Db, schema: &Schema) -> String {

@@ -423,8 +423,8 @@ mod tests {
     use tower::{ServiceBuilder, ServiceExt, service_fn};
 
     use super::*;
-    use crate::test_support::{Logs, Metrics};
     use crate::{QueryOutcome, QueryTimer, SERVER_TIMING, UNMATCHED_ROUTE};
+    use towerkit_test_support::{Logs, Metrics};
 
     fn get_request(path: &str) -> Request<Body> {
         Request::get(path).body(Body::empty()).unwrap()

@@ -167,6 +167,3 @@ pub fn describe_metrics() {
         "Requests that ran one query summary more than the N+1 threshold"
     );
 }
-
-#[cfg(test)]
-mod test_support;

@@ -519,7 +519,7 @@ impl Equivalent<LabelKey> for LabelKeyRef<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{Logs, Metrics};
+    use towerkit_test_support::{Logs, Metrics};
 
     #[test]
     fn recent_labels_are_told_apart_by_timer_name_and_text() {
