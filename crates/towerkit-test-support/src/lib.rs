@@ -1,5 +1,6 @@
 //! Helpers for towerkit's own tests (a dev-dependency only, never published): the
-//! `tracing` output and the `metrics` a test's code writes on its thread.
+//! `tracing` output and the `metrics` a test's code writes on its thread, and odd
+//! upstream responses for the layers that rewrite bodies ([`upstream`]).
 //!
 //! ```
 //! use towerkit_test_support::{Logs, Metrics};
@@ -14,6 +15,7 @@
 
 mod logs;
 mod recorder;
+pub mod upstream;
 
 pub use crate::logs::Logs;
 pub use crate::recorder::{Metric, Metrics, Value};
