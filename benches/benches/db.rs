@@ -8,21 +8,22 @@
 //! ([`Db::pool`]), checking out as a pool built with deadpool's defaults does (no timeouts),
 //! so both send their queries to the same PostgreSQL server process with the same session
 //! settings. With a connection each, the comparison measured the two server processes as
-//! much as the client code: on a two-core virtual machine one loopback connection can
-//! answer in a third of the time of another for a whole run (25 against 85 µs, either way
-//! round), depending on where the scheduler puts the two processes.
+//! much as the client code: on a two-core virtual machine one loopback connection
+//! answered in a third of the time of the other for whole runs (25 against 85 µs, either
+//! way round from one run to the next), as the scheduler happened to place the processes.
 //!
-//! **Both ids come from one interleaved run.** Measured one after the other, the two sides
-//! differ by several percent on a shared two-core machine (the round trip is tens of
+//! **Both ids come from one interleaved run.** Measured one after the other, two identical
+//! sides differ by up to 10 % on a shared two-core machine (the round trip is tens of
 //! microseconds of loopback TCP and PostgreSQL scheduling, and the machine drifts between
 //! the two measurements), more than the 3 % the comparison is about. So the
 //! `deadpool_raw` bench runs blocks of [`BLOCK`] raw queries and [`BLOCK`] `Db` queries in
 //! turn (which goes first alternates), timing each block, and reports the raw blocks; the
 //! `towerkit` bench then reports the `Db` blocks of that same run, its k-th measured sample
-//! from the raw bench's k-th, scaled to the iteration counts criterion asks for. The raw
-//! bench also prints (to stderr) the paired ratio itself, `db/select1 paired:
-//! towerkit/deadpool_raw`, over the block pairs of its measured samples, and what `Db`
-//! adds per query in nanoseconds.
+//! from the raw bench's k-th, scaled to the iteration counts criterion asks for. Drift then
+//! reaches both sides alike: with the raw query on both sides, four runs read 0.993 to
+//! 1.009. The raw bench also prints (to stderr) the paired ratio itself, `db/select1
+//! paired: towerkit/deadpool_raw`, over the block pairs of its measured samples, and what
+//! `Db` adds per query in nanoseconds.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
