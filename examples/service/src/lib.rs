@@ -213,12 +213,12 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// The process-wide Prometheus recorder, with OpenTelemetry's histogram buckets for the
-/// HTTP and DB durations. Installed once; later calls (tests building several apps) reuse it.
 /// How often the metrics recorder's histogram samples are drained between scrapes (the
 /// exporter's own default).
 const METRICS_UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The process-wide Prometheus recorder, with OpenTelemetry's histogram buckets for the
+/// HTTP and DB durations. Installed once; later calls (tests building several apps) reuse it.
 fn metrics_recorder() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
