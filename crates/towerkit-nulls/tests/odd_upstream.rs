@@ -7,14 +7,12 @@
 use http::Request;
 use towerkit_nulls::StripNullsLayer;
 use towerkit_test_support::upstream::{
-    CHUNK, Case, big_document, invalid_utf8, lying_content_lengths, malformed_json, through,
-    truncated_bodies, unchanged,
+    self, CHUNK, Case, big_document, invalid_utf8, lying_content_lengths, malformed_json, through,
+    truncated_bodies,
 };
 
 async fn all_unchanged(cases: Vec<(&'static str, Case)>) {
-    for (name, case) in cases {
-        unchanged(name, StripNullsLayer::new(), Request::new(()), case).await;
-    }
+    upstream::all_unchanged(cases, StripNullsLayer::new, || Request::new(())).await;
 }
 
 #[tokio::test]

@@ -9,8 +9,8 @@ use tower::ServiceBuilder;
 use tower::layer::util::{Identity, Stack};
 use towerkit_paginate::{FieldsLayer, PaginationLayer};
 use towerkit_test_support::upstream::{
-    CHUNK, Case, Received, big_document, invalid_utf8, lying_content_lengths, malformed_json,
-    truncated_bodies, unchanged,
+    self, CHUNK, Case, Received, big_document, invalid_utf8, lying_content_lengths, malformed_json,
+    truncated_bodies,
 };
 
 /// The layers' default buffer limit, 8 MiB.
@@ -32,13 +32,11 @@ fn request() -> Request<()> {
 }
 
 async fn through(limit: usize, case: Case) -> Received {
-    towerkit_test_support::upstream::through(layers(limit), request(), case).await
+    upstream::through(layers(limit), request(), case).await
 }
 
 async fn all_unchanged(cases: Vec<(&'static str, Case)>) {
-    for (name, case) in cases {
-        unchanged(name, layers(DEFAULT_LIMIT), request(), case).await;
-    }
+    upstream::all_unchanged(cases, || layers(DEFAULT_LIMIT), request).await;
 }
 
 #[tokio::test]

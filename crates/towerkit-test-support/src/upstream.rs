@@ -323,3 +323,19 @@ where
         assert_eq!(received.headers[header], value, "{name}: {header} changed");
     }
 }
+
+/// [`unchanged`] for each of `cases`, through a fresh `layer()` with a fresh `request()`.
+pub async fn all_unchanged<L, B>(
+    cases: Vec<(&'static str, Case)>,
+    layer: impl Fn() -> L,
+    request: impl Fn() -> Request<()>,
+) where
+    L: Layer<Upstream>,
+    L::Service: Service<Request<()>, Response = Response<B>>,
+    <L::Service as Service<Request<()>>>::Error: std::fmt::Debug,
+    B: Body<Data = Bytes> + Unpin,
+{
+    for (name, case) in cases {
+        unchanged(name, layer(), request(), case).await;
+    }
+}
