@@ -1,0 +1,181 @@
+//! Small HTTP helpers shared by the towerkit layers, so each exists once.
+//!
+//! - [`weaken_etag`]: what a layer that changes a body does to a strong `ETag`.
+//! - [`media_type_essence`]: `text/html; charset=utf-8` gives `text/html`.
+//! - [`is_token`], [`is_tchar`], [`lists_token`]: RFC 9110 tokens and token lists.
+//! - [`CACHE_STATUS`]: the RFC 9211 `Cache-Status` field name.
+//! - [`inner_accessors!`]: `get_ref`, `get_mut` and `into_inner` for a `Foo<S>` service.
+//!
+//! ```
+//! use http::{HeaderMap, HeaderValue, header::ETAG};
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.insert(ETAG, HeaderValue::from_static("\"v1\""));
+//! towerkit_http::weaken_etag(&mut headers);
+//! assert_eq!(headers[ETAG], "W/\"v1\"");
+//! ```
+
+use http::header::{ETAG, HeaderMap, HeaderName, HeaderValue};
+
+/// The `Cache-Status` response field (RFC 9211).
+pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// Turns a strong `ETag` into a weak one: a layer that changes the body (compression, a JSON
+/// rewrite) no longer serves the bytes a strong validator names (RFC 9110 §8.8.1), so `"x"`
+/// becomes `W/"x"`.
+///
+/// A weak tag is left as it is, and so is a malformed one (anything that does not start with
+/// a double quote): odd upstream output passes through untouched, and a value that is not an
+/// entity tag validates nothing in the first place.
+pub fn weaken_etag(headers: &mut HeaderMap) {
+    let Some(etag) = headers.get(ETAG) else {
+        return;
+    };
+    let bytes = etag.as_bytes();
+    if !bytes.starts_with(b"\"") {
+        return;
+    }
+    let mut weak = Vec::with_capacity(bytes.len() + 2);
+    weak.extend_from_slice(b"W/");
+    weak.extend_from_slice(bytes);
+    // Prefixing two visible ASCII bytes to a valid value always gives a valid value.
+    if let Ok(weak) = HeaderValue::from_bytes(&weak) {
+        headers.insert(ETAG, weak);
+    }
+}
+
+/// The `type/subtype` part of a `Content-Type` value, trimmed, without parameters:
+/// `text/html; charset=utf-8` gives `text/html`. A value that is not visible ASCII gives `""`.
+pub fn media_type_essence(value: &HeaderValue) -> &str {
+    let text = value.to_str().unwrap_or_default();
+    text.split(';').next().unwrap_or_default().trim()
+}
+
+/// Whether `b` is an RFC 9110 `tchar`.
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Whether `text` is an RFC 9110 `token`: one or more tchars.
+pub fn is_token(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(is_tchar)
+}
+
+/// Whether any line of the comma-separated list field `header` names `name`
+/// (case-insensitive) or `*`.
+pub fn lists_token(headers: &HeaderMap, header: &HeaderName, name: &str) -> bool {
+    headers
+        .get_all(header)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .any(|token| token == "*" || token.eq_ignore_ascii_case(name))
+}
+
+/// `get_ref`, `get_mut` and `into_inner` for a service that keeps its inner service in a field
+/// named `inner`, as tower-http's services offer them. Invoke it inside the service's
+/// inherent `impl` block, naming the inner service's type parameter.
+///
+/// ```
+/// #[derive(Debug)]
+/// pub struct Wrapper<S> {
+///     inner: S,
+/// }
+///
+/// impl<S> Wrapper<S> {
+///     towerkit_http::inner_accessors!(S);
+/// }
+///
+/// let mut wrapper = Wrapper { inner: 1 };
+/// *wrapper.get_mut() += 1;
+/// assert_eq!(*wrapper.get_ref(), 2);
+/// assert_eq!(wrapper.into_inner(), 2);
+/// ```
+#[macro_export]
+macro_rules! inner_accessors {
+    ($inner:ident) => {
+        /// A reference to the inner service.
+        pub fn get_ref(&self) -> &$inner {
+            &self.inner
+        }
+
+        /// A mutable reference to the inner service.
+        pub fn get_mut(&mut self) -> &mut $inner {
+            &mut self.inner
+        }
+
+        /// The inner service.
+        pub fn into_inner(self) -> $inner {
+            self.inner
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weakened(etag: Option<&'static str>) -> Option<String> {
+        let mut headers = HeaderMap::new();
+        if let Some(etag) = etag {
+            headers.insert(ETAG, HeaderValue::from_static(etag));
+        }
+        weaken_etag(&mut headers);
+        headers
+            .get(ETAG)
+            .map(|value| value.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn a_strong_tag_becomes_weak() {
+        assert_eq!(weakened(Some("\"abc\"")).as_deref(), Some("W/\"abc\""));
+    }
+
+    #[test]
+    fn a_weak_tag_stays_as_it_is() {
+        assert_eq!(weakened(Some("W/\"abc\"")).as_deref(), Some("W/\"abc\""));
+    }
+
+    #[test]
+    fn a_malformed_tag_passes_through_untouched() {
+        assert_eq!(weakened(Some("abc")).as_deref(), Some("abc"));
+        assert_eq!(weakened(Some("w/\"abc\"")).as_deref(), Some("w/\"abc\""));
+    }
+
+    #[test]
+    fn no_tag_stays_no_tag() {
+        assert_eq!(weakened(None), None);
+    }
+
+    #[test]
+    fn essence_drops_parameters_and_spaces() {
+        let value = HeaderValue::from_static(" text/html ; charset=utf-8");
+        assert_eq!(media_type_essence(&value), "text/html");
+        let opaque = HeaderValue::from_bytes(b"text/\xffhtml").unwrap();
+        assert_eq!(media_type_essence(&opaque), "");
+    }
+
+    #[test]
+    fn tokens_are_tchars_only() {
+        assert!(is_token("max-age"));
+        assert!(is_token("x!#$%&'*+-.^_`|~9"));
+        assert!(!is_token(""));
+        assert!(!is_token("a b"));
+        assert!(!is_token("a,b"));
+        assert!(!is_token("a\"b"));
+    }
+
+    #[test]
+    fn lists_match_tokens_not_substrings() {
+        let mut headers = HeaderMap::new();
+        let vary = http::header::VARY;
+        headers.append(&vary, HeaderValue::from_static("Accept-Encoding-X"));
+        assert!(!lists_token(&headers, &vary, "accept-encoding"));
+        headers.append(&vary, HeaderValue::from_static("Origin, Accept-Encoding"));
+        assert!(lists_token(&headers, &vary, "accept-encoding"));
+        let mut star = HeaderMap::new();
+        star.insert(&vary, HeaderValue::from_static("*"));
+        assert!(lists_token(&star, &vary, "origin"));
+    }
+}
