@@ -11,15 +11,8 @@ use pin_project_lite::pin_project;
 use tower_http::BoxError;
 use tower_http::compression::CompressionBody as HttpCompressionBody;
 
-use crate::Encoding;
-
-/// Counter of uncompressed bytes fed to each coding, labelled `encoding`.
-pub const METRIC_INPUT_BYTES: &str = "http_server_compression_input_bytes_total";
-/// Counter of compressed bytes sent for each coding, labelled `encoding`.
-pub const METRIC_OUTPUT_BYTES: &str = "http_server_compression_output_bytes_total";
-/// Histogram of compression ratios (uncompressed size / compressed size, so 5.0 means the
-/// client received a fifth of the bytes), labelled `encoding`.
-pub const METRIC_RATIO: &str = "http_server_compression_ratio";
+use crate::encoding::Encoding;
+use crate::metrics;
 
 pin_project! {
     /// The response body of [`Compression`](crate::Compression): the inner body as it was,
@@ -170,13 +163,7 @@ impl Meter {
         if input == 0 {
             return;
         }
-        let label = encoding.as_str();
-        metrics::counter!(METRIC_INPUT_BYTES, "encoding" => label).increment(input);
-        metrics::counter!(METRIC_OUTPUT_BYTES, "encoding" => label).increment(self.output);
-        if self.output > 0 {
-            metrics::histogram!(METRIC_RATIO, "encoding" => label)
-                .record(input as f64 / self.output as f64);
-        }
+        metrics::compressed(encoding, input, self.output);
     }
 }
 

@@ -12,7 +12,7 @@
 //! - **What is compressed** ([`DefaultPredicate`]): bodies of 1 KiB or more (tower-http's
 //!   32 bytes makes small bodies bigger), or of unknown size; not already-compressed media
 //!   types (raster images, video, audio, zip, gzip, WOFF, PDF, [the full
-//!   list](DEFAULT_SKIPPED_MEDIA_TYPES)), gRPC or `text/event-stream`.
+//!   list](DefaultPredicate::SKIPPED_MEDIA_TYPES)), gRPC or `text/event-stream`.
 //! - **Never compressed**, whatever the predicate: a response that already has a
 //!   `Content-Encoding` or a `Content-Range`, carries `Cache-Control: no-transform`, or has
 //!   no content (1xx, 204, 304). These pass through untouched.
@@ -24,8 +24,8 @@
 //!   tower-http sees it: tower-http 0.7.1 polls a body once more after its end, which panics
 //!   for bodies built on a non-fused stream (tower-http issue #732).
 //! - **Metrics** (through the `metrics` facade), labelled `encoding`, once a compressed body
-//!   has been sent to its end: [`METRIC_INPUT_BYTES`], [`METRIC_OUTPUT_BYTES`] and the
-//!   [`METRIC_RATIO`] histogram (uncompressed / compressed).
+//!   has been sent to its end: input and output bytes and the ratio (uncompressed /
+//!   compressed); names and labels in [`metrics`].
 //!
 //! ```
 //! use axum::{Router, routing::get};
@@ -51,7 +51,11 @@
 //! ```
 //! use towerkit_compress::{CompressionLayer, Encoding};
 //!
-//! let layer = CompressionLayer::new().level(Encoding::Br, 2)?.disable(Encoding::Deflate).min_size(4096);
+//! let layer = CompressionLayer::builder()
+//!     .level(Encoding::Br, 2)
+//!     .disable(Encoding::Deflate)
+//!     .min_size(4096)
+//!     .build()?;
 //! assert_eq!(layer.level_of(Encoding::Br), Some(2));
 //! assert_eq!(layer.level_of(Encoding::Deflate), None);
 //! # Ok::<(), towerkit_compress::ConfigError>(())
@@ -98,7 +102,11 @@
 //! use axum::{Router, routing::get};
 //! use towerkit_compress::{CompressionLayer, Encoding};
 //!
-//! let export = CompressionLayer::new().level(Encoding::Zstd, 1)?.level(Encoding::Gzip, 1)?.disable(Encoding::Br);
+//! let export = CompressionLayer::builder()
+//!     .level(Encoding::Zstd, 1)
+//!     .level(Encoding::Gzip, 1)
+//!     .disable(Encoding::Br)
+//!     .build()?;
 //! let app: Router = Router::new()
 //!     .route("/export.csv", get(|| async { "id,name\n" }).layer(export))
 //!     .route("/products", get(|| async { "[]" }))
@@ -109,7 +117,8 @@
 //! # Features
 //!
 //! `gzip`, `br`, `zstd`, `deflate`: one per coding, all on by default. At least one is
-//! needed; asking for a level of a coding that is not compiled in is a [`ConfigError`].
+//! needed; asking for a level of a coding that is not compiled in makes
+//! [`CompressionLayerBuilder::build`] fail with a [`ConfigError`].
 
 #[cfg(not(any(
     feature = "gzip",
@@ -121,38 +130,21 @@ compile_error!("towerkit-compress needs at least one codec feature: gzip, br, zs
 
 mod body;
 mod encoding;
+mod error;
+mod layer;
+mod levels;
+pub mod metrics;
+mod negotiate;
 mod predicate;
 mod service;
 
-pub use body::{CompressionBody, METRIC_INPUT_BYTES, METRIC_OUTPUT_BYTES, METRIC_RATIO};
+pub use body::CompressionBody;
 pub use encoding::Encoding;
-pub use predicate::{DEFAULT_MIN_SIZE, DEFAULT_SKIPPED_MEDIA_TYPES, DefaultPredicate};
-pub use service::{Compression, CompressionLayer, ResponseFuture};
+pub use error::ConfigError;
+pub use layer::{CompressionLayer, CompressionLayerBuilder};
+pub use predicate::DefaultPredicate;
+pub use service::{Compression, ResponseFuture};
 pub use tower_http::compression::Predicate;
-
-/// A configuration the layer cannot run with, reported when it is built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The coding's cargo feature is off.
-    #[error("the {0} coding is not compiled in: enable the `{0}` feature of towerkit-compress")]
-    NotCompiled(Encoding),
-    /// The level is outside the coding's range ([`Encoding::levels`]).
-    #[error("{encoding} level {level} is out of range {min}..={max}")]
-    LevelOutOfRange {
-        /// The coding.
-        encoding: Encoding,
-        /// The level asked for.
-        level: i32,
-        /// The lowest level the coding takes.
-        min: i32,
-        /// The highest level the coding takes.
-        max: i32,
-    },
-    /// A skipped media type is not `type/subtype` or `type/*`.
-    #[error("{0:?} is not a media type or range (expected type/subtype or type/*)")]
-    InvalidMediaType(String),
-}
 
 #[cfg(test)]
 mod tests;

@@ -7,18 +7,15 @@ use http::{HeaderMap, HeaderValue};
 use http_body::Body;
 use tower_http::compression::Predicate;
 
-use crate::ConfigError;
+use towerkit_http::{is_token, media_type_essence};
 
-/// The smallest body [`DefaultPredicate`] compresses: 1 KiB. Below it the coding's framing
-/// and the lost `Content-Length` cost more than the bytes saved.
-pub const DEFAULT_MIN_SIZE: u64 = 1024;
+use crate::error::ConfigError;
 
-/// Media types [`DefaultPredicate`] never compresses: formats that are compressed already
-/// (raster images, video, audio, archives, WOFF fonts, PDF), gRPC (it has its own message
-/// compression) and server-sent events (each event is meant to reach the client when sent).
-/// `type/*` matches every subtype. SVG, BMP and icons are not listed: they are text or
-/// uncompressed and shrink well.
-pub const DEFAULT_SKIPPED_MEDIA_TYPES: [&str; 23] = [
+/// The smallest body compressed by default: see [`DefaultPredicate::MIN_SIZE`].
+const MIN_SIZE: u64 = 1024;
+
+/// The media types skipped by default: see [`DefaultPredicate::SKIPPED_MEDIA_TYPES`].
+const SKIPPED_MEDIA_TYPES: [&str; 23] = [
     "image/png",
     "image/jpeg",
     "image/gif",
@@ -54,8 +51,8 @@ const GRPC: [&str; 3] = [
 
 /// The layer's default [`Predicate`]: compress a response unless its size is known (from
 /// `Content-Length`, else the body's exact size hint) and below the minimum (default 1 KiB,
-/// [`DEFAULT_MIN_SIZE`]), or its media type is one of the skipped types (default
-/// [`DEFAULT_SKIPPED_MEDIA_TYPES`], plus gRPC).
+/// [`DefaultPredicate::MIN_SIZE`]), or its media type is one of the skipped types (default
+/// [`DefaultPredicate::SKIPPED_MEDIA_TYPES`], plus gRPC).
 ///
 /// Whatever the predicate, the layer never compresses a response that already has a
 /// `Content-Encoding` or a `Content-Range`, carries `Cache-Control: no-transform`, or has no
@@ -67,9 +64,11 @@ const GRPC: [&str; 3] = [
 /// use towerkit_compress::{CompressionLayer, DefaultPredicate, Predicate};
 /// use tower_http::compression::predicate::NotForContentType;
 ///
-/// let layer = CompressionLayer::new()
-///     .compress_when(DefaultPredicate::new().and(NotForContentType::new("application/x-ndjson")));
+/// let layer = CompressionLayer::builder()
+///     .compress_when(DefaultPredicate::new().and(NotForContentType::new("application/x-ndjson")))
+///     .build()?;
 /// # let _ = layer;
+/// # Ok::<(), towerkit_compress::ConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct DefaultPredicate {
@@ -84,15 +83,26 @@ impl Default for DefaultPredicate {
 }
 
 impl DefaultPredicate {
-    /// Skips bodies under 1 KiB and [`DEFAULT_SKIPPED_MEDIA_TYPES`].
+    /// The smallest body compressed by default: 1 KiB. Below it the coding's framing and the
+    /// lost `Content-Length` cost more than the bytes saved.
+    pub const MIN_SIZE: u64 = MIN_SIZE;
+
+    /// Media types never compressed by default: formats that are compressed already (raster
+    /// images, video, audio, archives, WOFF fonts, PDF) and server-sent events (each event is
+    /// meant to reach the client when sent). `type/*` matches every subtype. SVG, BMP and
+    /// icons are not listed: they are text or uncompressed and shrink well. gRPC (it has its
+    /// own message compression) is always skipped, whatever the list.
+    pub const SKIPPED_MEDIA_TYPES: [&str; 23] = SKIPPED_MEDIA_TYPES;
+
+    /// Skips bodies under 1 KiB ([`Self::MIN_SIZE`]) and [`Self::SKIPPED_MEDIA_TYPES`].
     pub fn new() -> Self {
-        let skipped = DEFAULT_SKIPPED_MEDIA_TYPES
+        let skipped = SKIPPED_MEDIA_TYPES
             .iter()
             .chain(GRPC.iter())
             .filter_map(|t| MediaRange::parse(t))
             .collect();
         Self {
-            min_size: DEFAULT_MIN_SIZE,
+            min_size: MIN_SIZE,
             skipped,
         }
     }
@@ -106,7 +116,7 @@ impl DefaultPredicate {
     }
 
     /// Media types (`type/subtype` or `type/*`, compared case-insensitively, parameters
-    /// ignored) never compressed. Replaces [`DEFAULT_SKIPPED_MEDIA_TYPES`]; gRPC stays
+    /// ignored) never compressed. Replaces [`Self::SKIPPED_MEDIA_TYPES`]; gRPC stays
     /// skipped. Fails on an entry that is not a media range.
     pub fn skip_media_types<I, T>(mut self, types: I) -> Result<Self, ConfigError>
     where
@@ -186,20 +196,6 @@ impl MediaRange {
     }
 }
 
-/// RFC 9110 `token`: one or more tchars.
-fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// The media type without parameters: `text/html; charset=utf-8` gives `text/html`.
-fn media_type_essence(value: &HeaderValue) -> &str {
-    let text = value.to_str().unwrap_or_default();
-    text.split(';').next().unwrap_or_default().trim()
-}
-
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(CONTENT_LENGTH)?
@@ -222,17 +218,6 @@ pub(crate) fn has_no_transform(headers: &HeaderMap) -> bool {
             let name = directive.split('=').next().unwrap_or_default().trim();
             name.eq_ignore_ascii_case("no-transform")
         })
-}
-
-/// Whether a comma-separated header (`Vary`) already lists `name` or `*`.
-pub(crate) fn lists_token(headers: &HeaderMap, header: &http::HeaderName, name: &str) -> bool {
-    headers
-        .get_all(header)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .any(|token| token == "*" || token.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]
@@ -380,18 +365,5 @@ mod tests {
             HeaderValue::from_static("public, No-Transform"),
         );
         assert!(has_no_transform(&headers));
-    }
-
-    #[test]
-    fn vary_lookup_matches_tokens_not_substrings() {
-        let name = http::header::VARY;
-        let mut headers = HeaderMap::new();
-        headers.insert(&name, HeaderValue::from_static("x-accept-encoding-hint"));
-        assert!(!lists_token(&headers, &name, "accept-encoding"));
-        headers.append(&name, HeaderValue::from_static("Origin, Accept-Encoding"));
-        assert!(lists_token(&headers, &name, "accept-encoding"));
-        let mut star = HeaderMap::new();
-        star.insert(&name, HeaderValue::from_static("*"));
-        assert!(lists_token(&star, &name, "accept-encoding"));
     }
 }

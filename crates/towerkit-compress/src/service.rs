@@ -1,4 +1,4 @@
-//! The layer, the service and its response future.
+//! The service and its response future.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -6,7 +6,7 @@ use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_RANGE, ETAG, VARY};
+use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_RANGE, VARY};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
@@ -14,100 +14,14 @@ use tower_http::BoxError;
 use tower_http::compression::{
     Compression as HttpCompression, CompressionLevel, Predicate, ResponseFuture as HttpFuture,
 };
-use tower_layer::Layer;
 use tower_service::Service;
+use towerkit_http::{lists_token, weaken_etag};
 
 use crate::body::{CompressionBody, Fused};
-use crate::encoding::{Levels, negotiate};
-use crate::predicate::{has_no_transform, lists_token};
-use crate::{ConfigError, DefaultPredicate, Encoding};
-
-/// A [`Layer`] that compresses responses with the coding the client prefers. See the
-/// [crate docs](crate).
-#[derive(Debug, Clone)]
-pub struct CompressionLayer<P = DefaultPredicate> {
-    levels: Levels,
-    predicate: P,
-}
-
-impl Default for CompressionLayer {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl CompressionLayer {
-    /// Every compiled-in coding at its default level (zstd 3, brotli 4, gzip 6, deflate 6,
-    /// see [`Encoding::default_level`]) and the [`DefaultPredicate`]: bodies of 1 KiB and more,
-    /// not already-compressed media types.
-    pub fn new() -> Self {
-        Self {
-            levels: Levels::new(),
-            predicate: DefaultPredicate::new(),
-        }
-    }
-
-    /// The smallest body compressed, in bytes. Default: 1024 ([`crate::DEFAULT_MIN_SIZE`]).
-    #[must_use]
-    pub fn min_size(mut self, bytes: u64) -> Self {
-        self.predicate = self.predicate.min_size(bytes);
-        self
-    }
-
-    /// Media types never compressed; replaces [`crate::DEFAULT_SKIPPED_MEDIA_TYPES`]. See
-    /// [`DefaultPredicate::skip_media_types`].
-    pub fn skip_media_types<I, T>(mut self, types: I) -> Result<Self, ConfigError>
-    where
-        I: IntoIterator<Item = T>,
-        T: AsRef<str>,
-    {
-        self.predicate = self.predicate.skip_media_types(types)?;
-        Ok(self)
-    }
-}
-
-impl<P> CompressionLayer<P> {
-    /// Enables `encoding` at `level`. Defaults: see [`Encoding::default_level`]. Fails when the
-    /// level is outside [`Encoding::levels`] or the coding's feature is off.
-    pub fn level(mut self, encoding: Encoding, level: i32) -> Result<Self, ConfigError> {
-        self.levels.set(encoding, level)?;
-        Ok(self)
-    }
-
-    /// Never uses `encoding`. Default: every compiled-in coding is used. With every coding
-    /// disabled the layer only adds `Vary: Accept-Encoding`.
-    #[must_use]
-    pub fn disable(mut self, encoding: Encoding) -> Self {
-        self.levels.disable(encoding);
-        self
-    }
-
-    /// The level `encoding` is applied at, `None` when it is disabled or not compiled in.
-    pub fn level_of(&self, encoding: Encoding) -> Option<i32> {
-        self.levels.get(encoding)
-    }
-
-    /// Replaces the [`DefaultPredicate`] with any tower-http [`Predicate`]. The layer's own
-    /// rules (no second coding, no ranges, `no-transform`, no 1xx/204/304) still apply.
-    pub fn compress_when<Q: Predicate>(self, predicate: Q) -> CompressionLayer<Q> {
-        CompressionLayer {
-            levels: self.levels,
-            predicate,
-        }
-    }
-}
-
-impl<S, P: Clone> Layer<S> for CompressionLayer<P> {
-    type Service = Compression<S, P>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Compression {
-            inner,
-            levels: self.levels,
-            predicate: self.predicate.clone(),
-        }
-    }
-}
+use crate::encoding::Encoding;
+use crate::levels::Levels;
+use crate::negotiate::negotiate;
+use crate::predicate::{DefaultPredicate, has_no_transform};
 
 /// The service produced by [`CompressionLayer`].
 #[derive(Debug, Clone)]
@@ -117,33 +31,16 @@ pub struct Compression<S, P = DefaultPredicate> {
     predicate: P,
 }
 
-impl<S> Compression<S> {
-    /// Wraps `inner` with the default configuration ([`CompressionLayer::new`]).
-    pub fn new(inner: S) -> Self {
-        CompressionLayer::new().layer(inner)
-    }
-
-    /// The default layer, [`CompressionLayer::new`].
-    pub fn layer() -> CompressionLayer {
-        CompressionLayer::new()
-    }
-}
-
 impl<S, P> Compression<S, P> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
+    pub(crate) fn from_config(inner: S, levels: Levels, predicate: P) -> Self {
+        Self {
+            inner,
+            levels,
+            predicate,
+        }
     }
 
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the wrapper, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    towerkit_http::inner_accessors!(S);
 }
 
 impl<S, P, ReqBody, ResBody> Service<Request<ReqBody>> for Compression<S, P>
@@ -305,24 +202,6 @@ fn add_vary(headers: &mut HeaderMap) {
     }
 }
 
-/// A compressed body is not byte-for-byte the representation a strong `ETag` names
-/// (RFC 9110 §8.8.1), so `"x"` becomes `W/"x"`. A malformed tag is left as it is.
-fn weaken_etag(headers: &mut HeaderMap) {
-    let Some(etag) = headers.get(ETAG) else {
-        return;
-    };
-    let bytes = etag.as_bytes();
-    if !bytes.starts_with(b"\"") {
-        return;
-    }
-    let mut weak = Vec::with_capacity(bytes.len() + 2);
-    weak.extend_from_slice(b"W/");
-    weak.extend_from_slice(bytes);
-    if let Ok(weak) = HeaderValue::from_bytes(&weak) {
-        headers.insert(ETAG, weak);
-    }
-}
-
 /// The inner service of a dispatch: returns the response it receives as the request body.
 #[derive(Debug, Clone, Copy)]
 struct Unwrap;
@@ -356,24 +235,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strong_etag_becomes_weak() {
-        let mut headers = HeaderMap::new();
-        headers.insert(ETAG, HeaderValue::from_static("\"v1\""));
-        weaken_etag(&mut headers);
-        assert_eq!(headers[ETAG], "W/\"v1\"");
-        weaken_etag(&mut headers);
-        assert_eq!(headers[ETAG], "W/\"v1\"", "a weak tag stays as it is");
-    }
-
-    #[test]
-    fn malformed_etag_is_left_alone() {
-        let mut headers = HeaderMap::new();
-        headers.insert(ETAG, HeaderValue::from_static("v1"));
-        weaken_etag(&mut headers);
-        assert_eq!(headers[ETAG], "v1");
-    }
-
-    #[test]
     fn vary_is_added_once() {
         let mut headers = HeaderMap::new();
         headers.insert(VARY, HeaderValue::from_static("origin"));
@@ -389,5 +250,14 @@ mod tests {
         headers.insert(VARY, HeaderValue::from_static("*"));
         add_vary(&mut headers);
         assert_eq!(headers.get_all(VARY).iter().count(), 1);
+    }
+
+    #[test]
+    fn vary_is_added_when_only_a_longer_token_mentions_it() {
+        let mut headers = HeaderMap::new();
+        headers.insert(VARY, HeaderValue::from_static("x-accept-encoding-hint"));
+        add_vary(&mut headers);
+        let vary: Vec<_> = headers.get_all(VARY).iter().collect();
+        assert_eq!(vary, ["x-accept-encoding-hint", "accept-encoding"]);
     }
 }

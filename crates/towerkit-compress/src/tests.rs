@@ -23,7 +23,8 @@ use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_http::compression::CompressionLayer as HttpCompressionLayer;
 use tower_http::decompression::Decompression;
 
-use crate::{CompressionLayer, Encoding, METRIC_INPUT_BYTES, METRIC_OUTPUT_BYTES, METRIC_RATIO};
+use crate::metrics::{INPUT_BYTES_TOTAL, OUTPUT_BYTES_TOTAL, RATIO};
+use crate::{CompressionLayer, Encoding};
 
 /// Every coding compiled into this build.
 fn codings() -> Vec<Encoding> {
@@ -385,8 +386,14 @@ async fn every_codec_round_trips_and_shrinks_json() {
 async fn configured_level_reaches_the_codec() {
     let content = json(100_000);
     let inner = fixed(content.clone(), &[("content-type", "application/json")]);
-    let fast = CompressionLayer::new().level(Encoding::Br, 0).unwrap();
-    let dense = CompressionLayer::new().level(Encoding::Br, 9).unwrap();
+    let fast = CompressionLayer::builder()
+        .level(Encoding::Br, 0)
+        .build()
+        .unwrap();
+    let dense = CompressionLayer::builder()
+        .level(Encoding::Br, 9)
+        .build()
+        .unwrap();
     let (_, fast) = send(fast, inner.clone(), request(Some("br"))).await;
     let (_, dense) = send(dense, inner, request(Some("br"))).await;
     assert!(
@@ -634,9 +641,11 @@ async fn head_gets_the_headers_of_get() {
 #[tokio::test]
 async fn disabled_coding_falls_back_to_the_next_accepted() {
     let inner = fixed(json(10_000), &[("content-type", "application/json")]);
-    let layer = CompressionLayer::new()
+    let layer = CompressionLayer::builder()
         .disable(Encoding::Zstd)
-        .disable(Encoding::Br);
+        .disable(Encoding::Br)
+        .build()
+        .unwrap();
     let (parts, _) = send(layer, inner, request(Some("zstd, br, gzip"))).await;
     assert_eq!(parts.headers[CONTENT_ENCODING], "gzip");
 }
@@ -651,7 +660,12 @@ async fn custom_predicate_replaces_the_default() {
             .is_some_and(|t| t.as_bytes().starts_with(b"text/html"))
     };
     let response = ServiceBuilder::new()
-        .layer(CompressionLayer::new().compress_when(only_html))
+        .layer(
+            CompressionLayer::builder()
+                .compress_when(only_html)
+                .build()
+                .unwrap(),
+        )
         .service(inner)
         .oneshot(request(Some("gzip")))
         .await
@@ -667,7 +681,10 @@ async fn custom_predicate_replaces_the_default() {
 async fn route_layer_wins_over_the_outer_layer() {
     let content = json(20_000);
     let body = content.clone();
-    let export = CompressionLayer::new().disable(Encoding::Br);
+    let export = CompressionLayer::builder()
+        .disable(Encoding::Br)
+        .build()
+        .unwrap();
     let app = Router::new()
         .route(
             "/export",
@@ -749,9 +766,9 @@ fn metrics_count_bytes_per_encoding_and_record_the_ratio() {
             "{key:?}"
         );
         match (key.key().name(), value) {
-            (METRIC_INPUT_BYTES, DebugValue::Counter(n)) => input = Some(n),
-            (METRIC_OUTPUT_BYTES, DebugValue::Counter(n)) => output = Some(n),
-            (METRIC_RATIO, DebugValue::Histogram(values)) => ratios = Some(values),
+            (INPUT_BYTES_TOTAL, DebugValue::Counter(n)) => input = Some(n),
+            (OUTPUT_BYTES_TOTAL, DebugValue::Counter(n)) => output = Some(n),
+            (RATIO, DebugValue::Histogram(values)) => ratios = Some(values),
             other => panic!("unexpected metric {other:?}"),
         }
     }

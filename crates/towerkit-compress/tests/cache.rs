@@ -17,7 +17,8 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tower::{ServiceExt, service_fn};
 use tower_http::decompression::Decompression;
 use towerkit_cache::{CacheLayer, MemoryStore};
-use towerkit_compress::{CompressionLayer, METRIC_INPUT_BYTES};
+use towerkit_compress::CompressionLayer;
+use towerkit_compress::metrics::INPUT_BYTES_TOTAL;
 
 /// A JSON array of API objects of about `target` bytes.
 fn json(target: usize) -> Bytes {
@@ -95,7 +96,7 @@ fn compressed_input(recorder: &DebuggingRecorder) -> u64 {
         .snapshot()
         .into_vec()
         .into_iter()
-        .filter(|(key, ..)| key.key().name() == METRIC_INPUT_BYTES)
+        .filter(|(key, ..)| key.key().name() == INPUT_BYTES_TOTAL)
         .map(|(.., value)| match value {
             DebugValue::Counter(n) => n,
             other => panic!("{other:?}"),
