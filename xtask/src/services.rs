@@ -1,23 +1,25 @@
 //! PostgreSQL and Redis for tests and the example service: use the configured ones when they
 //! answer, otherwise start throwaway servers (data under the system temporary directory) on free ports.
 
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::process::Command;
+use std::time::Duration;
+
+use towerkit_test_support::servers::{Postgres, Redis};
 
 use crate::Result;
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
-/// The services a task runs against; throwaway ones are stopped when this is dropped.
+/// The services a task runs against; throwaway ones (towerkit-test-support's `servers`) are
+/// stopped and removed when this is dropped.
 #[derive(Debug)]
 pub(crate) struct Services {
     database_url: String,
     redis_url: String,
-    postgres: Option<ThrowawayPostgres>,
-    redis: Option<(Child, PathBuf)>,
+    postgres: Option<Postgres>,
+    redis: Option<Redis>,
 }
 
 impl Services {
@@ -40,9 +42,10 @@ impl Services {
                 "xtask: PostgreSQL at {} does not answer; starting a throwaway one",
                 redact(&services.database_url)
             );
-            let postgres = ThrowawayPostgres::start()?;
-            services.database_url =
-                format!("postgres://postgres@127.0.0.1:{}/postgres", postgres.port);
+            let postgres = Postgres::start().map_err(|e| {
+                format!("PostgreSQL is not reachable and a throwaway one did not start: {e}; or set DATABASE_URL to a running server")
+            })?;
+            services.database_url = postgres.url();
             eprintln!("xtask: throwaway PostgreSQL at {}", services.database_url);
             services.postgres = Some(postgres);
         }
@@ -54,10 +57,12 @@ impl Services {
                 "xtask: Redis at {} does not answer; starting a throwaway one",
                 redact(&services.redis_url)
             );
-            let (child, port, dir) = start_redis()?;
-            services.redis_url = format!("redis://127.0.0.1:{port}");
+            let redis = Redis::start().map_err(|e| {
+                format!("Redis is not reachable and a throwaway one did not start: {e}; or set REDIS_URL to a running server")
+            })?;
+            services.redis_url = redis.url();
             eprintln!("xtask: throwaway Redis at {}", services.redis_url);
-            services.redis = Some((child, dir));
+            services.redis = Some(redis);
         }
         Ok(services)
     }
@@ -67,18 +72,6 @@ impl Services {
         command
             .env("DATABASE_URL", &self.database_url)
             .env("REDIS_URL", &self.redis_url);
-    }
-}
-
-impl Drop for Services {
-    fn drop(&mut self) {
-        if let Some((mut redis, dir)) = self.redis.take() {
-            let _ = redis.kill();
-            let _ = redis.wait();
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        // ThrowawayPostgres stops itself on drop.
-        self.postgres.take();
     }
 }
 
@@ -135,197 +128,7 @@ fn redact(url: &str) -> String {
 
 /// A port nobody listens on right now.
 pub(crate) fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
-}
-
-/// Where throwaway servers keep their data: under the system temporary directory, which
-/// every user (PostgreSQL's included) can traverse, unlike a target directory in a home.
-fn services_dir() -> PathBuf {
-    std::env::temp_dir().join("towerkit-xtask-services")
-}
-
-/// Finds a PostgreSQL server binary on PATH or in Debian's versioned directories.
-fn find_postgres_bin(name: &str) -> Option<PathBuf> {
-    if let Some(path) = which(name) {
-        return Some(path);
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    versions.sort();
-    versions
-        .into_iter()
-        .rev()
-        .map(|v| v.join("bin").join(name))
-        .find(|p| p.is_file())
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-/// A PostgreSQL cluster in `$TMPDIR/towerkit-xtask-services/pg-PORT`, stopped and removed on drop.
-#[derive(Debug)]
-struct ThrowawayPostgres {
-    port: u16,
-    dir: PathBuf,
-    pg_ctl: PathBuf,
-    as_postgres: bool,
-}
-
-impl ThrowawayPostgres {
-    fn start() -> Result<Self> {
-        let missing = "PostgreSQL is not reachable and its server binaries (initdb, pg_ctl) are not installed. \
-                       Install them (Debian/Ubuntu: `apt-get install postgresql`) or set DATABASE_URL to a running server";
-        let initdb = find_postgres_bin("initdb").ok_or(missing)?;
-        let pg_ctl = find_postgres_bin("pg_ctl").ok_or(missing)?;
-        let port = free_port()?;
-        let dir = services_dir().join(format!("pg-{port}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        // initdb and postgres refuse to run as root: hand the directory to the postgres user.
-        let as_postgres = is_root();
-        if as_postgres {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&dir)
-                .status();
-            if !status.is_ok_and(|s| s.success()) {
-                return Err(format!(
-                    "cannot chown {} to the postgres user",
-                    dir.display()
-                ));
-            }
-        }
-        let data = dir.join("data");
-        let postgres = ThrowawayPostgres {
-            port,
-            dir: dir.clone(),
-            pg_ctl,
-            as_postgres,
-        };
-        run_quiet(postgres.command(&initdb).arg("-D").arg(&data).args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-        ]))?;
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            dir.display()
-        );
-        run_quiet(
-            postgres
-                .command(&postgres.pg_ctl)
-                .arg("-D")
-                .arg(&data)
-                .args(["-o", &options, "-l"])
-                .arg(dir.join("log"))
-                .args(["-w", "start"]),
-        )?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !reachable(&format!("postgres://127.0.0.1:{port}"), port) {
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "throwaway PostgreSQL did not start; see {}",
-                    dir.join("log").display()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(postgres)
-    }
-
-    fn command(&self, program: &Path) -> Command {
-        if self.as_postgres {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(program);
-            command
-        } else {
-            Command::new(program)
-        }
-    }
-}
-
-impl Drop for ThrowawayPostgres {
-    fn drop(&mut self) {
-        let data = self.dir.join("data");
-        let _ = self
-            .command(&self.pg_ctl)
-            .arg("-D")
-            .arg(&data)
-            .args(["-m", "immediate", "stop"])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Starts `redis-server` on a free port, in the foreground of a child process.
-fn start_redis() -> Result<(Child, u16, PathBuf)> {
-    let server = which("redis-server").ok_or(
-        "Redis is not reachable and redis-server is not installed. \
-         Install it (Debian/Ubuntu: `apt-get install redis-server`) or set REDIS_URL to a running server",
-    )?;
-    let port = free_port()?;
-    let dir = services_dir().join(format!("redis-{port}"));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let child = Command::new(server)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start redis-server: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !reachable(&format!("redis://127.0.0.1:{port}"), port) {
-        if Instant::now() > deadline {
-            return Err("throwaway redis-server did not start".to_owned());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok((child, port, dir))
-}
-
-fn run_quiet(command: &mut Command) -> Result {
-    let output = command
-        .output()
-        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{command:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
+    towerkit_test_support::servers::free_port().map_err(|e| format!("no free port: {e}"))
 }
 
 #[cfg(test)]

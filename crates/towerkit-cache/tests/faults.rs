@@ -1,17 +1,14 @@
 //! Faults behind the cache, with real processes: a throwaway `redis-server` on a free port
 //! killed under load and restarted, or paused; an origin that errors, times out, or whose
-//! client goes away mid-response. Throwaway servers are killed when their guard drops, even
-//! when a test fails.
+//! client goes away mid-response. Throwaway servers (towerkit-test-support's `servers`) are
+//! killed when their guard drops, even when a test fails.
 
 #![cfg(feature = "redis")]
 
 use std::convert::Infallible;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
@@ -20,98 +17,24 @@ use http_body_util::BodyExt;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use tower::ServiceExt;
 use towerkit_cache::{CacheLayer, MemoryStore, RedisStore, TieredStore};
+use towerkit_test_support::servers::Redis;
 
 mod common;
 
 use common::{Origin, cached, get_req, response, send};
 
-/// A throwaway `redis-server` on a free port, killed (and its directory removed) on drop.
-struct Server {
-    port: u16,
-    child: Option<Child>,
-    dir: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+/// A connection to a throwaway server, outside the store.
+fn client(server: &Redis) -> redis::Connection {
+    redis::Client::open(server.url())
         .unwrap()
-        .local_addr()
+        .get_connection_with_timeout(Duration::from_secs(1))
         .unwrap()
-        .port()
 }
 
-impl Server {
-    fn start() -> Self {
-        let port = free_port();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!("towerkit-faults-{port}-{nanos}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut server = Self {
-            port,
-            child: None,
-            dir,
-        };
-        server.restart();
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn client(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_connection_with_timeout(Duration::from_secs(1))
-            .unwrap()
-    }
-
-    /// (Re)starts the server on its port and waits until it answers.
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
-        self.child = Some(child);
-        let client = redis::Client::open(self.url()).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(200))
-                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server on port {} did not start", self.port);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn keys(&self) -> usize {
-        let mut conn = self.client();
-        redis::cmd("DBSIZE").query::<usize>(&mut conn).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// How many keys a throwaway server holds.
+fn keys(server: &Redis) -> usize {
+    let mut conn = client(server);
+    redis::cmd("DBSIZE").query::<usize>(&mut conn).unwrap()
 }
 
 fn counter(snapshotter: &Snapshotter, name: &str) -> u64 {
@@ -149,7 +72,7 @@ async fn redis_killed_under_load_fails_no_request_and_l2_returns_after_restart()
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let _guard = metrics::set_default_local_recorder(&recorder);
-    let mut server = Server::start();
+    let mut server = Redis::start().expect("redis-server starts");
     let url = server.url();
     let connect = || {
         RedisStore::builder(url.as_str())
@@ -168,10 +91,10 @@ async fn redis_killed_under_load_fails_no_request_and_l2_returns_after_restart()
     // Warm: 16 keys, each in L1 and (eventually) in Redis.
     burst(&app, (0..16).map(|i| format!("/warm/{i}"))).await;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while server.keys() < 16 && Instant::now() < deadline {
+    while keys(&server) < 16 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(server.keys() >= 16, "warm keys reach Redis");
+    assert!(keys(&server) >= 16, "warm keys reach Redis");
     assert_eq!(counter(&snapshotter, "http_cache_redis_errors_total"), 0);
 
     // Redis dies while 16 requests at a time keep coming: warm keys from L1, new keys from
@@ -208,11 +131,11 @@ async fn redis_killed_under_load_fails_no_request_and_l2_returns_after_restart()
 
     // Redis returns on the same port: writes reach it again within seconds, and another
     // instance (empty L1) reads them from L2.
-    server.restart();
+    server.restart().expect("redis-server restarts");
     let restarted = Instant::now();
     let mut sent = Vec::new();
     let mut round = 0;
-    while server.keys() == 0 {
+    while keys(&server) == 0 {
         assert!(
             restarted.elapsed() < Duration::from_secs(5),
             "L2 used again within 5 s of Redis returning"
@@ -244,7 +167,7 @@ async fn redis_killed_under_load_fails_no_request_and_l2_returns_after_restart()
 
 #[tokio::test]
 async fn a_paused_redis_is_given_up_on_after_the_store_timeout() {
-    let server = Server::start();
+    let server = Redis::start().expect("redis-server starts");
     let store = RedisStore::builder(server.url())
         .prefix("slow:")
         .connect()
@@ -259,13 +182,13 @@ async fn a_paused_redis_is_given_up_on_after_the_store_timeout() {
     );
     send(&app, get_req("/a")).await;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while server.keys() == 0 && Instant::now() < deadline {
+    while keys(&server) == 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(send(&app, get_req("/a")).await.is_hit(), "stored in Redis");
 
     let pause = Duration::from_secs(5);
-    let mut conn = server.client();
+    let mut conn = client(&server);
     redis::cmd("CLIENT")
         .arg("PAUSE")
         .arg(pause.as_millis() as u64)

@@ -4,15 +4,13 @@
 
 #![cfg(feature = "redis")]
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use towerkit_cache::{CacheLayer, MemoryStore, RedisStore, Store, TieredStore};
+use towerkit_test_support::servers::{Redis, free_port};
 
 mod common;
 
@@ -93,91 +91,6 @@ impl Drop for Prefix {
         {
             let _: Result<i64, _> = redis::cmd("DEL").arg(keys).query(&mut conn);
         }
-    }
-}
-
-/// A throwaway `redis-server` on a free port, killed when dropped.
-struct Server {
-    port: u16,
-    child: Option<Child>,
-    dir: PathBuf,
-    extra: Vec<String>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Self {
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("towerkit-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut server = Self {
-            port,
-            child: None,
-            dir,
-            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-        };
-        server.restart();
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// (Re)starts the server on its port and waits until it answers.
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let client = redis::Client::open(self.url()).unwrap();
-        while Instant::now() < deadline {
-            if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(200))
-                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server on port {} did not start", self.port);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -400,7 +313,7 @@ async fn tiered_invalidation_reaches_every_instance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_causes_no_errors_and_recovers() {
-    let mut server = Server::start(&[]);
+    let mut server = Redis::start().expect("redis-server starts");
     let url = server.url();
     let prefix = Prefix::new(&url);
     let redis = RedisStore::builder(url.as_str())
@@ -442,7 +355,7 @@ async fn redis_outage_causes_no_errors_and_recovers() {
     );
 
     assert!(!tiered.l1().is_empty());
-    server.restart();
+    server.restart().expect("redis-server restarts");
     // Invalidations may have been missed while the subscription was down: L1 starts over.
     let mut cleared = false;
     for _ in 0..100 {
@@ -491,7 +404,7 @@ async fn a_store_connected_while_redis_is_down_serves_from_the_origin() {
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let _guard = metrics::set_default_local_recorder(&recorder);
-    let url = format!("redis://127.0.0.1:{}/", free_port());
+    let url = format!("redis://127.0.0.1:{}/", free_port().unwrap());
     let prefix = Prefix::new(&url);
     let store = RedisStore::builder(url.as_str())
         .prefix(prefix.prefix.as_str())
@@ -531,12 +444,13 @@ async fn invalid_redis_urls_are_rejected_at_build_time() {
 #[cfg(feature = "redis-cluster")]
 #[tokio::test]
 async fn redis_cluster_stores_and_invalidates() {
-    let server = Server::start(&[
+    let server = Redis::start_with(&[
         "--cluster-enabled",
         "yes",
         "--cluster-config-file",
         "nodes.conf",
-    ]);
+    ])
+    .expect("redis-server starts");
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_connection().unwrap();
     let _: () = redis::cmd("CLUSTER")

@@ -6,11 +6,12 @@ mod common;
 use std::time::Duration;
 
 use axum::response::IntoResponse;
-use common::{Cluster, backend_pid, config, dead_port, eventually, raw_client, unique};
+use common::{backend_pid, config, dead_port, eventually, raw_client, unique};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use tokio::net::TcpListener;
 use towerkit_db::{Db, DbConfig, DbError, HealthStatus};
+use towerkit_test_support::servers::Postgres;
 use towerkit_test_support::{Metrics, Value};
 
 /// Generous upper bound for "fails fast": far above every configured timeout, far below a
@@ -289,12 +290,12 @@ impl Drop for Thaw {
 /// and run one after the other.
 #[tokio::test]
 async fn survives_a_frozen_backend_and_a_restart() {
-    let cluster = Cluster::start();
+    let cluster = Postgres::start().expect("a throwaway PostgreSQL cluster starts");
     a_frozen_backend_times_out_and_its_connection_is_discarded(&cluster).await;
     recovers_after_postgres_restarts(&cluster).await;
 }
 
-async fn a_frozen_backend_times_out_and_its_connection_is_discarded(cluster: &Cluster) {
+async fn a_frozen_backend_times_out_and_its_connection_is_discarded(cluster: &Postgres) {
     // A server process that stops answering mid-query (frozen, not crashed: the kernel
     // still acknowledges, so neither TCP nor statement_timeout notices).
     let config = DbConfig::from_url(&cluster.url())
@@ -326,7 +327,7 @@ async fn a_frozen_backend_times_out_and_its_connection_is_discarded(cluster: &Cl
     );
 }
 
-async fn recovers_after_postgres_restarts(cluster: &Cluster) {
+async fn recovers_after_postgres_restarts(cluster: &Postgres) {
     let config = DbConfig::from_url(&cluster.url())
         .unwrap()
         .max_size(2)
@@ -360,7 +361,7 @@ async fn recovers_after_postgres_restarts(cluster: &Cluster) {
         HealthStatus::Fail
     );
 
-    cluster.start_again();
+    cluster.start_again().expect("PostgreSQL starts again");
     // The same pool recovers, without a restart of the service.
     let recovered = eventually(Duration::from_secs(10), || async {
         db.query_one("SELECT 1", &[]).await.ok()

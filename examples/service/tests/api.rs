@@ -6,6 +6,7 @@ mod support;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::{TestApp, header};
+use towerkit_test_support::servers::Postgres;
 
 #[tokio::test]
 async fn list_is_paged_in_sql_with_links_and_total() {
@@ -345,12 +346,12 @@ async fn health_and_request_ids() {
 
 #[tokio::test]
 async fn health_turns_503_when_the_database_goes_away() {
-    let Some(cluster) = support::ThrowawayPostgres::start() else {
-        panic!("PostgreSQL server binaries are needed for this test (initdb, pg_ctl)");
-    };
+    let cluster = Postgres::start().unwrap_or_else(|e| {
+        panic!("PostgreSQL server binaries are needed for this test (initdb, pg_ctl): {e}")
+    });
     let app = TestApp::start_with(|c| c.database_url = cluster.url()).await;
     assert_eq!(app.get("/health/ready").await.status, StatusCode::OK);
-    cluster.stop();
+    cluster.stop_immediately();
     let started = std::time::Instant::now();
     let mut status = StatusCode::OK;
     while started.elapsed() < std::time::Duration::from_secs(5) {
@@ -365,7 +366,7 @@ async fn health_turns_503_when_the_database_goes_away() {
     let during = app.get("/api/products/1").await;
     assert_eq!(during.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(header(&during, "content-type"), "application/problem+json");
-    cluster.start_again();
+    cluster.start_again().expect("PostgreSQL starts again");
     let started = std::time::Instant::now();
     while started.elapsed() < std::time::Duration::from_secs(10) {
         status = app.get("/health/ready").await.status;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use support::{TestApp, header};
+use towerkit_test_support::servers::Postgres;
 
 /// The pool's documented default timeouts (towerkit-db `DbConfig`): waiting for a free
 /// connection, connecting, recycling, plus the client margin. No request may take longer.
@@ -30,9 +31,9 @@ async fn ready_becomes(app: &TestApp, want: StatusCode, limit: Duration) -> Opti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restart_under_load_turns_ready_503_and_back_without_slow_or_failed_requests() {
-    let Some(cluster) = support::ThrowawayPostgres::start() else {
-        panic!("PostgreSQL server binaries are needed for this test (initdb, pg_ctl)");
-    };
+    let cluster = Postgres::start().unwrap_or_else(|e| {
+        panic!("PostgreSQL server binaries are needed for this test (initdb, pg_ctl): {e}")
+    });
     let app = Arc::new(TestApp::start_with(|c| c.database_url = cluster.url()).await);
     assert_eq!(app.get("/health/ready").await.status, StatusCode::OK);
     assert_eq!(app.get("/api/products/1").await.status, StatusCode::OK);
@@ -66,7 +67,7 @@ async fn postgres_restart_under_load_turns_ready_503_and_back_without_slow_or_fa
         .collect();
 
     tokio::time::sleep(Duration::from_millis(300)).await;
-    cluster.stop();
+    cluster.stop_immediately();
     let down = ready_becomes(
         &app,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -74,7 +75,7 @@ async fn postgres_restart_under_load_turns_ready_503_and_back_without_slow_or_fa
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    cluster.start_again();
+    cluster.start_again().expect("PostgreSQL starts again");
     let up = ready_becomes(&app, StatusCode::OK, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::SeqCst);

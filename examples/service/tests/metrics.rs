@@ -6,7 +6,8 @@ mod support;
 use std::collections::BTreeSet;
 
 use axum::http::{Method, StatusCode};
-use support::{TestApp, ThrowawayRedis};
+use support::TestApp;
+use towerkit_test_support::servers::Redis;
 
 /// Label names that share the metric prefixes.
 const LABELS: [&str; 5] = [
@@ -55,7 +56,7 @@ async fn every_dashboard_and_alert_metric_is_exported() {
     let wanted = metric_names(dashboards);
     assert!(wanted.len() >= 10, "{wanted:?}");
 
-    let mut redis = ThrowawayRedis::start();
+    let mut redis = Redis::start().expect("redis-server starts");
     let app = TestApp::start_with(|c| {
         c.redis_url = Some(redis.url());
         c.redis_prefix = Some(support::unique("metrics"));

@@ -1,12 +1,10 @@
 //! Helpers shared by the integration tests: the test database, a private schema per test,
-//! captured logs and metrics, and a throwaway PostgreSQL cluster for fault tests.
+//! captured logs and metrics. The throwaway PostgreSQL cluster for fault tests is
+//! towerkit-test-support's `servers::Postgres`.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -125,115 +123,7 @@ pub(crate) async fn backend_pid(db: &Db) -> i32 {
 
 /// A local port nothing listens on (bound, then released).
 pub(crate) fn dead_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A throwaway PostgreSQL cluster in a temporary directory on a free port, for tests that
-/// stop and start the server. Stopped and deleted on drop, even when the test fails.
-pub(crate) struct Cluster {
-    dir: PathBuf,
-    bin: PathBuf,
-    pub(crate) port: u16,
-}
-
-impl Cluster {
-    /// `initdb` as the `postgres` user, then start.
-    pub(crate) fn start() -> Self {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .unwrap()
-            .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
-            .find(|bin| bin.join("initdb").exists())
-            .expect("a PostgreSQL installation under /usr/lib/postgresql");
-        let dir = std::env::temp_dir().join(unique("towerkit-db-cluster"));
-        std::fs::create_dir_all(&dir).unwrap();
-        run(Command::new("chown").arg("postgres:postgres").arg(&dir));
-        let cluster = Self {
-            port: dead_port(),
-            dir,
-            bin,
-        };
-        cluster.as_postgres(
-            "initdb",
-            &[
-                "-D",
-                &cluster.data(),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-            ],
-        );
-        cluster.start_again();
-        cluster
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    /// `pg_ctl stop -m fast`: disconnects every client and shuts down.
-    pub(crate) fn stop(&self) {
-        self.as_postgres("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
-    }
-
-    /// `pg_ctl start`, waiting until it accepts connections.
-    pub(crate) fn start_again(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.dir.display()
-        );
-        let log = self.dir.join("server.log");
-        self.as_postgres(
-            "pg_ctl",
-            &[
-                "-D",
-                &self.data(),
-                "-o",
-                &options,
-                "-l",
-                &log.to_string_lossy(),
-                "-w",
-                "start",
-            ],
-        );
-    }
-
-    fn data(&self) -> String {
-        self.dir.join("data").to_string_lossy().into_owned()
-    }
-
-    fn as_postgres(&self, program: &str, args: &[&str]) {
-        run(Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join(program))
-            .args(args));
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .args(["-D", &self.data(), "-m", "immediate", "-w", "stop"])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn run(command: &mut Command) {
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    towerkit_test_support::servers::free_port().unwrap()
 }
 
 /// Rows of `table` as seen by a connection outside the pool: only committed data.

@@ -1,0 +1,376 @@
+//! Throwaway Redis and PostgreSQL servers on free ports, started from the installed binaries,
+//! for the tests that kill, pause or restart a server (never the shared ones) and for
+//! `cargo xtask` when no server answers. Each is stopped and its data directory removed when
+//! it is dropped, even when a test fails.
+//!
+//! This module uses the standard library only, so xtask can depend on the crate with
+//! `default-features = false` and stay quick to build.
+//!
+//! ```no_run
+//! use towerkit_test_support::servers::{Postgres, Redis};
+//!
+//! let mut redis = Redis::start()?;
+//! let url = redis.url(); // redis://127.0.0.1:PORT
+//! redis.kill();
+//! redis.restart()?;
+//!
+//! let postgres = Postgres::start()?; // initdb (as the postgres user when run as root), then start
+//! postgres.stop();
+//! postgres.start_again()?;
+//! # let _ = url;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A local port nothing listens on right now (bound, then released).
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+/// A `redis-server` of its own on a free port of 127.0.0.1, with no persistence; killed and
+/// its directory removed on drop.
+#[derive(Debug)]
+pub struct Redis {
+    port: u16,
+    child: Option<Child>,
+    dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl Redis {
+    /// Starts `redis-server` (from `PATH`) and waits until it answers `PING`.
+    pub fn start() -> io::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Starts `redis-server` with extra arguments (`["--cluster-enabled", "yes"]`), kept for
+    /// [`restart`](Self::restart).
+    pub fn start_with(args: &[&str]) -> io::Result<Self> {
+        let port = free_port()?;
+        let dir = scratch_dir("redis", port);
+        std::fs::create_dir_all(&dir)?;
+        let mut server = Self {
+            port,
+            child: None,
+            dir,
+            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+        };
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (`SIGKILL`): clients see their connections drop. Does nothing when it
+    /// is not running.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// (Re)starts the server on the same port and directory (killing it first if it runs) and
+    /// waits up to 10 s until it answers `PING`.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.kill();
+        let server = which("redis-server").ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "redis-server is not installed (Debian/Ubuntu: `apt-get install redis-server`)",
+            )
+        })?;
+        let child = Command::new(server)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot start redis-server: {e}")))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if answers_ping(self.port) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("redis-server on port {} did not start", self.port),
+        ))
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A PostgreSQL cluster of its own (`initdb`, trust authentication, user `postgres`, no
+/// fsync) on a free port of 127.0.0.1, that a test may stop and start again; stopped
+/// (`-m immediate`) and its directory removed on drop.
+///
+/// The binaries come from `PATH` or the newest `/usr/lib/postgresql/*/bin`. `initdb` and
+/// `postgres` refuse to run as root: run as root, they run as the `postgres` user through
+/// `runuser`, and the directory is handed to that user.
+#[derive(Debug)]
+pub struct Postgres {
+    port: u16,
+    dir: PathBuf,
+    pg_ctl: PathBuf,
+    as_postgres: bool,
+}
+
+impl Postgres {
+    /// Creates the cluster and starts it, waiting until it accepts connections.
+    pub fn start() -> io::Result<Self> {
+        let missing = || {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "the PostgreSQL server binaries (initdb, pg_ctl) are not installed \
+                 (Debian/Ubuntu: `apt-get install postgresql`)",
+            )
+        };
+        let initdb = find_postgres_bin("initdb").ok_or_else(missing)?;
+        let pg_ctl = find_postgres_bin("pg_ctl").ok_or_else(missing)?;
+        let port = free_port()?;
+        let dir = scratch_dir("pg", port);
+        std::fs::create_dir_all(&dir)?;
+        let as_postgres = is_root();
+        // From here on, drop removes the directory whatever fails.
+        let cluster = Self {
+            port,
+            dir,
+            pg_ctl,
+            as_postgres,
+        };
+        if as_postgres {
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&cluster.dir))?;
+        }
+        run(cluster
+            .command(&initdb)
+            .arg("-D")
+            .arg(cluster.data())
+            .args(["-A", "trust", "-U", "postgres", "--no-sync"]))?;
+        cluster.start_again()?;
+        Ok(cluster)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// `pg_ctl stop -m fast`: disconnects every client, shuts down cleanly and waits.
+    /// Does nothing when it is not running.
+    pub fn stop(&self) {
+        self.pg_ctl_stop("fast");
+    }
+
+    /// `pg_ctl stop -m immediate`: every server process exits at once, as in a crash, and
+    /// the next start recovers. Does nothing when it is not running.
+    pub fn stop_immediately(&self) {
+        self.pg_ctl_stop("immediate");
+    }
+
+    /// `pg_ctl start` on the same port and data, waiting (up to 30 s) until it accepts
+    /// connections.
+    pub fn start_again(&self) -> io::Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("log");
+        run(self
+            .command(&self.pg_ctl)
+            .arg("-D")
+            .arg(self.data())
+            .args(["-o", &options, "-l"])
+            .arg(&log)
+            .args(["-t", "30", "-w", "start"]))
+        .map_err(|e| io::Error::new(e.kind(), format!("{e}; see {}", log.display())))?;
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_err() {
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("PostgreSQL did not start; see {}", log.display()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn pg_ctl_stop(&self, mode: &str) {
+        let _ = self
+            .command(&self.pg_ctl)
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", mode, "-w", "stop"])
+            .output();
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        if self.as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop_immediately();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A fresh directory name under the system temporary directory, which every user
+/// (PostgreSQL's included) can traverse, unlike a target directory in a home.
+fn scratch_dir(kind: &str, port: u16) -> PathBuf {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    std::env::temp_dir().join(format!(
+        "towerkit-{kind}-{}-{port}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Whether a Redis server on the port answers `PING` (a bare inline command, no client).
+fn answers_ping(port: u16) -> bool {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
+
+/// A PostgreSQL server binary on `PATH`, or in the newest of Debian's versioned directories.
+fn find_postgres_bin(name: &str) -> Option<PathBuf> {
+    if let Some(path) = which(name) {
+        return Some(path);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
+    // Numeric order: 9 before 16.
+    versions.sort_by_key(|path| {
+        path.file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.split('.').next()?.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    versions
+        .into_iter()
+        .rev()
+        .map(|version| version.join("bin").join(name))
+        .find(|path| path.is_file())
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.starts_with(b"0\n"))
+}
+
+fn run(command: &mut Command) -> io::Result<Output> {
+    let output = command
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run {command:?}: {e}")))?;
+    if output.status.success() {
+        Ok(output)
+    } else {
+        Err(io::Error::other(format!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_free_port_can_be_bound() {
+        let port = free_port().unwrap();
+        assert_ne!(port, 0);
+        TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();
+    }
+
+    #[test]
+    fn scratch_dirs_are_distinct() {
+        assert_ne!(scratch_dir("pg", 1), scratch_dir("pg", 1));
+    }
+
+    #[test]
+    fn redis_is_killed_restarted_and_removed() {
+        let mut redis = Redis::start().unwrap();
+        let dir = redis.dir.clone();
+        assert!(answers_ping(redis.port()));
+        redis.kill();
+        assert!(!answers_ping(redis.port()));
+        redis.restart().unwrap();
+        assert!(answers_ping(redis.port()));
+        drop(redis);
+        assert!(!dir.exists());
+    }
+}
