@@ -47,7 +47,7 @@ impl Encoding {
         }
     }
 
-    /// The levels [`CompressionLayer::level`](crate::CompressionLayerBuilder::level) accepts:
+    /// The levels [`CompressionLayerBuilder::level`](crate::CompressionLayerBuilder::level) accepts:
     /// zstd 1–22, brotli 0–11, gzip and deflate 0–9.
     pub const fn levels(self) -> RangeInclusive<i32> {
         match self {

@@ -23,7 +23,7 @@ use crate::levels::Levels;
 use crate::negotiate::negotiate;
 use crate::predicate::{DefaultPredicate, has_no_transform};
 
-/// The service produced by [`CompressionLayer`].
+/// The service produced by [`CompressionLayer`](crate::CompressionLayer).
 #[derive(Debug, Clone)]
 pub struct Compression<S, P = DefaultPredicate> {
     inner: S,
