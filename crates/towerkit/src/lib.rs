@@ -1,10 +1,11 @@
 //! towerkit: composable tower middleware for axum and hyper services, one dependency.
 //!
-//! Each module re-exports one towerkit crate and is enabled by the feature of the same name:
+//! Each module re-exports one towerkit crate and is enabled by the feature of the same name
+//! (all on by default):
 //!
 //! | module | crate | what it gives |
 //! |---|---|---|
-//! | [`json`] | `towerkit-json` | the JSON-body machinery and problem+json responses the JSON layers share |
+//! | `json` | `towerkit-json` | the JSON-body machinery and problem+json responses the JSON layers share |
 //! | `nulls` | `towerkit-nulls` | `StripNullsLayer`: removes `null` members from JSON responses |
 //! | `paginate` | `towerkit-paginate` | `PaginationLayer`, `FieldsLayer`, the `Pagination` and `Fields` extractors, `Page<T>` |
 //! | `cache` | `towerkit-cache` | `CacheLayer`: RFC 9111 caching with memory, Redis and tiered stores |
@@ -12,7 +13,31 @@
 //! | `timing` | `towerkit-timing` | `TimingLayer`: durations, slow-call logs, `Server-Timing`, SQL query timing |
 //! | `db` | `towerkit-db` | `Db`: pooled PostgreSQL with timed queries, transactions and health checks |
 //!
-//! Every feature is on by default except `redis-cluster`.
+//! # Features
+//!
+//! Every sub-crate's own features pass through, prefixed with the module's name, so
+//! `default-features = false` plus a list gives exactly what is asked for:
+//!
+//! | feature | default | what it enables |
+//! |---|---|---|
+//! | `json` | yes | `towerkit::json` (also enabled by `nulls`, `paginate` and `db`) |
+//! | `json-axum` | yes | `IntoResponse` for `json::Problem` |
+//! | `nulls` | yes | `towerkit::nulls` |
+//! | `paginate` | yes | `towerkit::paginate` |
+//! | `cache` | yes | `towerkit::cache` with the memory and tiered stores |
+//! | `cache-redis` | yes | the Redis store |
+//! | `cache-redis-cluster` | no | Redis Cluster for the Redis store |
+//! | `compress` | yes | `towerkit::compress`, always with gzip |
+//! | `compress-gzip`, `compress-br`, `compress-zstd`, `compress-deflate` | yes | one codec each (gzip is always on with `compress`) |
+//! | `timing` | yes | `towerkit::timing`, for any tower service |
+//! | `timing-axum` | yes | route templates from axum's `MatchedPath` |
+//! | `db` | yes | `towerkit::db` (with `timing` and `json`) |
+//!
+//! For example, compression with zstd and gzip only, and the cache without Redis:
+//!
+//! ```toml
+//! towerkit = { version = "0.1", default-features = false, features = ["compress-zstd", "cache"] }
+//! ```
 //!
 //! ```
 //! use axum::{Json, Router, routing::get};
@@ -30,6 +55,7 @@ pub use towerkit_cache as cache;
 pub use towerkit_compress as compress;
 #[cfg(feature = "db")]
 pub use towerkit_db as db;
+#[cfg(feature = "json")]
 pub use towerkit_json as json;
 #[cfg(feature = "nulls")]
 pub use towerkit_nulls as nulls;
