@@ -154,12 +154,12 @@ pub(crate) fn lifetime_ms(
     (0, Source::None)
 }
 
-/// Why a response is not stored.
 /// Whether a request carries credentials (`Authorization` or `Cookie`).
 pub(crate) fn has_credentials(headers: &HeaderMap) -> bool {
     headers.contains_key(AUTHORIZATION) || headers.contains_key(COOKIE)
 }
 
+/// Why a response is not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NotStorable {
     Status,
@@ -177,15 +177,15 @@ pub(crate) enum NotStorable {
 /// Beyond the RFC, responses that set cookies are not stored unless `private="set-cookie"`
 /// or `no-cache="set-cookie"` say the cookie may be dropped from the stored copy, and
 /// responses that could never be reused (no freshness, no validator) are not stored.
-#[allow(clippy::too_many_arguments)]
+///
+/// `directives` are the response's `Cache-Control` and `Surrogate-Control` directives;
+/// `lifetime` its freshness lifetime and where it came from, as [`lifetime_ms`] gives them.
 pub(crate) fn storable(
     status: StatusCode,
     headers: &HeaderMap,
     request_headers: &HeaderMap,
-    directives: &ResponseDirectives,
-    surrogate: &SurrogateDirectives,
-    lifetime: u64,
-    source: Source,
+    (directives, surrogate): (&ResponseDirectives, &SurrogateDirectives),
+    (lifetime, source): (u64, Source),
     vary_star: bool,
 ) -> Result<(), NotStorable> {
     let code = status.as_u16();
@@ -395,16 +395,13 @@ mod tests {
         let directives = ResponseDirectives::parse(&response);
         let status = StatusCode::from_u16(status).unwrap();
         let surrogate = SurrogateDirectives::default();
-        let (lifetime, source) =
-            lifetime_ms(status, &response, &directives, &surrogate, NOW, &RULES);
+        let lifetime = lifetime_ms(status, &response, &directives, &surrogate, NOW, &RULES);
         storable(
             status,
             &response,
             &request,
-            &directives,
-            &surrogate,
+            (&directives, &surrogate),
             lifetime,
-            source,
             false,
         )
     }
