@@ -17,11 +17,11 @@ use crate::status::Labels;
 use crate::store::{Store, Tier};
 
 /// The largest body stored by default: 8 MiB. Larger responses stream through unstored.
-pub(crate) const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
+const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
 
 /// How long a remote store operation may take on the request path by default (50 ms);
 /// a slower one counts as a miss.
-pub(crate) const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(50);
+const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// The default `Cache-Status` cache name.
 const DEFAULT_CACHE_NAME: &str = "towerkit";

@@ -316,7 +316,8 @@ pub(crate) fn prepare(
         status,
         response,
         request,
-        (&directives, &surrogate),
+        &directives,
+        &surrogate,
         (lifetime, source),
         vary == Vary::Star,
     )?;

@@ -178,13 +178,14 @@ pub(crate) enum NotStorable {
 /// or `no-cache="set-cookie"` say the cookie may be dropped from the stored copy, and
 /// responses that could never be reused (no freshness, no validator) are not stored.
 ///
-/// `directives` are the response's `Cache-Control` and `Surrogate-Control` directives;
-/// `lifetime` its freshness lifetime and where it came from, as [`lifetime_ms`] gives them.
+/// `lifetime` is the response's freshness lifetime and where it came from, as
+/// [`lifetime_ms`] gives them.
 pub(crate) fn storable(
     status: StatusCode,
     headers: &HeaderMap,
     request_headers: &HeaderMap,
-    (directives, surrogate): (&ResponseDirectives, &SurrogateDirectives),
+    directives: &ResponseDirectives,
+    surrogate: &SurrogateDirectives,
     (lifetime, source): (u64, Source),
     vary_star: bool,
 ) -> Result<(), NotStorable> {
@@ -400,7 +401,8 @@ mod tests {
             status,
             &response,
             &request,
-            (&directives, &surrogate),
+            &directives,
+            &surrogate,
             lifetime,
             false,
         )

@@ -155,6 +155,27 @@ pub(crate) fn respond<B>(
     response
 }
 
+/// An origin response passed through unstored: tag header (and `Surrogate-Control` when
+/// acting as a surrogate) removed, `Cache-Status` added.
+pub(crate) fn forwarded<B>(
+    response: Response<B>,
+    config: &Config,
+    status: Status,
+) -> Response<CacheBody<B>> {
+    let (mut head, body) = response.into_parts();
+    strip_private_headers(&mut head.headers, config);
+    label(&mut head.headers, &config.labels(), status, 0);
+    Response::from_parts(head, CacheBody::stream(body))
+}
+
+/// Removes what only the cache may see from a response going to the client.
+pub(crate) fn strip_private_headers(headers: &mut HeaderMap, config: &Config) {
+    headers.remove(&config.policy.tag_header);
+    if config.policy.surrogate.is_some() {
+        headers.remove(SURROGATE_CONTROL);
+    }
+}
+
 /// Whether the request's conditionals say the client's copy is current (RFC 9110 §13.2.2):
 /// `If-None-Match` (weak comparison) takes precedence over `If-Modified-Since`, which is
 /// compared with `Last-Modified`, or `Date` without one (RFC 9111 §4.3.2).
@@ -304,27 +325,6 @@ pub(crate) fn byte_range(value: &HeaderValue, len: u64) -> Range {
             Range::Partial(start, end.map_or(len - 1, |end| end.min(len - 1)))
         }
         _ => Range::Full,
-    }
-}
-
-/// An origin response passed through unstored: tag header (and `Surrogate-Control` when
-/// acting as a surrogate) removed, `Cache-Status` added.
-pub(crate) fn forwarded<B>(
-    response: Response<B>,
-    config: &Config,
-    status: Status,
-) -> Response<CacheBody<B>> {
-    let (mut head, body) = response.into_parts();
-    strip_private_headers(&mut head.headers, config);
-    label(&mut head.headers, &config.labels(), status, 0);
-    Response::from_parts(head, CacheBody::stream(body))
-}
-
-/// Removes what only the cache may see from a response going to the client.
-pub(crate) fn strip_private_headers(headers: &mut HeaderMap, config: &Config) {
-    headers.remove(&config.policy.tag_header);
-    if config.policy.surrogate.is_some() {
-        headers.remove(SURROGATE_CONTROL);
     }
 }
 
