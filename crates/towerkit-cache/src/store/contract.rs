@@ -164,8 +164,8 @@ pub struct StoreStats {
 /// the layer never uses one it is handed past that instant. Every method returns a
 /// [`StoreFuture`]; in-memory stores answer at once.
 ///
-/// Implemented by [`MemoryStore`], [`RedisStore`] and [`TieredStore`]; implement it to keep
-/// entries elsewhere (the entry's [`encode`](Entry::encode)/[`decode`](Entry::decode) give a
+/// Implemented by [`MemoryStore`](crate::MemoryStore), [`RedisStore`](crate::RedisStore)
+/// and [`TieredStore`](crate::TieredStore); implement it to keep entries elsewhere (the entry's [`encode`](Entry::encode)/[`decode`](Entry::decode) give a
 /// compact binary form).
 pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// The variants under `key`, most recent first; `None` when there are none.
