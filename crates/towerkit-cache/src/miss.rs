@@ -41,6 +41,7 @@ pub(crate) struct CacheRequest {
 }
 
 impl CacheRequest {
+    /// What the miss path needs of a request under `key`, read once from its head.
     pub(crate) fn new(
         config: &Arc<Config>,
         key: String,
