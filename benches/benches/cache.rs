@@ -213,14 +213,18 @@ fn hits(c: &mut Criterion) {
         let tiered = rt.block_on(async {
             TieredStore::new(MemoryStore::new(64 * 1024 * 1024), redis.clone())
         });
-        let tiered = CacheLayer::new(tiered)
+        let tiered = CacheLayer::builder(tiered)
             .store_timeout(Duration::from_secs(1))
+            .build()
+            .expect("valid cache configuration")
             .layer(handler(calls.clone()));
         warm(&rt, "towerkit_tiered_l1", &tiered, &calls);
         group.bench_function("towerkit_tiered_l1", |b| bench(b, &rt, tiered.clone()));
 
-        let remote = CacheLayer::new(redis.clone())
+        let remote = CacheLayer::builder(redis.clone())
             .store_timeout(Duration::from_secs(1))
+            .build()
+            .expect("valid cache configuration")
             .layer(handler(calls.clone()));
         warm(&rt, "towerkit_redis", &remote, &calls);
         group.bench_function("towerkit_redis", |b| bench(b, &rt, remote.clone()));

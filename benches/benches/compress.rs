@@ -65,8 +65,10 @@ fn cached_hit(c: &mut Criterion) {
     let rt = runtime();
     let json = bytes::Bytes::from(corpus(100_000));
     let stack = || {
-        CacheLayer::new(MemoryStore::new(64 * 1024 * 1024))
+        CacheLayer::builder(MemoryStore::new(64 * 1024 * 1024))
             .default_ttl(Duration::from_secs(3600))
+            .build()
+            .expect("valid cache configuration")
             .layer(CompressionLayer::new().layer(fixed_service(json.clone(), "application/json")))
     };
     // The two requests differ only in the coding asked for, so the figures differ only by

@@ -50,8 +50,10 @@ pub fn cache_control(data: &[u8]) {
             )
         };
         // As the example service configures it: responses that say nothing get a lifetime.
-        let layer =
-            CacheLayer::new(MemoryStore::new(1 << 20)).default_ttl(Duration::from_secs(600));
+        let layer = CacheLayer::builder(MemoryStore::new(1 << 20))
+            .default_ttl(Duration::from_secs(600))
+            .build()
+            .expect("valid cache configuration");
         let service = layer.layer(origin);
         let count = || calls.load(Ordering::SeqCst);
 

@@ -102,7 +102,10 @@ pub(crate) fn strip_nulls_json() -> impl BenchService {
 /// An in-memory cache keeping responses for an hour (the bare service sends no
 /// `Cache-Control`).
 pub(crate) fn cache_layer() -> CacheLayer {
-    CacheLayer::new(MemoryStore::new(64 * 1024 * 1024)).default_ttl(Duration::from_secs(3600))
+    CacheLayer::builder(MemoryStore::new(64 * 1024 * 1024))
+        .default_ttl(Duration::from_secs(3600))
+        .build()
+        .expect("valid cache configuration")
 }
 
 /// `layer/timing/passthrough`: timing measures every call; with [`plain_get`].

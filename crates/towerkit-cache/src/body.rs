@@ -1,19 +1,15 @@
 //! The response body the cache returns: stored bytes on a hit, the origin's body streamed
-//! through on a miss, recorded on the way when the response is to be stored.
+//! through on a miss, handed to a [`Recorder`] on the way when the response is to be stored.
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::entry::{Entry, Prepared};
-use crate::flight::FlightGuard;
-use crate::store::Store;
+use crate::record::Recorder;
 
 pin_project! {
     /// The body of a response that went through [`Cache`](crate::Cache): either stored bytes
@@ -162,105 +158,6 @@ where
                 SizeHint::with_exact(data.as_ref().map_or(0, |data| data.len() as u64))
             }
             Kind::Stream { inner, .. } => inner.size_hint(),
-        }
-    }
-}
-
-/// Copies a body aside while it streams; stores the entry once the body is complete. Dropped
-/// early (body too large, broken, or the client went away), it stores nothing and ends the
-/// flight it leads.
-pub(crate) struct Recorder {
-    chunks: Vec<Bytes>,
-    len: usize,
-    limit: usize,
-    commit: Commit,
-}
-
-impl Recorder {
-    pub(crate) fn new(limit: usize, commit: Commit) -> Self {
-        Self {
-            chunks: Vec::new(),
-            len: 0,
-            limit,
-            commit,
-        }
-    }
-
-    /// Adds a chunk; `false` once the body is over the limit.
-    fn push(&mut self, data: &Bytes) -> bool {
-        self.len += data.len();
-        if self.len > self.limit {
-            return false;
-        }
-        if !data.is_empty() {
-            self.chunks.push(data.clone());
-        }
-        true
-    }
-
-    /// The body is complete: store the entry.
-    pub(crate) fn finish(self) {
-        let body = match self.chunks.len() {
-            0 => Bytes::new(),
-            1 => self.chunks.into_iter().next().unwrap_or_default(),
-            _ => {
-                let mut joined = BytesMut::with_capacity(self.len);
-                for chunk in &self.chunks {
-                    joined.extend_from_slice(chunk);
-                }
-                joined.freeze()
-            }
-        };
-        self.commit.store(body);
-    }
-}
-
-/// What storing a prepared response takes: where, under which key, and the flight to end
-/// once it is stored.
-pub(crate) struct Commit {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) key: String,
-    pub(crate) prepared: Prepared,
-    pub(crate) guard: Option<FlightGuard>,
-    pub(crate) timeout: Duration,
-}
-
-impl Commit {
-    /// Stores the entry with `body`; the flight ends when the store has it.
-    pub(crate) fn store(self, body: Bytes) {
-        let entry = Arc::new(self.prepared.finish(body));
-        put(self.store, self.key, entry, self.guard, self.timeout);
-    }
-}
-
-/// Puts `entry` under `key`, ending `guard`'s flight once stored; a store that is not done
-/// at once finishes on a spawned task (and nothing is stored outside a Tokio runtime).
-pub(crate) fn put(
-    store: Arc<dyn Store>,
-    key: String,
-    entry: Arc<Entry>,
-    guard: Option<FlightGuard>,
-    timeout: Duration,
-) {
-    match store.put(&key, entry).now() {
-        Ok(result) => {
-            if let Err(error) = result {
-                tracing::debug!(%error, "cache store put failed");
-            }
-            drop(guard);
-        }
-        Err(pending) => {
-            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                return;
-            };
-            runtime.spawn(async move {
-                match tokio::time::timeout(timeout, pending).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => tracing::debug!(%error, "cache store put failed"),
-                    Err(_) => tracing::debug!("cache store put timed out"),
-                }
-                drop(guard);
-            });
         }
     }
 }

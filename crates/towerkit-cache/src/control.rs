@@ -10,6 +10,7 @@ use std::borrow::Cow;
 
 use http::header::{CACHE_CONTROL, PRAGMA};
 use http::{HeaderMap, HeaderName, HeaderValue};
+use towerkit_http::is_tchar;
 
 /// The largest delta-seconds value kept, as RFC 9111 §1.2.2 asks: 2^31 seconds.
 pub(crate) const MAX_DELTA: u64 = 2_147_483_648;
@@ -141,10 +142,6 @@ impl Directive<'_> {
 struct Parser<'a> {
     rest: &'a str,
     targets: bool,
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 impl<'a> Iterator for Parser<'a> {

@@ -1,12 +1,17 @@
-//! Stored responses: what is kept of a response, its freshness deadlines, and the compact
-//! binary form remote stores keep it in.
+//! Stored responses: what is kept of a response, its freshness deadlines, how a `304`
+//! updates it, and the validators it is revalidated with. The binary form remote stores keep
+//! it in is in `store/codec.rs`.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http::header::{AGE, CONNECTION, CONTENT_LENGTH, PROXY_AUTHORIZATION};
+use bytes::Bytes;
+use http::header::{
+    AGE, CONNECTION, CONTENT_LENGTH, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
+    PROXY_AUTHORIZATION,
+};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use towerkit_http::CACHE_STATUS;
 
 use crate::control::{ResponseDirectives, SURROGATE_CONTROL, SurrogateDirectives};
 use crate::freshness::{self, NotStorable, Rules};
@@ -39,7 +44,7 @@ pub(crate) fn response_head(headers: &HeaderMap) -> HeaderMap {
         head.append(name.clone(), value.clone());
     }
     head.insert(AGE, HeaderValue::from_static("0"));
-    head.append(crate::serve::CACHE_STATUS, HeaderValue::from_static("-"));
+    head.append(CACHE_STATUS, HeaderValue::from_static("-"));
     head
 }
 
@@ -255,23 +260,39 @@ pub(crate) fn parse_tags(headers: &HeaderMap, name: &HeaderName) -> Vec<Box<str>
     tags
 }
 
+/// An origin exchange as storage judges it: the request the response answers, when it was
+/// sent and answered, and the rules that apply to it. What [`prepare`] and
+/// [`Entry::freshen`] need besides the response.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Exchange<'a> {
+    /// The request's headers (for credentials and `Vary`).
+    pub(crate) request: &'a HeaderMap,
+    /// The request path (for the implicit path tag).
+    pub(crate) path: &'a str,
+    /// When the request was sent, Unix milliseconds.
+    pub(crate) request_time: u64,
+    /// When the response (head) arrived, Unix milliseconds.
+    pub(crate) response_time: u64,
+    /// The layer's storage policy.
+    pub(crate) policy: &'a Policy,
+    /// The application's lifetime for responses without explicit freshness on this route.
+    pub(crate) default_ttl: Option<Duration>,
+}
+
 /// Judges a response for storage and, when storable, prepares what is kept of its head.
-///
-/// `path` is the request path (for the implicit path tag); `request` the request headers
-/// (for `Authorization` and `Vary`); `request_time` and `response_time` are Unix
-/// milliseconds; `default_ttl` the application's lifetime for responses without explicit
-/// freshness on this route.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn prepare(
     status: StatusCode,
     response: &HeaderMap,
-    request: &HeaderMap,
-    path: &str,
-    request_time: u64,
-    response_time: u64,
-    policy: &Policy,
-    default_ttl: Option<Duration>,
+    exchange: &Exchange<'_>,
 ) -> Result<Prepared, NotStorable> {
+    let Exchange {
+        request,
+        path,
+        request_time,
+        response_time,
+        policy,
+        default_ttl,
+    } = *exchange;
     let rules = Rules {
         default_ttl,
         heuristic: policy.heuristic,
@@ -297,8 +318,7 @@ pub(crate) fn prepare(
         request,
         &directives,
         &surrogate,
-        lifetime,
-        source,
+        (lifetime, source),
         vary == Vary::Star,
     )?;
     let Vary::Headers(vary_names) = vary else {
@@ -377,17 +397,12 @@ impl Entry {
     ///
     /// `Err` carries the merged entry when the update made it unstorable (the 304 added
     /// `private` or `Set-Cookie`): it may answer this request but must not be stored.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn freshen(
         &self,
         not_modified: &HeaderMap,
-        request: &HeaderMap,
-        path: &str,
-        request_time: u64,
-        response_time: u64,
-        policy: &Policy,
-        default_ttl: Option<Duration>,
+        exchange: &Exchange<'_>,
     ) -> Result<Entry, Box<Entry>> {
+        let policy = exchange.policy;
         let mut headers = self.headers.clone();
         let mut updates = not_modified.clone();
         strip_hop_by_hop(&mut updates);
@@ -401,16 +416,7 @@ impl Entry {
             }
         }
         let has_tags = not_modified.contains_key(&policy.tag_header);
-        match prepare(
-            self.status,
-            &headers,
-            request,
-            path,
-            request_time,
-            response_time,
-            policy,
-            default_ttl,
-        ) {
+        match prepare(self.status, &headers, exchange) {
             Ok(prepared) => {
                 let mut entry = prepared.finish(self.body.clone());
                 if !has_tags {
@@ -432,180 +438,23 @@ impl Entry {
     }
 }
 
-/// Why [`Entry::decode`] rejected its input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecodeError;
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("malformed cache entry")
+/// Replaces a request's own validators with the stored entry's, to revalidate it; `false`
+/// (and nothing changed) when the entry has none.
+pub(crate) fn add_validators(headers: &mut HeaderMap, entry: &Entry) -> bool {
+    let etag = entry.headers.get(ETAG).cloned();
+    let last_modified = entry.headers.get(LAST_MODIFIED).cloned();
+    if etag.is_none() && last_modified.is_none() {
+        return false;
     }
-}
-
-impl std::error::Error for DecodeError {}
-
-const MAGIC: &[u8; 4] = b"TKC1";
-
-impl Entry {
-    /// The entry in a compact binary form: status, timing, `Vary` rules, tags, headers and
-    /// body, length-prefixed. [`Entry::decode`] reads it back.
-    pub fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.weight() + 64);
-        out.put_slice(MAGIC);
-        out.put_u16(self.status.as_u16());
-        let meta = &self.meta;
-        for value in [
-            meta.response_time,
-            meta.initial_age,
-            meta.lifetime,
-            meta.stale_while_revalidate,
-            meta.stale_if_error,
-            meta.retain_until,
-        ] {
-            out.put_u64(value);
-        }
-        out.put_u8(meta.flags);
-        put_bytes(&mut out, self.variant.as_bytes());
-        out.put_u16(self.vary.len() as u16);
-        for rule in &self.vary {
-            put_bytes(&mut out, rule.name.as_str().as_bytes());
-            match &rule.value {
-                Some(value) => {
-                    out.put_u8(1);
-                    put_bytes(&mut out, value.as_bytes());
-                }
-                None => out.put_u8(0),
-            }
-        }
-        out.put_u16(self.tags.len() as u16);
-        for tag in &self.tags {
-            put_bytes(&mut out, tag.as_bytes());
-        }
-        out.put_u32(self.headers.len() as u32);
-        for (name, value) in &self.headers {
-            put_bytes(&mut out, name.as_str().as_bytes());
-            put_bytes(&mut out, value.as_bytes());
-        }
-        put_bytes(&mut out, &self.body);
-        out.freeze()
+    headers.remove(IF_NONE_MATCH);
+    headers.remove(IF_MODIFIED_SINCE);
+    if let Some(etag) = etag {
+        headers.insert(IF_NONE_MATCH, etag);
     }
-
-    /// Reads an entry written by [`Entry::encode`]. The body shares `input`'s buffer.
-    pub fn decode(mut input: Bytes) -> Result<Entry, DecodeError> {
-        let buf = &mut input;
-        if buf.remaining() < 4 || &buf[..4] != MAGIC {
-            return Err(DecodeError);
-        }
-        buf.advance(4);
-        let status = StatusCode::from_u16(get_u16(buf)?).map_err(|_| DecodeError)?;
-        let mut times = [0u64; 6];
-        for time in &mut times {
-            *time = get_u64(buf)?;
-        }
-        let flags = get_u8(buf)?;
-        let [
-            response_time,
-            initial_age,
-            lifetime,
-            stale_while_revalidate,
-            stale_if_error,
-            retain_until,
-        ] = times;
-        let meta = Meta {
-            response_time,
-            initial_age,
-            lifetime,
-            stale_while_revalidate,
-            stale_if_error,
-            retain_until,
-            flags,
-        };
-        let variant = get_str(buf)?;
-        let vary_count = get_u16(buf)?;
-        let mut vary = Vec::with_capacity(usize::from(vary_count).min(64));
-        for _ in 0..vary_count {
-            let name = HeaderName::from_bytes(&get_bytes(buf)?).map_err(|_| DecodeError)?;
-            let value = match get_u8(buf)? {
-                0 => None,
-                _ => Some(get_str(buf)?),
-            };
-            vary.push(VaryRule { name, value });
-        }
-        let tag_count = get_u16(buf)?;
-        let mut tags = Vec::with_capacity(usize::from(tag_count).min(64));
-        for _ in 0..tag_count {
-            tags.push(get_str(buf)?);
-        }
-        let header_count = get_u32(buf)?;
-        let mut headers = HeaderMap::with_capacity((header_count as usize).min(256));
-        for _ in 0..header_count {
-            let name = HeaderName::from_bytes(&get_bytes(buf)?).map_err(|_| DecodeError)?;
-            let value = HeaderValue::from_maybe_shared(get_bytes(buf)?).map_err(|_| DecodeError)?;
-            headers.append(name, value);
-        }
-        let body = get_bytes(buf)?;
-        if buf.has_remaining() {
-            return Err(DecodeError);
-        }
-        Ok(Entry {
-            status,
-            head: response_head(&headers),
-            headers,
-            body,
-            meta,
-            vary: vary.into_boxed_slice(),
-            variant,
-            tags: tags.into_boxed_slice(),
-        })
+    if let Some(last_modified) = last_modified {
+        headers.insert(IF_MODIFIED_SINCE, last_modified);
     }
-}
-
-fn put_bytes(out: &mut BytesMut, bytes: &[u8]) {
-    out.put_u32(bytes.len() as u32);
-    out.put_slice(bytes);
-}
-
-fn get_u8(buf: &mut Bytes) -> Result<u8, DecodeError> {
-    if buf.remaining() < 1 {
-        return Err(DecodeError);
-    }
-    Ok(buf.get_u8())
-}
-
-fn get_u16(buf: &mut Bytes) -> Result<u16, DecodeError> {
-    if buf.remaining() < 2 {
-        return Err(DecodeError);
-    }
-    Ok(buf.get_u16())
-}
-
-fn get_u32(buf: &mut Bytes) -> Result<u32, DecodeError> {
-    if buf.remaining() < 4 {
-        return Err(DecodeError);
-    }
-    Ok(buf.get_u32())
-}
-
-fn get_u64(buf: &mut Bytes) -> Result<u64, DecodeError> {
-    if buf.remaining() < 8 {
-        return Err(DecodeError);
-    }
-    Ok(buf.get_u64())
-}
-
-fn get_bytes(buf: &mut Bytes) -> Result<Bytes, DecodeError> {
-    let len = get_u32(buf)? as usize;
-    if buf.remaining() < len {
-        return Err(DecodeError);
-    }
-    Ok(buf.split_to(len))
-}
-
-fn get_str(buf: &mut Bytes) -> Result<Box<str>, DecodeError> {
-    let bytes = get_bytes(buf)?;
-    std::str::from_utf8(&bytes)
-        .map(Into::into)
-        .map_err(|_| DecodeError)
+    true
 }
 
 #[cfg(test)]
@@ -613,21 +462,10 @@ mod tests {
     use http::header::{CONTENT_ENCODING, ETAG};
 
     use super::*;
-    use crate::test_support::{NOW, headers, policy};
+    use crate::test_support::{self, NOW, exchange, headers, policy};
 
     fn entry(response: &[(&str, &str)], request: &[(&str, &str)]) -> Entry {
-        prepare(
-            StatusCode::OK,
-            &headers(response),
-            &headers(request),
-            "/p",
-            NOW,
-            NOW,
-            &policy(),
-            None,
-        )
-        .unwrap()
-        .finish(Bytes::from_static(b"hello"))
+        test_support::entry(response, request, "/p", b"hello")
     }
 
     #[test]
@@ -682,40 +520,6 @@ mod tests {
     }
 
     #[test]
-    fn encoding_round_trips() {
-        let original = entry(
-            &[
-                ("cache-control", "max-age=60, s-maxage=30"),
-                ("vary", "accept-encoding, x-tenant"),
-                ("x-multi", "1"),
-                ("x-multi", "2"),
-            ],
-            &[("accept-encoding", "gzip"), ("x-tenant", "7")],
-        );
-        let decoded = Entry::decode(original.encode()).unwrap();
-        assert_eq!(decoded.status, original.status);
-        assert_eq!(decoded.headers, original.headers);
-        assert_eq!(decoded.body, original.body);
-        assert_eq!(decoded.meta, original.meta);
-        assert_eq!(decoded.vary, original.vary);
-        assert_eq!(decoded.variant, original.variant);
-        assert_eq!(decoded.tags, original.tags);
-    }
-
-    #[test]
-    fn truncated_or_foreign_input_is_rejected() {
-        let encoded = entry(&[("cache-control", "max-age=60")], &[]).encode();
-        for len in [0, 3, 10, encoded.len() - 1] {
-            assert_eq!(
-                Entry::decode(encoded.slice(..len)).unwrap_err(),
-                DecodeError,
-                "{len}"
-            );
-        }
-        assert!(Entry::decode(Bytes::from_static(b"[1,2,3]")).is_err());
-    }
-
-    #[test]
     fn a_304_updates_fields_but_not_those_describing_the_body() {
         let stored = entry(
             &[
@@ -737,12 +541,7 @@ mod tests {
         let fresh = stored
             .freshen(
                 &not_modified,
-                &HeaderMap::new(),
-                "/p",
-                NOW + 5000,
-                NOW + 5000,
-                &policy(),
-                None,
+                &exchange(&HeaderMap::new(), "/p", NOW + 5000, &policy()),
             )
             .unwrap();
         assert_eq!(fresh.headers["x-test"], "new");

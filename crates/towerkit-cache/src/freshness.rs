@@ -154,12 +154,12 @@ pub(crate) fn lifetime_ms(
     (0, Source::None)
 }
 
-/// Why a response is not stored.
 /// Whether a request carries credentials (`Authorization` or `Cookie`).
 pub(crate) fn has_credentials(headers: &HeaderMap) -> bool {
     headers.contains_key(AUTHORIZATION) || headers.contains_key(COOKIE)
 }
 
+/// Why a response is not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NotStorable {
     Status,
@@ -177,15 +177,16 @@ pub(crate) enum NotStorable {
 /// Beyond the RFC, responses that set cookies are not stored unless `private="set-cookie"`
 /// or `no-cache="set-cookie"` say the cookie may be dropped from the stored copy, and
 /// responses that could never be reused (no freshness, no validator) are not stored.
-#[allow(clippy::too_many_arguments)]
+///
+/// `lifetime` is the response's freshness lifetime and where it came from, as
+/// [`lifetime_ms`] gives them.
 pub(crate) fn storable(
     status: StatusCode,
     headers: &HeaderMap,
     request_headers: &HeaderMap,
     directives: &ResponseDirectives,
     surrogate: &SurrogateDirectives,
-    lifetime: u64,
-    source: Source,
+    (lifetime, source): (u64, Source),
     vary_star: bool,
 ) -> Result<(), NotStorable> {
     let code = status.as_u16();
@@ -395,8 +396,7 @@ mod tests {
         let directives = ResponseDirectives::parse(&response);
         let status = StatusCode::from_u16(status).unwrap();
         let surrogate = SurrogateDirectives::default();
-        let (lifetime, source) =
-            lifetime_ms(status, &response, &directives, &surrogate, NOW, &RULES);
+        let lifetime = lifetime_ms(status, &response, &directives, &surrogate, NOW, &RULES);
         storable(
             status,
             &response,
@@ -404,7 +404,6 @@ mod tests {
             &directives,
             &surrogate,
             lifetime,
-            source,
             false,
         )
     }

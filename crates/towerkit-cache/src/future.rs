@@ -10,8 +10,9 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 use crate::body::CacheBody;
-use crate::layer::Config;
-use crate::serve::{self, Status};
+use crate::config::Config;
+use crate::respond::forwarded;
+use crate::status::{Fwd, Status};
 
 /// A boxed miss path.
 pub(crate) type BoxedResponse<B, E> =
@@ -88,35 +89,10 @@ where
                 Poll::Ready(Ok(forwarded(
                     response,
                     config,
-                    Status::Forward {
-                        fwd: "bypass",
-                        fwd_status: None,
-                        stored: false,
-                    },
+                    Status::forward(Fwd::Bypass),
                 )))
             }
             KindProj::Boxed { future } => future.as_mut().poll(cx),
         }
-    }
-}
-
-/// An origin response passed through unstored: tag header (and `Surrogate-Control` when
-/// acting as a surrogate) removed, `Cache-Status` added.
-pub(crate) fn forwarded<B>(
-    response: Response<B>,
-    config: &Config,
-    status: Status,
-) -> Response<CacheBody<B>> {
-    let (mut head, body) = response.into_parts();
-    strip_private_headers(&mut head.headers, config);
-    serve::label(&mut head.headers, &config.labels(), status, 0);
-    Response::from_parts(head, CacheBody::stream(body))
-}
-
-/// Removes what only the cache may see from a response going to the client.
-pub(crate) fn strip_private_headers(headers: &mut http::HeaderMap, config: &Config) {
-    headers.remove(&config.policy.tag_header);
-    if config.policy.surrogate.is_some() {
-        headers.remove(crate::control::SURROGATE_CONTROL);
     }
 }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::config::Shared;
 use crate::key::path_tag;
-use crate::layer::Shared;
 use crate::store::{StoreError, StoreStats};
 
 /// A clonable handle on a [`CacheLayer`](crate::CacheLayer)'s store, for application code

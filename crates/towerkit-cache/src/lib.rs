@@ -42,14 +42,16 @@
 //! use http::HeaderName;
 //! use towerkit_cache::{CacheLayer, MemoryStore};
 //!
-//! let layer = CacheLayer::new(MemoryStore::new(256 * 1024 * 1024))
+//! let layer = CacheLayer::builder(MemoryStore::new(256 * 1024 * 1024))
 //!     .route_ttl("/products", Duration::from_secs(60))
 //!     .key_header(HeaderName::from_static("x-tenant"))
 //!     .ignore_query_param("utm_*")
 //!     .predicate(|request: &http::request::Parts| !request.uri.path().starts_with("/admin"))
-//!     .x_cache(true);
+//!     .x_cache(true)
+//!     .build()?; // fails only on settings it cannot use: see `ConfigError`
 //! let handle = layer.handle(); // keep in the application state to invalidate
 //! # let _ = handle;
+//! # Ok::<(), towerkit_cache::ConfigError>(())
 //! ```
 //!
 //! # What it does (RFC 9111, shared cache)
@@ -77,21 +79,21 @@
 //!   those describing the stored body. Clients' own conditional requests get a `304` from a
 //!   usable entry; `Range` requests get a `206` from a complete stored `200`.
 //! - `stale-while-revalidate` serves stale and refreshes once in the background;
-//!   `stale-if-error` (and the configurable [`grace`](CacheLayer::grace)) serves stale when
-//!   the origin errors, answers 5xx, or exceeds [`origin_timeout`](CacheLayer::origin_timeout).
+//!   `stale-if-error` (and the configurable [`grace`](CacheLayerBuilder::grace)) serves stale when
+//!   the origin errors, answers 5xx, or exceeds [`origin_timeout`](CacheLayerBuilder::origin_timeout).
 //!   `must-revalidate`, `proxy-revalidate`, `s-maxage` and `no-cache` forbid all stale use.
 //! - Unsafe methods (anything but GET, HEAD, OPTIONS, TRACE, …) that succeed (2xx, 3xx)
 //!   invalidate the target URI and the same-origin `Location` and `Content-Location`.
 //! - Concurrent misses for one key make one origin call; the others wait (bounded by
-//!   [`coalesce_timeout`](CacheLayer::coalesce_timeout)) and are answered from the store.
+//!   [`coalesce_timeout`](CacheLayerBuilder::coalesce_timeout)) and are answered from the store.
 //!   When the response turns out not storable, they go to the origin themselves: a
 //!   response is never handed from one request to another.
 //! - Bodies stream: the client gets the response as it arrives; it is stored only once
-//!   complete and if within [`max_body`](CacheLayer::max_body) (8 MiB by default).
-//! - Application policy: [`default_ttl`](CacheLayer::default_ttl) /
-//!   [`route_ttl`](CacheLayer::route_ttl), [`key_header`](CacheLayer::key_header),
-//!   [`ignore_query_param`](CacheLayer::ignore_query_param),
-//!   [`predicate`](CacheLayer::predicate), tags from the `Cache-Tag` response header
+//!   complete and if within [`max_body`](CacheLayerBuilder::max_body) (8 MiB by default).
+//! - Application policy: [`default_ttl`](CacheLayerBuilder::default_ttl) /
+//!   [`route_ttl`](CacheLayerBuilder::route_ttl), [`key_header`](CacheLayerBuilder::key_header),
+//!   [`ignore_query_param`](CacheLayerBuilder::ignore_query_param),
+//!   [`predicate`](CacheLayerBuilder::predicate), tags from the `Cache-Tag` response header
 //!   (removed before the client sees it) and a [`CacheHandle`] to invalidate by tag or
 //!   path, purge and read counts.
 //!
@@ -103,9 +105,9 @@
 //! # Keys
 //!
 //! The key is the path and query (never dropped), minus
-//! [ignored parameters](CacheLayer::ignore_query_param), plus
-//! [key headers](CacheLayer::key_header) and optionally the
-//! [host](CacheLayer::key_host). GET and HEAD share entries. The path and query are taken
+//! [ignored parameters](CacheLayerBuilder::ignore_query_param), plus
+//! [key headers](CacheLayerBuilder::key_header) and optionally the
+//! [host](CacheLayerBuilder::key_host). GET and HEAD share entries. The path and query are taken
 //! as sent: `?a=1&b=2` and `?b=2&a=1`, `?a=1` and `?A=1`, `?a=1` and `?a=%31` are
 //! different entries (no reordering, no case folding, no percent-decoding), and ignored
 //! parameter names match case-sensitively. Header values in keys and `Vary` comparisons are
@@ -137,31 +139,45 @@
 //!
 //! See [`metrics`] for every metric name and label.
 
+// The request paths, each in its own file: `service` (the entry point), `lookup` (what a
+// stored entry answers, and hits), `miss` (the origin call: coalescing, revalidation,
+// stale-on-error), `refresh` (stale-while-revalidate), `invalidate` (unsafe methods), with
+// `respond`, `status` and `record` for the responses they build and the entries they store.
 mod body;
+mod config;
 mod control;
 mod entry;
+mod error;
 mod flight;
 mod freshness;
 mod future;
 mod handle;
+mod invalidate;
 mod key;
 mod layer;
+mod lookup;
 pub mod metrics;
-mod serve;
+mod miss;
+mod predicate;
+mod record;
+mod refresh;
+mod respond;
 mod service;
+mod status;
 mod store;
 #[cfg(test)]
 mod test_support;
 
 pub use body::CacheBody;
-pub use entry::{DecodeError, Entry};
+pub use entry::Entry;
+pub use error::ConfigError;
 pub use future::ResponseFuture;
 pub use handle::{CacheHandle, CacheStats};
-pub use layer::{
-    CacheLayer, ConfigError, DEFAULT_CACHE_NAME, DEFAULT_MAX_BODY, DEFAULT_STORE_TIMEOUT,
-    DEFAULT_TAG_HEADER, Predicate,
-};
+pub use layer::{CacheLayer, CacheLayerBuilder};
+pub use predicate::Predicate;
 pub use service::Cache;
-pub use store::{Lookup, MemoryStore, Store, StoreError, StoreFuture, StoreStats, Tier, Variants};
+pub use store::{
+    DecodeError, Lookup, MemoryStore, Store, StoreError, StoreFuture, StoreStats, Tier, Variants,
+};
 #[cfg(feature = "redis")]
-pub use store::{RedisConfigError, RedisStore, RedisStoreBuilder, TieredStore};
+pub use store::{RedisStore, RedisStoreBuilder, TieredStore};

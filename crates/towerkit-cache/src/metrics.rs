@@ -11,8 +11,6 @@
 //! | `http_cache_l1_entries` | gauge | | keys held in process memory |
 //! | `http_cache_l1_bytes` | gauge | | bytes held in process memory |
 
-use std::time::Duration;
-
 /// Requests by outcome: labels `result` (`hit`, `stale`, `miss`, `bypass`) and `tier`
 /// (`l1`, `l2`, `none`).
 pub const REQUESTS_TOTAL: &str = "http_cache_requests_total";
@@ -60,11 +58,13 @@ pub(crate) fn coalesced() {
     ::metrics::counter!(COALESCED_REQUESTS_TOTAL).increment(1);
 }
 
-pub(crate) fn store_operation(operation: &'static str, elapsed: Duration) {
+#[cfg(feature = "redis")]
+pub(crate) fn store_operation(operation: &'static str, elapsed: std::time::Duration) {
     ::metrics::histogram!(STORE_OPERATION_DURATION_SECONDS, "store" => "redis", "operation" => operation)
         .record(elapsed.as_secs_f64());
 }
 
+#[cfg(feature = "redis")]
 pub(crate) fn redis_error(operation: &'static str) {
     ::metrics::counter!(REDIS_ERRORS_TOTAL, "operation" => operation).increment(1);
 }

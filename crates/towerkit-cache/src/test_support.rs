@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use crate::entry::Policy;
+use crate::entry::{Entry, Exchange, Policy, prepare};
 
 /// A fixed "now" for tests, in Unix milliseconds.
 pub(crate) const NOW: u64 = 1_700_000_000_000;
@@ -31,4 +32,40 @@ pub(crate) fn policy() -> Policy {
         keep_stale: Duration::from_secs(600),
         grace: Duration::ZERO,
     }
+}
+
+/// An exchange at `at` for `request` on `path`, under `policy`, without a default TTL.
+pub(crate) fn exchange<'a>(
+    request: &'a HeaderMap,
+    path: &'a str,
+    at: u64,
+    policy: &'a Policy,
+) -> Exchange<'a> {
+    Exchange {
+        request,
+        path,
+        request_time: at,
+        response_time: at,
+        policy,
+        default_ttl: None,
+    }
+}
+
+/// The entry a `200` with `response` headers and `body`, answering `request` on `path` at
+/// [`NOW`], is stored as.
+pub(crate) fn entry(
+    response: &[(&str, &str)],
+    request: &[(&str, &str)],
+    path: &str,
+    body: &'static [u8],
+) -> Entry {
+    let policy = policy();
+    let request = headers(request);
+    prepare(
+        StatusCode::OK,
+        &headers(response),
+        &exchange(&request, path, NOW, &policy),
+    )
+    .unwrap()
+    .finish(Bytes::from_static(body))
 }

@@ -233,8 +233,10 @@ async fn stale_if_error_serves_the_stored_response_on_5xx_transport_errors_and_t
         });
         let app = tower::ServiceBuilder::new()
             .layer(
-                CacheLayer::new(MemoryStore::new(1 << 20))
-                    .origin_timeout(Duration::from_millis(100)),
+                CacheLayer::builder(MemoryStore::new(1 << 20))
+                    .origin_timeout(Duration::from_millis(100))
+                    .build()
+                    .unwrap(),
             )
             .service(service);
         for path in ["/5xx", "/transport", "/slow"] {

@@ -13,7 +13,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use towerkit_cache::{CacheLayer, MemoryStore};
+use towerkit_cache::{CacheLayer, CacheLayerBuilder, MemoryStore};
 
 mod common;
 
@@ -21,6 +21,10 @@ use common::{Origin, cached, get_req, response, send, with};
 
 fn layer() -> CacheLayer {
     CacheLayer::new(MemoryStore::new(16 * 1024 * 1024))
+}
+
+fn builder() -> CacheLayerBuilder {
+    CacheLayer::builder(MemoryStore::new(16 * 1024 * 1024))
 }
 
 #[tokio::test]
@@ -414,7 +418,10 @@ async fn invalidate_path_removes_every_query_of_a_path() {
 #[tokio::test]
 async fn route_ttl_caches_responses_without_explicit_freshness() {
     let origin = Origin::default();
-    let layer = layer().route_ttl("/products", Duration::from_secs(60));
+    let layer = builder()
+        .route_ttl("/products", Duration::from_secs(60))
+        .build()
+        .unwrap();
     let app = cached(&layer, &origin, &[]);
     send(&app, get_req("/products")).await;
     let hit = send(&app, get_req("/products")).await;
@@ -432,9 +439,11 @@ async fn route_ttl_caches_responses_without_explicit_freshness() {
 #[tokio::test]
 async fn key_headers_separate_tenants_and_ignored_parameters_do_not() {
     let origin = Origin::default();
-    let layer = layer()
+    let layer = builder()
         .key_header(http::HeaderName::from_static("x-tenant"))
-        .ignore_query_param("utm_*");
+        .ignore_query_param("utm_*")
+        .build()
+        .unwrap();
     let app = cached(&layer, &origin, &[("cache-control", "max-age=60")]);
     assert_eq!(
         send(&app, with("/a?utm_source=x", &[("x-tenant", "1")]))
@@ -455,8 +464,10 @@ async fn key_headers_separate_tenants_and_ignored_parameters_do_not() {
 #[tokio::test]
 async fn the_predicate_bypasses_the_cache() {
     let origin = Origin::default();
-    let layer = layer()
-        .predicate(|request: &http::request::Parts| !request.uri.path().starts_with("/admin"));
+    let layer = builder()
+        .predicate(|request: &http::request::Parts| !request.uri.path().starts_with("/admin"))
+        .build()
+        .unwrap();
     let app = cached(
         &layer,
         &origin,
@@ -560,7 +571,7 @@ async fn must_revalidate_is_never_served_stale() {
         }
     });
     let app = tower::ServiceBuilder::new()
-        .layer(layer().grace(Duration::from_secs(60)))
+        .layer(builder().grace(Duration::from_secs(60)).build().unwrap())
         .service(service);
     send(&app, get_req("/a")).await;
     assert_eq!(
@@ -572,7 +583,7 @@ async fn must_revalidate_is_never_served_stale() {
 #[tokio::test]
 async fn bodies_over_the_limit_stream_through_unstored() {
     let origin = Origin::default();
-    let layer = layer().max_body(4);
+    let layer = builder().max_body(4).build().unwrap();
     let app = cached(&layer, &origin, &[("cache-control", "max-age=60")]);
     assert_eq!(send(&app, get_req("/a")).await.body, "call 1");
     assert_eq!(send(&app, get_req("/a")).await.body, "call 2");
@@ -643,7 +654,12 @@ async fn a_thousand_concurrent_misses_make_one_origin_call() {
                 ),
             )
             .with_state((calls.clone(), gate.clone()))
-            .layer(layer().coalesce_timeout(Duration::from_secs(30)));
+            .layer(
+                builder()
+                    .coalesce_timeout(Duration::from_secs(30))
+                    .build()
+                    .unwrap(),
+            );
     let mut tasks = Vec::new();
     for _ in 0..1000 {
         let app = app.clone();
@@ -836,7 +852,7 @@ async fn coalescing_can_be_turned_off() {
         }
     });
     let app = tower::ServiceBuilder::new()
-        .layer(layer().coalesce(false))
+        .layer(builder().coalesce(false).build().unwrap())
         .service(service);
     let requests = futures_util::future::join_all((0..3).map(|_| send(&app, get_req("/a"))));
     let opener = async {
@@ -874,7 +890,12 @@ async fn stale_is_served_when_the_origin_fails_or_is_too_slow() {
         }
     });
     let app = tower::ServiceBuilder::new()
-        .layer(layer().origin_timeout(Duration::from_millis(50)))
+        .layer(
+            builder()
+                .origin_timeout(Duration::from_millis(50))
+                .build()
+                .unwrap(),
+        )
         .service(service);
     let call = |uri: &'static str| {
         let app = app.clone();
@@ -908,7 +929,7 @@ async fn grace_serves_stale_on_a_5xx_without_stale_if_error() {
         .layer(layer())
         .service(service.clone());
     let graceful = tower::ServiceBuilder::new()
-        .layer(layer().grace(Duration::from_secs(60)))
+        .layer(builder().grace(Duration::from_secs(60)).build().unwrap())
         .service(service);
     send(&graceful, get_req("/a")).await;
     let served = send(&graceful, get_req("/a")).await;
@@ -959,7 +980,7 @@ async fn surrogate_control_aimed_at_the_cache_takes_precedence_and_is_removed() 
         )
     });
     let app = tower::ServiceBuilder::new()
-        .layer(layer().surrogate("edge").unwrap())
+        .layer(builder().surrogate("edge").build().unwrap())
         .service(service);
     let first = send(&app, get_req("/a")).await;
     assert_eq!(first.header("cache-control"), "no-store");
@@ -1003,7 +1024,10 @@ impl towerkit_cache::Store for HangingStore {
 #[tokio::test]
 async fn a_store_slower_than_its_timeout_counts_as_a_miss() {
     let origin = Origin::default();
-    let layer = CacheLayer::new(HangingStore).store_timeout(Duration::from_millis(10));
+    let layer = CacheLayer::builder(HangingStore)
+        .store_timeout(Duration::from_millis(10))
+        .build()
+        .unwrap();
     let app = cached(&layer, &origin, &[("cache-control", "max-age=60")]);
     for _ in 0..3 {
         let seen = send(&app, get_req("/a")).await;

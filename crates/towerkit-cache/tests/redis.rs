@@ -121,8 +121,10 @@ async fn redis_entries_are_compact_binary_shared_and_invalidated() {
     let _guard = metrics::set_default_local_recorder(&recorder);
     let url = redis_url();
     let prefix = Prefix::new(&url);
-    let layer =
-        CacheLayer::new(redis_store(&url, &prefix).await).store_timeout(Duration::from_secs(1));
+    let layer = CacheLayer::builder(redis_store(&url, &prefix).await)
+        .store_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
     let handle = layer.handle();
     let origin = Origin::default();
     let app = cached(
@@ -145,8 +147,10 @@ async fn redis_entries_are_compact_binary_shared_and_invalidated() {
     }
 
     // Another layer on the same Redis shares the entry.
-    let other =
-        CacheLayer::new(redis_store(&url, &prefix).await).store_timeout(Duration::from_secs(1));
+    let other = CacheLayer::builder(redis_store(&url, &prefix).await)
+        .store_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
     let other_origin = Origin::default();
     let other_app = cached(&other, &other_origin, &[("cache-control", "max-age=60")]);
     let shared = send(&other_app, get_req("/products?page=1")).await;
@@ -197,7 +201,10 @@ async fn redis_store_keeps_one_variant_per_coding() {
     let url = redis_url();
     let prefix = Prefix::new(&url);
     let store = redis_store(&url, &prefix).await;
-    let layer = CacheLayer::new(store.clone()).store_timeout(Duration::from_secs(1));
+    let layer = CacheLayer::builder(store.clone())
+        .store_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
     let origin = Origin::default();
     let service = origin.service(|request, n| {
         let accept = request
@@ -247,8 +254,14 @@ async fn tiered_invalidation_reaches_every_instance() {
     let b_store = TieredStore::new(MemoryStore::new(1 << 20), redis_store(&url, &prefix).await);
     // Let both subscribers connect before anything is published.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let a = CacheLayer::new(a_store.clone()).store_timeout(Duration::from_secs(1));
-    let b = CacheLayer::new(b_store.clone()).store_timeout(Duration::from_secs(1));
+    let a = CacheLayer::builder(a_store.clone())
+        .store_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let b = CacheLayer::builder(b_store.clone())
+        .store_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
     let origin = Origin::default();
     let a_app = cached(
         &a,
@@ -324,11 +337,17 @@ async fn redis_outage_causes_no_errors_and_recovers() {
         .await
         .unwrap();
     let tiered = TieredStore::new(MemoryStore::new(1 << 20), redis.clone());
-    let layer = CacheLayer::new(tiered.clone()).store_timeout(Duration::from_millis(200));
+    let layer = CacheLayer::builder(tiered.clone())
+        .store_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
     let handle = layer.handle();
     let origin = Origin::default();
     let app = cached(&layer, &origin, &[("cache-control", "max-age=60")]);
-    let redis_only = CacheLayer::new(redis.clone()).store_timeout(Duration::from_millis(200));
+    let redis_only = CacheLayer::builder(redis.clone())
+        .store_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
     let redis_only_app = cached(&redis_only, &origin, &[("cache-control", "max-age=60")]);
 
     send(&app, get_req("/kept")).await;
@@ -438,6 +457,10 @@ async fn invalid_redis_urls_are_rejected_at_build_time() {
         .connect()
         .await
         .unwrap_err();
+    assert!(
+        matches!(error, towerkit_cache::ConfigError::InvalidRedisUrl(_)),
+        "{error:?}"
+    );
     assert!(error.to_string().contains("invalid redis url"), "{error}");
 }
 
@@ -475,7 +498,10 @@ async fn redis_cluster_stores_and_invalidates() {
         .connect()
         .await
         .unwrap();
-    let layer = CacheLayer::new(store).store_timeout(Duration::from_secs(1));
+    let layer = CacheLayer::builder(store)
+        .store_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
     let handle = layer.handle();
     let origin = Origin::default();
     let app = cached(

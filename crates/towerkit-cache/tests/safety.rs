@@ -6,7 +6,7 @@
 
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
-use towerkit_cache::{CacheLayer, MemoryStore};
+use towerkit_cache::{CacheLayer, CacheLayerBuilder, MemoryStore};
 
 mod common;
 
@@ -14,6 +14,10 @@ use common::{Origin, get_req, response, send, with};
 
 fn layer() -> CacheLayer {
     CacheLayer::new(MemoryStore::new(16 * 1024 * 1024))
+}
+
+fn builder() -> CacheLayerBuilder {
+    CacheLayer::builder(MemoryStore::new(16 * 1024 * 1024))
 }
 
 /// An origin that answers with `cache_control`, `extra` response headers and a body that
@@ -274,7 +278,7 @@ async fn query_parameter_order_and_case_make_separate_entries() {
 #[tokio::test]
 async fn ignored_query_parameters_are_the_only_ones_that_share_an_entry() {
     let origin = Origin::default();
-    let layer = layer().ignore_query_param("utm_*");
+    let layer = builder().ignore_query_param("utm_*").build().unwrap();
     let app = reflecting(&layer, &origin, "max-age=60", &[]);
     send(&app, get_req("/items?page=1")).await;
     let tracked = send(&app, get_req("/items?utm_source=mail&page=1")).await;

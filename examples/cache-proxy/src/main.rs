@@ -121,21 +121,21 @@ async fn main() -> ExitCode {
 
 async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let memory = MemoryStore::new(options.memory * 1024 * 1024);
-    let layer = match &options.redis {
-        None => CacheLayer::new(memory),
+    let builder = match &options.redis {
+        None => CacheLayer::builder(memory),
         Some(url) => {
             let redis = RedisStore::builder(url.as_str())
                 .prefix(options.prefix.as_str())
                 .connect()
                 .await?;
             if options.l1 {
-                CacheLayer::new(TieredStore::new(memory, redis))
+                CacheLayer::builder(TieredStore::new(memory, redis))
             } else {
-                CacheLayer::new(redis)
+                CacheLayer::builder(redis)
             }
         }
     };
-    let layer = layer.surrogate("towerkit")?;
+    let layer = builder.surrogate("towerkit").build()?;
 
     let client: Client<HttpConnector, ProxyBody> =
         Client::builder(TokioExecutor::new()).build_http();

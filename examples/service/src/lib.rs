@@ -89,7 +89,7 @@ impl AppState {
             Layers::None => None,
             Layers::All => {
                 let memory = MemoryStore::new(config.cache_capacity_bytes);
-                let layer = match &config.redis_url {
+                let builder = match &config.redis_url {
                     // Tiered: each instance answers hot keys from memory, shares the rest
                     // through Redis, and Redis pub/sub carries invalidations to every instance.
                     Some(url) => {
@@ -103,11 +103,15 @@ impl AppState {
                             .connect()
                             .await
                             .map_err(|e| fail("REDIS_URL", &e))?;
-                        CacheLayer::new(TieredStore::new(memory, redis))
+                        CacheLayer::builder(TieredStore::new(memory, redis))
                     }
-                    None => CacheLayer::new(memory),
+                    None => CacheLayer::builder(memory),
                 };
-                Some(layer.default_ttl(config.cache_ttl))
+                let layer = builder
+                    .default_ttl(config.cache_ttl)
+                    .build()
+                    .map_err(|e| fail("cache", &e))?;
+                Some(layer)
             }
         };
         Ok(AppState {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
-use super::{Lookup, Store, StoreFuture, StoreStats, Tier, Variants, merge_variants};
+use super::contract::{Lookup, Store, StoreFuture, StoreStats, Tier, Variants, merge_variants};
 use crate::entry::Entry;
 use crate::freshness::now_ms;
 use crate::metrics;
@@ -89,6 +89,7 @@ impl MemoryStore {
     }
 
     /// Stores `variants` as they are (an L1 copy of what an L2 holds).
+    #[cfg(feature = "redis")]
     pub(crate) fn insert_variants(&self, key: &str, variants: Variants) {
         self.cache.insert(key.to_owned(), variants);
         self.record_gauges();
@@ -177,13 +178,12 @@ impl Store for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-
     use bytes::Bytes;
     use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
     use super::*;
     use crate::entry::prepare;
-    use crate::test_support::{NOW, policy};
+    use crate::test_support::{NOW, exchange, policy};
 
     fn entry(body: usize, vary: Option<(&str, &str)>) -> Arc<Entry> {
         entry_at(body, vary, NOW)
@@ -204,12 +204,7 @@ mod tests {
         let prepared = prepare(
             StatusCode::OK,
             &response,
-            &request,
-            "/",
-            at,
-            at,
-            &policy,
-            None,
+            &exchange(&request, "/", at, &policy),
         )
         .unwrap();
         Arc::new(prepared.finish(Bytes::from(vec![b'x'; body])))
@@ -237,7 +232,7 @@ mod tests {
         }
         assert_eq!(
             store.lookup("/v").unwrap().len(),
-            super::super::MAX_VARIANTS
+            super::super::contract::MAX_VARIANTS
         );
         // A response that stops varying replaces every variant.
         store.insert("/v", entry(10, None), NOW);

@@ -10,8 +10,11 @@ use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, Value};
 
-use super::{Lookup, MAX_VARIANTS, Store, StoreError, StoreFuture, StoreStats, Tier, Variants};
+use super::contract::{
+    Lookup, MAX_VARIANTS, Store, StoreError, StoreFuture, StoreStats, Tier, Variants,
+};
 use crate::entry::Entry;
+use crate::error::ConfigError;
 use crate::freshness::now_ms;
 use crate::metrics;
 
@@ -176,35 +179,6 @@ impl Health {
     }
 }
 
-/// A [`RedisStore`] configuration that could not be used.
-#[derive(Debug)]
-pub enum RedisConfigError {
-    /// The URL (or a cluster node's) is not a valid Redis URL.
-    InvalidUrl(RedisError),
-    /// The cluster could not be reached to learn its topology (Redis Cluster only: a
-    /// single server is connected lazily and may be down at start).
-    Connect(RedisError),
-}
-
-impl fmt::Display for RedisConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RedisConfigError::InvalidUrl(error) => write!(f, "invalid redis url: {error}"),
-            RedisConfigError::Connect(error) => {
-                write!(f, "cannot connect to redis cluster: {error}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for RedisConfigError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            RedisConfigError::InvalidUrl(error) | RedisConfigError::Connect(error) => Some(error),
-        }
-    }
-}
-
 /// Builds a [`RedisStore`].
 #[derive(Debug, Clone)]
 pub struct RedisStoreBuilder {
@@ -245,10 +219,10 @@ impl RedisStoreBuilder {
     /// second; otherwise this still succeeds, and the store keeps reconnecting in the
     /// background (operations fail, as misses, until Redis is up). A cluster is asked for
     /// its topology now. Must run inside a Tokio runtime.
-    pub async fn connect(self) -> Result<RedisStore, RedisConfigError> {
+    pub async fn connect(self) -> Result<RedisStore, ConfigError> {
         let first = self.nodes.first().cloned().unwrap_or_default();
         let pubsub_client =
-            redis::Client::open(first.as_str()).map_err(RedisConfigError::InvalidUrl)?;
+            redis::Client::open(first.as_str()).map_err(ConfigError::InvalidRedisUrl)?;
         let conn = if self.cluster {
             connect_cluster(&self.nodes).await?
         } else {
@@ -258,7 +232,7 @@ impl RedisStoreBuilder {
                 .set_number_of_retries(3)
                 .set_max_delay(Duration::from_secs(2));
             let manager = ConnectionManager::new_lazy_with_config(pubsub_client.clone(), config)
-                .map_err(RedisConfigError::InvalidUrl)?;
+                .map_err(ConfigError::InvalidRedisUrl)?;
             Conn::Single(manager)
         };
         let health = Health {
@@ -290,20 +264,20 @@ impl RedisStoreBuilder {
 const WARM_UP: Duration = Duration::from_millis(500);
 
 #[cfg(feature = "redis-cluster")]
-async fn connect_cluster(nodes: &[String]) -> Result<Conn, RedisConfigError> {
+async fn connect_cluster(nodes: &[String]) -> Result<Conn, ConfigError> {
     let client = redis::cluster::ClusterClient::new(nodes.iter().map(String::as_str))
-        .map_err(RedisConfigError::InvalidUrl)?;
+        .map_err(ConfigError::InvalidRedisUrl)?;
     let conn = client
         .get_async_connection()
         .await
-        .map_err(RedisConfigError::Connect)?;
+        .map_err(ConfigError::RedisClusterUnreachable)?;
     Ok(Conn::Cluster(conn))
 }
 
 #[cfg(not(feature = "redis-cluster"))]
-async fn connect_cluster(_nodes: &[String]) -> Result<Conn, RedisConfigError> {
+async fn connect_cluster(_nodes: &[String]) -> Result<Conn, ConfigError> {
     // `RedisStore::cluster` only exists with the feature.
-    Err(RedisConfigError::Connect(RedisError::from((
+    Err(ConfigError::RedisClusterUnreachable(RedisError::from((
         redis::ErrorKind::Client,
         "redis-cluster feature disabled",
     ))))

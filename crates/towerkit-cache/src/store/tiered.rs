@@ -8,7 +8,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
-use super::{Lookup, MemoryStore, RedisStore, Store, StoreFuture, StoreStats, Tier};
+use super::contract::{Lookup, Store, StoreFuture, StoreStats, Tier};
+use super::memory::MemoryStore;
+use super::redis::RedisStore;
 use crate::entry::Entry;
 use crate::freshness::now_ms;
 

@@ -1,135 +1,22 @@
-//! Answering from a stored entry: choosing the variant, judging whether it may be used,
-//! and building the response (conditional requests, ranges, `Age`, `Cache-Status`).
+//! Building the responses the cache sends: from a stored entry (conditional requests, ranges,
+//! `Age`, `Cache-Status`), or an origin response passed through unstored.
 
-use std::fmt::Write as _;
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::LazyLock;
 
 use bytes::Bytes;
 use http::header::{
     AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_RANGE, DATE, ETAG, EXPIRES,
     IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE, VARY,
 };
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use towerkit_http::CACHE_STATUS;
 
 use crate::body::CacheBody;
-use crate::control::RequestDirectives;
-use crate::entry::{Entry, FORBIDS_STALE, Meta, NO_CACHE};
+use crate::config::Config;
+use crate::control::SURROGATE_CONTROL;
+use crate::entry::Entry;
 use crate::freshness::{date_header, parse_http_date};
-use crate::key;
-
-/// The first variant, most recent first, that may answer a request with `headers` at
-/// `now`: alive (before its `stale_until`), matching `Vary`, and allowing authorized use
-/// when the request is `authorized`.
-pub(crate) fn select<'a>(
-    variants: &'a [Arc<Entry>],
-    headers: &HeaderMap,
-    authorized: bool,
-    now: u64,
-) -> Option<&'a Arc<Entry>> {
-    variants.iter().find(|entry| {
-        entry.alive_at(now)
-            && (!authorized || entry.meta.has(crate::entry::AUTHORIZED))
-            && key::matches(&entry.vary, &entry.headers, headers)
-    })
-}
-
-/// Whether and how a stored entry may answer a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Usable {
-    /// Fresh enough for the request.
-    Fresh,
-    /// Stale, within what the request's `max-stale` accepts.
-    StaleAccepted,
-    /// Stale, within `stale-while-revalidate`: serve it and refresh in the background.
-    StaleWhileRevalidate,
-    /// Must go to the origin (conditionally, if the entry has validators).
-    Validate,
-}
-
-/// Judges an entry at `now` (Unix ms) against the request's directives (RFC 9111 §4.2,
-/// §5.2.1, RFC 5861).
-pub(crate) fn usability(meta: &Meta, now: u64, request: &RequestDirectives) -> Usable {
-    if meta.has(NO_CACHE) || request.no_cache {
-        return Usable::Validate;
-    }
-    let age = meta.age(now);
-    if request
-        .max_age
-        .is_some_and(|max_age| age > max_age.saturating_mul(1000))
-    {
-        return Usable::Validate;
-    }
-    let remaining = meta.lifetime as i128 - age as i128;
-    if let Some(min_fresh) = request.min_fresh
-        && remaining < i128::from(min_fresh) * 1000
-    {
-        return Usable::Validate;
-    }
-    if remaining > 0 {
-        return Usable::Fresh;
-    }
-    if meta.has(FORBIDS_STALE) {
-        return Usable::Validate;
-    }
-    let staleness = (-remaining) as u64;
-    if request
-        .max_stale
-        .is_some_and(|max_stale| staleness <= max_stale.saturating_mul(1000))
-    {
-        return Usable::StaleAccepted;
-    }
-    if meta.stale_while_revalidate > 0 && staleness <= meta.stale_while_revalidate {
-        return Usable::StaleWhileRevalidate;
-    }
-    Usable::Validate
-}
-
-/// Whether an entry may be served because the origin failed: within its own
-/// `stale-if-error`, the request's, or the configured grace period, and never when it must
-/// be revalidated.
-pub(crate) fn usable_on_error(
-    meta: &Meta,
-    now: u64,
-    request: &RequestDirectives,
-    grace: u64,
-) -> bool {
-    if meta.has(FORBIDS_STALE) {
-        return false;
-    }
-    let staleness = meta.age(now).saturating_sub(meta.lifetime);
-    let allowed = meta
-        .stale_if_error
-        .max(request.stale_if_error.unwrap_or(0).saturating_mul(1000))
-        .max(grace);
-    allowed > 0 && staleness <= allowed
-}
-
-/// How a response relates to the cache, for `Cache-Status` (RFC 9211) and `X-Cache`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Status {
-    /// Served from the cache without contacting the origin.
-    Hit { coalesced: bool },
-    /// Served stale from the cache.
-    Stale,
-    /// Forwarded to the origin.
-    Forward {
-        fwd: &'static str,
-        fwd_status: Option<u16>,
-        stored: bool,
-    },
-}
-
-/// What a response needs to say about the cache.
-#[derive(Debug)]
-pub(crate) struct Labels<'a> {
-    pub(crate) name: &'a str,
-    pub(crate) x_cache: bool,
-    /// `Cache-Status` values of fresh hits by ttl, built on first use.
-    pub(crate) hits: &'a OnceLock<Box<[HeaderValue]>>,
-}
-
-/// The largest `Age` and hit ttl answered from the precomputed tables.
-const TABLE_MAX: u64 = 3600;
+use crate::status::{Labels, Status, TABLE_MAX, X_CACHE, cache_status, hit_status, label, x_cache};
 
 /// `Age` values `0..=TABLE_MAX`, built once: a hit clones one instead of formatting.
 static AGES: LazyLock<Box<[HeaderValue]>> =
@@ -139,77 +26,6 @@ fn age_value(seconds: u64) -> HeaderValue {
     match AGES.get(seconds as usize) {
         Some(value) => value.clone(),
         None => HeaderValue::from(seconds),
-    }
-}
-
-/// The `Cache-Status` of a fresh hit with `ttl` seconds left, from the table when it covers it.
-fn hit_status(labels: &Labels<'_>, ttl: i64) -> HeaderValue {
-    let table = labels.hits.get_or_init(|| {
-        (0..=TABLE_MAX as i64)
-            .map(|ttl| cache_status(labels.name, Status::Hit { coalesced: false }, ttl))
-            .collect()
-    });
-    match usize::try_from(ttl).ok().and_then(|ttl| table.get(ttl)) {
-        Some(value) => value.clone(),
-        None => cache_status(labels.name, Status::Hit { coalesced: false }, ttl),
-    }
-}
-
-/// The `Cache-Status` value for `status`; `ttl` in seconds for hits.
-pub(crate) fn cache_status(name: &str, status: Status, ttl: i64) -> HeaderValue {
-    let mut value = String::with_capacity(name.len() + 32);
-    value.push_str(name);
-    match status {
-        Status::Hit { coalesced } => {
-            let _ = write!(value, "; hit; ttl={ttl}");
-            if coalesced {
-                value.push_str("; collapsed");
-            }
-        }
-        Status::Stale => {
-            let _ = write!(value, "; hit; ttl={ttl}");
-        }
-        Status::Forward {
-            fwd,
-            fwd_status,
-            stored,
-        } => {
-            let _ = write!(value, "; fwd={fwd}");
-            if let Some(code) = fwd_status {
-                let _ = write!(value, "; fwd-status={code}");
-            }
-            if stored {
-                value.push_str("; stored");
-            }
-        }
-    }
-    HeaderValue::from_maybe_shared(Bytes::from(value))
-        .unwrap_or(HeaderValue::from_static("towerkit"))
-}
-
-/// The `X-Cache` field name.
-pub(crate) const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
-
-/// The `Cache-Status` field name.
-pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
-
-fn x_cache(status: Status) -> HeaderValue {
-    HeaderValue::from_static(match status {
-        Status::Hit { .. } => "HIT",
-        Status::Stale => "STALE",
-        Status::Forward {
-            fwd: "bypass" | "method",
-            ..
-        } => "BYPASS",
-        Status::Forward { .. } => "MISS",
-    })
-}
-
-/// Adds `Cache-Status` (and `X-Cache`) to a response's headers.
-pub(crate) fn label(headers: &mut HeaderMap, labels: &Labels<'_>, status: Status, ttl: i64) {
-    headers.append(CACHE_STATUS, cache_status(labels.name, status, ttl));
-    if labels.x_cache {
-        headers.insert(X_CACHE, x_cache(status));
     }
 }
 
@@ -337,6 +153,27 @@ pub(crate) fn respond<B>(
     *response.status_mut() = status_code;
     *response.headers_mut() = headers;
     response
+}
+
+/// An origin response passed through unstored: tag header (and `Surrogate-Control` when
+/// acting as a surrogate) removed, `Cache-Status` added.
+pub(crate) fn forwarded<B>(
+    response: Response<B>,
+    config: &Config,
+    status: Status,
+) -> Response<CacheBody<B>> {
+    let (mut head, body) = response.into_parts();
+    strip_private_headers(&mut head.headers, config);
+    label(&mut head.headers, &config.labels(), status, 0);
+    Response::from_parts(head, CacheBody::stream(body))
+}
+
+/// Removes what only the cache may see from a response going to the client.
+pub(crate) fn strip_private_headers(headers: &mut HeaderMap, config: &Config) {
+    headers.remove(&config.policy.tag_header);
+    if config.policy.surrogate.is_some() {
+        headers.remove(SURROGATE_CONTROL);
+    }
 }
 
 /// Whether the request's conditionals say the client's copy is current (RFC 9110 §13.2.2):
@@ -493,122 +330,13 @@ pub(crate) fn byte_range(value: &HeaderValue, len: u64) -> Range {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::OnceLock;
 
     use super::*;
-    use crate::entry::prepare;
-    use crate::test_support::{NOW, headers, policy};
+    use crate::test_support::{self, NOW, headers};
 
     fn entry(response: &[(&str, &str)]) -> Entry {
-        let policy = policy();
-        prepare(
-            StatusCode::OK,
-            &headers(response),
-            &HeaderMap::new(),
-            "/",
-            NOW,
-            NOW,
-            &policy,
-            None,
-        )
-        .unwrap()
-        .finish(Bytes::from_static(b"0123456789"))
-    }
-
-    fn request(pairs: &[(&str, &str)]) -> RequestDirectives {
-        RequestDirectives::parse(&headers(pairs))
-    }
-
-    #[test]
-    fn fresh_then_stale_then_stale_while_revalidate() {
-        let stored = entry(&[("cache-control", "max-age=10, stale-while-revalidate=5")]);
-        let none = RequestDirectives::default();
-        assert_eq!(usability(&stored.meta, NOW + 9_000, &none), Usable::Fresh);
-        assert_eq!(
-            usability(&stored.meta, NOW + 12_000, &none),
-            Usable::StaleWhileRevalidate
-        );
-        assert_eq!(
-            usability(&stored.meta, NOW + 16_000, &none),
-            Usable::Validate
-        );
-    }
-
-    #[test]
-    fn request_directives_tighten_or_loosen_freshness() {
-        let stored = entry(&[("cache-control", "max-age=100")]);
-        assert_eq!(
-            usability(
-                &stored.meta,
-                NOW + 50_000,
-                &request(&[("cache-control", "max-age=10")])
-            ),
-            Usable::Validate
-        );
-        assert_eq!(
-            usability(
-                &stored.meta,
-                NOW + 50_000,
-                &request(&[("cache-control", "min-fresh=60")])
-            ),
-            Usable::Validate
-        );
-        assert_eq!(
-            usability(
-                &stored.meta,
-                NOW + 50_000,
-                &request(&[("cache-control", "no-cache")])
-            ),
-            Usable::Validate
-        );
-        assert_eq!(
-            usability(
-                &stored.meta,
-                NOW + 150_000,
-                &request(&[("cache-control", "max-stale=60")])
-            ),
-            Usable::StaleAccepted
-        );
-        assert_eq!(
-            usability(
-                &stored.meta,
-                NOW + 150_000,
-                &request(&[("cache-control", "max-stale=10")])
-            ),
-            Usable::Validate
-        );
-    }
-
-    #[test]
-    fn must_revalidate_forbids_any_stale_use() {
-        let stored = entry(&[(
-            "cache-control",
-            "max-age=1, must-revalidate, stale-while-revalidate=60, stale-if-error=60",
-        )]);
-        assert_eq!(
-            usability(
-                &stored.meta,
-                NOW + 5_000,
-                &request(&[("cache-control", "max-stale")])
-            ),
-            Usable::Validate
-        );
-        assert!(!usable_on_error(
-            &stored.meta,
-            NOW + 5_000,
-            &RequestDirectives::default(),
-            60_000
-        ));
-    }
-
-    #[test]
-    fn stale_if_error_and_grace_bound_serving_on_error() {
-        let stored = entry(&[("cache-control", "max-age=1, stale-if-error=10")]);
-        let none = RequestDirectives::default();
-        assert!(usable_on_error(&stored.meta, NOW + 5_000, &none, 0));
-        assert!(!usable_on_error(&stored.meta, NOW + 20_000, &none, 0));
-        assert!(usable_on_error(&stored.meta, NOW + 20_000, &none, 30_000));
-        let plain = entry(&[("cache-control", "max-age=1")]);
-        assert!(!usable_on_error(&plain.meta, NOW + 5_000, &none, 0));
+        test_support::entry(response, &[], "/", b"0123456789")
     }
 
     #[test]
@@ -738,30 +466,5 @@ mod tests {
         assert_eq!(response.headers()[AGE], "18");
         assert_eq!(response.headers()[CACHE_STATUS], "towerkit; hit; ttl=41");
         assert_eq!(response.headers()[X_CACHE], "HIT");
-    }
-
-    #[test]
-    fn cache_status_for_forwarded_requests() {
-        let status = Status::Forward {
-            fwd: "stale",
-            fwd_status: Some(304),
-            stored: true,
-        };
-        assert_eq!(
-            cache_status("edge", status, 0),
-            "edge; fwd=stale; fwd-status=304; stored"
-        );
-        assert_eq!(
-            cache_status(
-                "edge",
-                Status::Forward {
-                    fwd: "miss",
-                    fwd_status: None,
-                    stored: false
-                },
-                0
-            ),
-            "edge; fwd=miss"
-        );
     }
 }

@@ -1,0 +1,39 @@
+//! [`ConfigError`]: the crate's one error for configuration it cannot use.
+
+/// A configuration value the cache cannot use, reported when the layer
+/// ([`CacheLayerBuilder::build`](crate::CacheLayerBuilder::build)) or a store
+/// ([`RedisStoreBuilder::connect`](crate::RedisStoreBuilder::connect)) is built.
+/// Runtime failures of a store are [`StoreError`](crate::StoreError)s instead.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A setting that must be an HTTP token (letters, digits, ``!#$%&'*+-.^_`|~``) is not one:
+    /// `cache_name` or `surrogate`.
+    #[error("invalid `{setting}`: {value:?} is not an HTTP token")]
+    InvalidToken {
+        /// The setting's name.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// The URL (or a cluster node's) is not a valid Redis URL.
+    #[cfg(feature = "redis")]
+    #[error("invalid redis url: {0}")]
+    InvalidRedisUrl(#[source] redis::RedisError),
+    /// The cluster could not be reached to learn its topology (Redis Cluster only: a single
+    /// server is connected lazily and may be down at start).
+    #[cfg(feature = "redis")]
+    #[error("cannot connect to redis cluster: {0}")]
+    RedisClusterUnreachable(#[source] redis::RedisError),
+}
+
+/// Checks that `value`, given for `setting`, is an HTTP token.
+pub(crate) fn check_token(setting: &'static str, value: &str) -> Result<(), ConfigError> {
+    if towerkit_http::is_token(value) {
+        return Ok(());
+    }
+    Err(ConfigError::InvalidToken {
+        setting,
+        value: value.to_owned(),
+    })
+}

@@ -1,0 +1,412 @@
+//! The miss path: a request no stored entry answers goes to the origin, coalesced with
+//! concurrent misses for its key, conditionally when a stored entry can be revalidated. Then
+//! the response is stored as it streams, a `304` freshens the stored entry, or a failing
+//! origin is answered with a stale entry (`stale-if-error`, grace).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, request};
+use http_body::Body;
+use tower_service::Service;
+
+use crate::body::CacheBody;
+use crate::config::Config;
+use crate::control::RequestDirectives;
+use crate::entry::{Entry, Exchange, add_validators, prepare};
+use crate::flight::{FlightGuard, Join};
+use crate::freshness::now_ms;
+use crate::lookup::{Decision, answer, decide, usable_on_error};
+use crate::metrics::Outcome;
+use crate::record::{Commit, Recorder, put};
+use crate::respond::{respond, strip_private_headers};
+use crate::status::{Fwd, Status, label};
+use crate::store::{Lookup, StoreFuture, Tier};
+
+/// What the cache knows of a request, owned, for the paths that wait (a remote lookup, the
+/// origin, another request's origin call).
+pub(crate) struct CacheRequest {
+    config: Arc<Config>,
+    key: String,
+    path: String,
+    method: Method,
+    headers: HeaderMap,
+    directives: RequestDirectives,
+    authorized: bool,
+    default_ttl: Option<Duration>,
+    /// Whether the request may wait for another request's origin call for its key.
+    coalescable: bool,
+}
+
+impl CacheRequest {
+    /// What the miss path needs of a request under `key`, read once from its head.
+    pub(crate) fn new(
+        config: &Arc<Config>,
+        key: String,
+        parts: &request::Parts,
+        directives: RequestDirectives,
+        authorized: bool,
+    ) -> Self {
+        let headers = &parts.headers;
+        let conditional =
+            headers.contains_key(IF_NONE_MATCH) || headers.contains_key(IF_MODIFIED_SINCE);
+        CacheRequest {
+            config: config.clone(),
+            path: parts.uri.path().to_owned(),
+            default_ttl: config.ttl_for(parts.uri.path()),
+            key,
+            method: parts.method.clone(),
+            headers: headers.clone(),
+            directives,
+            authorized,
+            coalescable: config.coalesce
+                && parts.method == Method::GET
+                && !authorized
+                && !conditional
+                && !headers.contains_key(RANGE)
+                && !directives.no_cache
+                && directives.max_age.is_none()
+                && directives.min_fresh.is_none(),
+        }
+    }
+
+    /// The exchange with the origin this request made, sent at `request_time` and answered
+    /// at `response_time`, as storage judges it.
+    fn exchange(&self, request_time: u64, response_time: u64) -> Exchange<'_> {
+        Exchange {
+            request: &self.headers,
+            path: &self.path,
+            request_time,
+            response_time,
+            policy: &self.config.policy,
+            default_ttl: self.default_ttl,
+        }
+    }
+
+    /// Looks the key up again, within the store timeout; a failure or timeout counts as a
+    /// miss.
+    async fn look_again(&self) -> Option<Lookup> {
+        let pending = match self.config.shared.store.get(&self.key).now() {
+            Ok(result) => return result.ok().flatten(),
+            Err(pending) => pending,
+        };
+        pending
+            .within(self.config.store_timeout)
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// The lookup did not finish at once (a remote store): wait for it, then answer from what it
+/// found or go on to the origin.
+pub(crate) async fn lookup_then_forward<S, ReqBody, ResBody>(
+    inner: S,
+    request: CacheRequest,
+    parts: request::Parts,
+    body: ReqBody,
+    pending: StoreFuture<Option<Lookup>>,
+) -> Result<Response<CacheBody<ResBody>>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Default + Send + 'static,
+    ResBody: Body + Send + 'static,
+{
+    let found = match pending.within(request.config.store_timeout).await {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::debug!(%error, "cache lookup failed");
+            None
+        }
+    };
+    let now = now_ms();
+    let decision = decide(
+        found,
+        &request.headers,
+        &request.directives,
+        request.authorized,
+        now,
+        Tier::L2,
+    );
+    match decision {
+        Decision::Serve(found) => Ok(answer(
+            &request.config,
+            move || inner,
+            &request.key,
+            &parts,
+            found,
+            now,
+            false,
+        )),
+        Decision::Forward { stored, fwd, tier } => {
+            forward(inner, request, parts, body, stored, fwd, tier).await
+        }
+    }
+}
+
+/// The miss path: coalesce, call the origin (conditionally when `stored` can be
+/// revalidated), then store, freshen, or fall back to a stale entry. `fwd` says why the
+/// request goes on; `tier` is where `stored` was found, or the last tier asked.
+pub(crate) async fn forward<S, ReqBody, ResBody>(
+    mut inner: S,
+    request: CacheRequest,
+    mut parts: request::Parts,
+    body: ReqBody,
+    mut stored: Option<Arc<Entry>>,
+    mut fwd: Fwd,
+    tier: Tier,
+) -> Result<Response<CacheBody<ResBody>>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Default + Send + 'static,
+    ResBody: Body + Send + 'static,
+{
+    let config = request.config.clone();
+    let shared = &config.shared;
+    let labels = config.labels();
+    if request.directives.only_if_cached {
+        shared.count(Outcome::Miss, Some(tier));
+        let mut response = Response::new(CacheBody::empty());
+        *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+        label(response.headers_mut(), &labels, Status::forward(fwd), 0);
+        return Ok(response);
+    }
+
+    // Coalescing: one origin call per key; the others wait for it and read the store.
+    let mut guard: Option<FlightGuard> = None;
+    if request.coalescable {
+        match shared.flights.join(&request.key) {
+            Join::Lead(lead) => {
+                guard = Some(lead);
+                // A previous flight may have stored the key since this request looked.
+                if stored.is_none() {
+                    let found = request.look_again().await;
+                    let decision = decide(
+                        found,
+                        &request.headers,
+                        &request.directives,
+                        request.authorized,
+                        now_ms(),
+                        tier,
+                    );
+                    match decision {
+                        Decision::Serve(found) => {
+                            drop(guard);
+                            return Ok(answer(
+                                &request.config,
+                                move || inner,
+                                &request.key,
+                                &parts,
+                                found,
+                                now_ms(),
+                                false,
+                            ));
+                        }
+                        Decision::Forward {
+                            stored: again,
+                            fwd: why,
+                            ..
+                        } => {
+                            if again.is_some() {
+                                stored = again;
+                                fwd = why;
+                            }
+                        }
+                    }
+                }
+            }
+            Join::Follow(follower) => {
+                follower.wait(config.coalesce_timeout).await;
+                let found = request.look_again().await;
+                let now = now_ms();
+                let decision = decide(
+                    found,
+                    &request.headers,
+                    &request.directives,
+                    request.authorized,
+                    now,
+                    tier,
+                );
+                if let Decision::Serve(found) = decision {
+                    return Ok(answer(
+                        &request.config,
+                        move || inner,
+                        &request.key,
+                        &parts,
+                        found,
+                        now,
+                        true,
+                    ));
+                }
+                // Nothing stored (not storable, or another variant): go to the origin.
+            }
+        }
+    }
+
+    // The origin call: conditional when revalidating, bounded when a stale entry may stand in.
+    let revalidating = stored
+        .as_ref()
+        .is_some_and(|entry| add_validators(&mut parts.headers, entry));
+    if let Some(token) = &config.policy.surrogate
+        && let Ok(value) = HeaderValue::from_str(&format!("{token}=\"Surrogate/1.0\""))
+    {
+        parts.headers.append(SURROGATE_CAPABILITY, value);
+    }
+    let grace = config.policy.grace.as_millis() as u64;
+    let request_time = now_ms();
+    let fallback = stored
+        .clone()
+        .filter(|entry| usable_on_error(&entry.meta, request_time, &request.directives, grace));
+    let call = inner.call(Request::from_parts(parts, body));
+    let result = match (config.origin_timeout, &fallback) {
+        (Some(limit), Some(_)) => tokio::time::timeout(limit, call).await.ok(),
+        _ => Some(call.await),
+    };
+    let response_time = now_ms();
+
+    // Stale on error: the origin failed, answered 5xx or took too long.
+    let response = match (result, fallback) {
+        (Some(Ok(response)), fallback)
+            if response.status().is_server_error() && fallback.is_some() =>
+        {
+            drop(response);
+            return Ok(stale_on_error(&request, fallback, response_time));
+        }
+        (Some(Ok(response)), _) => response,
+        (Some(Err(error)), None) => {
+            shared.count(Outcome::Miss, Some(tier));
+            return Err(error);
+        }
+        (Some(Err(_)) | None, fallback) => {
+            return Ok(stale_on_error(&request, fallback, response_time));
+        }
+    };
+    shared.count(Outcome::Miss, Some(tier));
+
+    // Revalidated: the origin confirmed the stored entry.
+    if response.status() == StatusCode::NOT_MODIFIED
+        && revalidating
+        && let Some(entry) = &stored
+    {
+        let exchange = request.exchange(request_time, response_time);
+        return Ok(freshened(&request, &exchange, entry, response, fwd, guard));
+    }
+
+    // A new response: stored once its body has streamed through, if storable.
+    let (mut head, body) = response.into_parts();
+    let declared = head
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let small_enough = declared.unwrap_or(body.size_hint().lower()) <= config.max_body as u64;
+    let prepared = (request.method == Method::GET && small_enough)
+        .then(|| {
+            let exchange = request.exchange(request_time, response_time);
+            prepare(head.status, &head.headers, &exchange).ok()
+        })
+        .flatten();
+    strip_private_headers(&mut head.headers, &config);
+    let status = Status::Forward {
+        fwd,
+        fwd_status: None,
+        stored: prepared.is_some(),
+    };
+    label(&mut head.headers, &labels, status, 0);
+    let body = match prepared {
+        Some(prepared) => {
+            let commit = Commit {
+                store: shared.store.clone(),
+                key: request.key.clone(),
+                prepared,
+                guard: guard.take(),
+                timeout: config.store_timeout,
+            };
+            if body.is_end_stream() {
+                commit.store(Bytes::new());
+                CacheBody::stream(body)
+            } else {
+                CacheBody::recording(body, Recorder::new(config.max_body, commit))
+            }
+        }
+        None => CacheBody::stream(body),
+    };
+    Ok(Response::from_parts(head, body))
+}
+
+/// The `Surrogate-Capability` field name.
+const SURROGATE_CAPABILITY: HeaderName = HeaderName::from_static("surrogate-capability");
+
+/// Serves the stale entry because the origin failed.
+fn stale_on_error<B>(
+    request: &CacheRequest,
+    fallback: Option<Arc<Entry>>,
+    now: u64,
+) -> Response<CacheBody<B>> {
+    let config = &request.config;
+    config.shared.count(Outcome::Stale, None);
+    match fallback {
+        Some(entry) => respond(
+            &entry,
+            &request.method,
+            &request.headers,
+            now,
+            Status::Stale,
+            &config.labels(),
+        ),
+        // Only reached with a fallback; an empty 504 keeps the path total.
+        None => {
+            let mut response = Response::new(CacheBody::empty());
+            *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+            response
+        }
+    }
+}
+
+/// The origin confirmed a stored entry with `304`: update it (RFC 9111 §4.3.4), store it
+/// and answer from it.
+fn freshened<B, R>(
+    request: &CacheRequest,
+    exchange: &Exchange<'_>,
+    entry: &Entry,
+    response: Response<R>,
+    fwd: Fwd,
+    guard: Option<FlightGuard>,
+) -> Response<CacheBody<B>> {
+    let config = &request.config;
+    let (entry, stored) = match entry.freshen(response.headers(), exchange) {
+        Ok(updated) => {
+            let updated = Arc::new(updated);
+            put(
+                config.shared.store.clone(),
+                request.key.clone(),
+                updated.clone(),
+                guard,
+                config.store_timeout,
+            );
+            (updated, true)
+        }
+        Err(merged) => {
+            // The update made it unstorable: answer this request from it, keep nothing.
+            drop(config.shared.store.delete(&request.key).now());
+            (Arc::from(merged), false)
+        }
+    };
+    let status = Status::Forward {
+        fwd,
+        fwd_status: Some(304),
+        stored,
+    };
+    respond(
+        &entry,
+        &request.method,
+        &request.headers,
+        exchange.response_time,
+        status,
+        &config.labels(),
+    )
+}

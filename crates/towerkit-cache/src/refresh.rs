@@ -1,0 +1,136 @@
+//! Background refresh (`stale-while-revalidate`, RFC 5861): a hit on an entry within its
+//! `stale-while-revalidate` window is answered stale, and one request per key refreshes the
+//! entry from the origin in the background (conditionally when it has validators).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::RANGE;
+use http::{Method, Request, Response, StatusCode, request};
+use http_body::Body;
+use http_body_util::BodyExt;
+use tower_service::Service;
+
+use crate::config::Config;
+use crate::entry::{Entry, Exchange, add_validators, prepare};
+use crate::flight::FlightGuard;
+use crate::freshness::now_ms;
+use crate::record::put;
+
+/// A `stale-while-revalidate` refresh, run once per key in the background: `guard` holds
+/// the key's flight, so that no other request starts one meanwhile.
+pub(crate) struct Refresh {
+    pub(crate) config: Arc<Config>,
+    pub(crate) key: String,
+    pub(crate) parts: request::Parts,
+    pub(crate) entry: Arc<Entry>,
+    pub(crate) default_ttl: Option<Duration>,
+    pub(crate) guard: FlightGuard,
+}
+
+impl Refresh {
+    /// Runs the refresh on a spawned task with `inner`; nothing happens outside a Tokio
+    /// runtime.
+    pub(crate) fn spawn<S, ReqBody, ResBody>(self, inner: S)
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        ReqBody: Default + Send + 'static,
+        ResBody: Body + Send + 'static,
+    {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(self.run(inner));
+    }
+
+    async fn run<S, ReqBody, ResBody>(self, mut inner: S)
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        ReqBody: Default + Send + 'static,
+        ResBody: Body + Send + 'static,
+    {
+        let Refresh {
+            config,
+            key,
+            mut parts,
+            entry,
+            default_ttl,
+            guard,
+        } = self;
+        let request_headers = parts.headers.clone();
+        let path = parts.uri.path().to_owned();
+        parts.method = Method::GET;
+        parts.headers.remove(RANGE);
+        let revalidating = add_validators(&mut parts.headers, &entry);
+        if std::future::poll_fn(|cx| inner.poll_ready(cx))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let request_time = now_ms();
+        let Ok(response) = inner
+            .call(Request::from_parts(parts, ReqBody::default()))
+            .await
+        else {
+            return;
+        };
+        let exchange = Exchange {
+            request: &request_headers,
+            path: &path,
+            request_time,
+            response_time: now_ms(),
+            policy: &config.policy,
+            default_ttl,
+        };
+        let store = config.shared.store.clone();
+        if response.status() == StatusCode::NOT_MODIFIED && revalidating {
+            if let Ok(updated) = entry.freshen(response.headers(), &exchange) {
+                put(
+                    store,
+                    key,
+                    Arc::new(updated),
+                    Some(guard),
+                    config.store_timeout,
+                );
+            }
+            return;
+        }
+        let (head, body) = response.into_parts();
+        let Ok(prepared) = prepare(head.status, &head.headers, &exchange) else {
+            return;
+        };
+        let Some(body) = collect_limited(body, config.max_body).await else {
+            return;
+        };
+        put(
+            store,
+            key,
+            Arc::new(prepared.finish(body)),
+            Some(guard),
+            config.store_timeout,
+        );
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes; `None` if larger, broken or with trailers.
+async fn collect_limited<B: Body>(body: B, limit: usize) -> Option<Bytes> {
+    let mut body = std::pin::pin!(body);
+    let mut out = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let mut data = frame.ok()?.into_data().ok()?;
+        while bytes::Buf::has_remaining(&data) {
+            let chunk = bytes::Buf::chunk(&data);
+            if out.len() + chunk.len() > limit {
+                return None;
+            }
+            out.extend_from_slice(chunk);
+            let len = chunk.len();
+            bytes::Buf::advance(&mut data, len);
+        }
+    }
+    Some(out.freeze())
+}
