@@ -52,11 +52,13 @@ pub fn media_type_essence(value: &HeaderValue) -> &str {
 }
 
 /// Whether `b` is an RFC 9110 `tchar`.
+#[inline]
 pub fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Whether `text` is an RFC 9110 `token`: one or more tchars.
+#[inline]
 pub fn is_token(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(is_tchar)
 }
