@@ -55,13 +55,13 @@
 //!     Ok(row.get(0))
 //! }
 //!
-//! # async fn run() -> Result<(), DbError> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let db = Db::from_env().await?;
 //! let app: Router = Router::new()
 //!     .route("/products/{id}", get(product))
 //!     .with_state(db.clone())
 //!     .merge(db.health_routes())
-//!     .layer(TimingLayer::new().server_timing(true));
+//!     .layer(TimingLayer::builder().server_timing(true).build()?);
 //! # let _ = app; Ok(()) }
 //! ```
 

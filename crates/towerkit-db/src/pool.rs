@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Pool, WeakPool};
 use metrics::SharedString;
-use towerkit_timing::HistogramCell;
+use towerkit_timing::metrics::HistogramCell;
 
 use crate::error::DbError;
 

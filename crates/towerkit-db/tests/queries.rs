@@ -17,7 +17,7 @@ use tokio_postgres::error::SqlState;
 use tower::ServiceExt;
 use towerkit_db::{Db, DbError};
 use towerkit_test_support::{Logs, Metrics};
-use towerkit_timing::{QueryTimer, Thresholds, TimingLayer};
+use towerkit_timing::{QueryTimer, TimingLayer};
 
 async fn products(db: &Db, schema: &Schema) -> String {
     let table = schema.table("products");
@@ -32,12 +32,15 @@ async fn products(db: &Db, schema: &Schema) -> String {
     table
 }
 
-fn thresholds(warn_ms: u64, error_ms: u64) -> Thresholds {
-    Thresholds::new(
-        Duration::from_millis(warn_ms),
-        Duration::from_millis(error_ms),
-    )
-    .unwrap()
+/// A query timer that logs queries slower than `warn_ms` and `error_ms`.
+fn timer(warn_ms: u64, error_ms: u64) -> QueryTimer {
+    QueryTimer::builder("postgresql")
+        .slow(
+            Duration::from_millis(warn_ms),
+            Duration::from_millis(error_ms),
+        )
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -144,7 +147,7 @@ async fn queries_are_recorded_in_the_histogram_and_stats() {
         .unwrap();
     }
     let samples = metrics.histogram(
-        towerkit_timing::DB_CLIENT_OPERATION_DURATION,
+        towerkit_timing::metrics::DB_CLIENT_OPERATION_DURATION,
         &[
             ("db_system_name", "postgresql"),
             ("db_operation_name", "INSERT"),
@@ -163,10 +166,9 @@ async fn queries_are_recorded_in_the_histogram_and_stats() {
 #[tokio::test]
 async fn slow_queries_are_logged_with_summary_sql_duration_and_rows_but_no_parameters() {
     let logs = Logs::capture();
-    let db =
-        Db::connect(config().timer(QueryTimer::new("postgresql").slow(thresholds(100, 3_600_000))))
-            .await
-            .unwrap();
+    let db = Db::connect(config().timer(timer(100, 3_600_000)))
+        .await
+        .unwrap();
     db.query(
         "SELECT pg_sleep(0.15), $1::text AS email, 'inline secret' AS s",
         &[&"alice@example.com"],
@@ -196,9 +198,7 @@ async fn slow_queries_are_logged_with_summary_sql_duration_and_rows_but_no_param
 #[tokio::test]
 async fn queries_above_the_error_threshold_are_logged_at_error() {
     let logs = Logs::capture();
-    let db = Db::connect(config().timer(QueryTimer::new("postgresql").slow(thresholds(10, 100))))
-        .await
-        .unwrap();
+    let db = Db::connect(config().timer(timer(10, 100))).await.unwrap();
     db.query("SELECT pg_sleep(0.15)", &[]).await.unwrap();
     let lines = logs.lines_with("very slow query");
     assert_eq!(lines.len(), 1, "{}", logs.text());
@@ -208,11 +208,9 @@ async fn queries_above_the_error_threshold_are_logged_at_error() {
 #[tokio::test]
 async fn fast_queries_are_not_logged() {
     let logs = Logs::capture();
-    let db = Db::connect(
-        config().timer(QueryTimer::new("postgresql").slow(thresholds(3_600_000, 3_600_000))),
-    )
-    .await
-    .unwrap();
+    let db = Db::connect(config().timer(timer(3_600_000, 3_600_000)))
+        .await
+        .unwrap();
     db.query("SELECT 1", &[]).await.unwrap();
     assert!(logs.lines_with("slow query").is_empty(), "{}", logs.text());
 }
@@ -349,7 +347,7 @@ async fn handler_queries_reach_server_timing_and_n_plus_one_detection() {
     let app = Router::new()
         .route("/orders/{id}", get(order_lines))
         .with_state(db)
-        .layer(TimingLayer::new().server_timing(true));
+        .layer(TimingLayer::builder().server_timing(true).build().unwrap());
     let response = app
         .oneshot(Request::get("/orders/1").body(Body::empty()).unwrap())
         .await
