@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use common::{Schema, config};
+use common::{Schema, builder, config};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tokio_postgres::error::SqlState;
@@ -166,7 +166,7 @@ async fn queries_are_recorded_in_the_histogram_and_stats() {
 #[tokio::test]
 async fn slow_queries_are_logged_with_summary_sql_duration_and_rows_but_no_parameters() {
     let logs = Logs::capture();
-    let db = Db::connect(config().timer(timer(100, 3_600_000)))
+    let db = Db::connect(builder().timer(timer(100, 3_600_000)).build().unwrap())
         .await
         .unwrap();
     db.query(
@@ -198,7 +198,9 @@ async fn slow_queries_are_logged_with_summary_sql_duration_and_rows_but_no_param
 #[tokio::test]
 async fn queries_above_the_error_threshold_are_logged_at_error() {
     let logs = Logs::capture();
-    let db = Db::connect(config().timer(timer(10, 100))).await.unwrap();
+    let db = Db::connect(builder().timer(timer(10, 100)).build().unwrap())
+        .await
+        .unwrap();
     db.query("SELECT pg_sleep(0.15)", &[]).await.unwrap();
     let lines = logs.lines_with("very slow query");
     assert_eq!(lines.len(), 1, "{}", logs.text());
@@ -208,9 +210,14 @@ async fn queries_above_the_error_threshold_are_logged_at_error() {
 #[tokio::test]
 async fn fast_queries_are_not_logged() {
     let logs = Logs::capture();
-    let db = Db::connect(config().timer(timer(3_600_000, 3_600_000)))
-        .await
-        .unwrap();
+    let db = Db::connect(
+        builder()
+            .timer(timer(3_600_000, 3_600_000))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     db.query("SELECT 1", &[]).await.unwrap();
     assert!(logs.lines_with("slow query").is_empty(), "{}", logs.text());
 }
@@ -229,9 +236,14 @@ async fn named_queries_are_labelled_by_their_name() {
 
 #[tokio::test]
 async fn statement_timeout_is_set_on_every_connection() {
-    let db = Db::connect(config().statement_timeout(Some(Duration::from_millis(100))))
-        .await
-        .unwrap();
+    let db = Db::connect(
+        builder()
+            .statement_timeout(Some(Duration::from_millis(100)))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     let error = db.query("SELECT pg_sleep(2)", &[]).await.unwrap_err();
     assert_eq!(error.sqlstate(), Some(&SqlState::QUERY_CANCELED), "{error}");
     assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -245,7 +257,7 @@ async fn statement_timeout_is_set_on_every_connection() {
 
 #[tokio::test]
 async fn application_name_is_set_on_every_connection() {
-    let db = Db::connect(config().application_name("catalog-api"))
+    let db = Db::connect(builder().application_name("catalog-api").build().unwrap())
         .await
         .unwrap();
     let name: String = db
@@ -265,9 +277,15 @@ async fn application_name_is_set_on_every_connection() {
 
 #[tokio::test]
 async fn prepared_statements_are_cached_per_connection_within_a_bound() {
-    let db = Db::connect(config().max_size(1).statement_cache_capacity(3))
-        .await
-        .unwrap();
+    let db = Db::connect(
+        builder()
+            .max_size(1)
+            .statement_cache_capacity(3)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     for _ in 0..3 {
         db.query_one("SELECT 1", &[]).await.unwrap();
     }

@@ -75,9 +75,11 @@ impl AppState {
             .base_url(config.public_url.clone())
             .build()
             .map_err(|e| fail("PUBLIC_URL", &e))?;
-        let db_config = DbConfig::from_url(&config.database_url)
-            .map_err(|e| fail("DATABASE_URL", &e))?
-            .application_name("example-service");
+        let db_config = DbConfig::builder()
+            .url(config.database_url.clone())
+            .application_name("example-service")
+            .build()
+            .map_err(|e| fail("DATABASE_URL", &e))?;
         let db = Db::connect(db_config)
             .await
             .map_err(|e| fail("PostgreSQL", &e))?;
