@@ -239,7 +239,7 @@ impl DbConfigBuilder {
     }
 
     /// How long a query waits for a free connection when all are in use, before failing
-    /// with [`DbError::PoolTimeout`]. Default: 3 s.
+    /// with [`DbError::PoolTimeout`](crate::DbError::PoolTimeout). Default: 3 s.
     #[must_use]
     pub fn wait_timeout(mut self, timeout: Duration) -> Self {
         self.wait_timeout = timeout;
@@ -247,7 +247,7 @@ impl DbConfigBuilder {
     }
 
     /// How long opening a connection (TCP, TLS, authentication, session setup) may take
-    /// before failing with [`DbError::ConnectTimeout`]. Default: 3 s.
+    /// before failing with [`DbError::ConnectTimeout`](crate::DbError::ConnectTimeout). Default: 3 s.
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;

@@ -42,7 +42,7 @@ impl fmt::Debug for Db {
 }
 
 impl Db {
-    /// Builds the pool, opens [`min_connections`](DbConfig::min_connections) (failing if it
+    /// Builds the pool, opens [`min_connections`](crate::DbConfigBuilder::min_connections) (failing if it
     /// cannot), and starts the background task that retires idle and old connections and
     /// refreshes the pool gauges. Must run on a tokio runtime.
     pub async fn connect(config: DbConfig) -> Result<Self, DbError> {

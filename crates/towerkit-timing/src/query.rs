@@ -65,7 +65,7 @@ const OVERFLOW_LABEL: &str = "_OTHER";
 /// - counts it in [`QueryStats`];
 /// - logs it when slow, at WARN or ERROR, with the summary, the normalized SQL (literals
 ///   replaced by `?`), duration and row count. Parameter values are only logged with
-///   [`log_parameters(true)`](Self::log_parameters): they may hold personal data.
+///   [`log_parameters(true)`](QueryTimerBuilder::log_parameters): they may hold personal data.
 ///
 /// Raw SQL and parameter values never become metric labels.
 ///
@@ -159,7 +159,7 @@ impl QueryTimer {
     }
 
     /// Records one execution of the query `label`. `params` is only formatted for a slow
-    /// query, and only when [`log_parameters`](Self::log_parameters) is on.
+    /// query, and only when [`log_parameters`](QueryTimerBuilder::log_parameters) is on.
     pub fn record(
         &self,
         label: &QueryLabel,
