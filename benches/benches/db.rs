@@ -148,9 +148,11 @@ fn select1(c: &mut Criterion) {
     let rt = runtime();
     let db = rt
         .block_on(Db::connect(
-            DbConfig::from_url(&database_url())
-                .expect("DATABASE_URL")
-                .max_size(POOL_SIZE),
+            DbConfig::builder()
+                .url(database_url())
+                .max_size(POOL_SIZE)
+                .build()
+                .expect("DATABASE_URL"),
         ))
         .expect("Db::connect");
     let raw = db.pool().clone();

@@ -23,7 +23,7 @@ pub fn install_metrics_recorder() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-        use towerkit_timing::{
+        use towerkit_timing::metrics::{
             DB_CLIENT_OPERATION_DURATION, DB_DURATION_BUCKETS, HTTP_DURATION_BUCKETS,
             HTTP_SERVER_REQUEST_DURATION,
         };
@@ -58,7 +58,7 @@ pub fn install_metrics_recorder() {
         // enough to age a cached response by a second.
         static METADATA: metrics::Metadata<'static> =
             metrics::Metadata::new(module_path!(), metrics::Level::INFO, None);
-        towerkit_timing::HistogramCell::new(
+        towerkit_timing::metrics::HistogramCell::new(
             metrics::Key::from_name("towerkit_bench_recorder_probe"),
             &METADATA,
         )

@@ -152,7 +152,12 @@ pub(crate) fn paginate_json() -> impl BenchService {
 /// below the cache.
 pub(crate) fn full_stack() -> impl BenchService {
     ServiceBuilder::new()
-        .layer(TimingLayer::new().server_timing(true))
+        .layer(
+            TimingLayer::builder()
+                .server_timing(true)
+                .build()
+                .expect("the default thresholds are valid"),
+        )
         .layer(cache_layer())
         .layer(CompressionLayer::new())
         .layer(StripNullsLayer::new())

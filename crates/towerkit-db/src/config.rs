@@ -1,4 +1,5 @@
-//! [`DbConfig`]: where to connect and the pool's production defaults.
+//! [`DbConfig`]: where to connect and the pool's production defaults, set on a
+//! [`DbConfigBuilder`] and checked once by [`DbConfigBuilder::build`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -6,44 +7,60 @@ use std::time::Duration;
 
 use towerkit_timing::QueryTimer;
 
-use crate::error::DbError;
+use crate::error::ConfigError;
 
-/// The environment variable [`DbConfig::from_env`] reads.
+/// The environment variable [`DbConfig::from_env`] reads, and [`DbConfigBuilder::build`]
+/// when no `url` was given.
 pub const DATABASE_URL: &str = "DATABASE_URL";
 
-/// How a [`Db`](crate::Db) connects and sizes its pool.
+/// The `application_name` used when neither the URL nor the config sets one.
+pub const DEFAULT_APPLICATION_NAME: &str = "towerkit";
+
+/// How much longer than the statement timeout the client waits for a query before it gives
+/// up on it and discards the connection.
+pub const CLIENT_TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
+
+/// How a [`Db`](crate::Db) connects and sizes its pool: checked settings, built by
+/// [`DbConfig::builder`], [`DbConfig::from_url`] or [`DbConfig::from_env`].
 ///
 /// The defaults are meant for production, where deadpool's own (no timeouts at all) would
 /// let a database that accepts TCP but never answers hang every request:
 ///
 /// | setting | default |
 /// |---|---|
-/// | [`max_size`](Self::max_size) | 2 × CPU cores, at least 4 |
-/// | [`min_connections`](Self::min_connections) (warm-up, kept open) | 0 |
-/// | [`wait_timeout`](Self::wait_timeout) (for a free connection) | 3 s |
-/// | [`connect_timeout`](Self::connect_timeout) (to open one) | 3 s |
-/// | [`recycle_timeout`](Self::recycle_timeout) (to check one on reuse) | 1 s |
-/// | [`statement_timeout`](Self::statement_timeout) (server side; the client gives up 1 s later) | 30 s |
-/// | [`application_name`](Self::application_name) | the URL's, else `towerkit` |
-/// | [`idle_timeout`](Self::idle_timeout) | 10 min |
-/// | [`max_lifetime`](Self::max_lifetime) | 30 min |
-/// | [`check_timeout`](Self::check_timeout) / [`check_ttl`](Self::check_ttl) (health) | 1 s / 1 s |
-/// | [`statement_cache_capacity`](Self::statement_cache_capacity) (per connection) | 256 |
+/// | [`max_size`](DbConfigBuilder::max_size) | 2 × CPU cores, at least 4 |
+/// | [`min_connections`](DbConfigBuilder::min_connections) (warm-up, kept open) | 0 |
+/// | [`wait_timeout`](DbConfigBuilder::wait_timeout) (for a free connection) | 3 s |
+/// | [`connect_timeout`](DbConfigBuilder::connect_timeout) (to open one) | 3 s |
+/// | [`recycle_timeout`](DbConfigBuilder::recycle_timeout) (to check one on reuse) | 1 s |
+/// | [`statement_timeout`](DbConfigBuilder::statement_timeout) (server side; the client gives up 1 s later) | 30 s |
+/// | [`application_name`](DbConfigBuilder::application_name) | the URL's, else `towerkit` |
+/// | [`idle_timeout`](DbConfigBuilder::idle_timeout) | 10 min |
+/// | [`max_lifetime`](DbConfigBuilder::max_lifetime) | 30 min |
+/// | [`check_timeout`](DbConfigBuilder::check_timeout) / [`check_ttl`](DbConfigBuilder::check_ttl) (health) | 1 s / 1 s |
+/// | [`statement_cache_capacity`](DbConfigBuilder::statement_cache_capacity) (per connection) | 256 |
 ///
 /// ```
 /// use std::time::Duration;
-/// use towerkit_db::DbConfig;
+/// use towerkit_db::{ConfigError, DbConfig};
 ///
-/// let config = DbConfig::from_url("postgres://app@db.internal:5432/shop")
-///     .expect("a valid URL")
+/// let config = DbConfig::builder()
+///     .url("postgres://app@db.internal:5432/shop")
 ///     .max_size(20)
 ///     .min_connections(4)
 ///     .statement_timeout(Some(Duration::from_secs(5)))
-///     .application_name("catalog-api");
+///     .application_name("catalog-api")
+///     .build()?;
 /// assert_eq!(config.get_max_size(), 20);
+///
+/// let too_many = DbConfig::builder().url("postgres://app@db.internal/shop").max_size(2).min_connections(3).build();
+/// assert!(matches!(too_many, Err(ConfigError::Invalid { field: "min_connections", .. })));
+/// # Ok::<(), ConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct DbConfig {
+    /// The connection config, completed with `application_name`, `statement_timeout` and
+    /// the connect timeout.
     pub(crate) pg: tokio_postgres::Config,
     pub(crate) max_size: usize,
     pub(crate) min_connections: usize,
@@ -60,13 +77,6 @@ pub struct DbConfig {
     pub(crate) pool_name: String,
     pub(crate) timer: QueryTimer,
 }
-
-/// The `application_name` used when neither the URL nor the config sets one.
-pub const DEFAULT_APPLICATION_NAME: &str = "towerkit";
-
-/// How much longer than the statement timeout the client waits for a query before it gives
-/// up on it and discards the connection.
-pub const CLIENT_TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
 
 impl fmt::Debug for DbConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -91,11 +101,12 @@ impl fmt::Debug for DbConfig {
 }
 
 impl DbConfig {
-    /// A configuration for `pg` with the production defaults (see the type docs).
-    pub fn new(pg: tokio_postgres::Config) -> Self {
+    /// A builder with the production defaults (see the type docs), connecting to the
+    /// [`url`](DbConfigBuilder::url) given, else to [`DATABASE_URL`].
+    pub fn builder() -> DbConfigBuilder {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        Self {
-            pg,
+        DbConfigBuilder {
+            source: Source::Env,
             max_size: (cores * 2).max(4),
             min_connections: 0,
             wait_timeout: Duration::from_secs(3),
@@ -113,21 +124,106 @@ impl DbConfig {
         }
     }
 
-    /// Parses a `postgres://` URL or a `key=value` connection string. The error never
-    /// repeats the string, which may hold a password.
-    pub fn from_url(url: &str) -> Result<Self, DbError> {
-        let pg = tokio_postgres::Config::from_str(url)
-            .map_err(|e| ConfigError::InvalidUrl(e.to_string()))?;
-        Ok(Self::new(pg))
+    /// The defaults for a `postgres://` URL or a `key=value` connection string:
+    /// `DbConfig::builder().url(url).build()`. The error never repeats the string, which
+    /// may hold a password.
+    pub fn from_url(url: &str) -> Result<Self, ConfigError> {
+        Self::builder().url(url).build()
     }
 
-    /// Reads [`DATABASE_URL`] (see [`from_url`](Self::from_url)).
-    pub fn from_env() -> Result<Self, DbError> {
-        let url = std::env::var(DATABASE_URL).map_err(|_| ConfigError::MissingUrl)?;
-        Self::from_url(&url)
+    /// The defaults for the connection string in [`DATABASE_URL`]:
+    /// `DbConfig::builder().build()`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::builder().build()
     }
 
-    /// The most connections the pool opens. Default: 2 × CPU cores, at least 4.
+    /// The configured maximum pool size.
+    pub fn get_max_size(&self) -> usize {
+        self.max_size
+    }
+
+    /// The client-side bound on one query.
+    pub(crate) fn client_timeout(&self) -> Option<Duration> {
+        self.statement_timeout.map(|t| t + CLIENT_TIMEOUT_MARGIN)
+    }
+}
+
+/// Builds a [`DbConfig`]: infallible setters, then [`build`](Self::build), which parses the
+/// connection string and checks every setting. Start from [`DbConfig::builder`].
+#[derive(Clone)]
+pub struct DbConfigBuilder {
+    source: Source,
+    max_size: usize,
+    min_connections: usize,
+    wait_timeout: Duration,
+    connect_timeout: Duration,
+    recycle_timeout: Duration,
+    statement_timeout: Option<Duration>,
+    application_name: Option<String>,
+    idle_timeout: Duration,
+    max_lifetime: Duration,
+    check_timeout: Duration,
+    check_ttl: Duration,
+    statement_cache_capacity: usize,
+    pool_name: String,
+    timer: QueryTimer,
+}
+
+/// Where the connection settings come from.
+#[derive(Clone)]
+enum Source {
+    /// [`DATABASE_URL`], read by `build`.
+    Env,
+    /// A connection string, parsed by `build`.
+    Url(String),
+    /// A driver config (boxed: it is ten times the size of the other variants).
+    Pg(Box<tokio_postgres::Config>),
+}
+
+impl fmt::Debug for DbConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A connection string may hold a password: never printed.
+        let source: &dyn fmt::Debug = match &self.source {
+            Source::Env => &DATABASE_URL,
+            Source::Url(_) => &"url",
+            Source::Pg(pg) => pg,
+        };
+        f.debug_struct("DbConfigBuilder")
+            .field("source", source)
+            .field("max_size", &self.max_size)
+            .field("min_connections", &self.min_connections)
+            .field("wait_timeout", &self.wait_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("recycle_timeout", &self.recycle_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("application_name", &self.application_name)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("check_timeout", &self.check_timeout)
+            .field("check_ttl", &self.check_ttl)
+            .field("statement_cache_capacity", &self.statement_cache_capacity)
+            .field("pool_name", &self.pool_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DbConfigBuilder {
+    /// Connect with a `postgres://` URL or a `key=value` connection string, parsed by
+    /// [`build`](Self::build). Default: the value of [`DATABASE_URL`].
+    #[must_use]
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.source = Source::Url(url.into());
+        self
+    }
+
+    /// Connect with a tokio-postgres config instead of a connection string.
+    #[must_use]
+    pub fn pg_config(mut self, pg: tokio_postgres::Config) -> Self {
+        self.source = Source::Pg(Box::new(pg));
+        self
+    }
+
+    /// The most connections the pool opens; at least 1. Default: 2 × CPU cores, at least 4.
     #[must_use]
     pub fn max_size(mut self, max_size: usize) -> Self {
         self.max_size = max_size;
@@ -143,7 +239,7 @@ impl DbConfig {
     }
 
     /// How long a query waits for a free connection when all are in use, before failing
-    /// with [`DbError::PoolTimeout`]. Default: 3 s.
+    /// with [`DbError::PoolTimeout`](crate::DbError::PoolTimeout). Default: 3 s.
     #[must_use]
     pub fn wait_timeout(mut self, timeout: Duration) -> Self {
         self.wait_timeout = timeout;
@@ -151,7 +247,7 @@ impl DbConfig {
     }
 
     /// How long opening a connection (TCP, TLS, authentication, session setup) may take
-    /// before failing with [`DbError::ConnectTimeout`]. Default: 3 s.
+    /// before failing with [`DbError::ConnectTimeout`](crate::DbError::ConnectTimeout). Default: 3 s.
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -239,14 +335,42 @@ impl DbConfig {
         self
     }
 
-    /// The configured maximum pool size.
-    pub fn get_max_size(&self) -> usize {
-        self.max_size
+    /// The config, once the connection string is parsed and every setting checked: fails
+    /// with [`ConfigError::MissingUrl`] without a `url` or `DATABASE_URL`,
+    /// [`ConfigError::InvalidUrl`] for a string that does not parse, and
+    /// [`ConfigError::Invalid`] naming the first setting out of range.
+    pub fn build(self) -> Result<DbConfig, ConfigError> {
+        let pg = match self.source {
+            Source::Env => {
+                let url = std::env::var(DATABASE_URL).map_err(|_| ConfigError::MissingUrl)?;
+                parse(&url)?
+            }
+            Source::Url(ref url) => parse(url)?,
+            Source::Pg(ref pg) => (**pg).clone(),
+        };
+        let pg = self.complete(pg)?;
+        Ok(DbConfig {
+            pg,
+            max_size: self.max_size,
+            min_connections: self.min_connections,
+            wait_timeout: self.wait_timeout,
+            connect_timeout: self.connect_timeout,
+            recycle_timeout: self.recycle_timeout,
+            statement_timeout: self.statement_timeout,
+            application_name: self.application_name,
+            idle_timeout: self.idle_timeout,
+            max_lifetime: self.max_lifetime,
+            check_timeout: self.check_timeout,
+            check_ttl: self.check_ttl,
+            statement_cache_capacity: self.statement_cache_capacity,
+            pool_name: self.pool_name,
+            timer: self.timer,
+        })
     }
 
-    /// Checks the settings and completes the connection config: `application_name` and
-    /// `statement_timeout` for every session.
-    pub(crate) fn validate(&self) -> Result<tokio_postgres::Config, ConfigError> {
+    /// Checks the settings and completes the connection config `pg`: `application_name` and
+    /// `statement_timeout` for every session, and the connect timeout.
+    fn complete(&self, pg: tokio_postgres::Config) -> Result<tokio_postgres::Config, ConfigError> {
         let invalid = |field, reason| Err(ConfigError::Invalid { field, reason });
         if self.max_size == 0 {
             return invalid("max_size", "must be at least 1");
@@ -268,10 +392,10 @@ impl DbConfig {
         if self.statement_timeout.is_some_and(|t| t.as_millis() == 0) {
             return invalid("statement_timeout", "must be at least 1 ms, or None");
         }
-        if self.pg.get_hosts().is_empty() {
+        if pg.get_hosts().is_empty() {
             return invalid("url", "names no host");
         }
-        let mut pg = self.pg.clone();
+        let mut pg = pg;
         match (&self.application_name, pg.get_application_name()) {
             (Some(name), _) => {
                 pg.application_name(name);
@@ -292,39 +416,20 @@ impl DbConfig {
         pg.connect_timeout(self.connect_timeout);
         Ok(pg)
     }
-
-    /// The client-side bound on one query.
-    pub(crate) fn client_timeout(&self) -> Option<Duration> {
-        self.statement_timeout.map(|t| t + CLIENT_TIMEOUT_MARGIN)
-    }
 }
 
-/// A configuration that cannot work, found when the [`Db`](crate::Db) is built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// [`DATABASE_URL`] is not set (or not Unicode).
-    #[error("DATABASE_URL is not set")]
-    MissingUrl,
-    /// The connection string could not be parsed.
-    #[error("invalid database URL: {0}")]
-    InvalidUrl(String),
-    /// A setting is out of range.
-    #[error("invalid database setting {field}: {reason}")]
-    Invalid {
-        /// The setting.
-        field: &'static str,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// [`Db::connect`](crate::Db::connect) was not called on a tokio runtime.
-    #[error("Db::connect must run on a tokio runtime")]
-    NoRuntime,
+/// Parses a connection string; the error names the problem, never the string.
+fn parse(url: &str) -> Result<tokio_postgres::Config, ConfigError> {
+    tokio_postgres::Config::from_str(url).map_err(|e| ConfigError::InvalidUrl(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn builder(url: &str) -> DbConfigBuilder {
+        DbConfig::builder().url(url)
+    }
 
     fn config(url: &str) -> DbConfig {
         DbConfig::from_url(url).unwrap()
@@ -332,7 +437,7 @@ mod tests {
 
     #[test]
     fn statement_timeout_and_application_name_are_set_per_session() {
-        let pg = config("postgres://u@localhost/db").validate().unwrap();
+        let pg = config("postgres://u@localhost/db").pg;
         assert_eq!(pg.get_application_name(), Some(DEFAULT_APPLICATION_NAME));
         assert_eq!(pg.get_options(), Some("-c statement_timeout=30000"));
         assert_eq!(pg.get_connect_timeout(), Some(&Duration::from_secs(3)));
@@ -343,24 +448,27 @@ mod tests {
         let pg = config(
             "postgres://u@localhost/db?application_name=shop&options=-c%20search_path%3Dapp",
         )
-        .validate()
-        .unwrap();
+        .pg;
         assert_eq!(pg.get_application_name(), Some("shop"));
         assert_eq!(
             pg.get_options(),
             Some("-c search_path=app -c statement_timeout=30000")
         );
-        let pg = config("postgres://u@localhost/db?application_name=shop")
+        let pg = builder("postgres://u@localhost/db?application_name=shop")
             .application_name("api")
-            .validate()
-            .unwrap();
+            .build()
+            .unwrap()
+            .pg;
         assert_eq!(pg.get_application_name(), Some("api"));
     }
 
     #[test]
     fn no_statement_timeout_sets_no_option() {
-        let config = config("postgres://u@localhost/db").statement_timeout(None);
-        assert_eq!(config.validate().unwrap().get_options(), None);
+        let config = builder("postgres://u@localhost/db")
+            .statement_timeout(None)
+            .build()
+            .unwrap();
+        assert_eq!(config.pg.get_options(), None);
         assert_eq!(config.client_timeout(), None);
     }
 
@@ -394,35 +502,41 @@ mod tests {
 
     #[test]
     fn bad_settings_are_typed_errors() {
-        let check = |config: DbConfig, field: &str| match config.validate() {
-            Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
+        let check = |builder: DbConfigBuilder, field: &str| match builder.build() {
+            Err(error @ ConfigError::Invalid { field: f, .. }) => {
+                assert_eq!(f, field);
+                assert!(
+                    error
+                        .to_string()
+                        .starts_with(&format!("invalid `{field}`: ")),
+                    "{error}"
+                );
+            }
             other => panic!("expected an invalid {field}, got {other:?}"),
         };
-        check(config("postgres://u@localhost/db").max_size(0), "max_size");
+        check(builder("postgres://u@localhost/db").max_size(0), "max_size");
         check(
-            config("postgres://u@localhost/db")
+            builder("postgres://u@localhost/db")
                 .max_size(2)
                 .min_connections(3),
             "min_connections",
         );
         check(
-            config("postgres://u@localhost/db").connect_timeout(Duration::ZERO),
+            builder("postgres://u@localhost/db").connect_timeout(Duration::ZERO),
             "connect_timeout",
         );
         check(
-            config("postgres://u@localhost/db").statement_timeout(Some(Duration::from_micros(10))),
+            builder("postgres://u@localhost/db").statement_timeout(Some(Duration::from_micros(10))),
             "statement_timeout",
         );
-        check(config("user=u dbname=db"), "url");
+        check(builder("user=u dbname=db"), "url");
     }
 
     #[test]
     fn a_bad_url_does_not_echo_the_password() {
         let err = DbConfig::from_url("postgres://u:hunter2@localhost:notaport/db").unwrap_err();
-        assert!(
-            matches!(err, DbError::Config(ConfigError::InvalidUrl(_))),
-            "{err:?}"
-        );
+        assert!(matches!(err, ConfigError::InvalidUrl(_)), "{err:?}");
+        assert!(err.to_string().starts_with("invalid `url`: "), "{err}");
         assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
@@ -430,5 +544,18 @@ mod tests {
     fn debug_output_redacts_the_password() {
         let config = config("postgres://u:hunter2@localhost/db");
         assert!(!format!("{config:?}").contains("hunter2"));
+        let builder = builder("postgres://u:hunter2@localhost/db");
+        assert!(!format!("{builder:?}").contains("hunter2"), "{builder:?}");
+    }
+
+    #[test]
+    fn a_driver_config_is_completed_like_a_url() {
+        let pg = tokio_postgres::Config::from_str("postgres://u@localhost/db").unwrap();
+        let config = DbConfig::builder().pg_config(pg).build().unwrap();
+        assert_eq!(
+            config.pg.get_application_name(),
+            Some(DEFAULT_APPLICATION_NAME)
+        );
+        assert_eq!(config.pg.get_options(), Some("-c statement_timeout=30000"));
     }
 }

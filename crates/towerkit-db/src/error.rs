@@ -1,5 +1,6 @@
-//! [`DbError`]: what failed, typed; and its HTTP response, which says nothing about SQL,
-//! data or credentials.
+//! The crate's errors: [`ConfigError`], a configuration that cannot work, found when a
+//! [`DbConfig`](crate::DbConfig) is built; and [`DbError`], what failed at run time, typed,
+//! with its HTTP response, which says nothing about SQL, data or credentials.
 
 use std::time::Duration;
 
@@ -8,7 +9,30 @@ use http::{HeaderValue, StatusCode, header};
 use tokio_postgres::error::SqlState;
 use towerkit_json::Problem;
 
-use crate::config::ConfigError;
+/// A configuration that cannot work, returned by
+/// [`DbConfigBuilder::build`](crate::DbConfigBuilder::build),
+/// [`DbConfig::from_url`](crate::DbConfig::from_url) and
+/// [`DbConfig::from_env`](crate::DbConfig::from_env). Its messages never repeat the
+/// connection string, which may hold a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No `url` was given and [`DATABASE_URL`](crate::DATABASE_URL) is not set (or not
+    /// Unicode).
+    #[error("missing `url`: `DATABASE_URL` is not set")]
+    MissingUrl,
+    /// The connection string could not be parsed.
+    #[error("invalid `url`: {0}")]
+    InvalidUrl(String),
+    /// A setting is out of range.
+    #[error("invalid `{field}`: {reason}")]
+    Invalid {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
 
 /// An error from [`Db`](crate::Db) or [`Tx`](crate::Tx).
 ///
@@ -19,9 +43,12 @@ use crate::config::ConfigError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DbError {
-    /// The configuration cannot work.
+    /// The configuration cannot work ([`Db::from_env`](crate::Db::from_env) builds one).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// [`Db::connect`](crate::Db::connect) was not called on a tokio runtime.
+    #[error("`Db::connect` must run on a tokio runtime")]
+    NoRuntime,
     /// No connection became free within the wait timeout: the pool is exhausted.
     #[error("no database connection became free within {0:?}")]
     PoolTimeout(Duration),

@@ -1,18 +1,12 @@
-//! Health checks: [`Db::check`] and the axum handlers [`live`] and [`ready`], answering
+//! The health document: what [`Db::check`](crate::Db::check) found ([`Health`]), as
 //! `application/health+json` (draft-inadarei-api-health-check).
 
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use deadpool_postgres::Timeouts;
 use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::db::{Db, pool_error};
-use crate::error::DbError;
 use crate::pool::PoolStatus;
 
 /// The media type of health responses.
@@ -40,7 +34,7 @@ impl HealthStatus {
     }
 }
 
-/// The result of [`Db::check`].
+/// The result of [`Db::check`](crate::Db::check).
 #[derive(Debug, Clone)]
 pub struct Health {
     /// The overall verdict: the worse of the two checks.
@@ -110,104 +104,12 @@ impl IntoResponse for Health {
     }
 }
 
-/// `GET /health/live`: the process is up. Never touches the database, so a database outage
-/// does not get the service restarted.
-pub async fn live() -> Response {
-    health_response(StatusCode::OK, &json!({"status": "pass"}))
-}
-
-/// `GET /health/ready`: [`Db::check`] as `application/health+json`, 200 or 503.
-pub async fn ready(State(db): State<Db>) -> Response {
-    db.check().await.into_response()
-}
-
-impl Db {
-    /// A router with `/health/live` ([`live`]) and `/health/ready` ([`ready`]) for this
-    /// database, to merge into the application's router.
-    pub fn health_routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
-        Router::new()
-            .route("/health/live", get(live))
-            .route("/health/ready", get(ready))
-            .with_state(self.clone())
-    }
-
-    /// Checks the database: `SELECT 1` on a pooled connection within the check timeout
-    /// (default 1 s), and the pool's saturation. The result is reused for the check TTL
-    /// (default 1 s), and concurrent callers share one check, so probes cannot load the
-    /// database.
-    pub async fn check(&self) -> Health {
-        let inner = &self.inner;
-        let mut cached = inner.health.0.lock().await;
-        if let Some(health) = cached.as_ref()
-            && health.checked_at.elapsed() < inner.config.check_ttl
-        {
-            return health.clone();
-        }
-        let health = self.check_now().await;
-        *cached = Some(health.clone());
-        health
-    }
-
-    async fn check_now(&self) -> Health {
-        let inner = &self.inner;
-        let timeout = inner.config.check_timeout;
-        let timeouts = Timeouts {
-            wait: Some(timeout),
-            create: Some(timeout),
-            recycle: Some(timeout),
-        };
-        let start = Instant::now();
-        let attempt = tokio::time::timeout(timeout, async {
-            let conn = inner
-                .pool
-                .timeout_get(&timeouts)
-                .await
-                .map_err(|e| pool_error(e, &inner.pool))?;
-            conn.simple_query("SELECT 1")
-                .await
-                .map_err(|source| DbError::Query {
-                    summary: "SELECT".into(),
-                    source,
-                })
-        })
-        .await;
-        let elapsed = start.elapsed();
-        let (response, response_time, output) = match attempt {
-            Ok(Ok(_)) => (HealthStatus::Pass, Some(elapsed), None),
-            Ok(Err(DbError::PoolTimeout(_))) => (
-                HealthStatus::Warn,
-                None,
-                Some("no connection became free within the check timeout"),
-            ),
-            Ok(Err(DbError::ConnectTimeout(_))) | Err(_) => {
-                (HealthStatus::Fail, None, Some("timed out"))
-            }
-            Ok(Err(DbError::Connect(_))) => (HealthStatus::Fail, None, Some("cannot connect")),
-            Ok(Err(_)) => (HealthStatus::Fail, None, Some("query failed")),
-        };
-        let pool = self.pool_status();
-        let connections = if pool.is_saturated() {
-            HealthStatus::Warn
-        } else {
-            HealthStatus::Pass
-        };
-        Health {
-            status: response.max(connections),
-            response,
-            response_time,
-            output,
-            connections,
-            pool,
-            checked_at: Instant::now(),
-        }
-    }
-}
-
 /// The last check, shared by concurrent callers.
 #[derive(Debug, Default)]
-pub(crate) struct HealthCache(tokio::sync::Mutex<Option<Health>>);
+pub(crate) struct HealthCache(pub(crate) tokio::sync::Mutex<Option<Health>>);
 
-fn health_response(status: StatusCode, body: &Value) -> Response {
+/// A health document as a response: its status, `application/health+json`, never stored.
+pub(crate) fn health_response(status: StatusCode, body: &Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(HEALTH_JSON));
@@ -268,13 +170,5 @@ mod tests {
             connections["output"],
             "1 of 4 connections in use, 0 requests waiting"
         );
-    }
-
-    #[tokio::test]
-    async fn live_answers_pass_as_health_json() {
-        let response = live().await;
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.headers()[header::CONTENT_TYPE], HEALTH_JSON);
-        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
     }
 }

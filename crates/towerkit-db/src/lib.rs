@@ -2,7 +2,9 @@
 //! timeouts, every query timed by towerkit-timing, transactions that cannot leak, health
 //! checks, and typed errors that answer clients without leaking SQL or credentials.
 //!
-//! - [`Db`] wraps a deadpool-postgres pool built from `DATABASE_URL` or a [`DbConfig`]:
+//! - [`Db`] wraps a deadpool-postgres pool built from `DATABASE_URL` or a [`DbConfig`]
+//!   (infallible setters on [`DbConfig::builder`], checked once by `build`, errors in the
+//!   crate's [`ConfigError`]):
 //!   wait, connect and recycle timeouts, `statement_timeout` and `application_name` on
 //!   every connection, pool size from the CPU count, optional warm-up, and a background
 //!   task that retires connections idle for 10 minutes or older than 30.
@@ -15,6 +17,7 @@
 //!   panic; a cancelled transaction's connection is closed, never reused.
 //! - [`Db::check`], [`live`] and [`ready`] (or [`Db::health_routes`]) answer
 //!   `application/health+json`.
+//! - Pool gauges and checkout times are recorded under the names in [`metrics`].
 //! - [`DbError`] says what failed (pool timeout, connect, query with SQLSTATE) and turns
 //!   into a 503 or 500 `application/problem+json`.
 //!
@@ -23,7 +26,8 @@
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! # let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-//! let db = Db::connect(DbConfig::from_url(&url)?).await?;
+//! let config = DbConfig::builder().url(url).max_size(8).build()?;
+//! let db = Db::connect(config).await?;
 //!
 //! let row = db.query_one("SELECT $1::int + 1", &[&41_i32]).await?;
 //! assert_eq!(row.get::<_, i32>(0), 42);
@@ -55,13 +59,13 @@
 //!     Ok(row.get(0))
 //! }
 //!
-//! # async fn run() -> Result<(), DbError> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let db = Db::from_env().await?;
 //! let app: Router = Router::new()
 //!     .route("/products/{id}", get(product))
 //!     .with_state(db.clone())
 //!     .merge(db.health_routes())
-//!     .layer(TimingLayer::new().server_timing(true));
+//!     .layer(TimingLayer::builder().server_timing(true).build()?);
 //! # let _ = app; Ok(()) }
 //! ```
 
@@ -69,20 +73,24 @@ mod config;
 mod db;
 mod error;
 mod health;
+mod inner;
+pub mod metrics;
+mod named;
 mod pool;
+mod probe;
+mod statement;
 mod tx;
 mod watchdog;
 
 pub use config::{
-    CLIENT_TIMEOUT_MARGIN, ConfigError, DATABASE_URL, DEFAULT_APPLICATION_NAME, DbConfig,
+    CLIENT_TIMEOUT_MARGIN, DATABASE_URL, DEFAULT_APPLICATION_NAME, DbConfig, DbConfigBuilder,
 };
-pub use db::{Db, Named};
-pub use error::DbError;
-pub use health::{HEALTH_JSON, Health, HealthStatus, live, ready};
-pub use pool::{
-    CONNECTION_COUNT, CONNECTION_MAX, CONNECTION_PENDING_REQUESTS, CONNECTION_WAIT_TIME,
-    MAX_UPKEEP_INTERVAL, POOL_NAME_LABEL, PoolStatus, QUICK_CHECKOUT,
-};
+pub use db::Db;
+pub use error::{ConfigError, DbError};
+pub use health::{HEALTH_JSON, Health, HealthStatus};
+pub use named::Named;
+pub use pool::{MAX_UPKEEP_INTERVAL, PoolStatus, QUICK_CHECKOUT};
+pub use probe::{live, ready};
 pub use tx::Tx;
 
 /// The pool, re-exported for the type [`Db::pool`] returns.

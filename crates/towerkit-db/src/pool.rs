@@ -1,25 +1,19 @@
-//! The pool's upkeep: warm-up, retiring idle and old connections, and the pool gauges.
+//! The pool's upkeep (warm-up, retiring idle and old connections, the pool gauges and
+//! checkout times), and deadpool's errors mapped to [`DbError`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use deadpool_postgres::{Pool, WeakPool};
+use deadpool_postgres::{HookError, Pool, PoolError, TimeoutType, WeakPool};
 use metrics::SharedString;
-use towerkit_timing::HistogramCell;
+use towerkit_timing::metrics::HistogramCell;
 
 use crate::error::DbError;
-
-/// Gauge: connections by `db_client_connection_state` (`idle`, `used`).
-pub const CONNECTION_COUNT: &str = "db_client_connection_count";
-/// Gauge: the pool's maximum size.
-pub const CONNECTION_MAX: &str = "db_client_connection_max";
-/// Gauge: requests waiting for a connection.
-pub const CONNECTION_PENDING_REQUESTS: &str = "db_client_connection_pending_requests";
-/// Histogram: time to check out a connection, in seconds.
-pub const CONNECTION_WAIT_TIME: &str = "db_client_connection_wait_time_seconds";
-/// The pool-name label of every pool metric.
-pub const POOL_NAME_LABEL: &str = "db_client_connection_pool_name";
+use crate::metrics::{
+    CONNECTION_COUNT, CONNECTION_MAX, CONNECTION_PENDING_REQUESTS, CONNECTION_WAIT_TIME,
+    POOL_NAME_LABEL,
+};
 
 /// The longest pause between two rounds of upkeep (gauges refreshed, connections retired).
 pub const MAX_UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -70,7 +64,7 @@ pub(crate) fn record_gauges(pool: &Pool, name: &SharedString) {
 }
 
 /// Checkouts shorter than this (a free connection taken at once) are counted and recorded
-/// in [`CONNECTION_WAIT_TIME`] together, at their mean, by the upkeep task (at most
+/// in `db_client_connection_wait_time_seconds` together, at their mean, by the upkeep task (at most
 /// [`MAX_UPKEEP_INTERVAL`] later) or [`Db::record_pool_metrics`](crate::Db::record_pool_metrics);
 /// longer ones are recorded as they happen.
 pub const QUICK_CHECKOUT: Duration = Duration::from_millis(1);
@@ -152,8 +146,25 @@ pub(crate) async fn top_up(pool: &Pool, min: usize) -> Result<(), DbError> {
         }
     }
     match first_error {
-        Some(error) => Err(crate::db::pool_error(error, pool)),
+        Some(error) => Err(pool_error(error, pool)),
         None => Ok(()),
+    }
+}
+
+/// Maps deadpool's error to ours.
+pub(crate) fn pool_error(error: PoolError, pool: &Pool) -> DbError {
+    let timeouts = pool.timeouts();
+    match error {
+        PoolError::Timeout(TimeoutType::Wait) => {
+            DbError::PoolTimeout(timeouts.wait.unwrap_or_default())
+        }
+        PoolError::Timeout(TimeoutType::Create | TimeoutType::Recycle) => {
+            DbError::ConnectTimeout(timeouts.create.unwrap_or_default())
+        }
+        PoolError::Backend(error) => DbError::Connect(error),
+        PoolError::PostCreateHook(HookError::Backend(error)) => DbError::Connect(error),
+        PoolError::Closed | PoolError::PostCreateHook(_) => DbError::Closed,
+        PoolError::NoRuntimeSpecified => DbError::NoRuntime,
     }
 }
 

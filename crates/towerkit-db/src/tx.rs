@@ -8,8 +8,9 @@ use deadpool_postgres::Object;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use crate::db::{All, Execute, Inner, Kind, Named, One, Opt, Target};
 use crate::error::DbError;
+use crate::inner::Inner;
+use crate::statement::{All, Execute, Kind, One, Opt};
 
 /// A transaction in progress, handed to the closure of
 /// [`Db::transaction`](crate::Db::transaction), which commits or rolls it back. Its
@@ -57,14 +58,6 @@ impl Tx {
     /// Runs a statement and returns the number of rows it affected.
     pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
         self.run::<Execute>(None, sql, params).await
-    }
-
-    /// The same queries under a caller-given name (see [`Db::named`](crate::Db::named)).
-    pub fn named(&self, name: &'static str) -> Named<'_> {
-        Named {
-            target: Target::Tx(self),
-            name,
-        }
     }
 
     pub(crate) async fn run<K: Kind>(

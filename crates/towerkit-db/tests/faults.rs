@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use axum::response::IntoResponse;
-use common::{backend_pid, config, dead_port, eventually, raw_client, unique};
+use common::{backend_pid, builder, config, dead_port, eventually, raw_client, unique};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use tokio::net::TcpListener;
@@ -21,9 +21,11 @@ const NO_HANG: Duration = Duration::from_secs(10);
 #[tokio::test]
 async fn an_exhausted_pool_returns_a_pool_timeout() {
     let db = Db::connect(
-        config()
+        builder()
             .max_size(1)
-            .wait_timeout(Duration::from_millis(100)),
+            .wait_timeout(Duration::from_millis(100))
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();
@@ -55,9 +57,11 @@ async fn a_server_that_accepts_but_never_answers_times_out_on_connect() {
     });
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
     let db = Db::connect(
-        DbConfig::from_url(&url)
-            .unwrap()
-            .connect_timeout(Duration::from_millis(200)),
+        DbConfig::builder()
+            .url(&url)
+            .connect_timeout(Duration::from_millis(200))
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();
@@ -103,12 +107,19 @@ async fn a_refused_connection_is_a_503_that_names_no_credentials() {
 
 #[tokio::test]
 async fn warm_up_opens_the_minimum_connections_or_fails() {
-    let db = Db::connect(config().max_size(4).min_connections(3))
+    let db = Db::connect(builder().max_size(4).min_connections(3).build().unwrap())
         .await
         .unwrap();
     assert_eq!(db.pool_status().size, 3);
     let url = format!("postgres://postgres@127.0.0.1:{}/postgres", dead_port());
-    let result = Db::connect(DbConfig::from_url(&url).unwrap().min_connections(1)).await;
+    let result = Db::connect(
+        DbConfig::builder()
+            .url(&url)
+            .min_connections(1)
+            .build()
+            .unwrap(),
+    )
+    .await;
     assert!(matches!(result, Err(DbError::Connect(_))), "{result:?}");
 }
 
@@ -129,10 +140,12 @@ async fn pool_pids(application_name: &str) -> Vec<i32> {
 async fn idle_connections_are_closed_in_the_background() {
     let name = unique("idle");
     let _db = Db::connect(
-        config()
+        builder()
             .application_name(&name)
             .min_connections(1)
-            .idle_timeout(Duration::from_millis(200)),
+            .idle_timeout(Duration::from_millis(200))
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();
@@ -155,9 +168,11 @@ async fn idle_connections_are_closed_in_the_background() {
 async fn idle_connections_beyond_the_minimum_are_not_reopened() {
     let name = unique("idle_zero");
     let db = Db::connect(
-        config()
+        builder()
             .application_name(&name)
-            .idle_timeout(Duration::from_millis(200)),
+            .idle_timeout(Duration::from_millis(200))
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();
@@ -178,9 +193,11 @@ async fn idle_connections_beyond_the_minimum_are_not_reopened() {
 #[tokio::test]
 async fn connections_are_replaced_after_their_lifetime_even_when_busy() {
     let db = Db::connect(
-        config()
+        builder()
             .max_size(1)
-            .max_lifetime(Duration::from_millis(300)),
+            .max_lifetime(Duration::from_millis(300))
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();
@@ -197,9 +214,15 @@ async fn connections_are_replaced_after_their_lifetime_even_when_busy() {
 #[tokio::test]
 async fn dropping_the_last_db_closes_its_connections() {
     let name = unique("dropped");
-    let db = Db::connect(config().application_name(&name).min_connections(2))
-        .await
-        .unwrap();
+    let db = Db::connect(
+        builder()
+            .application_name(&name)
+            .min_connections(2)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     let clone = db.clone();
     drop(db);
     clone.query("SELECT 1", &[]).await.unwrap();
@@ -218,7 +241,7 @@ async fn dropping_the_last_db_closes_its_connections() {
 #[tokio::test]
 async fn pool_gauges_and_checkout_time_are_recorded() {
     let metrics = Metrics::capture();
-    let db = Db::connect(config().max_size(3).pool_name("catalog"))
+    let db = Db::connect(builder().max_size(3).pool_name("catalog").build().unwrap())
         .await
         .unwrap();
     db.query("SELECT 1", &[]).await.unwrap();
@@ -243,20 +266,20 @@ async fn pool_gauges_and_checkout_time_are_recorded() {
         })
     };
     assert_eq!(
-        gauge(towerkit_db::CONNECTION_COUNT, Some("used")),
+        gauge(towerkit_db::metrics::CONNECTION_COUNT, Some("used")),
         Some(1.0)
     );
     assert_eq!(
-        gauge(towerkit_db::CONNECTION_COUNT, Some("idle")),
+        gauge(towerkit_db::metrics::CONNECTION_COUNT, Some("idle")),
         Some(0.0)
     );
-    assert_eq!(gauge(towerkit_db::CONNECTION_MAX, None), Some(3.0));
+    assert_eq!(gauge(towerkit_db::metrics::CONNECTION_MAX, None), Some(3.0));
     assert_eq!(
-        gauge(towerkit_db::CONNECTION_PENDING_REQUESTS, None),
+        gauge(towerkit_db::metrics::CONNECTION_PENDING_REQUESTS, None),
         Some(0.0)
     );
     let waits = metrics.histogram(
-        towerkit_db::CONNECTION_WAIT_TIME,
+        towerkit_db::metrics::CONNECTION_WAIT_TIME,
         &[("db_client_connection_pool_name", "catalog")],
     );
     assert_eq!(waits.len(), 1);
@@ -298,10 +321,12 @@ async fn survives_a_frozen_backend_and_a_restart() {
 async fn a_frozen_backend_times_out_and_its_connection_is_discarded(cluster: &Postgres) {
     // A server process that stops answering mid-query (frozen, not crashed: the kernel
     // still acknowledges, so neither TCP nor statement_timeout notices).
-    let config = DbConfig::from_url(&cluster.url())
-        .unwrap()
+    let config = DbConfig::builder()
+        .url(cluster.url())
         .max_size(1)
-        .statement_timeout(Some(Duration::from_millis(200)));
+        .statement_timeout(Some(Duration::from_millis(200)))
+        .build()
+        .unwrap();
     let db = Db::connect(config).await.unwrap();
     let frozen = backend_pid(&db).await;
     signal(frozen, "STOP");
@@ -328,13 +353,15 @@ async fn a_frozen_backend_times_out_and_its_connection_is_discarded(cluster: &Po
 }
 
 async fn recovers_after_postgres_restarts(cluster: &Postgres) {
-    let config = DbConfig::from_url(&cluster.url())
-        .unwrap()
+    let config = DbConfig::builder()
+        .url(cluster.url())
         .max_size(2)
         .min_connections(2)
         .wait_timeout(Duration::from_millis(500))
         .connect_timeout(Duration::from_millis(500))
-        .check_ttl(Duration::ZERO);
+        .check_ttl(Duration::ZERO)
+        .build()
+        .unwrap();
     let db = Db::connect(config).await.unwrap();
     assert_eq!(
         db.query_one("SELECT 1", &[])

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use common::{config, dead_port};
+use common::{builder, config, dead_port};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -35,9 +35,11 @@ async fn unreachable_db() -> Db {
         dead_port()
     );
     Db::connect(
-        DbConfig::from_url(&url)
-            .unwrap()
-            .check_timeout(Duration::from_secs(2)),
+        DbConfig::builder()
+            .url(&url)
+            .check_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap()
@@ -93,16 +95,21 @@ async fn live_passes_without_touching_the_database() {
 
 #[tokio::test]
 async fn a_check_is_reused_for_its_ttl() {
-    let db = Db::connect(config().check_ttl(Duration::from_secs(60)))
-        .await
-        .unwrap();
+    let db = Db::connect(
+        builder()
+            .check_ttl(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     let first = db.check().await;
     let second = db.check().await;
     assert_eq!(
         first.checked_at, second.checked_at,
         "the second call reuses the first check"
     );
-    let db = Db::connect(config().check_ttl(Duration::ZERO))
+    let db = Db::connect(builder().check_ttl(Duration::ZERO).build().unwrap())
         .await
         .unwrap();
     let first = db.check().await;
@@ -115,9 +122,14 @@ async fn a_check_is_reused_for_its_ttl() {
 
 #[tokio::test]
 async fn concurrent_checks_share_one() {
-    let db = Db::connect(config().check_ttl(Duration::from_secs(60)))
-        .await
-        .unwrap();
+    let db = Db::connect(
+        builder()
+            .check_ttl(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     let checks: Vec<_> = (0..5)
         .map(|_| {
             let db = db.clone();
@@ -134,9 +146,11 @@ async fn concurrent_checks_share_one() {
 #[tokio::test]
 async fn a_saturated_pool_warns_but_stays_ready() {
     let db = Db::connect(
-        config()
+        builder()
             .max_size(1)
-            .check_timeout(Duration::from_millis(200)),
+            .check_timeout(Duration::from_millis(200))
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();

@@ -10,14 +10,14 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use common::{Schema, config};
+use common::{Schema, builder, config};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tokio_postgres::error::SqlState;
 use tower::ServiceExt;
 use towerkit_db::{Db, DbError};
 use towerkit_test_support::{Logs, Metrics};
-use towerkit_timing::{QueryTimer, Thresholds, TimingLayer};
+use towerkit_timing::{QueryTimer, TimingLayer};
 
 async fn products(db: &Db, schema: &Schema) -> String {
     let table = schema.table("products");
@@ -32,12 +32,15 @@ async fn products(db: &Db, schema: &Schema) -> String {
     table
 }
 
-fn thresholds(warn_ms: u64, error_ms: u64) -> Thresholds {
-    Thresholds::new(
-        Duration::from_millis(warn_ms),
-        Duration::from_millis(error_ms),
-    )
-    .unwrap()
+/// A query timer that logs queries slower than `warn_ms` and `error_ms`.
+fn timer(warn_ms: u64, error_ms: u64) -> QueryTimer {
+    QueryTimer::builder("postgresql")
+        .slow(
+            Duration::from_millis(warn_ms),
+            Duration::from_millis(error_ms),
+        )
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -144,7 +147,7 @@ async fn queries_are_recorded_in_the_histogram_and_stats() {
         .unwrap();
     }
     let samples = metrics.histogram(
-        towerkit_timing::DB_CLIENT_OPERATION_DURATION,
+        towerkit_timing::metrics::DB_CLIENT_OPERATION_DURATION,
         &[
             ("db_system_name", "postgresql"),
             ("db_operation_name", "INSERT"),
@@ -163,10 +166,9 @@ async fn queries_are_recorded_in_the_histogram_and_stats() {
 #[tokio::test]
 async fn slow_queries_are_logged_with_summary_sql_duration_and_rows_but_no_parameters() {
     let logs = Logs::capture();
-    let db =
-        Db::connect(config().timer(QueryTimer::new("postgresql").slow(thresholds(100, 3_600_000))))
-            .await
-            .unwrap();
+    let db = Db::connect(builder().timer(timer(100, 3_600_000)).build().unwrap())
+        .await
+        .unwrap();
     db.query(
         "SELECT pg_sleep(0.15), $1::text AS email, 'inline secret' AS s",
         &[&"alice@example.com"],
@@ -196,7 +198,7 @@ async fn slow_queries_are_logged_with_summary_sql_duration_and_rows_but_no_param
 #[tokio::test]
 async fn queries_above_the_error_threshold_are_logged_at_error() {
     let logs = Logs::capture();
-    let db = Db::connect(config().timer(QueryTimer::new("postgresql").slow(thresholds(10, 100))))
+    let db = Db::connect(builder().timer(timer(10, 100)).build().unwrap())
         .await
         .unwrap();
     db.query("SELECT pg_sleep(0.15)", &[]).await.unwrap();
@@ -209,7 +211,10 @@ async fn queries_above_the_error_threshold_are_logged_at_error() {
 async fn fast_queries_are_not_logged() {
     let logs = Logs::capture();
     let db = Db::connect(
-        config().timer(QueryTimer::new("postgresql").slow(thresholds(3_600_000, 3_600_000))),
+        builder()
+            .timer(timer(3_600_000, 3_600_000))
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();
@@ -231,9 +236,14 @@ async fn named_queries_are_labelled_by_their_name() {
 
 #[tokio::test]
 async fn statement_timeout_is_set_on_every_connection() {
-    let db = Db::connect(config().statement_timeout(Some(Duration::from_millis(100))))
-        .await
-        .unwrap();
+    let db = Db::connect(
+        builder()
+            .statement_timeout(Some(Duration::from_millis(100)))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     let error = db.query("SELECT pg_sleep(2)", &[]).await.unwrap_err();
     assert_eq!(error.sqlstate(), Some(&SqlState::QUERY_CANCELED), "{error}");
     assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -247,7 +257,7 @@ async fn statement_timeout_is_set_on_every_connection() {
 
 #[tokio::test]
 async fn application_name_is_set_on_every_connection() {
-    let db = Db::connect(config().application_name("catalog-api"))
+    let db = Db::connect(builder().application_name("catalog-api").build().unwrap())
         .await
         .unwrap();
     let name: String = db
@@ -267,9 +277,15 @@ async fn application_name_is_set_on_every_connection() {
 
 #[tokio::test]
 async fn prepared_statements_are_cached_per_connection_within_a_bound() {
-    let db = Db::connect(config().max_size(1).statement_cache_capacity(3))
-        .await
-        .unwrap();
+    let db = Db::connect(
+        builder()
+            .max_size(1)
+            .statement_cache_capacity(3)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     for _ in 0..3 {
         db.query_one("SELECT 1", &[]).await.unwrap();
     }
@@ -349,7 +365,7 @@ async fn handler_queries_reach_server_timing_and_n_plus_one_detection() {
     let app = Router::new()
         .route("/orders/{id}", get(order_lines))
         .with_state(db)
-        .layer(TimingLayer::new().server_timing(true));
+        .layer(TimingLayer::builder().server_timing(true).build().unwrap());
     let response = app
         .oneshot(Request::get("/orders/1").body(Body::empty()).unwrap())
         .await

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Schema, committed_rows, config};
+use common::{Schema, builder, committed_rows};
 use towerkit_db::{Db, DbError, Tx};
 
 /// An application error that a database error converts into.
@@ -25,7 +25,9 @@ impl From<DbError> for AppError {
 /// a fresh table of notes.
 async fn setup() -> (Schema, Db, String) {
     let schema = Schema::create().await;
-    let db = Db::connect(config().max_size(1)).await.unwrap();
+    let db = Db::connect(builder().max_size(1).build().unwrap())
+        .await
+        .unwrap();
     let table = schema.table("notes");
     db.execute(&format!("CREATE TABLE {table} (note text NOT NULL)"), &[])
         .await

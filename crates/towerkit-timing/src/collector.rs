@@ -20,7 +20,7 @@ use pin_project_lite::pin_project;
 
 /// At most this many distinct query summaries are counted per request (for N+1 detection);
 /// queries beyond it still count towards the totals.
-pub const MAX_SUMMARIES_PER_REQUEST: usize = 64;
+pub(crate) const MAX_SUMMARIES_PER_REQUEST: usize = 64;
 
 thread_local! {
     /// The collector of the call being polled on this thread, if any.

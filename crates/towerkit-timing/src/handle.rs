@@ -22,7 +22,7 @@ use metrics::{Histogram, Key, Metadata, Recorder};
 ///
 /// ```
 /// use metrics::{Key, Level, Metadata};
-/// use towerkit_timing::HistogramCell;
+/// use towerkit_timing::metrics::HistogramCell;
 ///
 /// static METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, None);
 /// let cell = HistogramCell::new(Key::from_name("job_duration_seconds"), &METADATA);

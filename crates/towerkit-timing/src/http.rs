@@ -2,40 +2,33 @@
 //! from the response, and the optional `Server-Timing` header.
 
 use std::cell::RefCell;
-use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use http::{Method, Request, Response, StatusCode};
 use metrics::SharedString;
 use quick_cache::Equivalent;
 
-use crate::collector::RequestTimings;
 use crate::handle::HistogramCell;
-use crate::layer::{CallInfo, Completed, Measure, MeasureCall};
+use crate::measure_traits::{CallInfo, Completed, Measure, MeasureCall};
+use crate::metrics::HTTP_SERVER_REQUEST_DURATION;
+use crate::server_timing::{SERVER_TIMING, cache_status_desc, server_timing_value};
 
-/// The `Server-Timing` header (W3C Server Timing).
-pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
-
-/// The `Cache-Status` header (RFC 9211).
-pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
-
-/// The `http_route` label of requests no route matched: they all share it, so the raw path
-/// never becomes a label.
-pub const UNMATCHED_ROUTE: &str = "unmatched";
+/// The `http_route` label of requests no route matched (`unmatched`): they all share it, so
+/// the raw path never becomes a label.
+pub(crate) const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// Measures HTTP calls: `http_server_request_duration_seconds` with labels
 /// `http_request_method` (`GET`, …, or `_OTHER` for non-standard methods), `http_route`
-/// (axum's `MatchedPath` template, or [`UNMATCHED_ROUTE`]) and `http_response_status_class`
+/// (axum's `MatchedPath` template, or `unmatched`) and `http_response_status_class`
 /// (`2xx`, …, or `error` when the inner service fails), and optionally a `Server-Timing`
 /// response header.
 ///
 /// The route template is read from the request's extensions, where axum's `Router` puts it
 /// before calling a route: add the layer with `Router::layer` so it runs per route. A
 /// `TimingLayer` wrapped around a whole `Router` from outside sees no template and labels
-/// every request [`UNMATCHED_ROUTE`]. Without the `axum` feature every request is unmatched.
+/// every request `unmatched`. Without the `axum` feature every request is unmatched.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Http {
     server_timing: bool,
@@ -140,7 +133,7 @@ impl<B, E> MeasureCall<Response<B>, E> for HttpCall {
 
 /// The method label: the standard methods by name, anything else `_OTHER` (as
 /// OpenTelemetry does), so a client cannot create label values.
-pub fn method_label(method: &Method) -> &'static str {
+pub(crate) fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::HEAD => "HEAD",
@@ -156,7 +149,7 @@ pub fn method_label(method: &Method) -> &'static str {
 }
 
 /// The status class label: `1xx` to `5xx`, `_OTHER` beyond.
-pub fn status_class(status: StatusCode) -> &'static str {
+pub(crate) fn status_class(status: StatusCode) -> &'static str {
     match status.as_u16() / 100 {
         1 => "1xx",
         2 => "2xx",
@@ -261,7 +254,7 @@ impl Series {
             SharedString::from_shared(Arc::from(route))
         };
         let key = metrics::Key::from_parts(
-            crate::HTTP_SERVER_REQUEST_DURATION,
+            HTTP_SERVER_REQUEST_DURATION,
             vec![
                 metrics::Label::new("http_request_method", method),
                 metrics::Label::new("http_route", route_label.clone()),
@@ -322,171 +315,9 @@ impl Equivalent<SeriesId> for SeriesIdRef<'_> {
     }
 }
 
-/// The `Server-Timing` value for a call: `total`, then `db` when queries ran, then `cache`
-/// when the response carries a `Cache-Status`. Durations in milliseconds.
-///
-/// ```
-/// use std::time::Duration;
-/// use towerkit_timing::{RequestTimings, server_timing_value};
-///
-/// let value = server_timing_value(Duration::from_micros(12_400), &RequestTimings::default(), Some("hit"));
-/// assert_eq!(value, r#"total;dur=12.4, cache;desc="hit""#);
-/// ```
-pub fn server_timing_value(
-    total: Duration,
-    timings: &RequestTimings,
-    cache: Option<&str>,
-) -> String {
-    let mut value = String::with_capacity(64);
-    let _ = write!(value, "total;dur={:.1}", crate::on_slow::millis(total));
-    let queries = timings.queries();
-    if queries > 0 {
-        let noun = if queries == 1 { "query" } else { "queries" };
-        let _ = write!(
-            value,
-            ", db;dur={:.1};desc=\"{queries} {noun}\"",
-            crate::on_slow::millis(timings.db_time())
-        );
-    }
-    if let Some(cache) = cache {
-        let _ = write!(value, ", cache;desc=\"{cache}\"");
-    }
-    value
-}
-
-/// What the nearest cache did, from the last member of the response's `Cache-Status`
-/// (RFC 9211): `hit`; `stale` (a hit with a negative `ttl`, or `fwd=stale`); `bypass`
-/// (`fwd=bypass`, `fwd=method` or `fwd=request`); `miss` (any other `fwd`). `None` without
-/// the header or when the member says neither.
-///
-/// ```
-/// use http::HeaderMap;
-/// use towerkit_timing::cache_status_desc;
-///
-/// let mut headers = HeaderMap::new();
-/// headers.insert("cache-status", "towerkit; fwd=miss; stored".parse().unwrap());
-/// assert_eq!(cache_status_desc(&headers), Some("miss"));
-/// ```
-pub fn cache_status_desc(headers: &HeaderMap) -> Option<&'static str> {
-    let line = headers
-        .get_all(CACHE_STATUS)
-        .iter()
-        .next_back()?
-        .to_str()
-        .ok()?;
-    let member = last_member(line).trim();
-    let mut hit = false;
-    let mut stale = false;
-    let mut fwd = None;
-    // The first item is the cache's name; parameters follow.
-    for param in member.split(';').skip(1).map(str::trim) {
-        match param.split_once('=') {
-            None if param == "hit" => hit = true,
-            Some(("hit", value)) => hit = value.trim() == "?1",
-            Some(("ttl", value)) => stale = value.trim().starts_with('-'),
-            Some(("fwd", value)) => fwd = Some(value.trim()),
-            _ => {}
-        }
-    }
-    if hit {
-        return Some(if stale { "stale" } else { "hit" });
-    }
-    Some(match fwd? {
-        "stale" => "stale",
-        "bypass" | "method" | "request" => "bypass",
-        _ => "miss",
-    })
-}
-
-/// The last top-level member of a structured-field list (commas inside quoted strings do
-/// not split).
-fn last_member(line: &str) -> &str {
-    let mut start = 0;
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, c) in line.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            ',' if !quoted => start = i + 1,
-            _ => {}
-        }
-    }
-    &line[start..]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn desc(values: &[&str]) -> Option<&'static str> {
-        let mut headers = HeaderMap::new();
-        for value in values {
-            headers.append(CACHE_STATUS, HeaderValue::from_str(value).unwrap());
-        }
-        cache_status_desc(&headers)
-    }
-
-    #[test]
-    fn cache_status_maps_to_hit_miss_stale() {
-        assert_eq!(desc(&["towerkit; hit"]), Some("hit"));
-        assert_eq!(desc(&["towerkit; hit; ttl=30"]), Some("hit"));
-        assert_eq!(desc(&["towerkit; hit; ttl=-5"]), Some("stale"));
-        assert_eq!(desc(&["towerkit; fwd=miss; stored"]), Some("miss"));
-        assert_eq!(desc(&["towerkit; fwd=uri-miss"]), Some("miss"));
-        assert_eq!(
-            desc(&["towerkit; fwd=stale; fwd-status=304"]),
-            Some("stale")
-        );
-        assert_eq!(desc(&["towerkit; fwd=bypass"]), Some("bypass"));
-        assert_eq!(desc(&["towerkit; hit=?1"]), Some("hit"));
-    }
-
-    #[test]
-    fn cache_status_uses_the_cache_nearest_the_client() {
-        assert_eq!(
-            desc(&["origin-cache; fwd=miss, towerkit; hit"]),
-            Some("hit")
-        );
-        assert_eq!(
-            desc(&["origin-cache; hit", "towerkit; fwd=miss"]),
-            Some("miss")
-        );
-        assert_eq!(desc(&["towerkit; hit; detail=\"a, b\""]), Some("hit"));
-    }
-
-    #[test]
-    fn cache_status_without_a_verdict_is_ignored() {
-        assert_eq!(desc(&[]), None);
-        assert_eq!(desc(&["towerkit"]), None);
-        assert_eq!(desc(&["towerkit; detail=x"]), None);
-    }
-
-    #[test]
-    fn server_timing_lists_total_db_and_cache() {
-        let mut timings = RequestTimings::default();
-        assert_eq!(
-            server_timing_value(Duration::from_micros(1_240), &timings, None),
-            "total;dur=1.2"
-        );
-        timings = crate::collector::tests_support::timings(
-            &[("SELECT a", 2), ("SELECT b", 1)],
-            Duration::from_micros(8_100),
-        );
-        assert_eq!(
-            server_timing_value(Duration::from_micros(12_400), &timings, Some("miss")),
-            r#"total;dur=12.4, db;dur=8.1;desc="3 queries", cache;desc="miss""#
-        );
-        timings = crate::collector::tests_support::timings(
-            &[("SELECT a", 1)],
-            Duration::from_micros(500),
-        );
-        assert_eq!(
-            server_timing_value(Duration::from_millis(1), &timings, None),
-            r#"total;dur=1.0, db;dur=0.5;desc="1 query""#
-        );
-    }
 
     #[test]
     fn non_standard_methods_share_one_label() {

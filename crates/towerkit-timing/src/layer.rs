@@ -1,10 +1,9 @@
-//! [`TimingLayer`], the [`Timing`] service and its [`ResponseFuture`], and the [`Measure`]
-//! policy that says what a call is (HTTP request, named operation, or your own).
+//! [`TimingLayer`], its [`TimingLayerBuilder`], the [`Timing`] service and its
+//! [`ResponseFuture`], and the checks every call gets (slow-call callback, N+1).
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -14,20 +13,24 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::collector::{self, RequestTimings};
-use crate::handle::HistogramCell;
+use crate::error::ConfigError;
 use crate::http::Http;
+use crate::measure_traits::{CallInfo, Completed, Measure, MeasureCall};
+use crate::metrics::N_PLUS_ONE_TOTAL;
 use crate::on_slow::{DefaultOnSlow, OnSlow, SlowCall};
+use crate::operation::Operation;
 use crate::stopwatch::Stopwatch;
 use crate::thresholds::Thresholds;
 
 /// A [`Layer`] that times every call of the service it wraps: it records a histogram
-/// through the `metrics` crate, reports calls slower than its [`Thresholds`] to an
-/// [`OnSlow`] callback (by default a WARN or ERROR `tracing` event), scopes a per-request
-/// collector that [`QueryTimer`](crate::QueryTimer) writes each query into, and warns about
-/// N+1 query patterns. See the [crate docs](crate).
+/// through the `metrics` crate, reports slow calls to an [`OnSlow`] callback (by default a
+/// WARN or ERROR `tracing` event), scopes a per-request collector that
+/// [`QueryTimer`](crate::QueryTimer) writes each query into, and warns about N+1 query
+/// patterns. See the [crate docs](crate).
 ///
-/// `TimingLayer::new()` measures HTTP services; [`TimingLayer::operation`] measures any
-/// tower service under a name.
+/// `TimingLayer::new()` measures HTTP services with the defaults;
+/// [`TimingLayer::operation`] measures any tower service under a name;
+/// [`TimingLayer::builder`] changes the settings.
 #[derive(Debug, Clone)]
 pub struct TimingLayer<M = Http, C = DefaultOnSlow> {
     measure: M,
@@ -43,7 +46,7 @@ struct Config {
 
 /// The default N+1 threshold: a request running one query summary more than this many
 /// times is reported.
-pub const DEFAULT_N_PLUS_ONE_THRESHOLD: u32 = 10;
+const DEFAULT_N_PLUS_ONE_THRESHOLD: u32 = 10;
 
 impl Default for TimingLayer {
     fn default() -> Self {
@@ -52,9 +55,10 @@ impl Default for TimingLayer {
 }
 
 impl TimingLayer {
-    /// Times HTTP requests ([`Http`]): `http_server_request_duration_seconds` by method,
-    /// route template and status class; slow calls above 500 ms (WARN) and 1 s (ERROR);
-    /// N+1 warnings above 10 runs of one query; no `Server-Timing` header.
+    /// Times HTTP requests ([`Http`](crate::measure::Http)):
+    /// `http_server_request_duration_seconds` by method, route template and status class;
+    /// slow calls above 500 ms (WARN) and 1 s (ERROR); N+1 warnings above 10 runs of one
+    /// query; no `Server-Timing` header.
     pub fn new() -> Self {
         Self {
             measure: Http::new(),
@@ -65,18 +69,67 @@ impl TimingLayer {
             on_slow: DefaultOnSlow,
         }
     }
-}
 
-impl TimingLayer<Operation> {
-    /// Times any tower service as the operation `name` ([`Operation`]):
-    /// `towerkit_operation_duration_seconds` by operation and outcome (`ok` or `error`), with
-    /// the same slow-call and N+1 defaults as [`TimingLayer::new`].
-    pub fn operation(name: impl Into<SharedString>) -> Self {
-        TimingLayer::new().measure(Operation::new(name))
+    /// A builder starting from the defaults of [`TimingLayer::new`].
+    pub fn builder() -> TimingLayerBuilder {
+        TimingLayerBuilder::default()
     }
 }
 
-impl<C> TimingLayer<Http, C> {
+impl TimingLayer<Operation> {
+    /// Times any tower service as the operation `name`
+    /// ([`Operation`](crate::measure::Operation)): `towerkit_operation_duration_seconds` by
+    /// operation and outcome (`ok` or `error`), with the same slow-call and N+1 defaults as
+    /// [`TimingLayer::new`]. To change those, use
+    /// `TimingLayer::builder().measure(Operation::new(name))`.
+    pub fn operation(name: impl Into<SharedString>) -> Self {
+        TimingLayer {
+            measure: Operation::new(name),
+            config: TimingLayer::new().config,
+            on_slow: DefaultOnSlow,
+        }
+    }
+}
+
+/// Builds a [`TimingLayer`]: infallible setters, then [`build`](Self::build), which checks
+/// them all.
+///
+/// ```
+/// use std::time::Duration;
+/// use towerkit_timing::{ConfigError, TimingLayer};
+///
+/// let layer = TimingLayer::builder()
+///     .server_timing(true)
+///     .slow(Duration::from_millis(200), Duration::from_millis(800))
+///     .n_plus_one(Some(5))
+///     .build()?;
+/// # let _ = layer;
+/// let inverted = TimingLayer::builder()
+///     .slow(Duration::from_secs(2), Duration::from_secs(1))
+///     .build();
+/// assert!(matches!(inverted, Err(ConfigError::Slow { .. })));
+/// # Ok::<(), ConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct TimingLayerBuilder<M = Http, C = DefaultOnSlow> {
+    measure: M,
+    slow: (Duration, Duration),
+    n_plus_one: Option<u32>,
+    on_slow: C,
+}
+
+impl Default for TimingLayerBuilder {
+    fn default() -> Self {
+        Self {
+            measure: Http::new(),
+            slow: (Thresholds::DEFAULT.warn(), Thresholds::DEFAULT.error()),
+            n_plus_one: Some(DEFAULT_N_PLUS_ONE_THRESHOLD),
+            on_slow: DefaultOnSlow,
+        }
+    }
+}
+
+impl<C> TimingLayerBuilder<Http, C> {
     /// Adds a `Server-Timing` header (`total;dur=12.4, db;dur=8.1;desc="3 queries",
     /// cache;desc="hit"`) to every response. Default: off, since it tells clients how long
     /// the server spent on their request.
@@ -87,22 +140,25 @@ impl<C> TimingLayer<Http, C> {
     }
 }
 
-impl<M, C> TimingLayer<M, C> {
-    /// Replaces what a call is measured as (see [`Measure`]).
+impl<M, C> TimingLayerBuilder<M, C> {
+    /// Replaces what a call is measured as (see [`Measure`]). Default:
+    /// [`Http`](crate::measure::Http).
     #[must_use]
-    pub fn measure<M2>(self, measure: M2) -> TimingLayer<M2, C> {
-        TimingLayer {
+    pub fn measure<M2>(self, measure: M2) -> TimingLayerBuilder<M2, C> {
+        TimingLayerBuilder {
             measure,
-            config: self.config,
+            slow: self.slow,
+            n_plus_one: self.n_plus_one,
             on_slow: self.on_slow,
         }
     }
 
-    /// The durations above which a call is slow. Default: [`Thresholds::DEFAULT`] (WARN
-    /// above 500 ms, ERROR above 1 s).
+    /// Calls longer than `warn` are slow (WARN), calls longer than `error` very slow
+    /// (ERROR); [`build`](Self::build) fails when `error` is shorter than `warn`. Default:
+    /// 500 ms and 1 s.
     #[must_use]
-    pub fn slow(mut self, thresholds: Thresholds) -> Self {
-        self.config.thresholds = thresholds;
+    pub fn slow(mut self, warn: Duration, error: Duration) -> Self {
+        self.slow = (warn, error);
         self
     }
 
@@ -111,18 +167,33 @@ impl<M, C> TimingLayer<M, C> {
     /// `None` turns the check off. Default: `Some(10)`.
     #[must_use]
     pub fn n_plus_one(mut self, threshold: Option<u32>) -> Self {
-        self.config.n_plus_one = threshold;
+        self.n_plus_one = threshold;
         self
     }
 
     /// Replaces what happens to slow calls. Default: [`DefaultOnSlow`].
     #[must_use]
-    pub fn on_slow<C2>(self, on_slow: C2) -> TimingLayer<M, C2> {
-        TimingLayer {
+    pub fn on_slow<C2>(self, on_slow: C2) -> TimingLayerBuilder<M, C2> {
+        TimingLayerBuilder {
             measure: self.measure,
-            config: self.config,
+            slow: self.slow,
+            n_plus_one: self.n_plus_one,
             on_slow,
         }
+    }
+
+    /// The layer, once every setting is checked: fails with [`ConfigError::Slow`] when the
+    /// `slow` error threshold is shorter than the warn threshold.
+    pub fn build(self) -> Result<TimingLayer<M, C>, ConfigError> {
+        let (warn, error) = self.slow;
+        Ok(TimingLayer {
+            measure: self.measure,
+            config: Config {
+                thresholds: Thresholds::new(warn, error)?,
+                n_plus_one: self.n_plus_one,
+            },
+            on_slow: self.on_slow,
+        })
     }
 }
 
@@ -158,20 +229,7 @@ impl<S> Timing<S> {
 }
 
 impl<S, M, C> Timing<S, M, C> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    towerkit_http::inner_accessors!(S);
 }
 
 impl<S, M, C, Req> Service<Req> for Timing<S, M, C>
@@ -285,128 +343,11 @@ fn after_call(
             "N+1 queries: `{summary}` ran {count} times in one call of {route}"
         );
         metrics::counter!(
-            crate::N_PLUS_ONE_TOTAL,
+            N_PLUS_ONE_TOTAL,
             "operation" => info.operation.clone(),
             "db_query_summary" => SharedString::from_owned(summary.to_owned()),
         )
         .increment(1);
-    }
-}
-
-/// What a [`TimingLayer`] measures a call as: the labels known from the request.
-///
-/// [`Http`] (the default) and [`Operation`] implement it; implement it yourself to measure,
-/// say, a gRPC service with its own metric.
-pub trait Measure<Req>: Clone {
-    /// What is kept from the request until the call completes.
-    type Call;
-
-    /// Called before the request is passed to the inner service.
-    fn start(&self, request: &Req) -> Self::Call;
-}
-
-/// The second half of [`Measure`]: records the completed call.
-pub trait MeasureCall<Res, E> {
-    /// Called once when the inner future completes: records the call's metric, may edit
-    /// the response (the `Server-Timing` header), and describes the call for the slow-call
-    /// callback and the N+1 warning.
-    fn finish(self, result: &mut Result<Res, E>, completed: Completed<'_>) -> CallInfo;
-}
-
-/// A completed call, as handed to [`MeasureCall::finish`].
-#[derive(Debug, Clone, Copy)]
-pub struct Completed<'a> {
-    /// The time from the request to the inner service's response.
-    pub elapsed: Duration,
-    /// What the call's queries added up to.
-    pub timings: &'a RequestTimings,
-}
-
-/// What a call was, for the slow-call callback and the N+1 warning.
-#[derive(Debug, Clone)]
-pub struct CallInfo {
-    /// The route template (`/products/{id}`), `unmatched`, or the operation name.
-    pub operation: SharedString,
-    /// The HTTP method, if any.
-    pub method: Option<&'static str>,
-    /// The HTTP status, if any.
-    pub status: Option<u16>,
-    /// Whether the inner service returned an error (not an HTTP error status).
-    pub failed: bool,
-}
-
-/// Measures any tower service as one named operation:
-/// `towerkit_operation_duration_seconds{operation, outcome}`, where outcome is `ok` or
-/// `error` (the inner service's `Err`).
-#[derive(Debug, Clone)]
-pub struct Operation {
-    shared: Arc<OperationKeys>,
-}
-
-/// The operation's name and its two histogram keys, built once.
-#[derive(Debug)]
-struct OperationKeys {
-    name: SharedString,
-    ok: HistogramCell,
-    error: HistogramCell,
-}
-
-/// The metadata the `histogram!` macro would give the operation histogram.
-static METADATA: metrics::Metadata<'static> =
-    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
-
-impl Operation {
-    /// An operation named `name` (a metric label: keep it static, not per request).
-    pub fn new(name: impl Into<SharedString>) -> Self {
-        let name = name.into();
-        let key = |outcome: &'static str| {
-            let key = metrics::Key::from_parts(
-                crate::OPERATION_DURATION,
-                vec![
-                    metrics::Label::new("operation", name.clone()),
-                    metrics::Label::new("outcome", outcome),
-                ],
-            );
-            HistogramCell::new(key, &METADATA)
-        };
-        let (ok, error) = (key("ok"), key("error"));
-        Self {
-            shared: Arc::new(OperationKeys { name, ok, error }),
-        }
-    }
-}
-
-impl<R> Measure<R> for Operation {
-    type Call = OperationCall;
-
-    fn start(&self, _request: &R) -> OperationCall {
-        OperationCall {
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-/// The [`Measure::Call`] of [`Operation`].
-#[derive(Debug)]
-pub struct OperationCall {
-    shared: Arc<OperationKeys>,
-}
-
-impl<Res, E> MeasureCall<Res, E> for OperationCall {
-    fn finish(self, result: &mut Result<Res, E>, completed: Completed<'_>) -> CallInfo {
-        let failed = result.is_err();
-        let histogram = if failed {
-            &self.shared.error
-        } else {
-            &self.shared.ok
-        };
-        histogram.record(completed.elapsed.as_secs_f64());
-        CallInfo {
-            operation: self.shared.name.clone(),
-            method: None,
-            status: None,
-            failed,
-        }
     }
 }
 
@@ -423,7 +364,12 @@ mod tests {
     use tower::{ServiceBuilder, ServiceExt, service_fn};
 
     use super::*;
-    use crate::{QueryOutcome, QueryTimer, SERVER_TIMING, UNMATCHED_ROUTE};
+    use crate::http::UNMATCHED_ROUTE;
+    use crate::metrics::{
+        HTTP_DURATION_BUCKETS, HTTP_SERVER_REQUEST_DURATION, N_PLUS_ONE_TOTAL, OPERATION_DURATION,
+    };
+    use crate::query::{QueryOutcome, QueryTimer};
+    use crate::server_timing::SERVER_TIMING;
     use towerkit_test_support::{Logs, Metrics};
 
     fn get_request(path: &str) -> Request<Body> {
@@ -448,12 +394,12 @@ mod tests {
         })
     }
 
-    fn thresholds(warn_ms: u64, error_ms: u64) -> Thresholds {
-        Thresholds::new(
+    /// The layer with slow-call thresholds of `warn_ms` and `error_ms`.
+    fn slow_after(warn_ms: u64, error_ms: u64) -> TimingLayerBuilder {
+        TimingLayer::builder().slow(
             Duration::from_millis(warn_ms),
             Duration::from_millis(error_ms),
         )
-        .unwrap()
     }
 
     #[tokio::test]
@@ -480,7 +426,7 @@ mod tests {
         );
         let series = |method, class| {
             metrics.histogram(
-                crate::HTTP_SERVER_REQUEST_DURATION,
+                HTTP_SERVER_REQUEST_DURATION,
                 &[
                     ("http_request_method", method),
                     ("http_route", "/products/{id}"),
@@ -506,7 +452,7 @@ mod tests {
             assert_eq!(response.status(), StatusCode::NOT_FOUND);
         }
         let samples = metrics.histogram(
-            crate::HTTP_SERVER_REQUEST_DURATION,
+            HTTP_SERVER_REQUEST_DURATION,
             &[
                 ("http_route", UNMATCHED_ROUTE),
                 ("http_response_status_class", "4xx"),
@@ -529,8 +475,9 @@ mod tests {
     #[tokio::test]
     async fn slow_calls_are_logged_at_warn() {
         let logs = Logs::capture();
-        let service = TimingLayer::new()
-            .slow(thresholds(10, 3_600_000))
+        let service = slow_after(10, 3_600_000)
+            .build()
+            .unwrap()
             .layer(slow_service(Duration::from_millis(30)));
         service.oneshot(get_request("/slow")).await.unwrap();
         let lines = logs.lines_with("slow call");
@@ -546,8 +493,9 @@ mod tests {
     #[tokio::test]
     async fn very_slow_calls_are_logged_at_error() {
         let logs = Logs::capture();
-        let service = TimingLayer::new()
-            .slow(thresholds(1, 10))
+        let service = slow_after(1, 10)
+            .build()
+            .unwrap()
             .layer(slow_service(Duration::from_millis(30)));
         service.oneshot(get_request("/slow")).await.unwrap();
         let lines = logs.lines_with("very slow call");
@@ -558,8 +506,9 @@ mod tests {
     #[tokio::test]
     async fn calls_under_the_threshold_are_not_logged() {
         let logs = Logs::capture();
-        let service = TimingLayer::new()
-            .slow(thresholds(3_600_000, 3_600_000))
+        let service = slow_after(3_600_000, 3_600_000)
+            .build()
+            .unwrap()
             .layer(slow_service(Duration::ZERO));
         service.oneshot(get_request("/fast")).await.unwrap();
         assert!(logs.lines_with("slow call").is_empty(), "{}", logs.text());
@@ -570,13 +519,14 @@ mod tests {
         let logs = Logs::capture();
         let seen = Arc::new(AtomicUsize::new(0));
         let counter = seen.clone();
-        let service = TimingLayer::new()
-            .slow(thresholds(1, 3_600_000))
+        let service = slow_after(1, 3_600_000)
             .on_slow(move |call: &SlowCall<'_>| {
                 assert_eq!(call.call.status, Some(200));
                 assert!(call.elapsed >= Duration::from_millis(10));
                 counter.fetch_add(1, Ordering::Relaxed);
             })
+            .build()
+            .unwrap()
             .layer(slow_service(Duration::from_millis(10)));
         service.oneshot(get_request("/slow")).await.unwrap();
         assert_eq!(seen.load(Ordering::Relaxed), 1);
@@ -586,9 +536,10 @@ mod tests {
     #[tokio::test]
     async fn unit_on_slow_ignores_slow_calls() {
         let logs = Logs::capture();
-        let service = TimingLayer::new()
-            .slow(thresholds(1, 3_600_000))
+        let service = slow_after(1, 3_600_000)
             .on_slow(())
+            .build()
+            .unwrap()
             .layer(slow_service(Duration::from_millis(10)));
         service.oneshot(get_request("/slow")).await.unwrap();
         assert!(logs.lines_with("slow call").is_empty(), "{}", logs.text());
@@ -606,7 +557,7 @@ mod tests {
             .await;
         assert_eq!(result.unwrap_err(), "connection reset");
         let samples = metrics.histogram(
-            crate::HTTP_SERVER_REQUEST_DURATION,
+            HTTP_SERVER_REQUEST_DURATION,
             &[
                 ("http_route", UNMATCHED_ROUTE),
                 ("http_response_status_class", "error"),
@@ -626,7 +577,7 @@ mod tests {
                     ([("cache-status", "towerkit; hit")], "cached")
                 }),
             )
-            .layer(TimingLayer::new().server_timing(true));
+            .layer(TimingLayer::builder().server_timing(true).build().unwrap());
         let response = app.oneshot(get_request("/products")).await.unwrap();
         let value = response.headers()[SERVER_TIMING].to_str().unwrap();
         assert!(value.starts_with("total;dur="), "{value}");
@@ -662,7 +613,7 @@ mod tests {
                     },
                 ),
             )
-            .layer(TimingLayer::new().server_timing(true));
+            .layer(TimingLayer::builder().server_timing(true).build().unwrap());
         let calls = (1..=6).map(|n| {
             let app = app.clone();
             async move {
@@ -731,7 +682,7 @@ mod tests {
         );
         assert!(lines[0].contains("count=12"), "{}", lines[0]);
         let counted = metrics.counter(
-            crate::N_PLUS_ONE_TOTAL,
+            N_PLUS_ONE_TOTAL,
             &[
                 ("operation", "/orders/{id}"),
                 ("db_query_summary", "SELECT order_lines"),
@@ -739,10 +690,7 @@ mod tests {
         );
         assert_eq!(counted, 1);
         assert_eq!(
-            metrics.counter(
-                crate::N_PLUS_ONE_TOTAL,
-                &[("db_query_summary", "SELECT products")]
-            ),
+            metrics.counter(N_PLUS_ONE_TOTAL, &[("db_query_summary", "SELECT products")]),
             0
         );
     }
@@ -760,12 +708,12 @@ mod tests {
         };
         let strict = Router::new()
             .route("/", get(handler.clone()))
-            .layer(TimingLayer::new().n_plus_one(Some(3)));
+            .layer(TimingLayer::builder().n_plus_one(Some(3)).build().unwrap());
         strict.oneshot(get_request("/")).await.unwrap();
         assert_eq!(logs.lines_with("N+1").len(), 1, "{}", logs.text());
         let off = Router::new()
             .route("/", get(handler))
-            .layer(TimingLayer::new().n_plus_one(None).slow(thresholds(1, 1)));
+            .layer(slow_after(1, 1).n_plus_one(None).build().unwrap());
         off.oneshot(get_request("/")).await.unwrap();
         assert_eq!(logs.lines_with("N+1").len(), 1, "{}", logs.text());
     }
@@ -785,11 +733,11 @@ mod tests {
         assert_eq!(service.clone().oneshot(7).await, Ok(700));
         assert_eq!(service.oneshot(0).await, Err("no such sku"));
         let ok = metrics.histogram(
-            crate::OPERATION_DURATION,
+            OPERATION_DURATION,
             &[("operation", "price_lookup"), ("outcome", "ok")],
         );
         let failed = metrics.histogram(
-            crate::OPERATION_DURATION,
+            OPERATION_DURATION,
             &[("operation", "price_lookup"), ("outcome", "error")],
         );
         assert_eq!((ok.len(), failed.len()), (1, 1), "{:?}", metrics.all());
@@ -823,14 +771,14 @@ mod tests {
         use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(
-                Matcher::Full(crate::HTTP_SERVER_REQUEST_DURATION.into()),
-                &crate::HTTP_DURATION_BUCKETS,
+                Matcher::Full(HTTP_SERVER_REQUEST_DURATION.into()),
+                &HTTP_DURATION_BUCKETS,
             )
             .unwrap()
             .build_recorder();
         let handle = recorder.handle();
         let _guard = metrics::set_default_local_recorder(&recorder);
-        crate::describe_metrics();
+        crate::metrics::describe();
         let app = Router::new()
             .route("/", get(|| async { "ok" }))
             .layer(TimingLayer::new());
@@ -852,5 +800,34 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn inverted_slow_thresholds_fail_the_build() {
+        let result = slow_after(2_000, 1_000).build();
+        let Err(error) = result else {
+            panic!("an error threshold below the warn threshold must not build");
+        };
+        assert_eq!(
+            error,
+            ConfigError::Slow {
+                warn: Duration::from_secs(2),
+                error: Duration::from_secs(1),
+            }
+        );
+        assert!(error.to_string().starts_with("invalid `slow`:"), "{error}");
+        assert!(
+            slow_after(10, 10).build().is_ok(),
+            "equal thresholds are valid"
+        );
+    }
+
+    #[test]
+    fn the_builder_starts_from_the_defaults() {
+        let built = TimingLayer::builder().build().unwrap();
+        let new = TimingLayer::new();
+        assert_eq!(built.config.thresholds, new.config.thresholds);
+        assert_eq!(built.config.n_plus_one, Some(DEFAULT_N_PLUS_ONE_THRESHOLD));
+        assert_eq!(new.config.n_plus_one, Some(DEFAULT_N_PLUS_ONE_THRESHOLD));
     }
 }

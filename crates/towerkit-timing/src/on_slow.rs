@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::collector::RequestTimings;
-use crate::layer::CallInfo;
+use crate::measure_traits::CallInfo;
+use crate::stopwatch::millis;
 use crate::thresholds::Severity;
 
 /// A call that took longer than a threshold, as handed to [`OnSlow`].
@@ -34,10 +35,13 @@ pub struct SlowCall<'a> {
 ///
 /// let slow = Arc::new(AtomicUsize::new(0));
 /// let counter = slow.clone();
-/// let layer = TimingLayer::new().on_slow(move |_call: &SlowCall<'_>| {
-///     counter.fetch_add(1, Ordering::Relaxed);
-/// });
+/// let layer = TimingLayer::builder()
+///     .on_slow(move |_call: &SlowCall<'_>| {
+///         counter.fetch_add(1, Ordering::Relaxed);
+///     })
+///     .build()?;
 /// # let _ = layer;
+/// # Ok::<(), towerkit_timing::ConfigError>(())
 /// ```
 pub trait OnSlow {
     /// Handles one slow call.
@@ -86,9 +90,4 @@ where
     fn on_slow(&self, call: &SlowCall<'_>) {
         self(call)
     }
-}
-
-/// Milliseconds with microsecond precision, for logs.
-pub(crate) fn millis(duration: Duration) -> f64 {
-    duration.as_micros() as f64 / 1000.0
 }

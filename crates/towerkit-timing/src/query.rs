@@ -15,17 +15,19 @@ use quick_cache::Equivalent;
 
 use crate::collector;
 use crate::durations::Durations;
+use crate::error::ConfigError;
 use crate::handle::HistogramCell;
-use crate::on_slow::millis;
+use crate::metrics::DB_CLIENT_OPERATION_DURATION;
 use crate::sql::{normalize, summarize};
+use crate::stopwatch::millis;
 use crate::thresholds::{Severity, Thresholds};
 
 /// How many distinct SQL strings (and query labels) a [`QueryTimer`] keeps by default.
-pub const DEFAULT_CAPACITY: usize = 1024;
+const DEFAULT_CAPACITY: usize = 1024;
 
-/// SQL strings longer than this are labelled on every execution instead of being cached, so
-/// huge generated statements do not fill memory.
-pub const MAX_CACHED_SQL_LEN: usize = 8 * 1024;
+/// SQL strings longer than this (8 KiB) are labelled on every execution instead of being
+/// cached, so huge generated statements do not fill memory.
+const MAX_CACHED_SQL_LEN: usize = 8 * 1024;
 
 /// SQL strings up to this long are kept in each thread's recent labels.
 const MAX_RECENT_SQL_LEN: usize = 1024;
@@ -50,7 +52,7 @@ struct RecentLabel {
 }
 
 /// The [`QueryStats`] label that collects queries beyond the timer's capacity of labels.
-pub const OVERFLOW_LABEL: &str = "_OTHER";
+const OVERFLOW_LABEL: &str = "_OTHER";
 
 /// Times SQL queries. Cheap to clone; clones share the label cache and the statistics.
 ///
@@ -63,7 +65,7 @@ pub const OVERFLOW_LABEL: &str = "_OTHER";
 /// - counts it in [`QueryStats`];
 /// - logs it when slow, at WARN or ERROR, with the summary, the normalized SQL (literals
 ///   replaced by `?`), duration and row count. Parameter values are only logged with
-///   [`log_parameters(true)`](Self::log_parameters): they may hold personal data.
+///   [`log_parameters(true)`](QueryTimerBuilder::log_parameters): they may hold personal data.
 ///
 /// Raw SQL and parameter values never become metric labels.
 ///
@@ -108,9 +110,9 @@ impl fmt::Debug for QueryTimer {
 }
 
 impl QueryTimer {
-    /// A timer for queries to `system` (the `db_system_name` label, e.g. `postgresql`), with
-    /// the default [`Thresholds`] (WARN above 500 ms, ERROR above 1 s), parameters not
-    /// logged, and room for [`DEFAULT_CAPACITY`] labels.
+    /// A timer for queries to `system` (the `db_system_name` label, e.g. `postgresql`) with
+    /// the defaults: slow above 500 ms (WARN) and 1 s (ERROR), parameters not logged, and
+    /// room for 1,024 labels.
     pub fn new(system: impl Into<SharedString>) -> Self {
         Self {
             system: system.into(),
@@ -120,41 +122,32 @@ impl QueryTimer {
         }
     }
 
-    /// The durations above which a query is logged as slow. Default:
-    /// [`Thresholds::DEFAULT`].
-    #[must_use]
-    pub fn slow(mut self, thresholds: Thresholds) -> Self {
-        self.thresholds = thresholds;
-        self
-    }
-
-    /// Whether slow-query log lines include the parameter values. Default: off, since they
-    /// may hold personal data.
-    #[must_use]
-    pub fn log_parameters(mut self, on: bool) -> Self {
-        self.log_parameters = on;
-        self
-    }
-
-    /// How many distinct SQL strings are labelled and cached, and how many labels
-    /// [`QueryStats`] tracks (more go to [`OVERFLOW_LABEL`]). Default: [`DEFAULT_CAPACITY`].
-    /// Starts a new, empty cache and statistics.
+    /// A builder for a timer of queries to `system`, starting from the defaults of
+    /// [`QueryTimer::new`].
     ///
-    /// Each tracked label keeps a histogram of its durations: 2,368 counters, 18.5 KiB, so
-    /// the default capacity bounds the statistics at about 18.5 MiB.
-    #[must_use]
-    pub fn capacity(mut self, capacity: usize) -> Self {
-        self.shared = Arc::new(Shared::new(capacity.max(1)));
-        self
+    /// ```
+    /// use std::time::Duration;
+    /// use towerkit_timing::QueryTimer;
+    ///
+    /// let timer = QueryTimer::builder("postgresql")
+    ///     .slow(Duration::from_millis(100), Duration::from_millis(500))
+    ///     .log_parameters(true)
+    ///     .capacity(256)
+    ///     .build()?;
+    /// # let _ = timer;
+    /// # Ok::<(), towerkit_timing::ConfigError>(())
+    /// ```
+    pub fn builder(system: impl Into<SharedString>) -> QueryTimerBuilder {
+        QueryTimerBuilder {
+            system: system.into(),
+            slow: (Thresholds::DEFAULT.warn(), Thresholds::DEFAULT.error()),
+            log_parameters: false,
+            capacity: DEFAULT_CAPACITY,
+        }
     }
 
-    /// The configured slow thresholds.
-    pub fn thresholds(&self) -> Thresholds {
-        self.thresholds
-    }
-
-    /// The label of `sql`, derived from its text ([`summarize`](crate::summarize)) once and
-    /// cached.
+    /// The label of `sql`, derived from its text once and cached: the statement's keyword and
+    /// main table (`SELECT products`).
     pub fn label(&self, sql: &str) -> QueryLabel {
         self.lookup(None, sql)
     }
@@ -166,7 +159,7 @@ impl QueryTimer {
     }
 
     /// Records one execution of the query `label`. `params` is only formatted for a slow
-    /// query, and only when [`log_parameters`](Self::log_parameters) is on.
+    /// query, and only when [`log_parameters`](QueryTimerBuilder::log_parameters) is on.
     pub fn record(
         &self,
         label: &QueryLabel,
@@ -279,7 +272,7 @@ impl QueryTimer {
             .collection
             .map_or(SharedString::const_str(""), shared);
         let key = metrics::Key::from_parts(
-            crate::DB_CLIENT_OPERATION_DURATION,
+            DB_CLIENT_OPERATION_DURATION,
             vec![
                 metrics::Label::new("db_system_name", self.system.clone()),
                 metrics::Label::new("db_operation_name", operation.clone()),
@@ -327,6 +320,58 @@ impl QueryTimer {
                 "very slow query"
             ),
         }
+    }
+}
+
+/// Builds a [`QueryTimer`]: infallible setters, then [`build`](Self::build), which checks
+/// them all.
+#[derive(Debug, Clone)]
+pub struct QueryTimerBuilder {
+    system: SharedString,
+    slow: (Duration, Duration),
+    log_parameters: bool,
+    capacity: usize,
+}
+
+impl QueryTimerBuilder {
+    /// Queries longer than `warn` are logged at WARN, longer than `error` at ERROR;
+    /// [`build`](Self::build) fails when `error` is shorter than `warn`. Default: 500 ms
+    /// and 1 s.
+    #[must_use]
+    pub fn slow(mut self, warn: Duration, error: Duration) -> Self {
+        self.slow = (warn, error);
+        self
+    }
+
+    /// Whether slow-query log lines include the parameter values. Default: off, since they
+    /// may hold personal data.
+    #[must_use]
+    pub fn log_parameters(mut self, on: bool) -> Self {
+        self.log_parameters = on;
+        self
+    }
+
+    /// How many distinct SQL strings are labelled and cached, and how many labels
+    /// [`QueryStats`] tracks (more go to the label `_OTHER`); 0 counts as 1. Default: 1,024.
+    ///
+    /// Each tracked label keeps a histogram of its durations: 2,368 counters, 18.5 KiB, so
+    /// the default capacity bounds the statistics at about 18.5 MiB.
+    #[must_use]
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// The timer, once every setting is checked: fails with [`ConfigError::Slow`] when the
+    /// `slow` error threshold is shorter than the warn threshold.
+    pub fn build(self) -> Result<QueryTimer, ConfigError> {
+        let (warn, error) = self.slow;
+        Ok(QueryTimer {
+            system: self.system,
+            thresholds: Thresholds::new(warn, error)?,
+            log_parameters: self.log_parameters,
+            shared: Arc::new(Shared::new(self.capacity.max(1))),
+        })
     }
 }
 
@@ -452,8 +497,8 @@ impl QueryStats {
 /// The statistics of one query label.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabelStats {
-    /// The label: a summary such as `SELECT products`, a caller's name, or
-    /// [`OVERFLOW_LABEL`].
+    /// The label: a summary such as `SELECT products`, a caller's name, or `_OTHER` for
+    /// queries beyond the timer's capacity.
     pub label: String,
     /// Executions recorded.
     pub count: u64,
@@ -593,9 +638,10 @@ mod tests {
 
     #[test]
     fn stats_count_slow_and_failed_queries() {
-        let thresholds =
-            Thresholds::new(Duration::from_millis(100), Duration::from_secs(1)).unwrap();
-        let timer = QueryTimer::new("postgresql").slow(thresholds);
+        let timer = QueryTimer::builder("postgresql")
+            .slow(Duration::from_millis(100), Duration::from_secs(1))
+            .build()
+            .unwrap();
         let label = timer.label("SELECT * FROM products");
         for ms in 1..=100 {
             timer.record(
@@ -625,7 +671,10 @@ mod tests {
 
     #[test]
     fn stats_labels_are_bounded() {
-        let timer = QueryTimer::new("postgresql").capacity(2);
+        let timer = QueryTimer::builder("postgresql")
+            .capacity(2)
+            .build()
+            .unwrap();
         for table in ["a", "b", "c", "d"] {
             let label = timer.label(&format!("SELECT * FROM {table}"));
             timer.record(&label, Duration::from_millis(1), QueryOutcome::Rows(0), &());
@@ -648,7 +697,7 @@ mod tests {
             &[&"alice@example.com"],
         );
         let samples = metrics.histogram(
-            crate::DB_CLIENT_OPERATION_DURATION,
+            DB_CLIENT_OPERATION_DURATION,
             &[
                 ("db_system_name", "postgresql"),
                 ("db_operation_name", "SELECT"),
@@ -670,9 +719,10 @@ mod tests {
     #[test]
     fn slow_queries_are_logged_without_parameters_by_default() {
         let logs = Logs::capture();
-        let thresholds =
-            Thresholds::new(Duration::from_millis(100), Duration::from_secs(1)).unwrap();
-        let timer = QueryTimer::new("postgresql").slow(thresholds);
+        let timer = QueryTimer::builder("postgresql")
+            .slow(Duration::from_millis(100), Duration::from_secs(1))
+            .build()
+            .unwrap();
         let label = timer.label("SELECT *\n FROM users WHERE email = $1 AND pin = '1234'");
         timer.record(
             &label,
@@ -704,9 +754,10 @@ mod tests {
     #[test]
     fn very_slow_queries_are_logged_at_error() {
         let logs = Logs::capture();
-        let thresholds =
-            Thresholds::new(Duration::from_millis(10), Duration::from_millis(100)).unwrap();
-        let timer = QueryTimer::new("postgresql").slow(thresholds);
+        let timer = QueryTimer::builder("postgresql")
+            .slow(Duration::from_millis(10), Duration::from_millis(100))
+            .build()
+            .unwrap();
         let label = timer.label("DELETE FROM sessions");
         timer.record(
             &label,
@@ -726,10 +777,11 @@ mod tests {
     #[test]
     fn parameters_are_logged_when_enabled() {
         let logs = Logs::capture();
-        let thresholds = Thresholds::new(Duration::from_millis(1), Duration::from_secs(1)).unwrap();
-        let timer = QueryTimer::new("postgresql")
-            .slow(thresholds)
-            .log_parameters(true);
+        let timer = QueryTimer::builder("postgresql")
+            .slow(Duration::from_millis(1), Duration::from_secs(1))
+            .log_parameters(true)
+            .build()
+            .unwrap();
         let label = timer.label("SELECT * FROM users WHERE email = $1");
         timer.record(
             &label,

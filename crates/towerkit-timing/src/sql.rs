@@ -10,23 +10,23 @@
 const MAX_COLLECTION_LEN: usize = 64;
 
 /// The longest normalized SQL text kept for logs; longer texts end in `…`.
-pub const MAX_NORMALIZED_LEN: usize = 2048;
+pub(crate) const MAX_NORMALIZED_LEN: usize = 2048;
 
 /// What a SQL statement does, derived from its text: the operation keyword and the main
 /// table, as OpenTelemetry's `db.operation.name` and `db.collection.name`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SqlSummary {
+pub(crate) struct SqlSummary {
     /// The statement's keyword, upper-cased (`SELECT`, `INSERT`, …); `OTHER` when the text
     /// has none.
-    pub operation: String,
+    pub(crate) operation: String,
     /// The main table (`products`, `shop.orders`), if the statement names one. Unquoted
     /// identifiers are lower-cased as PostgreSQL folds them.
-    pub collection: Option<String>,
+    pub(crate) collection: Option<String>,
 }
 
 impl SqlSummary {
     /// `OPERATION collection`, or just `OPERATION`: the `db.query.summary` label.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         match &self.collection {
             Some(collection) => format!("{} {collection}", self.operation),
             None => self.operation.clone(),
@@ -35,16 +35,7 @@ impl SqlSummary {
 }
 
 /// Derives the summary of `sql`.
-///
-/// ```
-/// use towerkit_timing::summarize;
-///
-/// let summary = summarize("select id, name from Products where id = $1");
-/// assert_eq!(summary.text(), "SELECT products");
-/// assert_eq!(summarize("WITH t AS (SELECT 1) DELETE FROM shop.orders WHERE id IN (SELECT * FROM t)").text(), "DELETE shop.orders");
-/// assert_eq!(summarize("SELECT 1").text(), "SELECT");
-/// ```
-pub fn summarize(sql: &str) -> SqlSummary {
+pub(crate) fn summarize(sql: &str) -> SqlSummary {
     let tokens: Vec<(Token<'_>, usize)> = Tokens::new(sql).with_depth().collect();
     let Some(first) = tokens
         .iter()
@@ -91,16 +82,7 @@ pub fn summarize(sql: &str) -> SqlSummary {
 /// Rewrites `sql` for logs: comments dropped, whitespace collapsed, string and numeric
 /// literals replaced by `?` (so no inline value reaches a log), `$n` parameters kept.
 /// The result is cut at [`MAX_NORMALIZED_LEN`] bytes.
-///
-/// ```
-/// use towerkit_timing::normalize;
-///
-/// assert_eq!(
-///     normalize("SELECT *\n  FROM users -- by mail\n WHERE email = 'bob@example.com' AND age > 40 AND id = $1"),
-///     "SELECT * FROM users WHERE email = ? AND age > ? AND id = $1",
-/// );
-/// ```
-pub fn normalize(sql: &str) -> String {
+pub(crate) fn normalize(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len().min(MAX_NORMALIZED_LEN));
     let mut tokens = Tokens::new(sql);
     while let Some(token) = tokens.next() {
@@ -425,6 +407,28 @@ fn number_end(bytes: &[u8], start: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summarize_examples() {
+        let summary = summarize("select id, name from Products where id = $1");
+        assert_eq!(summary.text(), "SELECT products");
+        assert_eq!(
+            summarize("WITH t AS (SELECT 1) DELETE FROM shop.orders WHERE id IN (SELECT * FROM t)")
+                .text(),
+            "DELETE shop.orders"
+        );
+        assert_eq!(summarize("SELECT 1").text(), "SELECT");
+    }
+
+    #[test]
+    fn normalize_example() {
+        assert_eq!(
+            normalize(
+                "SELECT *\n  FROM users -- by mail\n WHERE email = 'bob@example.com' AND age > 40 AND id = $1"
+            ),
+            "SELECT * FROM users WHERE email = ? AND age > ? AND id = $1",
+        );
+    }
 
     fn check(sql: &str, expected: &str) {
         assert_eq!(summarize(sql).text(), expected, "summary of {sql:?}");

@@ -45,6 +45,11 @@ impl Stopwatch {
     }
 }
 
+/// Milliseconds with microsecond precision, for logs and `Server-Timing`.
+pub(crate) fn millis(duration: Duration) -> f64 {
+    duration.as_micros() as f64 / 1000.0
+}
+
 fn clock() -> &'static quanta::Clock {
     static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
     CLOCK.get_or_init(quanta::Clock::new)

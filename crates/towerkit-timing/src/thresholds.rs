@@ -1,7 +1,8 @@
 //! Slow-call thresholds: WARN above one duration, ERROR above a second.
 
-use std::fmt;
 use std::time::Duration;
+
+use crate::error::ConfigError;
 
 /// How slow a call was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -12,20 +13,11 @@ pub enum Severity {
     Error,
 }
 
-/// The two durations above which a call counts as slow.
-///
-/// ```
-/// use std::time::Duration;
-/// use towerkit_timing::{Severity, Thresholds};
-///
-/// let thresholds = Thresholds::new(Duration::from_millis(100), Duration::from_millis(300)).unwrap();
-/// assert_eq!(thresholds.classify(Duration::from_millis(50)), None);
-/// assert_eq!(thresholds.classify(Duration::from_millis(150)), Some(Severity::Warn));
-/// assert_eq!(thresholds.classify(Duration::from_millis(400)), Some(Severity::Error));
-/// assert!(Thresholds::new(Duration::from_secs(2), Duration::from_secs(1)).is_err());
-/// ```
+/// The two durations above which a call counts as slow, set with the `slow` setting of
+/// [`TimingLayerBuilder`](crate::TimingLayerBuilder) and
+/// [`QueryTimerBuilder`](crate::QueryTimerBuilder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Thresholds {
+pub(crate) struct Thresholds {
     warn: Duration,
     error: Duration,
 }
@@ -39,32 +31,32 @@ impl Default for Thresholds {
 
 impl Thresholds {
     /// WARN above 500 ms, ERROR above 1 s.
-    pub const DEFAULT: Thresholds = Thresholds {
+    pub(crate) const DEFAULT: Thresholds = Thresholds {
         warn: Duration::from_millis(500),
         error: Duration::from_secs(1),
     };
 
     /// Calls longer than `warn` are slow, calls longer than `error` very slow. Fails when
     /// `error` is shorter than `warn`.
-    pub fn new(warn: Duration, error: Duration) -> Result<Self, InvalidThresholds> {
+    pub(crate) fn new(warn: Duration, error: Duration) -> Result<Self, ConfigError> {
         if error < warn {
-            return Err(InvalidThresholds { warn, error });
+            return Err(ConfigError::Slow { warn, error });
         }
         Ok(Self { warn, error })
     }
 
     /// The WARN threshold.
-    pub fn warn(&self) -> Duration {
+    pub(crate) fn warn(&self) -> Duration {
         self.warn
     }
 
     /// The ERROR threshold.
-    pub fn error(&self) -> Duration {
+    pub(crate) fn error(&self) -> Duration {
         self.error
     }
 
     /// How slow a call of `elapsed` is: `None` at or below the warn threshold.
-    pub fn classify(&self, elapsed: Duration) -> Option<Severity> {
+    pub(crate) fn classify(&self, elapsed: Duration) -> Option<Severity> {
         if elapsed > self.error {
             Some(Severity::Error)
         } else if elapsed > self.warn {
@@ -75,32 +67,13 @@ impl Thresholds {
     }
 
     /// The threshold a call of `severity` exceeded.
-    pub fn threshold(&self, severity: Severity) -> Duration {
+    pub(crate) fn threshold(&self, severity: Severity) -> Duration {
         match severity {
             Severity::Warn => self.warn,
             Severity::Error => self.error,
         }
     }
 }
-
-/// Thresholds whose ERROR duration is shorter than their WARN duration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidThresholds {
-    warn: Duration,
-    error: Duration,
-}
-
-impl fmt::Display for InvalidThresholds {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the error threshold ({:?}) is shorter than the warn threshold ({:?})",
-            self.error, self.warn
-        )
-    }
-}
-
-impl std::error::Error for InvalidThresholds {}
 
 #[cfg(test)]
 mod tests {
@@ -132,6 +105,21 @@ mod tests {
     }
 
     #[test]
+    fn classifies_below_between_and_above() {
+        let thresholds =
+            Thresholds::new(Duration::from_millis(100), Duration::from_millis(300)).unwrap();
+        assert_eq!(thresholds.classify(Duration::from_millis(50)), None);
+        assert_eq!(
+            thresholds.classify(Duration::from_millis(150)),
+            Some(Severity::Warn)
+        );
+        assert_eq!(
+            thresholds.classify(Duration::from_millis(400)),
+            Some(Severity::Error)
+        );
+    }
+
+    #[test]
     fn equal_thresholds_are_valid() {
         let thresholds =
             Thresholds::new(Duration::from_millis(10), Duration::from_millis(10)).unwrap();
@@ -144,9 +132,17 @@ mod tests {
     #[test]
     fn error_below_warn_is_a_typed_error() {
         let err = Thresholds::new(Duration::from_secs(1), Duration::from_millis(10)).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::Slow {
+                warn: Duration::from_secs(1),
+                error: Duration::from_millis(10)
+            }
+        );
         assert!(
             err.to_string().contains("shorter than the warn threshold"),
             "{err}"
         );
+        assert!(err.to_string().starts_with("invalid `slow`: "), "{err}");
     }
 }

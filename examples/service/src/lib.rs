@@ -27,7 +27,7 @@ use towerkit_compress::CompressionLayer;
 use towerkit_db::{Db, DbConfig};
 use towerkit_nulls::StripNullsLayer;
 use towerkit_paginate::{FieldsLayer, PaginationConfig, PaginationLayer};
-use towerkit_timing::{Thresholds, TimingLayer};
+use towerkit_timing::TimingLayer;
 
 pub use config::{Config, Layers};
 
@@ -75,9 +75,11 @@ impl AppState {
             .base_url(config.public_url.clone())
             .build()
             .map_err(|e| fail("PUBLIC_URL", &e))?;
-        let db_config = DbConfig::from_url(&config.database_url)
-            .map_err(|e| fail("DATABASE_URL", &e))?
-            .application_name("example-service");
+        let db_config = DbConfig::builder()
+            .url(config.database_url.clone())
+            .application_name("example-service")
+            .build()
+            .map_err(|e| fail("DATABASE_URL", &e))?;
         let db = Db::connect(db_config)
             .await
             .map_err(|e| fail("PostgreSQL", &e))?;
@@ -167,10 +169,18 @@ pub fn app(state: AppState) -> Router {
                 // writes Server-Timing with the DB time of this request's queries and the
                 // cache result. Added with Router::layer, so it sees the route template.
                 .layer(
-                    TimingLayer::new().server_timing(true).slow(
-                        Thresholds::new(state.config.slow_warn, state.config.slow_error)
-                            .unwrap_or_default(),
-                    ),
+                    TimingLayer::builder()
+                        .server_timing(true)
+                        .slow(state.config.slow_warn, state.config.slow_error)
+                        .build()
+                        // `Config` has checked that warn <= error; as before, thresholds it
+                        // did not check fall back to the defaults.
+                        .unwrap_or_else(|_| {
+                            TimingLayer::builder()
+                                .server_timing(true)
+                                .build()
+                                .unwrap_or_default()
+                        }),
                 )
                 // A hit returns stored bytes, already compressed, and skips everything below.
                 .layer(cache.clone())
@@ -229,13 +239,15 @@ fn metrics_recorder() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
-                    Matcher::Full(towerkit_timing::HTTP_SERVER_REQUEST_DURATION.into()),
-                    &towerkit_timing::HTTP_DURATION_BUCKETS,
+                    Matcher::Full(towerkit_timing::metrics::HTTP_SERVER_REQUEST_DURATION.into()),
+                    &towerkit_timing::metrics::HTTP_DURATION_BUCKETS,
                 )
                 .and_then(|b| {
                     b.set_buckets_for_metric(
-                        Matcher::Full(towerkit_timing::DB_CLIENT_OPERATION_DURATION.into()),
-                        &towerkit_timing::DB_DURATION_BUCKETS,
+                        Matcher::Full(
+                            towerkit_timing::metrics::DB_CLIENT_OPERATION_DURATION.into(),
+                        ),
+                        &towerkit_timing::metrics::DB_DURATION_BUCKETS,
                     )
                 })
                 .and_then(|b| {
@@ -266,7 +278,7 @@ fn metrics_recorder() -> PrometheusHandle {
             // Another recorder may already be installed (a test harness): then this handle
             // renders nothing, which the metrics test would show.
             let _ = metrics::set_global_recorder(recorder);
-            towerkit_timing::describe_metrics();
+            towerkit_timing::metrics::describe();
             handle
         })
         .clone()

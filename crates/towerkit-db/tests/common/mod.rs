@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use towerkit_db::{Db, DbConfig};
+use towerkit_db::{Db, DbConfig, DbConfigBuilder};
 
 /// The shared test server (never stopped or reconfigured by these tests).
 pub(crate) fn database_url() -> String {
@@ -20,6 +20,11 @@ pub(crate) fn database_url() -> String {
 /// A config for the shared server.
 pub(crate) fn config() -> DbConfig {
     DbConfig::from_url(&database_url()).unwrap()
+}
+
+/// A config builder for the shared server, for tests that change a setting.
+pub(crate) fn builder() -> DbConfigBuilder {
+    DbConfig::builder().url(database_url())
 }
 
 /// A name no other test (in this or a concurrent run) uses.

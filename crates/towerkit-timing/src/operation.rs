@@ -1,0 +1,84 @@
+//! The [`Operation`] [`Measure`]: any tower service timed as one named operation.
+
+use std::sync::Arc;
+
+use metrics::SharedString;
+
+use crate::handle::HistogramCell;
+use crate::measure_traits::{CallInfo, Completed, Measure, MeasureCall};
+use crate::metrics::OPERATION_DURATION;
+
+/// Measures any tower service as one named operation:
+/// `towerkit_operation_duration_seconds{operation, outcome}`, where outcome is `ok` or
+/// `error` (the inner service's `Err`).
+#[derive(Debug, Clone)]
+pub struct Operation {
+    shared: Arc<OperationKeys>,
+}
+
+/// The operation's name and its two histogram keys, built once.
+#[derive(Debug)]
+struct OperationKeys {
+    name: SharedString,
+    ok: HistogramCell,
+    error: HistogramCell,
+}
+
+/// The metadata the `histogram!` macro would give the operation histogram.
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+impl Operation {
+    /// An operation named `name` (a metric label: keep it static, not per request).
+    pub fn new(name: impl Into<SharedString>) -> Self {
+        let name = name.into();
+        let key = |outcome: &'static str| {
+            let key = metrics::Key::from_parts(
+                OPERATION_DURATION,
+                vec![
+                    metrics::Label::new("operation", name.clone()),
+                    metrics::Label::new("outcome", outcome),
+                ],
+            );
+            HistogramCell::new(key, &METADATA)
+        };
+        let (ok, error) = (key("ok"), key("error"));
+        Self {
+            shared: Arc::new(OperationKeys { name, ok, error }),
+        }
+    }
+}
+
+impl<R> Measure<R> for Operation {
+    type Call = OperationCall;
+
+    fn start(&self, _request: &R) -> OperationCall {
+        OperationCall {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The [`Measure::Call`] of [`Operation`].
+#[derive(Debug)]
+pub struct OperationCall {
+    shared: Arc<OperationKeys>,
+}
+
+impl<Res, E> MeasureCall<Res, E> for OperationCall {
+    fn finish(self, result: &mut Result<Res, E>, completed: Completed<'_>) -> CallInfo {
+        let failed = result.is_err();
+        let histogram = if failed {
+            &self.shared.error
+        } else {
+            &self.shared.ok
+        };
+        histogram.record(completed.elapsed.as_secs_f64());
+        CallInfo {
+            operation: self.shared.name.clone(),
+            method: None,
+            status: None,
+            failed,
+        }
+    }
+}
