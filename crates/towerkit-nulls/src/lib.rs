@@ -53,9 +53,8 @@ use std::sync::Arc;
 
 use http::{Request, response};
 use tower_layer::Layer;
-use towerkit_json::{
-    Decision, Malformed, RewriteJson, RewriteJsonLayer, RewritePolicy, Rewriter, media_type_essence,
-};
+use towerkit_http::media_type_essence;
+use towerkit_json::{Decision, Malformed, RewriteJson, RewriteJsonLayer, RewritePolicy, Rewriter};
 
 pub use strip::{InvalidPath, MAX_KEEP_PATHS, StripOptions, strip_nulls};
 
@@ -90,7 +89,7 @@ impl StripNullsLayer {
                 .iter()
                 .map(|&t| t.to_owned())
                 .collect(),
-            limit: towerkit_json::DEFAULT_LIMIT,
+            limit: towerkit_json::DEFAULT_MAX_BODY,
         }
     }
 
@@ -152,7 +151,9 @@ impl<S> Layer<S> for StripNullsLayer {
                 skipped: self.skipped.clone(),
             }),
         };
-        RewriteJsonLayer::new(policy).limit(self.limit).layer(inner)
+        RewriteJsonLayer::new(policy)
+            .max_body(self.limit)
+            .layer(inner)
     }
 }
 

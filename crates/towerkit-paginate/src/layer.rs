@@ -57,7 +57,7 @@ impl PaginationLayer {
         Self {
             config,
             array_at: JsonPointer::root(),
-            limit: towerkit_json::DEFAULT_LIMIT,
+            limit: towerkit_json::DEFAULT_MAX_BODY,
         }
     }
 
@@ -101,7 +101,7 @@ impl<S> Layer<S> for PaginationLayer {
             array_at: self.array_at.clone(),
         };
         RewriteJsonLayer::new(policy)
-            .limit(self.limit)
+            .max_body(self.limit)
             .layer(AddExtension::new(inner, self.config.clone()))
     }
 }
@@ -210,7 +210,7 @@ impl<S> Layer<S> for FieldsLayer {
             config: self.config.clone(),
         };
         RewriteJsonLayer::new(policy)
-            .limit(self.limit.unwrap_or(towerkit_json::DEFAULT_LIMIT))
+            .max_body(self.limit.unwrap_or(towerkit_json::DEFAULT_MAX_BODY))
             .layer(AddExtension::new(inner, self.config.clone()))
     }
 }
