@@ -42,7 +42,7 @@ async fn a_50_mb_streamed_body_passes_through_holding_at_most_the_limit() {
     let doc = big_document(3_000_000);
     assert!(doc.len() > 50_000_000);
     let received = through(
-        StripNullsLayer::new().limit(LIMIT),
+        StripNullsLayer::builder().max_body(LIMIT).build().unwrap(),
         Request::new(()),
         Case::streamed(&doc, false),
     )
