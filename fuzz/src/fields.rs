@@ -2,9 +2,10 @@
 //! parser of the grammar and a projection of `serde_json::Value` trees.
 
 use serde_json::{Map, Value};
+use towerkit_paginate::transform::{self, JsonPointer};
 use towerkit_paginate::{
-    DEFAULT_MAX_DEPTH, DEFAULT_MAX_LENGTH, DEFAULT_MAX_NODES, FieldsConfig, JsonPointer, MAX_NODES,
-    Selection,
+    DEFAULT_MAX_DEPTH, DEFAULT_MAX_LENGTH, DEFAULT_MAX_NODES, FieldsConfig, MAX_NODES,
+    SelectFieldsLayer, Selection,
 };
 
 use crate::json::{Parsed, canonical, has_duplicate_keys, parse};
@@ -21,12 +22,14 @@ pub fn fields_parser(data: &[u8]) {
         max_depth: 64,
         max_nodes: MAX_NODES,
     };
-    let wide_config = FieldsConfig::builder()
+    let wide_config = SelectFieldsLayer::builder()
         .max_length(wide.max_length)
         .max_depth(wide.max_depth)
         .max_nodes(wide.max_nodes)
         .build()
-        .expect("valid limits");
+        .expect("valid limits")
+        .config()
+        .clone();
     for (limits, config) in [
         (Limits::DEFAULT, FieldsConfig::default()),
         (wide, wide_config),
@@ -84,7 +87,7 @@ pub fn project(data: &[u8]) {
     let reference = Reference::new(&terms);
 
     let mut out = Vec::new();
-    let result = towerkit_paginate::project(document, &mut out, &selection, None);
+    let result = transform::project(document, &mut out, &selection, None);
     let value = match parse(document) {
         Parsed::OutOfRange => return,
         Parsed::Malformed => {
@@ -121,7 +124,7 @@ pub fn project(data: &[u8]) {
     };
     let pointer = JsonPointer::parse("/data").expect("valid pointer");
     out.clear();
-    let result = towerkit_paginate::project(document, &mut out, &selection, Some(&pointer));
+    let result = transform::project(document, &mut out, &selection, Some(&pointer));
     assert!(result.is_ok(), "rejected an envelope: {result:?}");
     let got: Value = serde_json::from_slice(&out).expect("output is JSON");
     let mut expected = value.clone();

@@ -1,4 +1,4 @@
-//! Odd upstream output through `FieldsLayer` and `PaginationLayer` stacked (as in a
+//! Odd upstream output through `SelectFieldsLayer` and `PaginateLayer` stacked (as in a
 //! service: fields outermost): malformed JSON, truncated bodies, a `Content-Length` that
 //! lies, invalid UTF-8, a body that fails half-way, and a 50 MB document (the cases of
 //! `towerkit_test_support::upstream`). Each passes through unchanged, and together the
@@ -7,7 +7,7 @@
 use http::Request;
 use tower::ServiceBuilder;
 use tower::layer::util::{Identity, Stack};
-use towerkit_paginate::{FieldsLayer, PaginationLayer};
+use towerkit_paginate::{PaginateLayer, SelectFieldsLayer};
 use towerkit_test_support::upstream::{
     self, CHUNK, Case, Received, big_document, invalid_utf8, lying_content_lengths, malformed_json,
     truncated_bodies,
@@ -17,11 +17,18 @@ use towerkit_test_support::upstream::{
 const DEFAULT_LIMIT: usize = 8 * 1024 * 1024;
 const LIMIT: usize = 1024 * 1024;
 
-/// Both layers with buffer limit `limit`, fields outermost.
-fn layers(limit: usize) -> ServiceBuilder<Stack<PaginationLayer, Stack<FieldsLayer, Identity>>> {
+/// Both layers with buffer limit `max_body`, fields outermost.
+fn layers(
+    max_body: usize,
+) -> ServiceBuilder<Stack<PaginateLayer, Stack<SelectFieldsLayer, Identity>>> {
     ServiceBuilder::new()
-        .layer(FieldsLayer::default().limit(limit))
-        .layer(PaginationLayer::default().limit(limit))
+        .layer(
+            SelectFieldsLayer::builder()
+                .max_body(max_body)
+                .build()
+                .unwrap(),
+        )
+        .layer(PaginateLayer::builder().max_body(max_body).build().unwrap())
 }
 
 /// A request both layers act on.

@@ -2,8 +2,8 @@
 
 use towerkit_json::scan::{self, Malformed};
 
-use super::Selection;
-use crate::pointer::{self, JsonPointer, TransformError};
+use super::parse::Selection;
+use crate::pointer::{self, JsonPointer, TransformError, separate};
 
 /// The outcome of [`project`]: which named fields matched nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,7 +29,8 @@ impl Projection {
 /// scanned (validated) but not parsed. `Err` leaves `out` unspecified.
 ///
 /// ```
-/// use towerkit_paginate::{JsonPointer, Selection, project};
+/// use towerkit_paginate::Selection;
+/// use towerkit_paginate::transform::{JsonPointer, project};
 ///
 /// let selection = Selection::parse("id,tags,stock(count)").unwrap();
 /// let input = br#"{"id":1,"name":"mug","tags":["a"],"stock":{"count":3,"eta":null}}"#;
@@ -325,14 +326,6 @@ impl Projector<'_> {
             unknown: include.chain(exclude).collect(),
         }
     }
-}
-
-#[inline]
-fn separate(out: &mut Vec<u8>, kept: &mut usize) {
-    if *kept > 0 {
-        out.push(b',');
-    }
-    *kept += 1;
 }
 
 #[cfg(test)]
