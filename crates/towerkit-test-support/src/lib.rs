@@ -14,6 +14,7 @@
 //! ```
 
 mod logs;
+pub mod projection;
 mod recorder;
 pub mod upstream;
 
