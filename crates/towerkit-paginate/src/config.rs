@@ -9,6 +9,7 @@ use sha2::Sha256;
 
 use crate::error::ConfigError;
 use crate::pointer::JsonPointer;
+use crate::query::is_url_safe;
 
 /// The page size when the request names none: 20.
 pub const DEFAULT_PAGE_LIMIT: u64 = 20;
@@ -481,13 +482,6 @@ fn parse_origin(origin: &str) -> Result<String, ConfigError> {
         return Err(invalid());
     }
     Ok(format!("{}://{}", scheme.to_ascii_lowercase(), authority))
-}
-
-fn is_url_safe(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 fn distinct<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), ConfigError> {

@@ -1,4 +1,5 @@
-//! The one walk over a query string that the pagination and `fields` parameters share.
+//! The one walk over a query string that the pagination and `fields` parameters share, and
+//! the one rule for the parameter names they may be configured with.
 
 use std::borrow::Cow;
 
@@ -19,6 +20,15 @@ pub(crate) fn pairs(
                 .unwrap_or_default();
             (segment, name, value)
         })
+}
+
+/// Whether `name` may name a query parameter as configured: non-empty, and only the
+/// characters that need no percent-encoding (`A-Z a-z 0-9 - . _ ~`).
+pub(crate) fn is_url_safe(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 #[cfg(test)]

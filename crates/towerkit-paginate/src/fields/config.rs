@@ -3,6 +3,7 @@
 use std::sync::{Arc, OnceLock};
 
 use crate::error::ConfigError;
+use crate::query::is_url_safe;
 
 /// The longest accepted `fields` expression by default, in bytes: 1024.
 pub const DEFAULT_MAX_LENGTH: usize = 1024;
@@ -92,12 +93,7 @@ impl Default for FieldsSettings {
 impl FieldsSettings {
     /// Checks the settings and builds the configuration.
     pub(crate) fn build(self) -> Result<FieldsConfig, ConfigError> {
-        if self.param.is_empty()
-            || !self
-                .param
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
-        {
+        if !is_url_safe(&self.param) {
             return Err(ConfigError::InvalidName {
                 role: "fields parameter",
                 name: self.param,
