@@ -13,9 +13,9 @@ use towerkit_test_support::upstream::{
     truncated_bodies,
 };
 
-/// The layers' default buffer limit, 8 MiB.
-const DEFAULT_LIMIT: usize = 8 * 1024 * 1024;
-const LIMIT: usize = 1024 * 1024;
+/// The layers' default `max_body`, 8 MiB.
+const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
+const MAX_BODY: usize = 1024 * 1024;
 
 /// Both layers with buffer limit `max_body`, fields outermost.
 fn layers(
@@ -43,7 +43,7 @@ async fn through(limit: usize, case: Case) -> Received {
 }
 
 async fn all_unchanged(cases: Vec<(&'static str, Case)>) {
-    upstream::all_unchanged(cases, || layers(DEFAULT_LIMIT), request).await;
+    upstream::all_unchanged(cases, || layers(DEFAULT_MAX_BODY), request).await;
 }
 
 #[tokio::test]
@@ -70,12 +70,12 @@ async fn a_lying_content_length_passes_through_unchanged() {
 async fn a_50_mb_streamed_body_passes_through_holding_at_most_the_limits() {
     let doc = big_document(3_000_000);
     assert!(doc.len() > 50_000_000);
-    let received = through(LIMIT, Case::streamed(&doc, false)).await;
+    let received = through(MAX_BODY, Case::streamed(&doc, false)).await;
     assert!(received.body == doc, "the body changed");
     assert!(!received.failed);
     assert!(received.headers.get("content-length").is_none());
     // Each layer reads at most its limit and one chunk past it before giving up.
-    let bound = 2 * (LIMIT + CHUNK);
+    let bound = 2 * (MAX_BODY + CHUNK);
     let before_first = received.pulled_before_first.unwrap();
     eprintln!(
         "{} body bytes; pulled {before_first} before the first reached the client, held at most {}",
@@ -96,7 +96,7 @@ async fn a_50_mb_streamed_body_passes_through_holding_at_most_the_limits() {
 #[tokio::test]
 async fn a_50_mb_declared_body_streams_without_being_read_first() {
     let doc = big_document(3_000_000);
-    let received = through(DEFAULT_LIMIT, Case::streamed(&doc, true)).await;
+    let received = through(DEFAULT_MAX_BODY, Case::streamed(&doc, true)).await;
     assert!(received.body == doc, "the body changed");
     assert_eq!(received.headers["content-length"], doc.len().to_string());
     assert!(received.pulled_before_first.unwrap() <= CHUNK);
@@ -111,7 +111,7 @@ async fn a_50_mb_declared_body_streams_without_being_read_first() {
 async fn a_well_formed_array_within_the_limit_is_still_paged_and_projected() {
     // The control case: the same stack does rewrite what it should.
     let received = through(
-        DEFAULT_LIMIT,
+        DEFAULT_MAX_BODY,
         Case::json(br#"[{"id":1,"x":null},{"id":2},{"id":3}]"#),
     )
     .await;
