@@ -39,7 +39,8 @@ use towerkit_benches::naive::{
 use towerkit_benches::{corpus, corpus_of, fixed_service, install_metrics_recorder, runtime};
 use towerkit_compress::CompressionLayer;
 use towerkit_nulls::{StripOptions, strip_nulls};
-use towerkit_paginate::{JsonPointer, Pagination, PaginationConfig, Selection, paginate, project};
+use towerkit_paginate::transform::{JsonPointer, paginate, project};
+use towerkit_paginate::{Pagination, PaginationConfig, Selection};
 
 use crate::services::plain_get;
 

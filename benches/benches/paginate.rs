@@ -7,7 +7,8 @@ use http::Request;
 use serde_json::Value;
 use towerkit_benches::naive::{FIELDS, paginate_with_serde_value, project_with_serde_value};
 use towerkit_benches::{corpus, corpus_of};
-use towerkit_paginate::{JsonPointer, Pagination, PaginationConfig, Selection, paginate, project};
+use towerkit_paginate::transform::{JsonPointer, paginate, project};
+use towerkit_paginate::{Pagination, PaginationConfig, Selection};
 
 fn fields_benches(c: &mut Criterion) {
     let input = corpus(1_000_000);

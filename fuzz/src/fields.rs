@@ -1,11 +1,13 @@
 //! The `fields` expression parser and the projection transform, against an independent
 //! parser of the grammar and a projection of `serde_json::Value` trees.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+use towerkit_paginate::transform::{self, JsonPointer};
 use towerkit_paginate::{
-    DEFAULT_MAX_DEPTH, DEFAULT_MAX_LENGTH, DEFAULT_MAX_NODES, FieldsConfig, JsonPointer, MAX_NODES,
-    Selection,
+    DEFAULT_MAX_DEPTH, DEFAULT_MAX_LENGTH, DEFAULT_MAX_NODES, FieldsConfig, MAX_NODES,
+    SelectFieldsLayer, Selection,
 };
+use towerkit_test_support::projection::{Pat, Reference, Term};
 
 use crate::json::{Parsed, canonical, has_duplicate_keys, parse};
 use crate::split_line;
@@ -21,12 +23,14 @@ pub fn fields_parser(data: &[u8]) {
         max_depth: 64,
         max_nodes: MAX_NODES,
     };
-    let wide_config = FieldsConfig::builder()
+    let wide_config = SelectFieldsLayer::builder()
         .max_length(wide.max_length)
         .max_depth(wide.max_depth)
         .max_nodes(wide.max_nodes)
         .build()
-        .expect("valid limits");
+        .expect("valid limits")
+        .config()
+        .clone();
     for (limits, config) in [
         (Limits::DEFAULT, FieldsConfig::default()),
         (wide, wide_config),
@@ -84,7 +88,7 @@ pub fn project(data: &[u8]) {
     let reference = Reference::new(&terms);
 
     let mut out = Vec::new();
-    let result = towerkit_paginate::project(document, &mut out, &selection, None);
+    let result = transform::project(document, &mut out, &selection, None);
     let value = match parse(document) {
         Parsed::OutOfRange => return,
         Parsed::Malformed => {
@@ -106,9 +110,7 @@ pub fn project(data: &[u8]) {
     if has_duplicate_keys(document) {
         return;
     }
-    let expected = reference
-        .project(&value, &mut Vec::new())
-        .unwrap_or(Value::Null);
+    let expected = reference.project(&value).unwrap_or(Value::Null);
     assert_eq!(
         canonical(&got),
         canonical(&expected),
@@ -121,15 +123,13 @@ pub fn project(data: &[u8]) {
     };
     let pointer = JsonPointer::parse("/data").expect("valid pointer");
     out.clear();
-    let result = towerkit_paginate::project(document, &mut out, &selection, Some(&pointer));
+    let result = transform::project(document, &mut out, &selection, Some(&pointer));
     assert!(result.is_ok(), "rejected an envelope: {result:?}");
     let got: Value = serde_json::from_slice(&out).expect("output is JSON");
     let mut expected = value.clone();
-    let projected = items.iter().map(|item| {
-        reference
-            .project(item, &mut Vec::new())
-            .unwrap_or(Value::Null)
-    });
+    let projected = items
+        .iter()
+        .map(|item| reference.project(item).unwrap_or(Value::Null));
     expected["data"] = Value::Array(projected.collect());
     assert_eq!(
         canonical(&got),
@@ -153,17 +153,6 @@ impl Limits {
         max_nodes: DEFAULT_MAX_NODES,
     };
 }
-
-/// One segment of a path pattern.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Pat {
-    Name(String),
-    Any,
-    Deep,
-}
-
-/// A flat term: whether it excludes, and its whole path.
-type Term = (bool, Vec<Pat>);
 
 /// Parses the grammar written in `towerkit_paginate::Selection`'s docs, written apart from
 /// the real parser: a segment is the longest run of characters that are not `,` `/` `(`
@@ -270,111 +259,6 @@ impl RefParser {
             "**" => Some(Pat::Deep),
             name if name.contains('*') => None,
             name => Some(Pat::Name(name.to_owned())),
-        }
-    }
-}
-
-/// Whether `pattern` matches exactly `path`.
-fn full_match(pattern: &[Pat], path: &[&str]) -> bool {
-    match (pattern.split_first(), path.split_first()) {
-        (None, None) => true,
-        (Some((Pat::Deep, rest)), _) => {
-            full_match(rest, path) || (!path.is_empty() && full_match(pattern, &path[1..]))
-        }
-        (Some((Pat::Any, rest)), Some((_, tail))) => full_match(rest, tail),
-        (Some((Pat::Name(name), rest)), Some((key, tail))) => name == key && full_match(rest, tail),
-        _ => false,
-    }
-}
-
-/// Whether `pattern` can match some path strictly longer than `path` that starts with it.
-fn extends(pattern: &[Pat], path: &[&str]) -> bool {
-    match (pattern.split_first(), path.split_first()) {
-        (None, _) => false,
-        (Some(_), None) => true,
-        (Some((Pat::Deep, rest)), Some(_)) => extends(rest, path) || extends(pattern, &path[1..]),
-        (Some((Pat::Any, rest)), Some((_, tail))) => extends(rest, tail),
-        (Some((Pat::Name(name), rest)), Some((key, tail))) => name == key && extends(rest, tail),
-    }
-}
-
-/// The selection's meaning on a `Value`, from its flat terms.
-struct Reference {
-    include: Vec<Vec<Pat>>,
-    exclude: Vec<Vec<Pat>>,
-}
-
-impl Reference {
-    fn new(terms: &[Term]) -> Self {
-        let paths = |excluded: bool| {
-            terms
-                .iter()
-                .filter(|(negated, _)| *negated == excluded)
-                .map(|(_, path)| path.clone())
-                .collect()
-        };
-        Reference {
-            include: paths(false),
-            exclude: paths(true),
-        }
-    }
-
-    fn selected(&self, path: &[&str]) -> bool {
-        self.include.is_empty()
-            || (0..=path.len()).any(|n| {
-                self.include
-                    .iter()
-                    .any(|pattern| full_match(pattern, &path[..n]))
-            })
-    }
-
-    fn excluded(&self, path: &[&str]) -> bool {
-        (1..=path.len()).any(|n| {
-            self.exclude
-                .iter()
-                .any(|pattern| full_match(pattern, &path[..n]))
-        })
-    }
-
-    fn ancestor(&self, path: &[&str]) -> bool {
-        self.include.iter().any(|pattern| extends(pattern, path))
-    }
-
-    /// `Selection::keeps`: the top-level member `name` is kept, whole or in part.
-    fn keeps(&self, name: &str) -> bool {
-        let path = [name];
-        !self.excluded(&path) && (self.selected(&path) || self.ancestor(&path))
-    }
-
-    fn project(&self, value: &Value, path: &mut Vec<String>) -> Option<Value> {
-        let keys: Vec<&str> = path.iter().map(String::as_str).collect();
-        if self.excluded(&keys) {
-            return None;
-        }
-        let selected = self.selected(&keys);
-        if !keys.is_empty() && !selected && !self.ancestor(&keys) {
-            return None;
-        }
-        let top = keys.is_empty();
-        match value {
-            Value::Object(map) => {
-                let mut kept = Map::new();
-                for (key, child) in map {
-                    path.push(key.clone());
-                    if let Some(child) = self.project(child, path) {
-                        kept.insert(key.clone(), child);
-                    }
-                    path.pop();
-                }
-                Some(Value::Object(kept))
-            }
-            Value::Array(items) => Some(Value::Array(
-                items
-                    .iter()
-                    .filter_map(|item| self.project(item, path))
-                    .collect(),
-            )),
-            scalar => (selected || top).then(|| scalar.clone()),
         }
     }
 }

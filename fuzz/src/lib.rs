@@ -15,8 +15,8 @@
 //! | `json_scan` | `towerkit_json::scan::validate` | serde_json accepts the same documents |
 //! | `strip_nulls` | `towerkit_nulls::strip_nulls`, all options (`#arrays empty keep=/a/*` first line) | strip a `Value` |
 //! | `fields_parser` | `Selection::parse` | an independent parser of the grammar |
-//! | `project` | `towerkit_paginate::project` (expression, then document) | project a `Value` |
-//! | `paginate` | `Pagination::from_request` and `towerkit_paginate::paginate` (query, then document) | slice a `Value` |
+//! | `project` | `towerkit_paginate::transform::project` (expression, then document) | project a `Value` |
+//! | `paginate` | `Pagination::from_request` and `towerkit_paginate::transform::paginate` (query, then document) | slice a `Value` |
 //! | `cursor` | keyset cursors: sealed by `Page::keyset`, decoded by `Pagination::from_request` | round trip; tampering rejected |
 //! | `cache_control` | `CacheLayer` with a response `Cache-Control` and a request `Cache-Control` | RFC 9111 on well-formed headers |
 //! | `vary` | `CacheLayer` with a response `Vary` and requests that differ in varied headers | each answer is its own request's |

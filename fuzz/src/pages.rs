@@ -4,7 +4,8 @@ use std::sync::OnceLock;
 
 use http::Request;
 use serde_json::{Value, json};
-use towerkit_paginate::{JsonPointer, Keyset, Page, Pagination, PaginationConfig, Style};
+use towerkit_paginate::transform::{self, JsonPointer};
+use towerkit_paginate::{Keyset, Page, PaginateLayer, Pagination, PaginationConfig, Style};
 
 use crate::json::{Parsed, canonical, has_duplicate_keys, parse};
 use crate::split_line;
@@ -36,7 +37,7 @@ pub fn paginate(data: &[u8]) {
     };
 
     let mut out = Vec::new();
-    let result = towerkit_paginate::paginate(document, &mut out, &pagination, &pointer);
+    let result = transform::paginate(document, &mut out, &pagination, &pointer);
     let value = match parse(document) {
         Parsed::OutOfRange => return,
         Parsed::Malformed => {
@@ -132,11 +133,13 @@ pub fn cursor(data: &[u8]) {
 fn cursor_config() -> &'static PaginationConfig {
     static CONFIG: OnceLock<PaginationConfig> = OnceLock::new();
     CONFIG.get_or_init(|| {
-        PaginationConfig::builder()
+        PaginateLayer::builder()
             .style(Style::Cursors)
             .cursor_key(*b"towerkit fuzz cursor key, 32 B!!")
             .build()
             .expect("valid configuration")
+            .config()
+            .clone()
     })
 }
 
@@ -169,9 +172,8 @@ fn walk(config: &PaginationConfig, count: usize, limit: usize) {
         };
         let pagination = pagination(config, &uri).expect("cursors this transform issued are valid");
         let mut out = Vec::new();
-        let info =
-            towerkit_paginate::paginate(&document, &mut out, &pagination, &JsonPointer::root())
-                .expect("a page of a well-formed array");
+        let info = transform::paginate(&document, &mut out, &pagination, &JsonPointer::root())
+            .expect("a page of a well-formed array");
         let page: Value = serde_json::from_slice(&out).expect("output is JSON");
         let items = page["data"].as_array().cloned().unwrap_or_default();
         (

@@ -16,7 +16,7 @@ use towerkit_benches::{fixed_service, small_json};
 use towerkit_cache::{CacheLayer, MemoryStore};
 use towerkit_compress::CompressionLayer;
 use towerkit_nulls::StripNullsLayer;
-use towerkit_paginate::{FieldsLayer, PaginationLayer};
+use towerkit_paginate::{PaginateLayer, SelectFieldsLayer};
 use towerkit_timing::TimingLayer;
 
 /// What the services here are: cloneable tower services answering `Request<()>`.
@@ -133,18 +133,18 @@ pub(crate) fn cache_hit() -> impl BenchService {
 /// `layer/fields/passthrough` with [`plain_get`] (no `fields=`, nothing is projected) and
 /// `layer/fields/json_1KB` with [`fields_get`] (the 1 KB array projected).
 pub(crate) fn fields() -> impl BenchService {
-    FieldsLayer::default().layer(none())
+    SelectFieldsLayer::default().layer(none())
 }
 
 /// `layer/paginate/passthrough`: every JSON array is paged, so the pass-through case is a
 /// body that is not JSON (as `layer/strip_nulls/passthrough`); with [`plain_get`].
 pub(crate) fn paginate_passthrough() -> impl BenchService {
-    PaginationLayer::default().layer(plain_text())
+    PaginateLayer::default().layer(plain_text())
 }
 
 /// `layer/paginate/json_1KB`: the 1 KB array paged; with [`page_get`].
 pub(crate) fn paginate_json() -> impl BenchService {
-    PaginationLayer::default().layer(none())
+    PaginateLayer::default().layer(none())
 }
 
 /// `stack/full/hit`: the example service's stack, outermost first (`examples/service`), on
@@ -161,7 +161,7 @@ pub(crate) fn full_stack() -> impl BenchService {
         .layer(cache_layer())
         .layer(CompressionLayer::new())
         .layer(StripNullsLayer::new())
-        .layer(FieldsLayer::default())
-        .layer(PaginationLayer::default())
+        .layer(SelectFieldsLayer::default())
+        .layer(PaginateLayer::default())
         .service(none())
 }

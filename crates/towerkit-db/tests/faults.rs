@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use axum::response::IntoResponse;
-use common::{backend_pid, builder, config, dead_port, eventually, raw_client, unique};
+use common::{backend_pid, builder, dead_port, eventually, raw_client, unique};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use tokio::net::TcpListener;

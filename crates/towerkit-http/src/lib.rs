@@ -46,6 +46,7 @@ pub fn weaken_etag(headers: &mut HeaderMap) {
 
 /// The `type/subtype` part of a `Content-Type` value, trimmed, without parameters:
 /// `text/html; charset=utf-8` gives `text/html`. A value that is not visible ASCII gives `""`.
+#[inline]
 pub fn media_type_essence(value: &HeaderValue) -> &str {
     let text = value.to_str().unwrap_or_default();
     text.split(';').next().unwrap_or_default().trim()

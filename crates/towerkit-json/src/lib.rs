@@ -12,12 +12,13 @@
 //! - Only eligible responses are touched ([`is_eligible`]): a 2xx other than 204/205/206
 //!   with a JSON media type (`application/json` or `+json`) and no `Content-Encoding`, to a
 //!   request that is not HEAD. Everything else streams through untouched.
-//! - A body is buffered up to a limit (default 8 MiB, [`DEFAULT_LIMIT`]). A body declared
-//!   larger streams through without being read; one that grows past the limit while being
+//! - A body is buffered up to `max_body` bytes (default 8 MiB, [`DEFAULT_MAX_BODY`]). A body declared
+//!   larger streams through without being read; one that grows past `max_body` while being
 //!   read is replayed and streamed unchanged. Nothing is buffered without bound, and size is
 //!   never an error.
 //! - Malformed JSON, a body with trailers, or a body error passes through unchanged.
-//! - After a rewrite `Content-Length` is set to the new length and a strong `ETag` becomes weak.
+//! - After a rewrite `Content-Length` is set to the new length and a strong `ETag` becomes
+//!   weak ([`towerkit_http::weaken_etag`]: a weak or malformed tag is left as it is).
 //!
 //! ```
 //! use bytes::Bytes;
@@ -72,6 +73,6 @@ pub use body::JsonBody;
 pub use problem::Problem;
 pub use scan::Malformed;
 pub use service::{
-    DEFAULT_LIMIT, Decision, ResponseFuture, RewriteJson, RewriteJsonLayer, RewritePolicy,
-    Rewriter, is_eligible, is_json_media_type, media_type_essence,
+    DEFAULT_MAX_BODY, Decision, ResponseFuture, RewriteJson, RewriteJsonLayer, RewritePolicy,
+    Rewriter, is_eligible,
 };

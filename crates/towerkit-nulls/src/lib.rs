@@ -10,7 +10,7 @@
 //!   204/205/206, not `application/json` or `+json`, already `Content-Encoding`d), HEAD;
 //! - media types where `null` means something: `application/merge-patch+json` (null deletes
 //!   a member) and `application/vnd.api+json`, unless configured otherwise;
-//! - bodies over the buffer limit (default 8 MiB) and malformed JSON.
+//! - bodies over `max_body` (default 8 MiB) and malformed JSON.
 //!
 //! Nulls inside arrays are kept by default, because removing them shifts indices.
 //!
@@ -33,45 +33,56 @@
 //! ```
 //!
 //! Customised: drop nulls in arrays too, drop members left empty, keep the nulls of one
-//! member, and buffer at most 1 MiB.
+//! member, and buffer at most 1 MiB. The keep paths are checked by `build`, which returns a
+//! [`ConfigError`] for a malformed one.
 //!
 //! ```
 //! use towerkit_nulls::StripNullsLayer;
 //!
-//! let layer = StripNullsLayer::new()
+//! let layer = StripNullsLayer::builder()
 //!     .arrays(true)
 //!     .empty(true)
 //!     .keep(["/data/*/middle_name"])
-//!     .expect("valid JSON Pointers")
-//!     .limit(1024 * 1024);
+//!     .max_body(1024 * 1024)
+//!     .build()
+//!     .expect("valid JSON Pointers");
 //! # let _ = layer;
+//! assert!(StripNullsLayer::builder().keep(["no-slash"]).build().is_err());
 //! ```
 
+mod error;
 mod strip;
 
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use http::{Request, response};
+use http::{Request, Response, response};
+use http_body::Body;
+use pin_project_lite::pin_project;
 use tower_layer::Layer;
+use tower_service::Service;
+use towerkit_http::media_type_essence;
 use towerkit_json::{
-    Decision, Malformed, RewriteJson, RewriteJsonLayer, RewritePolicy, Rewriter, media_type_essence,
+    Decision, JsonBody, Malformed, RewriteJson, RewriteJsonLayer, RewritePolicy, Rewriter,
 };
 
-pub use strip::{InvalidPath, MAX_KEEP_PATHS, StripOptions, strip_nulls};
+pub use crate::error::ConfigError;
+pub use crate::strip::{MAX_KEEP_PATHS, StripOptions, strip_nulls};
 
 /// Media types skipped by default: in both, `null` carries meaning.
 pub const DEFAULT_SKIPPED_MEDIA_TYPES: [&str; 2] =
     ["application/merge-patch+json", "application/vnd.api+json"];
 
-/// The service produced by [`StripNullsLayer`].
-pub type StripNulls<S> = RewriteJson<S, StripNullsPolicy>;
-
 /// A [`Layer`] that strips `null` members from JSON responses. See the [crate docs](crate).
+///
+/// [`StripNullsLayer::new`] gives the defaults; [`StripNullsLayer::builder`] configures it.
 #[derive(Debug, Clone)]
 pub struct StripNullsLayer {
-    options: StripOptions,
-    skipped: Vec<String>,
-    limit: usize,
+    config: Arc<Config>,
+    max_body: usize,
 }
 
 impl Default for StripNullsLayer {
@@ -85,45 +96,67 @@ impl StripNullsLayer {
     /// [`DEFAULT_SKIPPED_MEDIA_TYPES`]; buffers at most 8 MiB.
     pub fn new() -> Self {
         Self {
-            options: StripOptions::new(),
-            skipped: DEFAULT_SKIPPED_MEDIA_TYPES
-                .iter()
-                .map(|&t| t.to_owned())
-                .collect(),
-            limit: towerkit_json::DEFAULT_LIMIT,
+            config: Arc::new(Config {
+                options: StripOptions::new(),
+                skipped: default_skipped(),
+            }),
+            max_body: towerkit_json::DEFAULT_MAX_BODY,
         }
     }
 
+    /// Starts a configuration from the defaults of [`StripNullsLayer::new`].
+    pub fn builder() -> StripNullsLayerBuilder {
+        StripNullsLayerBuilder {
+            arrays: false,
+            empty: false,
+            keep: Vec::new(),
+            skipped: default_skipped(),
+            max_body: towerkit_json::DEFAULT_MAX_BODY,
+        }
+    }
+}
+
+/// Configures a [`StripNullsLayer`]; [`build`](Self::build) checks the keep paths. Every
+/// setting documents its default.
+#[derive(Debug, Clone)]
+#[must_use = "call `build` to get the layer"]
+pub struct StripNullsLayerBuilder {
+    arrays: bool,
+    empty: bool,
+    keep: Vec<String>,
+    skipped: Vec<String>,
+    max_body: usize,
+}
+
+impl StripNullsLayerBuilder {
     /// Also remove `null` elements of arrays. Default: off.
-    #[must_use]
     pub fn arrays(mut self, on: bool) -> Self {
-        self.options = self.options.arrays(on);
+        self.arrays = on;
         self
     }
 
     /// Also remove members whose value is an empty object or array once stripped.
     /// Default: off.
-    #[must_use]
     pub fn empty(mut self, on: bool) -> Self {
-        self.options = self.options.empty(on);
+        self.empty = on;
         self
     }
 
     /// Keep nulls at or below these JSON Pointers (`*` matches any member or element).
-    /// Default: none. Fails on a malformed pointer or more than [`MAX_KEEP_PATHS`] paths.
-    pub fn keep<I, P>(mut self, paths: I) -> Result<Self, InvalidPath>
+    /// Default: none. [`build`](Self::build) fails on a malformed pointer or more than
+    /// [`MAX_KEEP_PATHS`] paths.
+    pub fn keep<I, P>(mut self, paths: I) -> Self
     where
         I: IntoIterator<Item = P>,
-        P: AsRef<str>,
+        P: Into<String>,
     {
-        self.options = self.options.keep(paths)?;
-        Ok(self)
+        self.keep = paths.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Media types (compared without parameters, case-insensitively) whose responses are
     /// left alone. Replaces the default, [`DEFAULT_SKIPPED_MEDIA_TYPES`]; pass an empty list
     /// to strip every JSON response.
-    #[must_use]
     pub fn skip_media_types<I, T>(mut self, types: I) -> Self
     where
         I: IntoIterator<Item = T>,
@@ -133,12 +166,26 @@ impl StripNullsLayer {
         self
     }
 
-    /// The largest body buffered and stripped; a larger one streams through unchanged.
-    /// Default: 8 MiB.
-    #[must_use]
-    pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
+    /// The largest body, in bytes, buffered and stripped; a larger one streams through
+    /// unchanged. Default: 8 MiB ([`towerkit_json::DEFAULT_MAX_BODY`]).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
         self
+    }
+
+    /// Checks the settings and builds the layer.
+    pub fn build(self) -> Result<StripNullsLayer, ConfigError> {
+        let options = StripOptions::new()
+            .arrays(self.arrays)
+            .empty(self.empty)
+            .keep(&self.keep)?;
+        Ok(StripNullsLayer {
+            config: Arc::new(Config {
+                options,
+                skipped: self.skipped,
+            }),
+            max_body: self.max_body,
+        })
     }
 }
 
@@ -146,20 +193,94 @@ impl<S> Layer<S> for StripNullsLayer {
     type Service = StripNulls<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let policy = StripNullsPolicy {
-            config: Arc::new(Config {
-                options: self.options.clone(),
-                skipped: self.skipped.clone(),
-            }),
+        let policy = Policy {
+            config: self.config.clone(),
         };
-        RewriteJsonLayer::new(policy).limit(self.limit).layer(inner)
+        StripNulls {
+            inner: RewriteJsonLayer::new(policy)
+                .max_body(self.max_body)
+                .layer(inner),
+        }
     }
 }
 
-/// The [`RewritePolicy`] behind [`StripNullsLayer`]: every request's JSON response is stripped.
+/// The service made by [`StripNullsLayer`].
 #[derive(Debug, Clone)]
-pub struct StripNullsPolicy {
-    config: Arc<Config>,
+pub struct StripNulls<S> {
+    inner: RewriteJson<S, Policy>,
+}
+
+impl<S> StripNulls<S> {
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        self.inner.get_ref()
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        self.inner.get_mut()
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner.into_inner()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for StripNulls<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body,
+{
+    type Response = Response<JsonBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        ResponseFuture {
+            inner: self.inner.call(request),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`StripNulls`].
+    pub struct ResponseFuture<F, B: Body> {
+        #[pin]
+        inner: towerkit_json::ResponseFuture<F, B, StripRewriter>,
+    }
+}
+
+impl<F, B: Body> fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+{
+    type Output = Result<Response<JsonBody<B>>, E>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+fn default_skipped() -> Vec<String> {
+    DEFAULT_SKIPPED_MEDIA_TYPES
+        .iter()
+        .map(|&t| t.to_owned())
+        .collect()
 }
 
 #[derive(Debug)]
@@ -168,11 +289,17 @@ struct Config {
     skipped: Vec<String>,
 }
 
-impl<B> RewritePolicy<B> for StripNullsPolicy {
-    type Rewriter = StripNullsRewriter;
+/// The [`RewritePolicy`] behind [`StripNullsLayer`]: every request's JSON response is stripped.
+#[derive(Debug, Clone)]
+struct Policy {
+    config: Arc<Config>,
+}
 
-    fn on_request(&self, _request: &Request<B>) -> Decision<StripNullsRewriter> {
-        Decision::Rewrite(StripNullsRewriter {
+impl<B> RewritePolicy<B> for Policy {
+    type Rewriter = StripRewriter;
+
+    fn on_request(&self, _request: &Request<B>) -> Decision<StripRewriter> {
+        Decision::Rewrite(StripRewriter {
             config: self.config.clone(),
         })
     }
@@ -180,11 +307,11 @@ impl<B> RewritePolicy<B> for StripNullsPolicy {
 
 /// The [`Rewriter`] behind [`StripNullsLayer`].
 #[derive(Debug)]
-pub struct StripNullsRewriter {
+struct StripRewriter {
     config: Arc<Config>,
 }
 
-impl Rewriter for StripNullsRewriter {
+impl Rewriter for StripRewriter {
     fn accepts(&self, head: &response::Parts) -> bool {
         let Some(content_type) = head.headers.get(http::header::CONTENT_TYPE) else {
             return false;

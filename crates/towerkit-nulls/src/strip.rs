@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use towerkit_json::scan::{self, Malformed};
 
+use crate::error::ConfigError;
+
 /// What [`strip_nulls`] removes. The default removes object members whose value is `null`,
 /// at any depth, and nothing else.
 #[derive(Debug, Clone, Default)]
@@ -21,21 +23,6 @@ pub(crate) enum Segment {
     /// `*`: any member or any array element.
     Any,
 }
-
-/// A keep path that could not be parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidPath {
-    path: String,
-    reason: &'static str,
-}
-
-impl std::fmt::Display for InvalidPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "invalid keep path {:?}: {}", self.path, self.reason)
-    }
-}
-
-impl std::error::Error for InvalidPath {}
 
 /// At most this many keep paths (they are tracked as a bit set while scanning).
 pub const MAX_KEEP_PATHS: usize = 64;
@@ -65,7 +52,8 @@ impl StripOptions {
     /// Nulls at or below these locations are kept. Paths are JSON Pointers (RFC 6901,
     /// `/user/middle_name`, `~1` for `/` and `~0` for `~`), where a segment `*` matches any
     /// member or array element and a decimal segment matches that array index. Default: none.
-    pub fn keep<I, P>(mut self, paths: I) -> Result<Self, InvalidPath>
+    /// Fails on a malformed pointer or more than [`MAX_KEEP_PATHS`] paths.
+    pub fn keep<I, P>(mut self, paths: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = P>,
         P: AsRef<str>,
@@ -75,9 +63,8 @@ impl StripOptions {
             parsed.push(parse_pointer(path.as_ref())?);
         }
         if parsed.len() > MAX_KEEP_PATHS {
-            return Err(InvalidPath {
-                path: String::new(),
-                reason: "more than 64 keep paths",
+            return Err(ConfigError::TooManyKeepPaths {
+                count: parsed.len(),
             });
         }
         self.keep = parsed.into();
@@ -310,12 +297,12 @@ enum Step<'a> {
     Index(usize),
 }
 
-fn parse_pointer(path: &str) -> Result<Vec<Segment>, InvalidPath> {
+fn parse_pointer(path: &str) -> Result<Vec<Segment>, ConfigError> {
     if path.is_empty() {
         return Ok(Vec::new());
     }
     let Some(rest) = path.strip_prefix('/') else {
-        return Err(InvalidPath {
+        return Err(ConfigError::InvalidKeepPath {
             path: path.to_owned(),
             reason: "a JSON Pointer starts with '/'",
         });
@@ -337,7 +324,7 @@ fn parse_pointer(path: &str) -> Result<Vec<Segment>, InvalidPath> {
                 Some('0') => key.push('~'),
                 Some('1') => key.push('/'),
                 _ => {
-                    return Err(InvalidPath {
+                    return Err(ConfigError::InvalidKeepPath {
                         path: path.to_owned(),
                         reason: "'~' must be followed by 0 or 1",
                     });

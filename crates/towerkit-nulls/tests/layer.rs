@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-use towerkit_nulls::StripNullsLayer;
+use towerkit_nulls::{ConfigError, StripNullsLayer};
 
 const DOC: &str = r#"{"id":1,"note":null,"nested":{"a":null,"b":"ünï"}}"#;
 const STRIPPED: &str = r#"{"id":1,"nested":{"b":"ünï"}}"#;
@@ -156,7 +156,7 @@ async fn passes_through_malformed_json_unchanged() {
 #[tokio::test]
 async fn passes_through_a_body_declared_over_the_limit() {
     let (_, headers, body) = send(
-        StripNullsLayer::new().limit(10),
+        StripNullsLayer::builder().max_body(10).build().unwrap(),
         upstream(StatusCode::OK, &[JSON, ("content-length", "52")], DOC, 1024),
         Method::GET,
     )
@@ -168,7 +168,7 @@ async fn passes_through_a_body_declared_over_the_limit() {
 #[tokio::test]
 async fn streams_a_body_that_grows_past_the_limit_unchanged() {
     let (_, _, body) = send(
-        StripNullsLayer::new().limit(20),
+        StripNullsLayer::builder().max_body(20).build().unwrap(),
         upstream(StatusCode::OK, &[JSON], DOC, 7),
         Method::GET,
     )
@@ -221,7 +221,10 @@ async fn skips_merge_patch_by_default_and_strips_it_when_configured() {
     )
     .await;
     assert_eq!(body, DOC);
-    let everything = StripNullsLayer::new().skip_media_types(Vec::<String>::new());
+    let everything = StripNullsLayer::builder()
+        .skip_media_types(Vec::<String>::new())
+        .build()
+        .unwrap();
     let (_, _, body) = send(
         everything,
         upstream(StatusCode::OK, &patch, DOC, 1024),
@@ -257,11 +260,35 @@ async fn works_as_an_axum_router_layer() {
                 Json(serde_json::json!({"id": 7, "gone": null, "list": [null, {"x": null}]}))
             }),
         )
-        .layer(StripNullsLayer::new().arrays(true));
+        .layer(StripNullsLayer::builder().arrays(true).build().unwrap());
     let response = app
         .oneshot(Request::get("/p").body(Body::empty()).unwrap())
         .await
         .unwrap();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, r#"{"id":7,"list":[{}]}"#);
+}
+
+#[test]
+fn bad_keep_paths_are_config_errors_when_the_layer_is_built() {
+    let error = StripNullsLayer::builder()
+        .keep(["no-slash"])
+        .build()
+        .unwrap_err();
+    assert!(matches!(&error, ConfigError::InvalidKeepPath { path, .. } if path == "no-slash"));
+    assert_eq!(
+        error.to_string(),
+        "invalid `keep` path \"no-slash\": a JSON Pointer starts with '/'"
+    );
+    let many = StripNullsLayer::builder()
+        .keep((0..65).map(|n| format!("/{n}")))
+        .build()
+        .unwrap_err();
+    assert_eq!(many, ConfigError::TooManyKeepPaths { count: 65 });
+    assert!(
+        StripNullsLayer::builder()
+            .keep(["/a", "/b/*"])
+            .build()
+            .is_ok()
+    );
 }

@@ -1,7 +1,7 @@
 //! Odd upstream output through `StripNullsLayer`: malformed JSON, truncated bodies, a
 //! `Content-Length` that lies, invalid UTF-8, a body that fails half-way, and a 50 MB
 //! document (the cases of `towerkit_test_support::upstream`). Each passes through
-//! unchanged, and the layer never holds more than its buffer limit of a body it does not
+//! unchanged, and the layer never holds more than its `max_body` of a body it does not
 //! rewrite.
 
 use http::Request;
@@ -35,14 +35,17 @@ async fn a_lying_content_length_passes_through_unchanged() {
     all_unchanged(lying_content_lengths()).await;
 }
 
-const LIMIT: usize = 1024 * 1024;
+const MAX_BODY: usize = 1024 * 1024;
 
 #[tokio::test]
 async fn a_50_mb_streamed_body_passes_through_holding_at_most_the_limit() {
     let doc = big_document(3_000_000);
     assert!(doc.len() > 50_000_000);
     let received = through(
-        StripNullsLayer::new().limit(LIMIT),
+        StripNullsLayer::builder()
+            .max_body(MAX_BODY)
+            .build()
+            .unwrap(),
         Request::new(()),
         Case::streamed(&doc, false),
     )
@@ -57,11 +60,11 @@ async fn a_50_mb_streamed_body_passes_through_holding_at_most_the_limit() {
         received.most_held
     );
     assert!(
-        before_first <= LIMIT + CHUNK,
+        before_first <= MAX_BODY + CHUNK,
         "pulled {before_first} bytes before the first reached the client"
     );
     assert!(
-        received.most_held <= LIMIT + CHUNK,
+        received.most_held <= MAX_BODY + CHUNK,
         "held {} bytes",
         received.most_held
     );

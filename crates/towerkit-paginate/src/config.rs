@@ -1,4 +1,4 @@
-//! Pagination configuration shared by [`PaginationLayer`](crate::PaginationLayer), the
+//! Pagination configuration shared by [`PaginateLayer`](crate::PaginateLayer), the
 //! [`Pagination`](crate::Pagination) extractor and [`Page`](crate::Page).
 
 use std::fmt;
@@ -7,7 +7,9 @@ use std::sync::{Arc, OnceLock};
 use hmac::{Hmac, KeyInit};
 use sha2::Sha256;
 
+use crate::error::ConfigError;
 use crate::pointer::JsonPointer;
+use crate::query::is_url_safe;
 
 /// The page size when the request names none: 20.
 pub const DEFAULT_PAGE_LIMIT: u64 = 20;
@@ -30,75 +32,6 @@ pub enum Style {
     /// Opaque cursors: the first page carries `nextCursor`, links carry `cursor=`.
     Cursors,
 }
-
-/// Bad pagination or projection configuration, reported when the configuration is built.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A page size of zero.
-    ZeroLimit,
-    /// The default page size is larger than the maximum.
-    DefaultAboveMax {
-        /// The configured default.
-        default: u64,
-        /// The configured maximum.
-        max: u64,
-    },
-    /// The maximum page size does not fit SQL's `bigint` with room for one more row.
-    MaxTooLarge(u64),
-    /// The cursor signing key is shorter than [`MIN_CURSOR_KEY_LEN`] bytes.
-    ShortCursorKey(usize),
-    /// A query parameter or envelope member name is empty or uses characters it may not.
-    InvalidName {
-        /// What the name is for (`"page parameter"`, `"data member"`, ...).
-        role: &'static str,
-        /// The rejected name.
-        name: String,
-    },
-    /// Two query parameters, or two members of one envelope object, share a name.
-    DuplicateName(String),
-    /// The base URL is not an `http` or `https` origin.
-    InvalidBaseUrl(String),
-    /// A JSON Pointer (RFC 6901) that does not parse.
-    InvalidPointer(String),
-    /// A projection limit out of range.
-    InvalidLimit {
-        /// Which limit.
-        limit: &'static str,
-        /// The rejected value.
-        value: usize,
-    },
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::ZeroLimit => f.write_str("page size limits must be at least 1"),
-            Self::DefaultAboveMax { default, max } => {
-                write!(
-                    f,
-                    "default page size {default} is larger than the maximum {max}"
-                )
-            }
-            Self::MaxTooLarge(max) => write!(f, "maximum page size {max} is too large"),
-            Self::ShortCursorKey(len) => {
-                write!(
-                    f,
-                    "cursor key has {len} bytes, at least {MIN_CURSOR_KEY_LEN} are required"
-                )
-            }
-            Self::InvalidName { role, name } => write!(f, "invalid {role} name {name:?}"),
-            Self::DuplicateName(name) => write!(f, "name {name:?} is used twice"),
-            Self::InvalidBaseUrl(url) => {
-                write!(f, "base URL {url:?} is not an http or https origin")
-            }
-            Self::InvalidPointer(pointer) => write!(f, "invalid JSON Pointer {pointer:?}"),
-            Self::InvalidLimit { limit, value } => write!(f, "{limit} {value} is out of range"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// The names of the members of the pagination envelope. The default is camelCase
 /// ([`EnvelopeNames::camel_case`]):
@@ -342,14 +275,15 @@ impl ParamNames {
 /// Pagination configuration: page sizes, strictness, the cursor key, parameter and
 /// envelope names. Cheap to clone (shared).
 ///
-/// [`PaginationLayer`](crate::PaginationLayer) inserts its configuration into each
-/// request's extensions, where the [`Pagination`](crate::Pagination) extractor finds it.
-/// Without a layer the extractor uses [`PaginationConfig::default`].
+/// It is set up through [`PaginateLayer::builder`](crate::PaginateLayer::builder) and read
+/// with [`PaginateLayer::config`](crate::PaginateLayer::config). The layer inserts it into
+/// each request's extensions, where the [`Pagination`](crate::Pagination) extractor finds
+/// it. Without a layer the extractor uses [`PaginationConfig::default`].
 ///
 /// ```
-/// use towerkit_paginate::{EnvelopeNames, PaginationConfig};
+/// use towerkit_paginate::{EnvelopeNames, PaginateLayer};
 ///
-/// let config = PaginationConfig::builder()
+/// let layer = PaginateLayer::builder()
 ///     .default_limit(25)
 ///     .max_limit(200)
 ///     .strict(true)
@@ -358,8 +292,8 @@ impl ParamNames {
 ///     .base_url("https://api.example.com")
 ///     .build()
 ///     .expect("valid configuration");
-/// assert_eq!(config.max_limit(), 200);
-/// assert!(PaginationConfig::builder().default_limit(500).build().is_err());
+/// assert_eq!(layer.config().max_limit(), 200);
+/// assert!(PaginateLayer::builder().default_limit(500).build().is_err());
 /// ```
 #[derive(Clone)]
 pub struct PaginationConfig {
@@ -396,22 +330,18 @@ impl fmt::Debug for PaginationConfig {
 }
 
 impl Default for PaginationConfig {
-    /// The defaults of [`PaginationConfigBuilder`]; every default configuration shares
-    /// one process-wide cursor key, so its cursors stay valid across requests.
+    /// The defaults of [`PaginateLayer::builder`](crate::PaginateLayer::builder); every
+    /// default configuration shares one process-wide cursor key, so its cursors stay valid
+    /// across requests.
     fn default() -> Self {
         static DEFAULT: OnceLock<PaginationConfig> = OnceLock::new();
         DEFAULT
-            .get_or_init(|| PaginationConfigBuilder::default().assemble(process_mac(), None))
+            .get_or_init(|| Settings::default().assemble(process_mac(), None))
             .clone()
     }
 }
 
 impl PaginationConfig {
-    /// Starts a configuration from the defaults.
-    pub fn builder() -> PaginationConfigBuilder {
-        PaginationConfigBuilder::default()
-    }
-
     /// The page size when the request names none.
     pub fn default_limit(&self) -> u64 {
         self.inner.default_limit
@@ -438,21 +368,22 @@ impl PaginationConfig {
     }
 }
 
-/// Builds a [`PaginationConfig`]; every setting documents its default.
+/// The settings of a [`PaginationConfig`] before they are checked, set by
+/// [`PaginateLayerBuilder`](crate::PaginateLayerBuilder), which documents each default.
 #[derive(Debug, Clone)]
-pub struct PaginationConfigBuilder {
-    default_limit: u64,
-    max_limit: u64,
-    strict: bool,
-    style: Style,
-    cursor_key: Option<Vec<u8>>,
-    names: EnvelopeNames,
-    params: ParamNames,
-    base_url: Option<String>,
-    unbound: Vec<String>,
+pub(crate) struct Settings {
+    pub(crate) default_limit: u64,
+    pub(crate) max_limit: u64,
+    pub(crate) strict: bool,
+    pub(crate) style: Style,
+    pub(crate) cursor_key: Option<Vec<u8>>,
+    pub(crate) names: EnvelopeNames,
+    pub(crate) params: ParamNames,
+    pub(crate) base_url: Option<String>,
+    pub(crate) unbound: Vec<String>,
 }
 
-impl Default for PaginationConfigBuilder {
+impl Default for Settings {
     fn default() -> Self {
         Self {
             default_limit: DEFAULT_PAGE_LIMIT,
@@ -468,85 +399,9 @@ impl Default for PaginationConfigBuilder {
     }
 }
 
-impl PaginationConfigBuilder {
-    /// The page size when the request names none. Default: 20.
-    #[must_use]
-    pub fn default_limit(mut self, limit: u64) -> Self {
-        self.default_limit = limit;
-        self
-    }
-
-    /// The largest page size. Default: 100. A larger requested size is clamped to it, or
-    /// rejected with a 400 in strict mode.
-    #[must_use]
-    pub fn max_limit(mut self, limit: u64) -> Self {
-        self.max_limit = limit;
-        self
-    }
-
-    /// Strict mode: a page size above the maximum is a 400 instead of being clamped.
-    /// Default: off.
-    #[must_use]
-    pub fn strict(mut self, on: bool) -> Self {
-        self.strict = on;
-        self
-    }
-
-    /// What a request without pagination parameters gets. Default: [`Style::Pages`].
-    #[must_use]
-    pub fn style(mut self, style: Style) -> Self {
-        self.style = style;
-        self
-    }
-
-    /// The HMAC-SHA256 key cursors are signed with, at least [`MIN_CURSOR_KEY_LEN`] bytes.
-    /// Default: a random key made once per process, so cursors do not survive a restart
-    /// and are not accepted by another instance. Set the same key on every instance.
-    #[must_use]
-    pub fn cursor_key(mut self, key: impl Into<Vec<u8>>) -> Self {
-        self.cursor_key = Some(key.into());
-        self
-    }
-
-    /// The envelope member names. Default: [`EnvelopeNames::camel_case`].
-    #[must_use]
-    pub fn names(mut self, names: EnvelopeNames) -> Self {
-        self.names = names;
-        self
-    }
-
-    /// The query parameter names. Default: [`ParamNames::default`].
-    #[must_use]
-    pub fn params(mut self, params: ParamNames) -> Self {
-        self.params = params;
-        self
-    }
-
-    /// The origin (`https://api.example.com`) of the absolute URLs in `Link` headers.
-    /// Default: none, in which case the origin is taken from the request URI if it is
-    /// absolute, else `http://` and the `Host` header, else links are relative
-    /// (path and query). Set it behind a proxy or TLS terminator.
-    #[must_use]
-    pub fn base_url(mut self, origin: impl Into<String>) -> Self {
-        self.base_url = Some(origin.into());
-        self
-    }
-
-    /// Query parameters that do not select or order items, so a cursor stays valid when
-    /// they change. Every other non-pagination parameter is bound into cursors: a cursor
-    /// used with a different filter or sort is a 400. Default: `["fields"]`.
-    #[must_use]
-    pub fn unbound_params<I, T>(mut self, names: I) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<String>,
-    {
-        self.unbound = names.into_iter().map(Into::into).collect();
-        self
-    }
-
+impl Settings {
     /// Checks the settings and builds the configuration.
-    pub fn build(self) -> Result<PaginationConfig, ConfigError> {
+    pub(crate) fn build(self) -> Result<PaginationConfig, ConfigError> {
         if self.default_limit == 0 || self.max_limit == 0 {
             return Err(ConfigError::ZeroLimit);
         }
@@ -629,13 +484,6 @@ fn parse_origin(origin: &str) -> Result<String, ConfigError> {
     Ok(format!("{}://{}", scheme.to_ascii_lowercase(), authority))
 }
 
-fn is_url_safe(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
-}
-
 fn distinct<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), ConfigError> {
     let mut seen: Vec<&str> = Vec::new();
     for name in names {
@@ -650,6 +498,7 @@ fn distinct<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), ConfigError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PaginateLayer;
 
     #[test]
     fn defaults_are_twenty_of_at_most_a_hundred() {
@@ -662,7 +511,7 @@ mod tests {
 
     #[test]
     fn default_above_max_is_a_config_error() {
-        let error = PaginationConfig::builder()
+        let error = PaginateLayer::builder()
             .default_limit(50)
             .max_limit(10)
             .build()
@@ -675,14 +524,14 @@ mod tests {
             }
         );
         assert_eq!(
-            PaginationConfig::builder()
+            PaginateLayer::builder()
                 .default_limit(0)
                 .build()
                 .unwrap_err(),
             ConfigError::ZeroLimit
         );
         assert_eq!(
-            PaginationConfig::builder()
+            PaginateLayer::builder()
                 .max_limit(u64::MAX)
                 .build()
                 .unwrap_err(),
@@ -692,13 +541,13 @@ mod tests {
 
     #[test]
     fn short_cursor_key_is_a_config_error() {
-        let error = PaginationConfig::builder()
+        let error = PaginateLayer::builder()
             .cursor_key(b"short".to_vec())
             .build()
             .unwrap_err();
         assert_eq!(error, ConfigError::ShortCursorKey(5));
         assert!(
-            PaginationConfig::builder()
+            PaginateLayer::builder()
                 .cursor_key(vec![7u8; 32])
                 .build()
                 .is_ok()
@@ -709,18 +558,12 @@ mod tests {
     fn names_must_be_distinct_and_non_empty() {
         let clash = EnvelopeNames::camel_case().total("limit");
         assert_eq!(
-            PaginationConfig::builder()
-                .names(clash)
-                .build()
-                .unwrap_err(),
+            PaginateLayer::builder().names(clash).build().unwrap_err(),
             ConfigError::DuplicateName("limit".into())
         );
         let empty = EnvelopeNames::camel_case().data("");
         assert!(matches!(
-            PaginationConfig::builder()
-                .names(empty)
-                .build()
-                .unwrap_err(),
+            PaginateLayer::builder().names(empty).build().unwrap_err(),
             ConfigError::InvalidName {
                 role: "data member",
                 ..
@@ -728,15 +571,12 @@ mod tests {
         ));
         let params = ParamNames::new().offset("page");
         assert_eq!(
-            PaginationConfig::builder()
-                .params(params)
-                .build()
-                .unwrap_err(),
+            PaginateLayer::builder().params(params).build().unwrap_err(),
             ConfigError::DuplicateName("page".into())
         );
         let unsafe_name = ParamNames::new().cursor("a&b");
         assert!(matches!(
-            PaginationConfig::builder()
+            PaginateLayer::builder()
                 .params(unsafe_name)
                 .build()
                 .unwrap_err(),
@@ -758,16 +598,18 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    PaginationConfig::builder().base_url(bad).build(),
+                    PaginateLayer::builder().base_url(bad).build(),
                     Err(ConfigError::InvalidBaseUrl(_))
                 ),
                 "{bad}"
             );
         }
-        let config = PaginationConfig::builder()
+        let config = PaginateLayer::builder()
             .base_url("HTTPS://api.example.com:8443/")
             .build()
-            .unwrap();
+            .unwrap()
+            .config()
+            .clone();
         assert_eq!(
             config.inner.base_url.as_deref(),
             Some("https://api.example.com:8443")
@@ -776,10 +618,12 @@ mod tests {
 
     #[test]
     fn debug_output_hides_the_cursor_key() {
-        let config = PaginationConfig::builder()
+        let config = PaginateLayer::builder()
             .cursor_key(vec![b'k'; 40])
             .build()
-            .unwrap();
+            .unwrap()
+            .config()
+            .clone();
         let debug = format!("{config:?}");
         assert!(debug.contains("<redacted>"));
         assert!(!debug.contains("kkkk"));
@@ -795,9 +639,11 @@ mod tests {
             .chain_update(b"x")
             .finalize()
             .into_bytes();
-        let b = PaginationConfig::builder()
+        let b = PaginateLayer::builder()
             .build()
             .unwrap()
+            .config()
+            .clone()
             .inner
             .mac
             .clone()

@@ -275,8 +275,8 @@ mod tests {
     use http::Request;
 
     use super::*;
-    use crate::PaginationConfig;
     use crate::config::EnvelopeNames;
+    use crate::{PaginateLayer, PaginationConfig};
 
     fn pagination(target: &str) -> Pagination {
         pagination_with(target, &PaginationConfig::default())
@@ -309,10 +309,12 @@ mod tests {
 
     #[test]
     fn envelope_names_are_configurable() {
-        let config = PaginationConfig::builder()
+        let config = PaginateLayer::builder()
             .names(EnvelopeNames::snake_case().page("p"))
             .build()
-            .unwrap();
+            .unwrap()
+            .config()
+            .clone();
         let info = PageInfo::numbered(&pagination_with("/items", &config), Some(0), false);
         assert_eq!(
             written(&info, &config),

@@ -7,14 +7,13 @@ use http::request::Parts;
 use towerkit_json::Problem;
 
 use crate::config::PaginationConfig;
-use crate::fields::{FieldsConfig, Selection};
-use crate::layer::selection_from_query;
+use crate::fields::{FieldsConfig, Selection, selection_from_query};
 use crate::request::Pagination;
 
 impl<S: Send + Sync> FromRequestParts<S> for Pagination {
     type Rejection = Problem;
 
-    /// Reads the parameters with the configuration a [`PaginationLayer`](crate::PaginationLayer)
+    /// Reads the parameters with the configuration a [`PaginateLayer`](crate::PaginateLayer)
     /// put into the request's extensions, or [`PaginationConfig::default`].
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Problem> {
         let config = parts
@@ -30,7 +29,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Pagination {
 /// for (choose SQL columns). Rejects a malformed expression with a 400
 /// `application/problem+json`.
 ///
-/// Uses the [`FieldsConfig`] a [`FieldsLayer`](crate::FieldsLayer) put into the request's
+/// Uses the [`FieldsConfig`] a [`SelectFieldsLayer`](crate::SelectFieldsLayer) put into the request's
 /// extensions, or [`FieldsConfig::default`] (parameter `fields`).
 ///
 /// ```

@@ -4,7 +4,7 @@
 //! List endpoints become pageable, and every JSON response trimmable by the client,
 //! whether the handler does the work in SQL or the layer does it on the response.
 //!
-//! - [`PaginationLayer`] slices a handler's whole JSON array per `?page=`/`?offset=`/
+//! - [`PaginateLayer`] (service [`Paginate`]) slices a handler's whole JSON array per `?page=`/`?offset=`/
 //!   `?cursor=` and `?limit=` (alias `per_page`), and wraps it:
 //!   `{"data": [...], "pagination": {"page", "limit", "total", "totalPages", "hasNext",
 //!   "hasPrevious"}}` with an RFC 8288 `Link` header (first/prev/next/last, absolute URLs
@@ -12,21 +12,26 @@
 //! - [`Pagination`] (extractor) gives a handler validated `limit()`/`offset()` for
 //!   `LIMIT $1 OFFSET $2`, or a [`Keyset`] decoded from a signed cursor; [`Page`] turns the
 //!   rows into the same envelope and headers, and the layer leaves it alone.
-//! - [`FieldsLayer`] applies `?fields=` (Google's partial-response grammar plus `-path`
+//! - [`SelectFieldsLayer`] (service [`SelectFields`]) applies `?fields=` (Google's partial-response grammar plus `-path`
 //!   exclusions and `**`, see [`Selection`]) to the response, or to each item of the
 //!   envelope; [`Fields`] (extractor) lets a handler read only the selected columns.
 //!
 //! Bad input gets a 400 `application/problem+json` (RFC 9457) naming the parameter:
 //! `page=0`, `limit=-1`, `limit=abc`, a page beyond `i64::MAX` items, a tampered or reused
 //! cursor, `fields=items(id`. A page past the end is an empty `data` with correct
-//! metadata. Bad configuration is a [`ConfigError`] when it is built.
+//! metadata.
 //!
-//! Both layers buffer at most 8 MiB of a response (configurable), and let through
-//! untouched whatever they cannot or should not rewrite: non-2xx, not JSON, encoded, HEAD,
-//! too large, malformed. The transforms ([`paginate`], [`project`]) stream over the bytes:
-//! kept values are copied verbatim, skipped subtrees are scanned, never parsed into values.
+//! Configuration: `PaginateLayer::new()` and `SelectFieldsLayer::new()` give the defaults;
+//! `builder()` on either takes infallible settings and one `build()` checks them all,
+//! returning a [`ConfigError`].
 //!
-//! Layer order, outermost first: `FieldsLayer`, then `PaginationLayer`, then the handler,
+//! Both layers buffer at most `max_body` bytes of a response (default 8 MiB), and let
+//! through untouched whatever they cannot or should not rewrite: non-2xx, not JSON,
+//! encoded, HEAD, too large, malformed. The transforms ([`transform::paginate`],
+//! [`transform::project`]) stream over the bytes: kept values are copied verbatim, skipped
+//! subtrees are scanned, never parsed into values.
+//!
+//! Layer order, outermost first: `SelectFieldsLayer`, then `PaginateLayer`, then the handler,
 //! so the selection applies to the page's items. Each layer shares its configuration with
 //! its extractor through the request's extensions; without a layer the extractors use the
 //! defaults (page 1, limit 20, max 100, parameter `fields`).
@@ -34,7 +39,7 @@
 //! ```
 //! use axum::{Json, Router, routing::get};
 //! use tower::ServiceBuilder;
-//! use towerkit_paginate::{FieldsLayer, PaginationLayer};
+//! use towerkit_paginate::{PaginateLayer, SelectFieldsLayer};
 //! # use http_body_util::BodyExt;
 //! # use tower::ServiceExt;
 //!
@@ -44,7 +49,7 @@
 //!
 //! let app = Router::new()
 //!     .route("/products", get(products))
-//!     .layer(ServiceBuilder::new().layer(FieldsLayer::default()).layer(PaginationLayer::default()));
+//!     .layer(ServiceBuilder::new().layer(SelectFieldsLayer::new()).layer(PaginateLayer::new()));
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let request = http::Request::get("/products?page=3&fields=id").header("host", "api.example.com");
 //! let response = app.oneshot(request.body(axum::body::Body::empty()).unwrap()).await.unwrap();
@@ -64,22 +69,25 @@
 //! ```
 //!
 //! Customised: snake_case names, larger pages, strict limits and fields, a shared cursor
-//! key, and links to the public origin behind a proxy.
+//! key, links to the public origin behind a proxy, the array inside an object, and a
+//! smaller buffer.
 //!
 //! ```
-//! use towerkit_paginate::{EnvelopeNames, FieldsConfig, FieldsLayer, PaginationConfig, PaginationLayer};
+//! use towerkit_paginate::{EnvelopeNames, PaginateLayer, SelectFieldsLayer};
 //!
-//! let config = PaginationConfig::builder()
+//! let pagination = PaginateLayer::builder()
 //!     .default_limit(50)
 //!     .max_limit(500)
 //!     .strict(true)
 //!     .names(EnvelopeNames::snake_case())
 //!     .cursor_key(std::env::var("CURSOR_KEY").unwrap_or_else(|_| "x".repeat(32)).into_bytes())
 //!     .base_url("https://api.example.com")
+//!     .array_at("/results")
+//!     .max_body(1024 * 1024)
 //!     .build()
 //!     .expect("valid pagination configuration");
-//! let pagination = PaginationLayer::new(config).array_at("/results").expect("valid pointer");
-//! let fields = FieldsLayer::new(FieldsConfig::builder().strict(true).build().expect("valid limits"));
+//! let fields = SelectFieldsLayer::builder().strict(true).build().expect("valid limits");
+//! assert!(PaginateLayer::builder().max_limit(0).build().is_err());
 //! # let _ = (pagination, fields);
 //! ```
 //!
@@ -108,31 +116,47 @@
 mod config;
 mod cursor;
 mod envelope;
+mod error;
 mod extract;
 mod fields;
 mod layer;
 mod page;
 mod pointer;
+mod query;
 mod request;
 mod slice;
 
-pub use config::{
-    ConfigError, DEFAULT_MAX_LIMIT, DEFAULT_PAGE_LIMIT, EnvelopeNames, MIN_CURSOR_KEY_LEN,
-    PaginationConfig, PaginationConfigBuilder, ParamNames, Style,
+pub use crate::config::{
+    DEFAULT_MAX_LIMIT, DEFAULT_PAGE_LIMIT, EnvelopeNames, MIN_CURSOR_KEY_LEN, PaginationConfig,
+    ParamNames, Style,
 };
-pub use envelope::{PageInfo, X_TOTAL_COUNT};
-pub use extract::Fields;
-pub use fields::{
-    DEFAULT_MAX_DEPTH, DEFAULT_MAX_LENGTH, DEFAULT_MAX_NODES, FieldsConfig, FieldsConfigBuilder,
-    FieldsError, MAX_NODES, Projection, Selection, project,
+pub use crate::envelope::{PageInfo, X_TOTAL_COUNT};
+pub use crate::error::ConfigError;
+pub use crate::extract::Fields;
+pub use crate::fields::{
+    DEFAULT_MAX_DEPTH, DEFAULT_MAX_LENGTH, DEFAULT_MAX_NODES, FieldsConfig, FieldsError, MAX_NODES,
+    Selection,
 };
-pub use layer::{
-    FieldsLayer, FieldsPolicy, FieldsRewriter, Paginate, PaginationLayer, PaginationPolicy,
-    PaginationRewriter, SelectFields,
+pub use crate::layer::{
+    Paginate, PaginateLayer, PaginateLayerBuilder, SelectFields, SelectFieldsLayer,
+    SelectFieldsLayerBuilder,
 };
-pub use page::{Page, Paginated};
-pub use pointer::{JsonPointer, TransformError};
-pub use request::{Keyset, Pagination};
-pub use slice::paginate;
+pub use crate::page::{Page, Paginated};
+pub use crate::request::{Keyset, Pagination};
 /// The RFC 9457 problem details every rejection here is made of (from `towerkit-json`).
 pub use towerkit_json::Problem;
+
+/// The response futures of [`Paginate`] and [`SelectFields`].
+pub mod future {
+    pub use crate::layer::{PaginateFuture, SelectFieldsFuture};
+}
+
+/// The byte-level transforms behind the layers, for use without them (benchmarks, batch
+/// jobs): [`paginate`](transform::paginate) slices and wraps an array, [`project`](transform::project)
+/// applies a [`Selection`]. Both stream over the bytes: kept values are
+/// copied verbatim, skipped subtrees are scanned, never parsed into values.
+pub mod transform {
+    pub use crate::fields::{Projection, project};
+    pub use crate::pointer::{JsonPointer, TransformError};
+    pub use crate::slice::paginate;
+}

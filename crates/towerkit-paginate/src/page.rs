@@ -14,9 +14,9 @@ use crate::request::{Pagination, Position};
 /// A response extension marking a body that is already a pagination envelope, with the
 /// location of its items.
 ///
-/// [`Page`] and [`PaginationLayer`](crate::PaginationLayer) set it;
-/// `PaginationLayer` leaves marked responses alone (no second slicing), and
-/// [`FieldsLayer`](crate::FieldsLayer) applies the selection to each item at
+/// [`Page`] and [`PaginateLayer`](crate::PaginateLayer) set it;
+/// `PaginateLayer` leaves marked responses alone (no second slicing), and
+/// [`SelectFieldsLayer`](crate::SelectFieldsLayer) applies the selection to each item at
 /// [`items`](Self::items) instead of to the whole document. Set it yourself on an
 /// envelope built by hand.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +44,7 @@ impl Paginated {
 ///  "hasNext": true, "hasPrevious": true}}
 /// ```
 ///
-/// The response is marked [`Paginated`], so a [`PaginationLayer`](crate::PaginationLayer)
+/// The response is marked [`Paginated`], so a [`PaginateLayer`](crate::PaginateLayer)
 /// around the handler does not slice it again. An item that fails to serialize makes a 500,
 /// as with axum's `Json`.
 ///

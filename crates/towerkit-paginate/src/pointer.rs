@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use towerkit_json::scan::{self, Malformed};
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 
 /// A JSON Pointer (RFC 6901) through object members, such as `/data` or `/result/items`;
 /// the empty pointer `""` is the whole document. Array indices are not followed.
@@ -114,6 +114,17 @@ impl fmt::Display for TransformError {
 
 impl std::error::Error for TransformError {}
 
+impl TransformError {
+    /// What a layer tells the JSON machinery when a transform left the document alone:
+    /// any error sends the original body unchanged.
+    pub(crate) fn into_malformed(self) -> Malformed {
+        match self {
+            Self::Malformed(malformed) => malformed,
+            Self::NoArray | Self::ForeignCursor => Malformed { offset: 0 },
+        }
+    }
+}
+
 /// Writes the value at `pos` (whose container has nesting `depth`) and returns its end.
 pub(crate) type Target<'a> =
     dyn FnMut(&mut Vec<u8>, usize, usize) -> Result<usize, TransformError> + 'a;
@@ -217,8 +228,10 @@ fn level(
     Ok(i + 1)
 }
 
+/// Writes the `,` before every kept member or element but the first, and counts it: the
+/// one separator rule of the transforms that drop members (pagination, projection).
 #[inline]
-fn separate(out: &mut Vec<u8>, kept: &mut usize) {
+pub(crate) fn separate(out: &mut Vec<u8>, kept: &mut usize) {
     if *kept > 0 {
         out.push(b',');
     }

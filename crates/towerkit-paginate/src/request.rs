@@ -11,6 +11,7 @@ use towerkit_json::Problem;
 
 use crate::config::{PaginationConfig, Style};
 use crate::cursor::{self, BINDING_LEN, CursorError, Direction};
+use crate::query;
 
 /// Where a keyset page starts, decoded from the request's cursor.
 ///
@@ -30,7 +31,7 @@ pub enum Keyset<K> {
 /// starts, ready for `LIMIT $1 OFFSET $2` or a keyset query.
 ///
 /// Read from the query string with the [`PaginationConfig`] found in the request's
-/// extensions (put there by [`PaginationLayer`](crate::PaginationLayer)), or
+/// extensions (put there by [`PaginateLayer`](crate::PaginateLayer)), or
 /// [`PaginationConfig::default`] when there is none. As an axum extractor it rejects bad
 /// input with a 400 `application/problem+json` naming the parameter.
 ///
@@ -224,15 +225,7 @@ impl Pagination {
         let mut limit: Option<(&str, Cow<'_, str>)> = None;
         let mut link_params = Vec::new();
         let mut bound = Vec::new();
-        for segment in uri
-            .query()
-            .unwrap_or_default()
-            .split('&')
-            .filter(|s| !s.is_empty())
-        {
-            let (name, value) = form_urlencoded::parse(segment.as_bytes())
-                .next()
-                .unwrap_or_default();
+        for (segment, name, value) in query::pairs(uri.query()) {
             let slot = if name == params.page {
                 &mut page
             } else if name == params.offset {
@@ -451,6 +444,7 @@ fn cursor_only(name: &str, cursor: &str) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PaginateLayer;
 
     fn parse(target: &str) -> Result<Pagination, Problem> {
         parse_with(target, &PaginationConfig::default())
@@ -528,7 +522,12 @@ mod tests {
 
     #[test]
     fn over_max_limit_is_400_in_strict_mode() {
-        let strict = PaginationConfig::builder().strict(true).build().unwrap();
+        let strict = PaginateLayer::builder()
+            .strict(true)
+            .build()
+            .unwrap()
+            .config()
+            .clone();
         rejects_with("/items?limit=101", "limit", &strict);
         assert_eq!(
             parse_with("/items?limit=100", &strict).unwrap().limit(),
@@ -623,7 +622,7 @@ mod tests {
 
     #[test]
     fn configured_parameter_names_are_used() {
-        let config = PaginationConfig::builder()
+        let config = PaginateLayer::builder()
             .params(
                 crate::ParamNames::new()
                     .page("p")
@@ -631,7 +630,9 @@ mod tests {
                     .per_page(None),
             )
             .build()
-            .unwrap();
+            .unwrap()
+            .config()
+            .clone();
         let pagination = parse_with("/items?p=4&size=5&page=9&per_page=1", &config).unwrap();
         assert_eq!((pagination.page(), pagination.limit()), (Some(4), 5));
         assert_eq!(pagination.link_params, ["page=9", "per_page=1"]);
@@ -675,10 +676,12 @@ mod tests {
 
     #[test]
     fn cursor_signed_with_another_key_is_400() {
-        let other = PaginationConfig::builder()
+        let other = PaginateLayer::builder()
             .cursor_key(vec![9u8; 32])
             .build()
-            .unwrap();
+            .unwrap()
+            .config()
+            .clone();
         let token = parse_with("/items", &other)
             .unwrap()
             .seal(Direction::After, b"1");
@@ -725,10 +728,12 @@ mod tests {
 
     #[test]
     fn cursor_style_starts_without_page_numbers() {
-        let config = PaginationConfig::builder()
+        let config = PaginateLayer::builder()
             .style(Style::Cursors)
             .build()
-            .unwrap();
+            .unwrap()
+            .config()
+            .clone();
         let pagination = parse_with("/items", &config).unwrap();
         assert_eq!(pagination.page(), None);
         assert_eq!(pagination.position, Position::Cursor(None));
@@ -746,10 +751,12 @@ mod tests {
 
     #[test]
     fn link_origin_comes_from_config_then_uri_then_host() {
-        let config = PaginationConfig::builder()
+        let config = PaginateLayer::builder()
             .base_url("https://api.example.com")
             .build()
-            .unwrap();
+            .unwrap()
+            .config()
+            .clone();
         assert_eq!(
             parse_with("/items", &config).unwrap().link(None),
             "https://api.example.com/items"

@@ -24,7 +24,8 @@ use crate::request::{Pagination, Position};
 ///
 /// ```
 /// use http::Request;
-/// use towerkit_paginate::{JsonPointer, Pagination, PaginationConfig, paginate};
+/// use towerkit_paginate::transform::{JsonPointer, paginate};
+/// use towerkit_paginate::{Pagination, PaginationConfig};
 ///
 /// let request = Request::get("/n?page=2&limit=2").body(()).unwrap();
 /// let pagination = Pagination::from_request(&request, &PaginationConfig::default()).unwrap();
@@ -214,7 +215,7 @@ mod tests {
     use serde_json::{Map, Value, json};
 
     use super::*;
-    use crate::{PaginationConfig, Style};
+    use crate::{PaginateLayer, PaginationConfig, Style};
 
     fn request(target: &str, config: &PaginationConfig) -> Pagination {
         let request = Request::get(target)
@@ -348,10 +349,12 @@ mod tests {
     /// Follows `nextCursor` from the first page to the end, then `prevCursor` back.
     #[test]
     fn cursors_walk_the_whole_array_both_ways() {
-        let config = PaginationConfig::builder()
+        let config = PaginateLayer::builder()
             .style(Style::Cursors)
             .build()
-            .unwrap();
+            .unwrap()
+            .config()
+            .clone();
         let input = numbers(23);
         let mut target = "/x?limit=5".to_owned();
         let mut seen = Vec::new();

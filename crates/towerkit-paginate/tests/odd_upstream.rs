@@ -1,4 +1,4 @@
-//! Odd upstream output through `FieldsLayer` and `PaginationLayer` stacked (as in a
+//! Odd upstream output through `SelectFieldsLayer` and `PaginateLayer` stacked (as in a
 //! service: fields outermost): malformed JSON, truncated bodies, a `Content-Length` that
 //! lies, invalid UTF-8, a body that fails half-way, and a 50 MB document (the cases of
 //! `towerkit_test_support::upstream`). Each passes through unchanged, and together the
@@ -7,21 +7,28 @@
 use http::Request;
 use tower::ServiceBuilder;
 use tower::layer::util::{Identity, Stack};
-use towerkit_paginate::{FieldsLayer, PaginationLayer};
+use towerkit_paginate::{PaginateLayer, SelectFieldsLayer};
 use towerkit_test_support::upstream::{
     self, CHUNK, Case, Received, big_document, invalid_utf8, lying_content_lengths, malformed_json,
     truncated_bodies,
 };
 
-/// The layers' default buffer limit, 8 MiB.
-const DEFAULT_LIMIT: usize = 8 * 1024 * 1024;
-const LIMIT: usize = 1024 * 1024;
+/// The layers' default `max_body`, 8 MiB.
+const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
+const MAX_BODY: usize = 1024 * 1024;
 
-/// Both layers with buffer limit `limit`, fields outermost.
-fn layers(limit: usize) -> ServiceBuilder<Stack<PaginationLayer, Stack<FieldsLayer, Identity>>> {
+/// Both layers with buffer limit `max_body`, fields outermost.
+fn layers(
+    max_body: usize,
+) -> ServiceBuilder<Stack<PaginateLayer, Stack<SelectFieldsLayer, Identity>>> {
     ServiceBuilder::new()
-        .layer(FieldsLayer::default().limit(limit))
-        .layer(PaginationLayer::default().limit(limit))
+        .layer(
+            SelectFieldsLayer::builder()
+                .max_body(max_body)
+                .build()
+                .unwrap(),
+        )
+        .layer(PaginateLayer::builder().max_body(max_body).build().unwrap())
 }
 
 /// A request both layers act on.
@@ -36,7 +43,7 @@ async fn through(limit: usize, case: Case) -> Received {
 }
 
 async fn all_unchanged(cases: Vec<(&'static str, Case)>) {
-    upstream::all_unchanged(cases, || layers(DEFAULT_LIMIT), request).await;
+    upstream::all_unchanged(cases, || layers(DEFAULT_MAX_BODY), request).await;
 }
 
 #[tokio::test]
@@ -63,12 +70,12 @@ async fn a_lying_content_length_passes_through_unchanged() {
 async fn a_50_mb_streamed_body_passes_through_holding_at_most_the_limits() {
     let doc = big_document(3_000_000);
     assert!(doc.len() > 50_000_000);
-    let received = through(LIMIT, Case::streamed(&doc, false)).await;
+    let received = through(MAX_BODY, Case::streamed(&doc, false)).await;
     assert!(received.body == doc, "the body changed");
     assert!(!received.failed);
     assert!(received.headers.get("content-length").is_none());
     // Each layer reads at most its limit and one chunk past it before giving up.
-    let bound = 2 * (LIMIT + CHUNK);
+    let bound = 2 * (MAX_BODY + CHUNK);
     let before_first = received.pulled_before_first.unwrap();
     eprintln!(
         "{} body bytes; pulled {before_first} before the first reached the client, held at most {}",
@@ -89,7 +96,7 @@ async fn a_50_mb_streamed_body_passes_through_holding_at_most_the_limits() {
 #[tokio::test]
 async fn a_50_mb_declared_body_streams_without_being_read_first() {
     let doc = big_document(3_000_000);
-    let received = through(DEFAULT_LIMIT, Case::streamed(&doc, true)).await;
+    let received = through(DEFAULT_MAX_BODY, Case::streamed(&doc, true)).await;
     assert!(received.body == doc, "the body changed");
     assert_eq!(received.headers["content-length"], doc.len().to_string());
     assert!(received.pulled_before_first.unwrap() <= CHUNK);
@@ -104,7 +111,7 @@ async fn a_50_mb_declared_body_streams_without_being_read_first() {
 async fn a_well_formed_array_within_the_limit_is_still_paged_and_projected() {
     // The control case: the same stack does rewrite what it should.
     let received = through(
-        DEFAULT_LIMIT,
+        DEFAULT_MAX_BODY,
         Case::json(br#"[{"id":1,"x":null},{"id":2},{"id":3}]"#),
     )
     .await;

@@ -19,7 +19,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 use tower::{ServiceBuilder, ServiceExt};
 use towerkit_paginate::{
-    Fields, FieldsLayer, Keyset, Page, Pagination, PaginationConfig, PaginationLayer, Problem,
+    Fields, Keyset, Page, PaginateLayer, Pagination, Problem, SelectFieldsLayer,
 };
 
 const ROWS: i64 = 57;
@@ -195,7 +195,7 @@ async fn by_keyset(
 }
 
 fn app(fixture: &Fixture) -> Router {
-    let config = PaginationConfig::builder()
+    let pages = PaginateLayer::builder()
         .cursor_key(b"integration-test-key-of-32-bytes".to_vec())
         .max_limit(25)
         .build()
@@ -210,8 +210,8 @@ fn app(fixture: &Fixture) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
-                .layer(FieldsLayer::default())
-                .layer(PaginationLayer::new(config)),
+                .layer(SelectFieldsLayer::default())
+                .layer(pages),
         )
 }
 

@@ -20,6 +20,8 @@
 #[cfg(feature = "layers")]
 mod logs;
 #[cfg(feature = "layers")]
+pub mod projection;
+#[cfg(feature = "layers")]
 mod recorder;
 pub mod servers;
 #[cfg(feature = "layers")]

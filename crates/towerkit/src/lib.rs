@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `json` | `towerkit-json` | the JSON-body machinery and problem+json responses the JSON layers share |
 //! | `nulls` | `towerkit-nulls` | `StripNullsLayer`: removes `null` members from JSON responses |
-//! | `paginate` | `towerkit-paginate` | `PaginationLayer`, `FieldsLayer`, the `Pagination` and `Fields` extractors, `Page<T>` |
+//! | `paginate` | `towerkit-paginate` | `PaginateLayer`, `SelectFieldsLayer`, the `Pagination` and `Fields` extractors, `Page<T>` |
 //! | `cache` | `towerkit-cache` | `CacheLayer`: RFC 9111 caching with memory, Redis and tiered stores |
 //! | `compress` | `towerkit-compress` | `CompressionLayer`: tower-http's compression with production defaults and metrics |
 //! | `timing` | `towerkit-timing` | `TimingLayer`: durations, slow-call logs, `Server-Timing`, SQL query timing |

@@ -242,7 +242,7 @@ pub async fn delete_product(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `GET /api/categories`: the whole list; `PaginationLayer` pages it.
+/// `GET /api/categories`: the whole list; `PaginateLayer` pages it.
 pub async fn list_categories(State(state): State<AppState>) -> Result<Response, ApiError> {
     let rows = state
         .db

@@ -26,7 +26,7 @@ use towerkit_cache::{CacheHandle, CacheLayer, MemoryStore, RedisStore, TieredSto
 use towerkit_compress::CompressionLayer;
 use towerkit_db::{Db, DbConfig};
 use towerkit_nulls::StripNullsLayer;
-use towerkit_paginate::{FieldsLayer, PaginationConfig, PaginationLayer};
+use towerkit_paginate::{PaginateLayer, SelectFieldsLayer};
 use towerkit_timing::TimingLayer;
 
 pub use config::{Config, Layers};
@@ -48,7 +48,7 @@ pub struct AppState {
     /// The cache layer itself, when the service runs with layers.
     cache: Option<CacheLayer>,
     metrics: PrometheusHandle,
-    pagination: PaginationConfig,
+    pagination: PaginateLayer,
     config: Arc<Config>,
 }
 
@@ -71,7 +71,7 @@ impl AppState {
         let fail = |what: &str, e: &dyn std::fmt::Display| StartError(format!("{what}: {e}"));
         // Absolute links point at the public origin, never at the client's `Host` header,
         // which would let one client poison the `Link` headers of cached pages.
-        let pagination = PaginationConfig::builder()
+        let pagination = PaginateLayer::builder()
             .base_url(config.public_url.clone())
             .build()
             .map_err(|e| fail("PUBLIC_URL", &e))?;
@@ -189,10 +189,10 @@ pub fn app(state: AppState) -> Router {
                 // The JSON layers need plain JSON, so they sit inside compression.
                 .layer(StripNullsLayer::new())
                 // `fields=` applies to each item of the page envelope built below it.
-                .layer(FieldsLayer::default())
+                .layer(SelectFieldsLayer::default())
                 // Pages whole arrays (categories); leaves handler-paged `Page<T>` alone, and
                 // gives the `Pagination` extractor its configuration.
-                .layer(PaginationLayer::new(state.pagination.clone())),
+                .layer(state.pagination.clone()),
         ),
         _ => api,
     };

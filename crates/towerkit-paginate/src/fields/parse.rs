@@ -15,7 +15,7 @@ use std::fmt;
 
 use towerkit_json::scan;
 
-use super::FieldsConfig;
+use super::config::FieldsConfig;
 
 /// A parsed `fields` expression: which members of a JSON document to keep.
 ///
@@ -463,9 +463,16 @@ impl Parser<'_> {
     }
 }
 
+impl fmt::Display for Selection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expression())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SelectFieldsLayer;
 
     fn paths(trie: &Trie) -> Vec<&str> {
         trie.paths(trie.terminal).collect()
@@ -611,11 +618,13 @@ mod tests {
 
     #[test]
     fn configured_limits_apply() {
-        let config = FieldsConfig::builder()
+        let config = SelectFieldsLayer::builder()
             .max_length(3)
             .max_depth(1)
             .build()
-            .unwrap();
+            .unwrap()
+            .config()
+            .clone();
         assert!(Selection::parse_with("abcd", &config).is_err());
         assert!(Selection::parse_with("a/b", &config).is_err());
         assert!(Selection::parse_with("a,b", &config).is_ok());

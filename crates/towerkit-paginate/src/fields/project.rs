@@ -2,8 +2,8 @@
 
 use towerkit_json::scan::{self, Malformed};
 
-use super::Selection;
-use crate::pointer::{self, JsonPointer, TransformError};
+use super::parse::Selection;
+use crate::pointer::{self, JsonPointer, TransformError, separate};
 
 /// The outcome of [`project`]: which named fields matched nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,7 +29,8 @@ impl Projection {
 /// scanned (validated) but not parsed. `Err` leaves `out` unspecified.
 ///
 /// ```
-/// use towerkit_paginate::{JsonPointer, Selection, project};
+/// use towerkit_paginate::Selection;
+/// use towerkit_paginate::transform::{JsonPointer, project};
 ///
 /// let selection = Selection::parse("id,tags,stock(count)").unwrap();
 /// let input = br#"{"id":1,"name":"mug","tags":["a"],"stock":{"count":3,"eta":null}}"#;
@@ -327,18 +328,11 @@ impl Projector<'_> {
     }
 }
 
-#[inline]
-fn separate(out: &mut Vec<u8>, kept: &mut usize) {
-    if *kept > 0 {
-        out.push(b',');
-    }
-    *kept += 1;
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
-    use serde_json::{Map, Value};
+    use serde_json::Value;
+    use towerkit_test_support::projection::{Pat, Reference};
 
     use super::*;
 
@@ -576,15 +570,9 @@ mod tests {
         assert_eq!(missing.unwrap_err(), TransformError::NoArray);
     }
 
-    // The slow obvious twin: parse the expression into flat patterns independently of the
-    // parser's trees, walk a `serde_json::Value` with them, serialize.
-
-    #[derive(Debug, Clone, PartialEq)]
-    enum Pat {
-        Name(String),
-        Any,
-        Deep,
-    }
+    // The slow obvious twin (`towerkit_test_support::projection`): turn the expression into
+    // flat patterns independently of the parser's trees, walk a `serde_json::Value` with
+    // them, serialize.
 
     /// One generated term of an expression: `-`? path, optionally with a parenthesised list.
     #[derive(Debug, Clone)]
@@ -636,113 +624,12 @@ mod tests {
         }
     }
 
-    /// Whether `pattern` matches exactly `path`.
-    fn full_match(pattern: &[Pat], path: &[&str]) -> bool {
-        match (pattern.split_first(), path.split_first()) {
-            (None, None) => true,
-            (Some((Pat::Deep, rest)), _) => {
-                full_match(rest, path) || (!path.is_empty() && full_match(pattern, &path[1..]))
-            }
-            (Some((Pat::Any, rest)), Some((_, tail))) => full_match(rest, tail),
-            (Some((Pat::Name(name), rest)), Some((key, tail))) => {
-                name == key && full_match(rest, tail)
-            }
-            _ => false,
-        }
-    }
-
-    /// Whether `pattern` can match some path strictly longer than `path` that starts with it.
-    fn extends(pattern: &[Pat], path: &[&str]) -> bool {
-        match (pattern.split_first(), path.split_first()) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some((Pat::Deep, rest)), Some(_)) => {
-                extends(rest, path) || extends(pattern, &path[1..])
-            }
-            (Some((Pat::Any, rest)), Some((_, tail))) => extends(rest, tail),
-            (Some((Pat::Name(name), rest)), Some((key, tail))) => {
-                name == key && extends(rest, tail)
-            }
-        }
-    }
-
-    struct Reference {
-        include: Vec<Vec<Pat>>,
-        exclude: Vec<Vec<Pat>>,
-    }
-
-    impl Reference {
-        fn selected(&self, path: &[&str]) -> bool {
-            self.include.is_empty()
-                || (0..=path.len()).any(|n| {
-                    self.include
-                        .iter()
-                        .any(|pattern| full_match(pattern, &path[..n]))
-                })
-        }
-
-        fn excluded(&self, path: &[&str]) -> bool {
-            (1..=path.len()).any(|n| {
-                self.exclude
-                    .iter()
-                    .any(|pattern| full_match(pattern, &path[..n]))
-            })
-        }
-
-        fn ancestor(&self, path: &[&str]) -> bool {
-            self.include.iter().any(|pattern| extends(pattern, path))
-        }
-
-        fn project(&self, value: &Value, path: &mut Vec<String>) -> Option<Value> {
-            let keys: Vec<&str> = path.iter().map(String::as_str).collect();
-            if self.excluded(&keys) {
-                return None;
-            }
-            let selected = self.selected(&keys);
-            if !keys.is_empty() && !selected && !self.ancestor(&keys) {
-                return None;
-            }
-            let top = keys.is_empty();
-            match value {
-                Value::Object(map) => {
-                    let mut kept = Map::new();
-                    for (key, child) in map {
-                        path.push(key.clone());
-                        if let Some(child) = self.project(child, path) {
-                            kept.insert(key.clone(), child);
-                        }
-                        path.pop();
-                    }
-                    Some(Value::Object(kept))
-                }
-                Value::Array(items) => Some(Value::Array(
-                    items
-                        .iter()
-                        .filter_map(|item| self.project(item, path))
-                        .collect(),
-                )),
-                scalar => (selected || top).then(|| scalar.clone()),
-            }
-        }
-    }
-
     fn reference_with(terms: &[Term], input: &[u8]) -> Option<Vec<u8>> {
         let mut flat = Vec::new();
         expand(terms, &[], false, &mut flat);
-        let reference = Reference {
-            include: flat
-                .iter()
-                .filter(|(negated, _)| !negated)
-                .map(|(_, path)| path.clone())
-                .collect(),
-            exclude: flat
-                .iter()
-                .filter(|(negated, _)| *negated)
-                .map(|(_, path)| path.clone())
-                .collect(),
-        };
+        let reference = Reference::new(&flat);
         let value: Value = serde_json::from_slice(input).ok()?;
-        serde_json::to_vec(&reference.project(&value, &mut Vec::new())?).ok()
+        serde_json::to_vec(&reference.project(&value)?).ok()
     }
 
     /// The reference for a hand-written expression, through a tiny flat parser of its own

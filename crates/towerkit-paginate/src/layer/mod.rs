@@ -1,326 +1,14 @@
-//! `PaginationLayer` and `FieldsLayer`: the transforms applied to responses.
+//! The two layers: [`PaginateLayer`] -> [`Paginate`] pages a handler's whole array,
+//! [`SelectFieldsLayer`] -> [`SelectFields`] applies `fields=`. Each is a thin
+//! [`RewriteJson`](towerkit_json::RewriteJson) policy over a transform of this crate.
 
-use std::sync::Arc;
+mod paginate;
+mod select_fields;
 
-use http::header::{CONTENT_TYPE, ETAG, LAST_MODIFIED, LINK};
-use http::{HeaderValue, Request, StatusCode, Uri, response};
-use tower_http::add_extension::AddExtension;
-use tower_layer::Layer;
-use towerkit_json::problem::PROBLEM_JSON;
-use towerkit_json::{
-    Decision, Malformed, Problem, RewriteJson, RewriteJsonLayer, RewritePolicy, Rewriter,
+pub use paginate::{Paginate, PaginateFuture, PaginateLayer, PaginateLayerBuilder};
+pub use select_fields::{
+    SelectFields, SelectFieldsFuture, SelectFieldsLayer, SelectFieldsLayerBuilder,
 };
-
-use crate::config::{ConfigError, PaginationConfig};
-use crate::envelope::X_TOTAL_COUNT;
-use crate::fields::{FieldsConfig, Selection, project};
-use crate::page::Paginated;
-use crate::pointer::{JsonPointer, TransformError};
-use crate::request::Pagination;
-use crate::slice::paginate;
-
-/// The service made by [`PaginationLayer`].
-pub type Paginate<S> = RewriteJson<AddExtension<S, PaginationConfig>, PaginationPolicy>;
-
-/// The service made by [`FieldsLayer`].
-pub type SelectFields<S> = RewriteJson<AddExtension<S, FieldsConfig>, FieldsPolicy>;
-
-/// A [`Layer`] that pages JSON arrays: it slices the array a handler returned per the
-/// request's `page` / `offset` / `cursor` and `limit`, and wraps it in the envelope with
-/// `Link` and `X-Total-Count` headers. See the [crate docs](crate).
-///
-/// - Bad parameters get a 400 `application/problem+json` before the handler runs (see
-///   [`Pagination`] for what is rejected).
-/// - It puts its [`PaginationConfig`] into the request's extensions, where the
-///   [`Pagination`] extractor finds it.
-/// - A response marked [`Paginated`] (a [`Page`](crate::Page)) is left alone.
-/// - Left alone too: anything [`towerkit_json::is_eligible`] rejects (non-2xx, not JSON,
-///   encoded, HEAD), bodies over the buffer limit (default 8 MiB), malformed JSON, a
-///   document without an array at the configured pointer, and a request whose cursor is a
-///   handler's keyset cursor.
-#[derive(Debug, Clone)]
-pub struct PaginationLayer {
-    config: PaginationConfig,
-    array_at: JsonPointer,
-    limit: usize,
-}
-
-impl Default for PaginationLayer {
-    fn default() -> Self {
-        Self::new(PaginationConfig::default())
-    }
-}
-
-impl PaginationLayer {
-    /// Pages arrays at the document root under `config`, buffering at most 8 MiB.
-    pub fn new(config: PaginationConfig) -> Self {
-        Self {
-            config,
-            array_at: JsonPointer::root(),
-            limit: towerkit_json::DEFAULT_LIMIT,
-        }
-    }
-
-    /// Pages the array at this JSON Pointer (`/items`) instead of a root array: it is
-    /// sliced in place and the `pagination` member added to the object holding it.
-    /// Default: the root. Fails on a malformed pointer, or one whose last member is the
-    /// envelope's `pagination` member.
-    pub fn array_at(mut self, pointer: &str) -> Result<Self, ConfigError> {
-        let parsed = JsonPointer::parse(pointer)?;
-        if parsed
-            .segments()
-            .last()
-            .is_some_and(|last| *last == self.config.inner.names.pagination_raw)
-        {
-            return Err(ConfigError::InvalidPointer(pointer.to_owned()));
-        }
-        self.array_at = parsed;
-        Ok(self)
-    }
-
-    /// The largest body buffered and paged; a larger one streams through unchanged.
-    /// Default: 8 MiB.
-    #[must_use]
-    pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
-        self
-    }
-
-    /// The configuration shared with the [`Pagination`] extractor.
-    pub fn config(&self) -> &PaginationConfig {
-        &self.config
-    }
-}
-
-impl<S> Layer<S> for PaginationLayer {
-    type Service = Paginate<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        let policy = PaginationPolicy {
-            config: self.config.clone(),
-            array_at: self.array_at.clone(),
-        };
-        RewriteJsonLayer::new(policy)
-            .limit(self.limit)
-            .layer(AddExtension::new(inner, self.config.clone()))
-    }
-}
-
-/// The [`RewritePolicy`] behind [`PaginationLayer`].
-#[derive(Debug, Clone)]
-pub struct PaginationPolicy {
-    config: PaginationConfig,
-    array_at: JsonPointer,
-}
-
-impl<B> RewritePolicy<B> for PaginationPolicy {
-    type Rewriter = PaginationRewriter;
-
-    fn on_request(&self, request: &Request<B>) -> Decision<PaginationRewriter> {
-        match Pagination::from_request(request, &self.config) {
-            Ok(pagination) => Decision::Rewrite(PaginationRewriter {
-                pagination,
-                array_at: self.array_at.clone(),
-            }),
-            Err(problem) => Decision::Respond(problem.into_http_response()),
-        }
-    }
-}
-
-/// The [`Rewriter`] behind [`PaginationLayer`].
-#[derive(Debug)]
-pub struct PaginationRewriter {
-    pagination: Pagination,
-    array_at: JsonPointer,
-}
-
-impl Rewriter for PaginationRewriter {
-    fn accepts(&self, head: &response::Parts) -> bool {
-        head.extensions.get::<Paginated>().is_none()
-    }
-
-    fn rewrite(
-        self,
-        head: &mut response::Parts,
-        json: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), Malformed> {
-        let info = paginate(json, out, &self.pagination, &self.array_at).map_err(not_rewritten)?;
-        info.set_headers(&mut head.headers);
-        let items = if self.array_at.is_root() {
-            self.pagination.config.inner.data_pointer.clone()
-        } else {
-            self.array_at
-        };
-        head.extensions.insert(Paginated::new(items));
-        Ok(())
-    }
-}
-
-/// A [`Layer`] that applies the request's `fields` selection to JSON responses. See the
-/// [crate docs](crate) and [`Selection`] for the grammar and semantics.
-///
-/// - Without a `fields` parameter (or with an empty one) responses stream through.
-/// - A malformed expression, or one over the limits, gets a 400
-///   `application/problem+json` naming the parameter and the column, before the handler runs.
-/// - It puts its [`FieldsConfig`] into the request's extensions, where the
-///   [`Fields`](crate::Fields) extractor finds it.
-/// - A response marked [`Paginated`] has the selection applied to each item of the
-///   envelope; the envelope's other members stay.
-/// - Strict mode: a field that matches nothing, where objects were examined for it,
-///   turns the response into a 400 naming the fields (validators and pagination headers
-///   are removed).
-/// - Left alone: what [`towerkit_json::is_eligible`] rejects, bodies over the buffer limit
-///   (default 8 MiB), malformed JSON, and a marked response without an array at its items
-///   pointer.
-#[derive(Debug, Clone, Default)]
-pub struct FieldsLayer {
-    config: FieldsConfig,
-    limit: Option<usize>,
-}
-
-impl FieldsLayer {
-    /// Projects responses under `config`, buffering at most 8 MiB.
-    pub fn new(config: FieldsConfig) -> Self {
-        Self {
-            config,
-            limit: None,
-        }
-    }
-
-    /// The largest body buffered and projected; a larger one streams through unchanged.
-    /// Default: 8 MiB.
-    #[must_use]
-    pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = Some(limit);
-        self
-    }
-
-    /// The configuration shared with the [`Fields`](crate::Fields) extractor.
-    pub fn config(&self) -> &FieldsConfig {
-        &self.config
-    }
-}
-
-impl<S> Layer<S> for FieldsLayer {
-    type Service = SelectFields<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        let policy = FieldsPolicy {
-            config: self.config.clone(),
-        };
-        RewriteJsonLayer::new(policy)
-            .limit(self.limit.unwrap_or(towerkit_json::DEFAULT_LIMIT))
-            .layer(AddExtension::new(inner, self.config.clone()))
-    }
-}
-
-/// The [`RewritePolicy`] behind [`FieldsLayer`].
-#[derive(Debug, Clone)]
-pub struct FieldsPolicy {
-    config: FieldsConfig,
-}
-
-impl<B> RewritePolicy<B> for FieldsPolicy {
-    type Rewriter = FieldsRewriter;
-
-    fn on_request(&self, request: &Request<B>) -> Decision<FieldsRewriter> {
-        match selection_from_query(request.uri(), &self.config) {
-            Ok(None) => Decision::Skip,
-            Ok(Some(selection)) => Decision::Rewrite(FieldsRewriter {
-                selection,
-                config: self.config.clone(),
-            }),
-            Err(problem) => Decision::Respond(problem.into_http_response()),
-        }
-    }
-}
-
-/// The [`Rewriter`] behind [`FieldsLayer`].
-#[derive(Debug)]
-pub struct FieldsRewriter {
-    selection: Arc<Selection>,
-    config: FieldsConfig,
-}
-
-impl Rewriter for FieldsRewriter {
-    fn rewrite(
-        self,
-        head: &mut response::Parts,
-        json: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), Malformed> {
-        let items = head
-            .extensions
-            .get::<Paginated>()
-            .map(|marker| marker.items().clone());
-        let projection =
-            project(json, out, &self.selection, items.as_ref()).map_err(not_rewritten)?;
-        if self.config.is_strict() && !projection.unknown().is_empty() {
-            let param = self.config.param();
-            let unknown = projection.unknown().join(", ");
-            let problem = Problem::bad_request(format!("{param} names unknown fields: {unknown}"))
-                .with_invalid_param(param, format!("no such fields: {unknown}"));
-            out.clear();
-            out.extend_from_slice(&problem.to_bytes());
-            head.status = StatusCode::BAD_REQUEST;
-            head.headers
-                .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-            for name in [ETAG, LAST_MODIFIED, LINK, X_TOTAL_COUNT] {
-                head.headers.remove(name);
-            }
-            head.extensions.remove::<Paginated>();
-        }
-        Ok(())
-    }
-}
-
-/// The request's selection: `None` without a (non-empty) `fields` parameter; a 400 when
-/// the parameter is repeated or does not parse.
-pub(crate) fn selection_from_query(
-    uri: &Uri,
-    config: &FieldsConfig,
-) -> Result<Option<Arc<Selection>>, Problem> {
-    let param = config.param();
-    let mut found = None;
-    for segment in uri
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|s| !s.is_empty())
-    {
-        let (name, value) = form_urlencoded::parse(segment.as_bytes())
-            .next()
-            .unwrap_or_default();
-        if name != param {
-            continue;
-        }
-        if found.is_some() {
-            return Err(
-                Problem::bad_request(format!("{param} is given more than once"))
-                    .with_invalid_param(param, "give the parameter once"),
-            );
-        }
-        found = Some(value);
-    }
-    let Some(expression) = found.filter(|value| !value.trim().is_empty()) else {
-        return Ok(None);
-    };
-    match Selection::parse_with(&expression, config) {
-        Ok(selection) => Ok(Some(Arc::new(selection))),
-        Err(error) => {
-            Err(Problem::bad_request(error.to_string())
-                .with_invalid_param(param, error.to_string()))
-        }
-    }
-}
-
-fn not_rewritten(error: TransformError) -> Malformed {
-    match error {
-        TransformError::Malformed(malformed) => malformed,
-        TransformError::NoArray | TransformError::ForeignCursor => Malformed { offset: 0 },
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -330,13 +18,16 @@ mod tests {
     use axum::routing::get;
     use axum::{Json, Router};
     use bytes::Bytes;
-    use http::header::CONTENT_LENGTH;
+    use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LINK};
+    use http::{HeaderValue, Request, StatusCode};
     use http_body_util::BodyExt;
     use serde_json::{Value, json};
     use tower::{ServiceBuilder, ServiceExt, service_fn};
 
+    use towerkit_json::problem::PROBLEM_JSON;
+
     use super::*;
-    use crate::{Fields, Page, Style};
+    use crate::{Fields, Page, Paginated, Pagination, Style, X_TOTAL_COUNT};
 
     struct Answer {
         status: StatusCode,
@@ -392,8 +83,8 @@ mod tests {
             )
             .layer(
                 ServiceBuilder::new()
-                    .layer(FieldsLayer::default())
-                    .layer(PaginationLayer::default()),
+                    .layer(SelectFieldsLayer::default())
+                    .layer(PaginateLayer::default()),
             )
     }
 
@@ -508,8 +199,8 @@ mod tests {
         let truncated = || async { ([(CONTENT_TYPE, "application/json")], r#"[{"id":1},{"id":"#) };
         let app = Router::new().route("/broken", get(truncated)).layer(
             ServiceBuilder::new()
-                .layer(FieldsLayer::default())
-                .layer(PaginationLayer::default()),
+                .layer(SelectFieldsLayer::default())
+                .layer(PaginateLayer::default()),
         );
         let answer = call(app, "/broken?page=1&limit=1&fields=id").await;
         assert_eq!(answer.status, 200);
@@ -525,13 +216,13 @@ mod tests {
 
     #[tokio::test]
     async fn strict_fields_reject_unknown_names() {
-        let strict = FieldsConfig::builder().strict(true).build().unwrap();
+        let strict = SelectFieldsLayer::builder().strict(true).build().unwrap();
         let app = Router::new()
             .route("/products", get(|| async { Json(products()) }))
             .layer(
                 ServiceBuilder::new()
-                    .layer(FieldsLayer::new(strict))
-                    .layer(PaginationLayer::default()),
+                    .layer(strict)
+                    .layer(PaginateLayer::default()),
             );
         let answer = call(app.clone(), "/products?fields=id,colour").await;
         assert_eq!(answer.status, 400);
@@ -555,8 +246,9 @@ mod tests {
 
     #[tokio::test]
     async fn array_at_pointer_is_paged_in_place() {
-        let layer = PaginationLayer::default()
+        let layer = PaginateLayer::builder()
             .array_at("/result/items")
+            .build()
             .unwrap();
         let app = Router::new()
             .route(
@@ -565,7 +257,7 @@ mod tests {
             )
             .layer(
                 ServiceBuilder::new()
-                    .layer(FieldsLayer::default())
+                    .layer(SelectFieldsLayer::default())
                     .layer(layer),
             );
         let answer = call(app, "/search?limit=2").await;
@@ -574,22 +266,23 @@ mod tests {
             r#"{"result":{"items":[1,2],"took":5,"pagination":{"page":1,"limit":2,"total":3,"totalPages":2,"hasNext":true,"hasPrevious":false}}}"#
         );
         assert!(
-            PaginationLayer::default()
+            PaginateLayer::builder()
                 .array_at("/x/pagination")
+                .build()
                 .is_err()
         );
-        assert!(PaginationLayer::default().array_at("x").is_err());
+        assert!(PaginateLayer::builder().array_at("x").build().is_err());
     }
 
     #[tokio::test]
     async fn layer_cursors_page_through_an_array() {
-        let config = PaginationConfig::builder()
+        let layer = PaginateLayer::builder()
             .style(Style::Cursors)
             .build()
             .unwrap();
         let app = Router::new()
             .route("/products", get(|| async { Json(products()) }))
-            .layer(PaginationLayer::new(config));
+            .layer(layer);
         let mut target = "/products?limit=20".to_owned();
         let mut ids = Vec::new();
         for _ in 0..10 {
@@ -620,12 +313,15 @@ mod tests {
 
     #[tokio::test]
     async fn extractors_read_the_layer_configuration() {
-        let config = PaginationConfig::builder()
+        let pages = PaginateLayer::builder()
             .default_limit(3)
             .max_limit(5)
             .build()
             .unwrap();
-        let fields = FieldsConfig::builder().param("select").build().unwrap();
+        let fields = SelectFieldsLayer::builder()
+            .param("select")
+            .build()
+            .unwrap();
         let app = Router::new()
             .route(
                 "/probe",
@@ -638,11 +334,7 @@ mod tests {
                     )
                 }),
             )
-            .layer(
-                ServiceBuilder::new()
-                    .layer(FieldsLayer::new(fields))
-                    .layer(PaginationLayer::new(config)),
-            );
+            .layer(ServiceBuilder::new().layer(fields).layer(pages));
         assert_eq!(
             call(app.clone(), "/probe?page=2&select=id").await.body,
             "3 3 [\"id\"]"
@@ -680,7 +372,7 @@ mod tests {
     #[tokio::test]
     async fn works_on_plain_tower_services() {
         let service = ServiceBuilder::new()
-            .layer(PaginationLayer::default())
+            .layer(PaginateLayer::default())
             .service(service_fn(|_: Request<()>| async {
                 let mut response =
                     http::Response::new(http_body_util::Full::new(Bytes::from_static(b"[1,2,3]")));
