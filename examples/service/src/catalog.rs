@@ -14,12 +14,12 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use towerkit_db::DbError;
-use towerkit_db::tokio_postgres::Row;
-use towerkit_db::tokio_postgres::error::SqlState;
-use towerkit_db::tokio_postgres::types::ToSql;
-use towerkit_json::Problem;
-use towerkit_paginate::{Page, Pagination};
+use towerkit::db::DbError;
+use towerkit::db::tokio_postgres::Row;
+use towerkit::db::tokio_postgres::error::SqlState;
+use towerkit::db::tokio_postgres::types::ToSql;
+use towerkit::json::Problem;
+use towerkit::paginate::{Page, Pagination};
 
 use crate::AppState;
 

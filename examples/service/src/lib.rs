@@ -22,12 +22,12 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
-use towerkit_cache::{CacheHandle, CacheLayer, MemoryStore, RedisStore, TieredStore};
-use towerkit_compress::CompressionLayer;
-use towerkit_db::{Db, DbConfig};
-use towerkit_nulls::StripNullsLayer;
-use towerkit_paginate::{PaginateLayer, SelectFieldsLayer};
-use towerkit_timing::TimingLayer;
+use towerkit::cache::{CacheHandle, CacheLayer, MemoryStore, RedisStore, TieredStore};
+use towerkit::compress::CompressionLayer;
+use towerkit::db::{Db, DbConfig};
+use towerkit::nulls::StripNullsLayer;
+use towerkit::paginate::{PaginateLayer, SelectFieldsLayer};
+use towerkit::timing::TimingLayer;
 
 pub use config::{Config, Layers};
 
@@ -239,21 +239,21 @@ fn metrics_recorder() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
-                    Matcher::Full(towerkit_timing::metrics::HTTP_SERVER_REQUEST_DURATION.into()),
-                    &towerkit_timing::metrics::HTTP_DURATION_BUCKETS,
+                    Matcher::Full(towerkit::timing::metrics::HTTP_SERVER_REQUEST_DURATION.into()),
+                    &towerkit::timing::metrics::HTTP_DURATION_BUCKETS,
                 )
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full(
-                            towerkit_timing::metrics::DB_CLIENT_OPERATION_DURATION.into(),
+                            towerkit::timing::metrics::DB_CLIENT_OPERATION_DURATION.into(),
                         ),
-                        &towerkit_timing::metrics::DB_DURATION_BUCKETS,
+                        &towerkit::timing::metrics::DB_DURATION_BUCKETS,
                     )
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full(
-                            towerkit_cache::metrics::STORE_OPERATION_DURATION_SECONDS.into(),
+                            towerkit::cache::metrics::STORE_OPERATION_DURATION_SECONDS.into(),
                         ),
                         &STORE_DURATION_BUCKETS,
                     )
@@ -278,7 +278,7 @@ fn metrics_recorder() -> PrometheusHandle {
             // Another recorder may already be installed (a test harness): then this handle
             // renders nothing, which the metrics test would show.
             let _ = metrics::set_global_recorder(recorder);
-            towerkit_timing::metrics::describe();
+            towerkit::timing::metrics::describe();
             handle
         })
         .clone()

@@ -6,7 +6,7 @@
 //! Migrations are multi-statement scripts, so they run on a pooled client directly
 //! (`batch_execute`) rather than through `Db`'s prepared, timed queries.
 
-use towerkit_db::Db;
+use towerkit::db::Db;
 
 /// The migrations, in order: (version, SQL).
 const MIGRATIONS: &[(&str, &str)] = &[
