@@ -323,7 +323,7 @@ fn storage(list: &[(String, Option<Vec<u8>>)]) -> Storage {
 /// RFC 9111 §5.2: `#( token [ "=" ( token / quoted-string ) ] )`, names lowercased,
 /// quoted strings unescaped; `None` for anything that does not follow the grammar.
 fn directives(value: &[u8]) -> Option<Vec<(String, Option<Vec<u8>>)>> {
-    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let is_tchar = towerkit_http::is_tchar;
     let qdtext = |b: u8| matches!(b, b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff);
     let mut list = Vec::new();
     let mut i = 0;
