@@ -81,22 +81,9 @@ pub struct DbConfig {
 impl fmt::Debug for DbConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // tokio-postgres' Debug already redacts the password.
-        f.debug_struct("DbConfig")
-            .field("pg", &self.pg)
-            .field("max_size", &self.max_size)
-            .field("min_connections", &self.min_connections)
-            .field("wait_timeout", &self.wait_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("recycle_timeout", &self.recycle_timeout)
-            .field("statement_timeout", &self.statement_timeout)
-            .field("application_name", &self.application_name)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("max_lifetime", &self.max_lifetime)
-            .field("check_timeout", &self.check_timeout)
-            .field("check_ttl", &self.check_ttl)
-            .field("statement_cache_capacity", &self.statement_cache_capacity)
-            .field("pool_name", &self.pool_name)
-            .finish_non_exhaustive()
+        let mut debug = f.debug_struct("DbConfig");
+        debug.field("pg", &self.pg);
+        self.debug_settings(&mut debug).finish_non_exhaustive()
     }
 }
 
@@ -107,20 +94,24 @@ impl DbConfig {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         DbConfigBuilder {
             source: Source::Env,
-            max_size: (cores * 2).max(4),
-            min_connections: 0,
-            wait_timeout: Duration::from_secs(3),
-            connect_timeout: Duration::from_secs(3),
-            recycle_timeout: Duration::from_secs(1),
-            statement_timeout: Some(Duration::from_secs(30)),
-            application_name: None,
-            idle_timeout: Duration::from_secs(10 * 60),
-            max_lifetime: Duration::from_secs(30 * 60),
-            check_timeout: Duration::from_secs(1),
-            check_ttl: Duration::from_secs(1),
-            statement_cache_capacity: 256,
-            pool_name: "default".to_owned(),
-            timer: QueryTimer::new("postgresql"),
+            // `build` replaces the placeholder connection config.
+            config: DbConfig {
+                pg: tokio_postgres::Config::new(),
+                max_size: (cores * 2).max(4),
+                min_connections: 0,
+                wait_timeout: Duration::from_secs(3),
+                connect_timeout: Duration::from_secs(3),
+                recycle_timeout: Duration::from_secs(1),
+                statement_timeout: Some(Duration::from_secs(30)),
+                application_name: None,
+                idle_timeout: Duration::from_secs(10 * 60),
+                max_lifetime: Duration::from_secs(30 * 60),
+                check_timeout: Duration::from_secs(1),
+                check_ttl: Duration::from_secs(1),
+                statement_cache_capacity: 256,
+                pool_name: "default".to_owned(),
+                timer: QueryTimer::new("postgresql"),
+            },
         }
     }
 
@@ -146,6 +137,27 @@ impl DbConfig {
     pub(crate) fn client_timeout(&self) -> Option<Duration> {
         self.statement_timeout.map(|t| t + CLIENT_TIMEOUT_MARGIN)
     }
+
+    /// The pool settings, for the `Debug` output of the config and of its builder.
+    fn debug_settings<'a, 'b, 'c>(
+        &self,
+        debug: &'a mut fmt::DebugStruct<'b, 'c>,
+    ) -> &'a mut fmt::DebugStruct<'b, 'c> {
+        debug
+            .field("max_size", &self.max_size)
+            .field("min_connections", &self.min_connections)
+            .field("wait_timeout", &self.wait_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("recycle_timeout", &self.recycle_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("application_name", &self.application_name)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("check_timeout", &self.check_timeout)
+            .field("check_ttl", &self.check_ttl)
+            .field("statement_cache_capacity", &self.statement_cache_capacity)
+            .field("pool_name", &self.pool_name)
+    }
 }
 
 /// Builds a [`DbConfig`]: infallible setters, then [`build`](Self::build), which parses the
@@ -153,20 +165,8 @@ impl DbConfig {
 #[derive(Clone)]
 pub struct DbConfigBuilder {
     source: Source,
-    max_size: usize,
-    min_connections: usize,
-    wait_timeout: Duration,
-    connect_timeout: Duration,
-    recycle_timeout: Duration,
-    statement_timeout: Option<Duration>,
-    application_name: Option<String>,
-    idle_timeout: Duration,
-    max_lifetime: Duration,
-    check_timeout: Duration,
-    check_ttl: Duration,
-    statement_cache_capacity: usize,
-    pool_name: String,
-    timer: QueryTimer,
+    /// The settings so far, over a placeholder connection config.
+    config: DbConfig,
 }
 
 /// Where the connection settings come from.
@@ -188,21 +188,10 @@ impl fmt::Debug for DbConfigBuilder {
             Source::Url(_) => &"url",
             Source::Pg(pg) => pg,
         };
-        f.debug_struct("DbConfigBuilder")
-            .field("source", source)
-            .field("max_size", &self.max_size)
-            .field("min_connections", &self.min_connections)
-            .field("wait_timeout", &self.wait_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("recycle_timeout", &self.recycle_timeout)
-            .field("statement_timeout", &self.statement_timeout)
-            .field("application_name", &self.application_name)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("max_lifetime", &self.max_lifetime)
-            .field("check_timeout", &self.check_timeout)
-            .field("check_ttl", &self.check_ttl)
-            .field("statement_cache_capacity", &self.statement_cache_capacity)
-            .field("pool_name", &self.pool_name)
+        let mut debug = f.debug_struct("DbConfigBuilder");
+        debug.field("source", source);
+        self.config
+            .debug_settings(&mut debug)
             .finish_non_exhaustive()
     }
 }
@@ -226,7 +215,7 @@ impl DbConfigBuilder {
     /// The most connections the pool opens; at least 1. Default: 2 × CPU cores, at least 4.
     #[must_use]
     pub fn max_size(mut self, max_size: usize) -> Self {
-        self.max_size = max_size;
+        self.config.max_size = max_size;
         self
     }
 
@@ -234,7 +223,7 @@ impl DbConfigBuilder {
     /// open them) and kept open afterwards by the background task. Default: 0.
     #[must_use]
     pub fn min_connections(mut self, min: usize) -> Self {
-        self.min_connections = min;
+        self.config.min_connections = min;
         self
     }
 
@@ -242,7 +231,7 @@ impl DbConfigBuilder {
     /// with [`DbError::PoolTimeout`](crate::DbError::PoolTimeout). Default: 3 s.
     #[must_use]
     pub fn wait_timeout(mut self, timeout: Duration) -> Self {
-        self.wait_timeout = timeout;
+        self.config.wait_timeout = timeout;
         self
     }
 
@@ -250,7 +239,7 @@ impl DbConfigBuilder {
     /// before failing with [`DbError::ConnectTimeout`](crate::DbError::ConnectTimeout). Default: 3 s.
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.config.connect_timeout = timeout;
         self
     }
 
@@ -258,7 +247,7 @@ impl DbConfigBuilder {
     /// fails the check is replaced. Default: 1 s.
     #[must_use]
     pub fn recycle_timeout(mut self, timeout: Duration) -> Self {
-        self.recycle_timeout = timeout;
+        self.config.recycle_timeout = timeout;
         self
     }
 
@@ -268,7 +257,7 @@ impl DbConfigBuilder {
     /// Default: 30 s.
     #[must_use]
     pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.statement_timeout = timeout;
+        self.config.statement_timeout = timeout;
         self
     }
 
@@ -276,7 +265,7 @@ impl DbConfigBuilder {
     /// Default: the URL's, else [`DEFAULT_APPLICATION_NAME`].
     #[must_use]
     pub fn application_name(mut self, name: impl Into<String>) -> Self {
-        self.application_name = Some(name.into());
+        self.config.application_name = Some(name.into());
         self
     }
 
@@ -285,7 +274,7 @@ impl DbConfigBuilder {
     /// and [`max_lifetime`](Self::max_lifetime), at most every second. Default: 10 min.
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = timeout;
+        self.config.idle_timeout = timeout;
         self
     }
 
@@ -293,14 +282,14 @@ impl DbConfigBuilder {
     /// as [`idle_timeout`](Self::idle_timeout). Default: 30 min.
     #[must_use]
     pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
-        self.max_lifetime = lifetime;
+        self.config.max_lifetime = lifetime;
         self
     }
 
     /// How long [`Db::check`](crate::Db::check) may take. Default: 1 s.
     #[must_use]
     pub fn check_timeout(mut self, timeout: Duration) -> Self {
-        self.check_timeout = timeout;
+        self.config.check_timeout = timeout;
         self
     }
 
@@ -308,7 +297,7 @@ impl DbConfigBuilder {
     /// not load the database. Default: 1 s.
     #[must_use]
     pub fn check_ttl(mut self, ttl: Duration) -> Self {
-        self.check_ttl = ttl;
+        self.config.check_ttl = ttl;
         self
     }
 
@@ -316,14 +305,14 @@ impl DbConfigBuilder {
     /// cache is emptied, so generated SQL cannot grow it without bound. Default: 256.
     #[must_use]
     pub fn statement_cache_capacity(mut self, capacity: usize) -> Self {
-        self.statement_cache_capacity = capacity;
+        self.config.statement_cache_capacity = capacity;
         self
     }
 
     /// The `db_client_connection_pool_name` label of the pool metrics. Default: `default`.
     #[must_use]
     pub fn pool_name(mut self, name: impl Into<String>) -> Self {
-        self.pool_name = name.into();
+        self.config.pool_name = name.into();
         self
     }
 
@@ -331,7 +320,7 @@ impl DbConfigBuilder {
     /// label capacity). Default: `QueryTimer::new("postgresql")`.
     #[must_use]
     pub fn timer(mut self, timer: QueryTimer) -> Self {
-        self.timer = timer;
+        self.config.timer = timer;
         self
     }
 
@@ -349,54 +338,42 @@ impl DbConfigBuilder {
             Source::Pg(ref pg) => (**pg).clone(),
         };
         let pg = self.complete(pg)?;
-        Ok(DbConfig {
-            pg,
-            max_size: self.max_size,
-            min_connections: self.min_connections,
-            wait_timeout: self.wait_timeout,
-            connect_timeout: self.connect_timeout,
-            recycle_timeout: self.recycle_timeout,
-            statement_timeout: self.statement_timeout,
-            application_name: self.application_name,
-            idle_timeout: self.idle_timeout,
-            max_lifetime: self.max_lifetime,
-            check_timeout: self.check_timeout,
-            check_ttl: self.check_ttl,
-            statement_cache_capacity: self.statement_cache_capacity,
-            pool_name: self.pool_name,
-            timer: self.timer,
-        })
+        Ok(DbConfig { pg, ..self.config })
     }
 
     /// Checks the settings and completes the connection config `pg`: `application_name` and
     /// `statement_timeout` for every session, and the connect timeout.
     fn complete(&self, pg: tokio_postgres::Config) -> Result<tokio_postgres::Config, ConfigError> {
         let invalid = |field, reason| Err(ConfigError::Invalid { field, reason });
-        if self.max_size == 0 {
+        if self.config.max_size == 0 {
             return invalid("max_size", "must be at least 1");
         }
-        if self.min_connections > self.max_size {
+        if self.config.min_connections > self.config.max_size {
             return invalid("min_connections", "must not exceed max_size");
         }
         for (field, value) in [
-            ("connect_timeout", self.connect_timeout),
-            ("recycle_timeout", self.recycle_timeout),
-            ("idle_timeout", self.idle_timeout),
-            ("max_lifetime", self.max_lifetime),
-            ("check_timeout", self.check_timeout),
+            ("connect_timeout", self.config.connect_timeout),
+            ("recycle_timeout", self.config.recycle_timeout),
+            ("idle_timeout", self.config.idle_timeout),
+            ("max_lifetime", self.config.max_lifetime),
+            ("check_timeout", self.config.check_timeout),
         ] {
             if value.is_zero() {
                 return invalid(field, "must be longer than zero");
             }
         }
-        if self.statement_timeout.is_some_and(|t| t.as_millis() == 0) {
+        if self
+            .config
+            .statement_timeout
+            .is_some_and(|t| t.as_millis() == 0)
+        {
             return invalid("statement_timeout", "must be at least 1 ms, or None");
         }
         if pg.get_hosts().is_empty() {
             return invalid("url", "names no host");
         }
         let mut pg = pg;
-        match (&self.application_name, pg.get_application_name()) {
+        match (&self.config.application_name, pg.get_application_name()) {
             (Some(name), _) => {
                 pg.application_name(name);
             }
@@ -405,7 +382,7 @@ impl DbConfigBuilder {
             }
             (None, Some(_)) => {}
         }
-        if let Some(timeout) = self.statement_timeout {
+        if let Some(timeout) = self.config.statement_timeout {
             let setting = format!("-c statement_timeout={}", timeout.as_millis());
             let options = match pg.get_options() {
                 Some(existing) if !existing.is_empty() => format!("{existing} {setting}"),
@@ -413,7 +390,7 @@ impl DbConfigBuilder {
             };
             pg.options(options);
         }
-        pg.connect_timeout(self.connect_timeout);
+        pg.connect_timeout(self.config.connect_timeout);
         Ok(pg)
     }
 }
