@@ -10,6 +10,7 @@ use http::{HeaderName, HeaderValue};
 
 use crate::entry::Policy;
 use crate::flight::Flights;
+use crate::freshness::DEFAULT_TTL_STATUSES;
 use crate::key::KeyRules;
 use crate::metrics::{self, Outcome};
 use crate::predicate::Predicate;
@@ -93,6 +94,8 @@ pub(crate) struct Config {
     pub(crate) origin_timeout: Option<Duration>,
     pub(crate) name: Box<str>,
     pub(crate) x_cache: bool,
+    /// Whether `Cache-Status` says why a response was not stored (`detail=…`).
+    pub(crate) status_detail: bool,
     /// `Cache-Status` values of fresh hits, by ttl, for `name`; shared by clones.
     pub(crate) hit_statuses: Arc<OnceLock<Box<[HeaderValue]>>>,
 }
@@ -113,6 +116,8 @@ impl Config {
                 surrogate: None,
                 keep_stale: Duration::from_secs(600),
                 grace: Duration::ZERO,
+                default_ttl_statuses: DEFAULT_TTL_STATUSES.into(),
+                negative_ttl: None,
             },
             default_ttl: None,
             route_ttls: Vec::new(),
@@ -125,6 +130,7 @@ impl Config {
             origin_timeout: None,
             name: DEFAULT_CACHE_NAME.into(),
             x_cache: false,
+            status_detail: true,
             hit_statuses: Arc::default(),
         }
     }
@@ -168,6 +174,7 @@ impl fmt::Debug for Config {
             .field("origin_timeout", &self.origin_timeout)
             .field("name", &self.name)
             .field("x_cache", &self.x_cache)
+            .field("status_detail", &self.status_detail)
             .finish()
     }
 }

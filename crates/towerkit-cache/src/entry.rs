@@ -135,20 +135,35 @@ impl Entry {
 
     /// The approximate memory the entry holds, in bytes: what a byte-weighted store counts.
     pub fn weight(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len() + 32)
-            .sum();
-        let tags: usize = self.tags.iter().map(|tag| tag.len() + 16).sum();
-        let vary: usize = self
-            .vary
-            .iter()
-            .map(|rule| rule.name.as_str().len() + rule.value.as_ref().map_or(0, |v| v.len()) + 32)
-            .sum();
-        // Headers count twice: the stored map and the precomputed response head.
-        self.body.len() + 2 * headers + tags + vary + self.variant.len() + 160
+        weigh(
+            &self.headers,
+            &self.tags,
+            &self.vary,
+            self.variant.len(),
+            self.body.len(),
+        )
     }
+}
+
+/// [`Entry::weight`] of an entry with these parts.
+fn weigh(
+    headers: &HeaderMap,
+    tags: &[Box<str>],
+    vary: &[VaryRule],
+    variant: usize,
+    body: usize,
+) -> usize {
+    let headers: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum();
+    let tags: usize = tags.iter().map(|tag| tag.len() + 16).sum();
+    let vary: usize = vary
+        .iter()
+        .map(|rule| rule.name.as_str().len() + rule.value.as_ref().map_or(0, |v| v.len()) + 32)
+        .sum();
+    // Headers count twice: the stored map and the precomputed response head.
+    body + 2 * headers + tags + vary + variant + 160
 }
 
 impl fmt::Debug for Entry {
@@ -180,6 +195,10 @@ pub(crate) struct Policy {
     pub(crate) keep_stale: Duration,
     /// How long past its freshness an entry may be served when the origin fails.
     pub(crate) grace: Duration,
+    /// The statuses a default TTL applies to.
+    pub(crate) default_ttl_statuses: Box<[u16]>,
+    /// The lifetime of `404` and `410` without explicit freshness; none by default.
+    pub(crate) negative_ttl: Option<Duration>,
 }
 
 /// A response head judged storable, waiting for its body.
@@ -193,6 +212,14 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
+    /// The weight the entry will have with a body of `body` bytes, or a little more (a
+    /// `Content-Length` [`finish`](Self::finish) may add is counted in).
+    pub(crate) fn weight(&self, body: usize) -> usize {
+        let variant = key::variant_id(&self.vary).len();
+        let content_length = 2 * ("content-length".len() + 20 + 32);
+        weigh(&self.headers, &self.tags, &self.vary, variant, body) + content_length
+    }
+
     /// Completes the entry with its body.
     pub(crate) fn finish(self, body: Bytes) -> Entry {
         let mut headers = self.headers;
@@ -295,6 +322,8 @@ pub(crate) fn prepare(
     } = *exchange;
     let rules = Rules {
         default_ttl,
+        default_statuses: &policy.default_ttl_statuses,
+        negative_ttl: policy.negative_ttl,
         heuristic: policy.heuristic,
         heuristic_max: policy.heuristic_max,
     };

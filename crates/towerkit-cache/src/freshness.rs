@@ -5,7 +5,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::header::{AGE, AUTHORIZATION, COOKIE, DATE, ETAG, EXPIRES, LAST_MODIFIED, SET_COOKIE};
+use http::header::{
+    AGE, AUTHORIZATION, CONTENT_TYPE, COOKIE, DATE, ETAG, EXPIRES, LAST_MODIFIED, SET_COOKIE,
+};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::control::{MAX_DELTA, ResponseDirectives, SurrogateDirectives, parse_delta};
@@ -96,11 +98,20 @@ pub(crate) enum Source {
     None,
 }
 
+/// The statuses a default TTL applies to unless configured otherwise: RFC 9110 §15.1's
+/// heuristically cacheable statuses without the errors (`404`, `405`, `410`, `414`, `501`)
+/// and without `206` (never stored whole).
+pub(crate) const DEFAULT_TTL_STATUSES: [u16; 6] = [200, 203, 204, 300, 301, 308];
+
 /// The inputs to a freshness computation that do not come from the response itself.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Rules {
+pub(crate) struct Rules<'a> {
     /// Lifetime for responses without explicit freshness, set by the application.
     pub(crate) default_ttl: Option<Duration>,
+    /// The statuses `default_ttl` applies to.
+    pub(crate) default_statuses: &'a [u16],
+    /// Lifetime for `404` and `410` without explicit freshness (negative caching).
+    pub(crate) negative_ttl: Option<Duration>,
     /// Whether heuristic freshness is used at all.
     pub(crate) heuristic: bool,
     /// The cap on a heuristic lifetime.
@@ -114,7 +125,7 @@ pub(crate) fn lifetime_ms(
     directives: &ResponseDirectives,
     surrogate: &SurrogateDirectives,
     response_time: u64,
-    rules: &Rules,
+    rules: &Rules<'_>,
 ) -> (u64, Source) {
     if let Some(seconds) = surrogate
         .max_age
@@ -138,7 +149,15 @@ pub(crate) fn lifetime_ms(
         });
         return (lifetime, Source::Explicit);
     }
-    if let Some(ttl) = rules.default_ttl {
+    // The application's lifetimes apply to the statuses it named, never to server errors
+    // unless listed: a 503 must not answer for the whole default TTL.
+    let code = status.as_u16();
+    let default = match code {
+        404 | 410 if rules.negative_ttl.is_some() => rules.negative_ttl,
+        _ if rules.default_statuses.contains(&code) => rules.default_ttl,
+        _ => None,
+    };
+    if let Some(ttl) = default {
         return (ttl.as_millis() as u64, Source::Default);
     }
     if rules.heuristic
@@ -159,17 +178,66 @@ pub(crate) fn has_credentials(headers: &HeaderMap) -> bool {
     headers.contains_key(AUTHORIZATION) || headers.contains_key(COOKIE)
 }
 
-/// Why a response is not stored.
+/// Why a response is not stored; [`as_str`](Self::as_str) is the `Cache-Status` `detail`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NotStorable {
+    /// `status`: a status never stored (1xx, 206, 304), or one that needs explicit
+    /// freshness (a 5xx, a status outside the default TTL's and the heuristic lists).
     Status,
+    /// `must-understand`: `must-understand` on a status this cache does not implement.
     MustUnderstand,
+    /// `no-store`: the response (or `Surrogate-Control`) says `no-store`.
     NoStore,
+    /// `private`: the response says `private`.
     Private,
+    /// `authorization`: the request had `Authorization` and the response does not say it
+    /// may be shared.
     Authorization,
+    /// `cookie`: the request had a `Cookie` and the response does not say it may be shared.
+    Cookie,
+    /// `set-cookie`: the response sets a cookie.
     SetCookie,
+    /// `vary-star`: the response says `Vary: *`.
     VaryStar,
+    /// `no-freshness`: no lifetime, no validator, no stale use: it could never be reused.
     Useless,
+    /// `event-stream`: a `text/event-stream` response, never recorded.
+    EventStream,
+    /// `too-large`: the body is over `max_body` or over what the store holds.
+    TooLarge,
+    /// `method`: a `HEAD` request, whose response has no body to store.
+    Method,
+}
+
+impl NotStorable {
+    /// The `Cache-Status` `detail` token.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            NotStorable::Status => "status",
+            NotStorable::MustUnderstand => "must-understand",
+            NotStorable::NoStore => "no-store",
+            NotStorable::Private => "private",
+            NotStorable::Authorization => "authorization",
+            NotStorable::Cookie => "cookie",
+            NotStorable::SetCookie => "set-cookie",
+            NotStorable::VaryStar => "vary-star",
+            NotStorable::Useless => "no-freshness",
+            NotStorable::EventStream => "event-stream",
+            NotStorable::TooLarge => "too-large",
+            NotStorable::Method => "method",
+        }
+    }
+}
+
+/// Whether a response is an event stream (`text/event-stream`, any parameters).
+pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers.get(CONTENT_TYPE).is_some_and(|value| {
+        let bytes = value.as_bytes();
+        let essence = bytes.split(|&b| b == b';').next().unwrap_or_default();
+        essence
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"text/event-stream")
+    })
 }
 
 /// What a shared cache may do with a response (RFC 9111 §3): `Ok(())` to store it.
@@ -214,7 +282,15 @@ pub(crate) fn storable(
     // `Cookie`, only a response that says it may be shared (`public`, `s-maxage`,
     // `must-revalidate`) is stored.
     if has_credentials(request_headers) && !directives.allows_authorized() {
-        return Err(NotStorable::Authorization);
+        if request_headers.contains_key(AUTHORIZATION) {
+            return Err(NotStorable::Authorization);
+        }
+        return Err(NotStorable::Cookie);
+    }
+    // An event stream never ends as far as a cache can tell: recording it would hold the
+    // coalescing slot for the whole stream and store a torn prefix at best.
+    if is_event_stream(headers) {
+        return Err(NotStorable::EventStream);
     }
     let cookie_omitted = directives
         .omit_fields
@@ -226,6 +302,11 @@ pub(crate) fn storable(
     }
     if vary_star {
         return Err(NotStorable::VaryStar);
+    }
+    // A server error is stored only when it says how long it stays fresh: never on a
+    // default TTL or heuristics, where one bad moment would answer for minutes.
+    if status.is_server_error() && source != Source::Explicit {
+        return Err(NotStorable::Status);
     }
     let has_validator = headers.contains_key(ETAG) || headers.contains_key(LAST_MODIFIED);
     let explicit_or_default = matches!(source, Source::Explicit | Source::Default);
@@ -257,13 +338,15 @@ mod tests {
         httpdate::fmt_http_date(time)
     }
 
-    const RULES: Rules = Rules {
+    const RULES: Rules<'static> = Rules {
         default_ttl: None,
+        default_statuses: &DEFAULT_TTL_STATUSES,
+        negative_ttl: None,
         heuristic: true,
         heuristic_max: Duration::from_secs(86_400),
     };
 
-    fn lifetime(status: u16, pairs: &[(&str, &str)], rules: &Rules) -> (u64, Source) {
+    fn lifetime(status: u16, pairs: &[(&str, &str)], rules: &Rules<'_>) -> (u64, Source) {
         let headers = headers(pairs);
         let directives = ResponseDirectives::parse(&headers);
         lifetime_ms(
@@ -362,6 +445,54 @@ mod tests {
         assert_eq!(
             lifetime(200, &[("cache-control", "max-age=5")], &rules),
             (5_000, Source::Explicit)
+        );
+    }
+
+    #[test]
+    fn default_ttl_applies_to_the_listed_statuses_and_negative_ttl_to_404_and_410() {
+        let rules = Rules {
+            default_ttl: Some(Duration::from_secs(60)),
+            ..RULES
+        };
+        for status in DEFAULT_TTL_STATUSES {
+            assert_eq!(lifetime(status, &[], &rules).1, Source::Default, "{status}");
+        }
+        for status in [201, 404, 410, 500, 501, 503] {
+            assert_eq!(lifetime(status, &[], &rules), (0, Source::None), "{status}");
+        }
+        let negative = Rules {
+            negative_ttl: Some(Duration::from_secs(5)),
+            ..rules
+        };
+        assert_eq!(lifetime(404, &[], &negative), (5_000, Source::Default));
+        assert_eq!(lifetime(410, &[], &negative), (5_000, Source::Default));
+        assert_eq!(lifetime(200, &[], &negative), (60_000, Source::Default));
+    }
+
+    #[test]
+    fn server_errors_are_stored_only_with_explicit_freshness() {
+        let status = StatusCode::SERVICE_UNAVAILABLE;
+        let stored = |pairs: &[(&str, &str)], source| {
+            let response = headers(pairs);
+            let directives = ResponseDirectives::parse(&response);
+            storable(
+                status,
+                &response,
+                &HeaderMap::new(),
+                &directives,
+                &SurrogateDirectives::default(),
+                (60_000, source),
+                false,
+            )
+        };
+        assert_eq!(stored(&[], Source::Default), Err(NotStorable::Status));
+        assert_eq!(
+            stored(&[("cache-control", "public")], Source::Heuristic),
+            Err(NotStorable::Status)
+        );
+        assert_eq!(
+            stored(&[("cache-control", "max-age=5")], Source::Explicit),
+            Ok(())
         );
     }
 
@@ -477,6 +608,32 @@ mod tests {
             ("set-cookie", "a=b"),
         ];
         assert_eq!(check_storable(200, &marked, &[]), Ok(()));
+    }
+
+    #[test]
+    fn event_streams_are_never_stored() {
+        for content_type in ["text/event-stream", "Text/Event-Stream; charset=utf-8"] {
+            assert_eq!(
+                check_storable(
+                    200,
+                    &[
+                        ("cache-control", "max-age=60"),
+                        ("content-type", content_type)
+                    ],
+                    &[]
+                ),
+                Err(NotStorable::EventStream),
+                "{content_type}"
+            );
+        }
+        assert_eq!(
+            check_storable(
+                200,
+                &[("cache-control", "max-age=60")],
+                &[("cookie", "a=b")]
+            ),
+            Err(NotStorable::Cookie)
+        );
     }
 
     #[test]

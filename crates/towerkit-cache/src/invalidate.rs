@@ -10,7 +10,7 @@ use tower_service::Service;
 
 use crate::body::CacheBody;
 use crate::config::Config;
-use crate::key::{host_bytes, key_for, primary_key};
+use crate::key::{host_bytes, key_for, primary_key, target_uri};
 use crate::respond::forwarded;
 use crate::status::{Fwd, Status};
 
@@ -34,7 +34,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
     let target = primary_key(&parts, &config.key).into_owned();
-    let uri = parts.uri.clone();
+    let uri = target_uri(&parts).clone();
     let host: Option<Vec<u8>> = host_bytes(&parts).map(<[u8]>::to_vec);
     let host_text = host
         .as_deref()

@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 use http::header::{
     ACCEPT_ENCODING, ACCEPT_LANGUAGE, CONTENT_ENCODING, CONTENT_LANGUAGE, HOST, VARY,
 };
-use http::{HeaderMap, HeaderName, request};
+use http::{HeaderMap, HeaderName, Uri, request};
 
 /// What goes into the primary key besides the path and query.
 #[derive(Debug, Clone, Default)]
@@ -33,12 +33,26 @@ pub(crate) struct KeyRules {
     pub(crate) ignored_params: Vec<String>,
 }
 
+/// The URI a request was sent to: axum's `OriginalUri` when a router put it there (with
+/// the prefix `Router::nest` strips from the request's own URI), else the request's URI.
+/// Keys, route TTLs, path tags and invalidation all read this one.
+#[inline]
+pub(crate) fn target_uri(parts: &request::Parts) -> &Uri {
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::OriginalUri(uri)) = parts.extensions.get() {
+        return uri;
+    }
+    &parts.uri
+}
+
 /// The primary key of a request.
 ///
 /// Borrowed from the request when the rules change nothing (no host, no key headers, no
 /// ignored parameter in the query): a hit then builds no key at all.
 pub(crate) fn primary_key<'a>(parts: &'a request::Parts, rules: &KeyRules) -> Cow<'a, str> {
-    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let path_and_query = target_uri(parts)
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str());
     let untouched = !rules.host
         && rules.headers.is_empty()
         && (rules.ignored_params.is_empty() || !path_and_query.contains('?'));
@@ -55,8 +69,7 @@ pub(crate) fn primary_key<'a>(parts: &'a request::Parts, rules: &KeyRules) -> Co
 
 /// The request's host: the URI authority, else the `Host` header.
 pub(crate) fn host_bytes(parts: &request::Parts) -> Option<&[u8]> {
-    parts
-        .uri
+    target_uri(parts)
         .authority()
         .map(|a| a.as_str().as_bytes())
         .or_else(|| parts.headers.get(HOST).map(|h| h.as_bytes()))

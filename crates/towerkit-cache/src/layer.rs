@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderName;
+use http::{HeaderName, StatusCode};
 use tower_layer::Layer;
 
 use crate::config::Config;
@@ -134,12 +134,40 @@ impl CacheLayerBuilder {
     }
 
     /// The lifetime of responses without explicit freshness (`Cache-Control: max-age`,
-    /// `s-maxage`, `Expires`), instead of heuristics: "cache this for 60 s". Responses the
-    /// RFC forbids storing (`no-store`, `private`, `Set-Cookie`, …) are still not stored.
+    /// `s-maxage`, `Expires`), instead of heuristics: "cache this for 60 s". It applies to
+    /// the statuses of [`default_ttl_statuses`](Self::default_ttl_statuses) only (`200`,
+    /// `203`, `204`, `300`, `301`, `308` by default): an error without `Cache-Control` is
+    /// not stored for it, and a server error (5xx) is stored only when the response itself
+    /// gives a lifetime (`max-age`, `s-maxage`, `Expires`). Responses the RFC forbids
+    /// storing (`no-store`, `private`, `Set-Cookie`, …) are still not stored.
     /// Default: none.
     #[must_use]
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
         self.config.default_ttl = Some(ttl);
+        self
+    }
+
+    /// The statuses [`default_ttl`](Self::default_ttl) and [`route_ttl`](Self::route_ttl)
+    /// apply to; a response with another status and no explicit freshness is judged by the
+    /// RFC alone (heuristics from `Last-Modified`, validators). Server errors (5xx) listed
+    /// here still need explicit freshness to be stored. Default: `200`, `203`, `204`,
+    /// `300`, `301`, `308` (RFC 9110 §15.1's heuristically cacheable statuses without the
+    /// errors, and without `206`, which is never stored whole). For `404`/`410` see
+    /// [`negative_ttl`](Self::negative_ttl).
+    #[must_use]
+    pub fn default_ttl_statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
+        self.config.policy.default_ttl_statuses =
+            statuses.into_iter().map(|status| status.as_u16()).collect();
+        self
+    }
+
+    /// Negative caching: the lifetime of `404 Not Found` and `410 Gone` responses without
+    /// explicit freshness, whatever the default TTL. Keep it short (a few seconds): it
+    /// answers for a resource that may be created at any moment. Default: none (a `404`
+    /// is stored only when it says how long, or for heuristics from `Last-Modified`).
+    #[must_use]
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.config.policy.negative_ttl = Some(ttl);
         self
     }
 
@@ -211,6 +239,20 @@ impl CacheLayerBuilder {
         self
     }
 
+    /// Whether `Cache-Status` says why a forwarded response was not stored, with RFC 9211's
+    /// `detail` parameter: `towerkit; fwd=miss; detail=set-cookie`. The tokens: `status`,
+    /// `no-store`, `private`, `authorization`, `cookie` (the request had credentials and the
+    /// response does not say it may be shared), `set-cookie`, `vary-star`, `no-freshness`
+    /// (no lifetime, no validator), `event-stream`, `too-large` (over `max_body` or what the
+    /// store holds), `must-understand`, `method` (`HEAD`). The reason is also logged at debug
+    /// level and counted in [`NOT_STORED_TOTAL`](crate::metrics::NOT_STORED_TOTAL) when
+    /// this is off. Default: on.
+    #[must_use]
+    pub fn cache_status_detail(mut self, on: bool) -> Self {
+        self.config.status_detail = on;
+        self
+    }
+
     /// Whether concurrent misses for one key make a single origin call. Default: on.
     #[must_use]
     pub fn coalesce(mut self, on: bool) -> Self {
@@ -218,8 +260,12 @@ impl CacheLayerBuilder {
         self
     }
 
-    /// How long a coalesced request waits for the origin call it joined before making its
-    /// own. Default: 5 s.
+    /// How long an origin call coalesces concurrent misses for its key, from its start:
+    /// requests that joined it wait at most until then before making their own, and a
+    /// request arriving later does not join it (a leader whose body streams for long, a
+    /// slow download, holds nobody back beyond this). Event streams (`text/event-stream`)
+    /// are never recorded, and a response that will not be stored releases its followers
+    /// as soon as its head arrives. Default: 5 s.
     #[must_use]
     pub fn coalesce_timeout(mut self, timeout: Duration) -> Self {
         self.config.coalesce_timeout = timeout;

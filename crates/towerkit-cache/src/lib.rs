@@ -85,9 +85,10 @@
 //! - Unsafe methods (anything but GET, HEAD, OPTIONS, TRACE, …) that succeed (2xx, 3xx)
 //!   invalidate the target URI and the same-origin `Location` and `Content-Location`.
 //! - Concurrent misses for one key make one origin call; the others wait (bounded by
-//!   [`coalesce_timeout`](CacheLayerBuilder::coalesce_timeout)) and are answered from the store.
-//!   When the response turns out not storable, they go to the origin themselves: a
-//!   response is never handed from one request to another.
+//!   [`coalesce_timeout`](CacheLayerBuilder::coalesce_timeout) from the call's start) and
+//!   are answered from the store. When the response turns out not storable (known from its
+//!   head), they go to the origin themselves at once: a response is never handed from one
+//!   request to another. A request arriving after that bound does not wait at all.
 //! - Bodies stream: the client gets the response as it arrives; it is stored only once
 //!   complete and if within [`max_body`](CacheLayerBuilder::max_body) (8 MiB by default).
 //! - Application policy: [`default_ttl`](CacheLayerBuilder::default_ttl) /
@@ -100,11 +101,15 @@
 //! Every response through the layer carries `Cache-Status` (RFC 9211):
 //! `towerkit; hit; ttl=42` (a negative ttl: served stale), `towerkit; fwd=miss; stored`,
 //! `towerkit; fwd=stale; fwd-status=304; stored` (revalidated), `towerkit; fwd=bypass`
-//! (not handled), `towerkit; fwd=method` (unsafe method); optionally `X-Cache`.
+//! (not handled), `towerkit; fwd=method` (unsafe method); a forwarded response that is not
+//! stored says why, `towerkit; fwd=miss; detail=set-cookie` (see
+//! [`cache_status_detail`](CacheLayerBuilder::cache_status_detail) for the tokens);
+//! optionally `X-Cache`.
 //!
 //! # Keys
 //!
-//! The key is the path and query (never dropped), minus
+//! The key is the path and query (never dropped; under axum's `Router::nest`, the full
+//! path from `OriginalUri`, with the `axum` feature), minus
 //! [ignored parameters](CacheLayerBuilder::ignore_query_param), plus
 //! [key headers](CacheLayerBuilder::key_header) and optionally the
 //! [host](CacheLayerBuilder::key_host). GET and HEAD share entries. The path and query are taken
@@ -138,6 +143,35 @@
 //! # Metrics
 //!
 //! See [`metrics`] for every metric name and label.
+//!
+//! # Production checklist
+//!
+//! - **Stores**: `GET` responses the RFC allows a shared cache to store, with a lifetime
+//!   from the response, from [`default_ttl`](CacheLayerBuilder::default_ttl) /
+//!   [`route_ttl`](CacheLayerBuilder::route_ttl) (statuses of
+//!   [`default_ttl_statuses`](CacheLayerBuilder::default_ttl_statuses) only: `200`, `203`,
+//!   `204`, `300`, `301`, `308`), or from [`negative_ttl`](CacheLayerBuilder::negative_ttl)
+//!   for `404`/`410` (off by default). Never a 5xx without its own `max-age`/`Expires`,
+//!   never `Set-Cookie`, `private`, `no-store`, `Vary: *`, event streams, or responses to
+//!   requests with `Authorization`/`Cookie` unless they say `public`/`s-maxage`. Check
+//!   that per-user responses say `private` or `Vary` on what selects them.
+//! - **Buffers**: a copy of each storable body up to
+//!   [`max_body`](CacheLayerBuilder::max_body) (8 MiB) while it streams to the client;
+//!   the memory store holds its capacity in bytes, in shards of at least 16 MiB (an entry
+//!   must fit in one). `Cache-Status` says `stored` only for what the store will hold, and
+//!   `detail=…` why anything else was not stored.
+//! - **Keys on**: the path and query as sent (axum's `OriginalUri` under `Router::nest`,
+//!   with the `axum` feature), plus [`key_header`](CacheLayerBuilder::key_header)s and
+//!   optionally the host. A response that depends on anything else (a tenant header, a
+//!   forwarded host) must be keyed on it or `Vary` on it.
+//! - **More than one instance**: use a shared store (`RedisStore`, or `TieredStore` so
+//!   that invalidations reach every instance's memory); a `MemoryStore` per process means
+//!   `invalidate_*` reaches only that process. Request coalescing is per process: N
+//!   instances make up to N origin calls per key. Give every instance the same
+//!   configuration (TTLs, key headers, ignored parameters, cache name), or they will read
+//!   each other's entries differently. What other layers put in a body (pagination
+//!   cursors signed with a key, absolute links from a base URL) is cached with it: those
+//!   layers' keys and base URLs must be the same on every instance (see their crates).
 
 // The request paths, each in its own file: `service` (the entry point), `lookup` (what a
 // stored entry answers, and hits), `miss` (the origin call: coalescing, revalidation,

@@ -126,14 +126,14 @@ where
         shared.count_coalesced();
     }
     if usable == Usable::StaleWhileRevalidate
-        && let Some(guard) = shared.flights.try_lead(key)
+        && let Some(guard) = shared.flights.try_lead(key, config.coalesce_timeout)
     {
         let refresh = Refresh {
             config: config.clone(),
             key: key.to_owned(),
             parts: parts.clone(),
             entry: entry.clone(),
-            default_ttl: config.ttl_for(parts.uri.path()),
+            default_ttl: config.ttl_for(key::target_uri(parts).path()),
             guard,
         };
         refresh.spawn(inner());

@@ -8,6 +8,7 @@
 //! | `http_cache_coalesced_requests_total` | counter | | requests that waited for another request's origin call instead of making their own |
 //! | `http_cache_store_operation_duration_seconds` | histogram | `store` = `redis`; `operation` = `get`, `put`, `delete`, `invalidate_tag`, `purge` | remote store latency (memory operations take nanoseconds and are not timed) |
 //! | `http_cache_redis_errors_total` | counter | `operation` = `get`, `put`, `delete`, `invalidate_tag`, `purge`, `publish`, `skipped` | failed or timed-out Redis operations, and operations skipped while Redis is known to be down (`skipped`) |
+//! | `http_cache_not_stored_total` | counter | `reason` = the `Cache-Status` `detail` tokens (`status`, `no-store`, `private`, `authorization`, `cookie`, `set-cookie`, `vary-star`, `no-freshness`, `event-stream`, `too-large`, `must-understand`, `method`) | origin responses not stored, by reason; `too-large` also counts entries a memory store refused |
 //! | `http_cache_l1_entries` | gauge | | keys held in process memory |
 //! | `http_cache_l1_bytes` | gauge | | bytes held in process memory |
 
@@ -20,6 +21,8 @@ pub const COALESCED_REQUESTS_TOTAL: &str = "http_cache_coalesced_requests_total"
 pub const STORE_OPERATION_DURATION_SECONDS: &str = "http_cache_store_operation_duration_seconds";
 /// Failed, timed-out or skipped Redis operations: label `operation`.
 pub const REDIS_ERRORS_TOTAL: &str = "http_cache_redis_errors_total";
+/// Origin responses not stored: label `reason`.
+pub const NOT_STORED_TOTAL: &str = "http_cache_not_stored_total";
 /// Keys held in process memory.
 pub const L1_ENTRIES: &str = "http_cache_l1_entries";
 /// Bytes held in process memory.
@@ -52,6 +55,10 @@ pub(crate) fn request(outcome: Outcome, tier: &'static str) {
         Outcome::Miss => count!("miss"),
         Outcome::Bypass => count!("bypass"),
     }
+}
+
+pub(crate) fn not_stored(reason: crate::freshness::NotStorable) {
+    ::metrics::counter!(NOT_STORED_TOTAL, "reason" => reason.as_str()).increment(1);
 }
 
 pub(crate) fn coalesced() {

@@ -15,11 +15,12 @@ use tower_service::Service;
 use crate::body::CacheBody;
 use crate::config::Config;
 use crate::control::RequestDirectives;
-use crate::entry::{Entry, Exchange, add_validators, prepare};
+use crate::entry::{Entry, Exchange, Prepared, add_validators, prepare};
 use crate::flight::{FlightGuard, Join};
-use crate::freshness::now_ms;
+use crate::freshness::{NotStorable, now_ms};
+use crate::key::target_uri;
 use crate::lookup::{Decision, answer, decide, usable_on_error};
-use crate::metrics::Outcome;
+use crate::metrics::{self, Outcome};
 use crate::record::{Commit, Recorder, put};
 use crate::respond::{respond, strip_private_headers};
 use crate::status::{Fwd, Status, label};
@@ -52,10 +53,11 @@ impl CacheRequest {
         let headers = &parts.headers;
         let conditional =
             headers.contains_key(IF_NONE_MATCH) || headers.contains_key(IF_MODIFIED_SINCE);
+        let path = target_uri(parts).path();
         CacheRequest {
             config: config.clone(),
-            path: parts.uri.path().to_owned(),
-            default_ttl: config.ttl_for(parts.uri.path()),
+            path: path.to_owned(),
+            default_ttl: config.ttl_for(path),
             key,
             method: parts.method.clone(),
             headers: headers.clone(),
@@ -179,7 +181,7 @@ where
     // Coalescing: one origin call per key; the others wait for it and read the store.
     let mut guard: Option<FlightGuard> = None;
     if request.coalescable {
-        match shared.flights.join(&request.key) {
+        match shared.flights.join(&request.key, config.coalesce_timeout) {
             Join::Lead(lead) => {
                 guard = Some(lead);
                 // A previous flight may have stored the key since this request looked.
@@ -220,7 +222,7 @@ where
                 }
             }
             Join::Follow(follower) => {
-                follower.wait(config.coalesce_timeout).await;
+                follower.wait().await;
                 let found = request.look_again().await;
                 let now = now_ms();
                 let decision = decide(
@@ -244,6 +246,8 @@ where
                 }
                 // Nothing stored (not storable, or another variant): go to the origin.
             }
+            // The flight in progress is past its bound: go to the origin alone.
+            Join::Alone => {}
         }
     }
 
@@ -303,22 +307,32 @@ where
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let small_enough = declared.unwrap_or(body.size_hint().lower()) <= config.max_body as u64;
-    let prepared = (request.method == Method::GET && small_enough)
-        .then(|| {
-            let exchange = request.exchange(request_time, response_time);
-            prepare(head.status, &head.headers, &exchange).ok()
-        })
-        .flatten();
+    let length = declared.unwrap_or(body.size_hint().lower());
+    let judged = if request.method == Method::GET {
+        let exchange = request.exchange(request_time, response_time);
+        prepare(head.status, &head.headers, &exchange)
+            .and_then(|prepared| within_limits(&config, prepared, length))
+    } else {
+        Err(NotStorable::Method)
+    };
+    let (prepared, detail) = match judged {
+        Ok(recording) => (Some(recording), None),
+        Err(reason) => {
+            tracing::debug!(key = %request.key, reason = reason.as_str(), "response not stored");
+            metrics::not_stored(reason);
+            (None, config.status_detail.then_some(reason))
+        }
+    };
     strip_private_headers(&mut head.headers, &config);
     let status = Status::Forward {
         fwd,
         fwd_status: None,
         stored: prepared.is_some(),
+        detail,
     };
     label(&mut head.headers, &labels, status, 0);
     let body = match prepared {
-        Some(prepared) => {
+        Some((prepared, limit)) => {
             let commit = Commit {
                 store: shared.store.clone(),
                 key: request.key.clone(),
@@ -330,12 +344,36 @@ where
                 commit.store(Bytes::new());
                 CacheBody::stream(body)
             } else {
-                CacheBody::recording(body, Recorder::new(config.max_body, commit))
+                CacheBody::recording(body, Recorder::new(limit, commit))
             }
         }
         None => CacheBody::stream(body),
     };
     Ok(Response::from_parts(head, body))
+}
+
+/// `prepared` with the most body bytes it may record: `max_body`, less when the store holds
+/// lighter entries; `TooLarge` when the response's length (declared, or the least its body
+/// says it has) is already over that.
+fn within_limits(
+    config: &Config,
+    prepared: Prepared,
+    length: u64,
+) -> Result<(Prepared, usize), NotStorable> {
+    let mut limit = config.max_body;
+    if let Some(max) = config.shared.store.max_entry_weight() {
+        let head = prepared.weight(0) as u64;
+        let room = usize::try_from(max.saturating_sub(head)).unwrap_or(usize::MAX);
+        // Nothing fits when the head alone is too heavy.
+        if max < head {
+            return Err(NotStorable::TooLarge);
+        }
+        limit = limit.min(room);
+    }
+    if length > limit as u64 {
+        return Err(NotStorable::TooLarge);
+    }
+    Ok((prepared, limit))
 }
 
 /// The `Surrogate-Capability` field name.
@@ -400,6 +438,7 @@ fn freshened<B, R>(
         fwd,
         fwd_status: Some(304),
         stored,
+        detail: None,
     };
     respond(
         &entry,

@@ -61,7 +61,7 @@ impl Refresh {
             guard,
         } = self;
         let request_headers = parts.headers.clone();
-        let path = parts.uri.path().to_owned();
+        let path = crate::key::target_uri(&parts).path().to_owned();
         parts.method = Method::GET;
         parts.headers.remove(RANGE);
         let revalidating = add_validators(&mut parts.headers, &entry);
@@ -100,8 +100,17 @@ impl Refresh {
             return;
         }
         let (head, body) = response.into_parts();
-        let Ok(prepared) = prepare(head.status, &head.headers, &exchange) else {
-            return;
+        let prepared = match prepare(head.status, &head.headers, &exchange) {
+            Ok(prepared) => prepared,
+            Err(reason) => {
+                tracing::debug!(
+                    key,
+                    reason = reason.as_str(),
+                    "refreshed response not stored"
+                );
+                crate::metrics::not_stored(reason);
+                return;
+            }
         };
         let Some(body) = collect_limited(body, config.max_body).await else {
             return;

@@ -7,6 +7,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use towerkit_http::CACHE_STATUS;
 
+use crate::freshness::NotStorable;
+
 /// Why a request went to the origin: the RFC 9211 `fwd` parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fwd {
@@ -50,6 +52,8 @@ pub(crate) enum Status {
         fwd: Fwd,
         fwd_status: Option<u16>,
         stored: bool,
+        /// Why the response was not stored, when `Cache-Status` says so.
+        detail: Option<NotStorable>,
     },
 }
 
@@ -60,6 +64,7 @@ impl Status {
             fwd,
             fwd_status: None,
             stored: false,
+            detail: None,
         }
     }
 }
@@ -107,6 +112,7 @@ pub(crate) fn cache_status(name: &str, status: Status, ttl: i64) -> HeaderValue 
             fwd,
             fwd_status,
             stored,
+            detail,
         } => {
             value.push_str("; fwd=");
             value.push_str(fwd.as_str());
@@ -115,6 +121,10 @@ pub(crate) fn cache_status(name: &str, status: Status, ttl: i64) -> HeaderValue 
             }
             if stored {
                 value.push_str("; stored");
+            }
+            if let Some(reason) = detail {
+                value.push_str("; detail=");
+                value.push_str(reason.as_str());
             }
         }
     }
@@ -156,6 +166,7 @@ mod tests {
             fwd: Fwd::Stale,
             fwd_status: Some(304),
             stored: true,
+            detail: None,
         };
         assert_eq!(
             cache_status("edge", status, 0),
@@ -168,6 +179,16 @@ mod tests {
         assert_eq!(
             cache_status("edge", Status::forward(Fwd::VaryMiss), 0),
             "edge; fwd=vary-miss"
+        );
+        let not_stored = Status::Forward {
+            fwd: Fwd::Miss,
+            fwd_status: None,
+            stored: false,
+            detail: Some(NotStorable::Useless),
+        };
+        assert_eq!(
+            cache_status("edge", not_stored, 0),
+            "edge; fwd=miss; detail=no-freshness"
         );
     }
 }

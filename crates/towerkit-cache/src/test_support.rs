@@ -31,6 +31,8 @@ pub(crate) fn policy() -> Policy {
         surrogate: None,
         keep_stale: Duration::from_secs(600),
         grace: Duration::ZERO,
+        default_ttl_statuses: crate::freshness::DEFAULT_TTL_STATUSES.into(),
+        negative_ttl: None,
     }
 }
 

@@ -53,15 +53,21 @@ async fn different_query_strings_are_different_entries() {
 
 #[tokio::test]
 async fn responses_the_rfc_forbids_storing_are_not_stored() {
-    for headers in [
-        &[("cache-control", "no-store, max-age=60")][..],
-        &[("cache-control", "private, max-age=60")],
-        &[("cache-control", "max-age=60"), ("vary", "*")],
-        &[
-            ("cache-control", "max-age=60"),
-            ("set-cookie", "session=abc"),
-        ],
-        &[],
+    for (headers, detail) in [
+        (&[("cache-control", "no-store, max-age=60")][..], "no-store"),
+        (&[("cache-control", "private, max-age=60")], "private"),
+        (
+            &[("cache-control", "max-age=60"), ("vary", "*")],
+            "vary-star",
+        ),
+        (
+            &[
+                ("cache-control", "max-age=60"),
+                ("set-cookie", "session=abc"),
+            ],
+            "set-cookie",
+        ),
+        (&[], "no-freshness"),
     ] {
         let origin = Origin::default();
         let headers: &'static [(&'static str, &'static str)] =
@@ -70,7 +76,7 @@ async fn responses_the_rfc_forbids_storing_are_not_stored() {
         let first = send(&app, get_req("/a")).await;
         assert_eq!(
             first.header("cache-status"),
-            "towerkit; fwd=miss",
+            format!("towerkit; fwd=miss; detail={detail}"),
             "{headers:?}"
         );
         let second = send(&app, get_req("/a")).await;

@@ -191,6 +191,13 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     fn stats(&self) -> StoreStats {
         StoreStats::default()
     }
+
+    /// The heaviest entry ([`Entry::weight`]) the store accepts, if it has such a limit:
+    /// the layer does not record (nor report as `stored`) a response it knows to be
+    /// heavier. Default: `None`, no limit besides the layer's `max_body`.
+    fn max_entry_weight(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Merges `entry` into `current` (most recent first): replaces the same variant and drops

@@ -3,11 +3,14 @@
 use std::fmt;
 use std::sync::Arc;
 
-use quick_cache::Weighter;
-use quick_cache::sync::Cache;
+use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::{DefaultHashBuilder, OptionsBuilder, Weighter};
 
-use super::contract::{Lookup, Store, StoreFuture, StoreStats, Tier, Variants, merge_variants};
+use super::contract::{
+    Lookup, Store, StoreError, StoreFuture, StoreStats, Tier, Variants, merge_variants,
+};
 use crate::entry::Entry;
+use crate::freshness::NotStorable;
 use crate::freshness::now_ms;
 use crate::metrics;
 
@@ -21,6 +24,14 @@ use crate::metrics;
 /// Tag invalidation scans the cache, which is fine for invalidations (rare) and keeps
 /// puts and gets free of any index upkeep. Cloning shares the cache.
 ///
+/// The cache is split into shards (up to four per core) for concurrency, each holding an
+/// equal part of the capacity, and an entry must fit in one shard. The shard count is
+/// chosen so that each shard holds at least 16 MiB (twice the layer's default `max_body`),
+/// or the whole capacity when it is smaller: a 64 MiB store has 4 shards whatever the core
+/// count, and accepts entries up to about 15 MiB. An entry heavier than a shard can hold
+/// is refused: the layer does not record a response it knows to be too heavy
+/// ([`Store::max_entry_weight`]), and says `detail=too-large` instead of `stored`.
+///
 /// ```
 /// use towerkit_cache::MemoryStore;
 ///
@@ -30,6 +41,24 @@ use crate::metrics;
 #[derive(Clone)]
 pub struct MemoryStore {
     cache: Arc<Cache<String, Variants, ByteWeighter>>,
+    /// The heaviest key (all its variants) a shard admits.
+    max_entry: u64,
+}
+
+/// The least capacity of a shard: twice the layer's default `max_body`.
+const SHARD_FLOOR: u64 = 16 * 1024 * 1024;
+
+/// The share of a shard quick_cache admits entries into (its default).
+const HOT_ALLOCATION: f64 = 0.97;
+
+/// Shards for a store of `capacity` bytes on `parallelism` cores: four per core (quick_cache's
+/// own choice), halved until each holds at least [`SHARD_FLOOR`] bytes.
+fn shard_count(capacity: u64, parallelism: usize) -> usize {
+    let mut shards = (parallelism.max(1) * 4).next_power_of_two();
+    while shards > 1 && capacity / (shards as u64) < SHARD_FLOOR {
+        shards /= 2;
+    }
+    shards
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -37,21 +66,47 @@ struct ByteWeighter;
 
 impl Weighter<String, Variants> for ByteWeighter {
     fn weight(&self, key: &String, variants: &Variants) -> u64 {
-        (key.len() + variants.iter().map(|entry| entry.weight()).sum::<usize>()) as u64
+        weigh(key, variants)
     }
+}
+
+/// The weight of `variants` under `key`.
+fn weigh(key: &str, variants: &Variants) -> u64 {
+    (key.len() + variants.iter().map(|entry| entry.weight()).sum::<usize>()) as u64
 }
 
 impl MemoryStore {
     /// A store holding at most `capacity_bytes` bytes of entries.
     pub fn new(capacity_bytes: u64) -> Self {
+        let parallelism = std::thread::available_parallelism().map_or(1, usize::from);
+        Self::with_parallelism(capacity_bytes, parallelism)
+    }
+
+    /// A store as [`new`](Self::new) makes it on a host with `parallelism` cores: for
+    /// tests of the shard layout another host would get.
+    #[doc(hidden)]
+    pub fn with_parallelism(capacity_bytes: u64, parallelism: usize) -> Self {
+        let capacity = capacity_bytes.max(1);
         // quick_cache sizes its tables from an item estimate: assume ~4 KiB per entry.
-        let estimated_items = (capacity_bytes / 4096).clamp(16, 1 << 22) as usize;
+        let estimated_items = (capacity / 4096).clamp(16, 1 << 22) as usize;
+        let options = OptionsBuilder::new()
+            .estimated_items_capacity(estimated_items)
+            .weight_capacity(capacity)
+            .shards(shard_count(capacity, parallelism))
+            .hot_allocation(HOT_ALLOCATION)
+            .build()
+            .unwrap_or_else(|_| unreachable!("both capacities are set"));
+        let cache = Cache::with_options(
+            options,
+            ByteWeighter,
+            DefaultHashBuilder::default(),
+            DefaultLifecycle::default(),
+        );
+        // quick_cache admits an entry only within a shard's hot part.
+        let max_entry = (cache.shard_capacity() as f64 * HOT_ALLOCATION) as u64;
         Self {
-            cache: Arc::new(Cache::with_weighter(
-                estimated_items,
-                capacity_bytes.max(1),
-                ByteWeighter,
-            )),
+            cache: Arc::new(cache),
+            max_entry,
         }
     }
 
@@ -77,15 +132,31 @@ impl MemoryStore {
         self.cache.get(key)
     }
 
-    /// Stores `entry`, synchronously.
-    pub(crate) fn insert(&self, key: &str, entry: Arc<Entry>, now: u64) {
+    /// Stores `entry`, synchronously; `false` when it is heavier than a shard admits (the
+    /// key then holds nothing).
+    pub(crate) fn insert(&self, key: &str, entry: Arc<Entry>, now: u64) -> bool {
         if !entry.alive_at(now) {
-            return;
+            return true;
         }
         let current = self.cache.get(key);
         let merged = merge_variants(current.as_deref(), entry, now);
+        let weight = weigh(key, &merged);
+        if weight > self.max_entry {
+            // What quick_cache would do, said out loud: it drops the key silently.
+            self.cache.remove(key);
+            metrics::not_stored(NotStorable::TooLarge);
+            tracing::debug!(
+                key,
+                weight,
+                max = self.max_entry,
+                "cache entry too large for the memory store"
+            );
+            self.record_gauges();
+            return false;
+        }
         self.cache.insert(key.to_owned(), merged);
         self.record_gauges();
+        true
     }
 
     /// Stores `variants` as they are (an L1 copy of what an L2 holds).
@@ -135,6 +206,8 @@ impl fmt::Debug for MemoryStore {
             .field("entries", &self.cache.len())
             .field("bytes", &self.cache.weight())
             .field("capacity", &self.cache.capacity())
+            .field("shards", &self.cache.num_shards())
+            .field("max_entry", &self.max_entry)
             .finish()
     }
 }
@@ -149,8 +222,17 @@ impl Store for MemoryStore {
     }
 
     fn put(&self, key: &str, entry: Arc<Entry>) -> StoreFuture<()> {
-        self.insert(key, entry, now_ms());
-        StoreFuture::ready(Ok(()))
+        if self.insert(key, entry, now_ms()) {
+            StoreFuture::ready(Ok(()))
+        } else {
+            StoreFuture::ready(Err(StoreError::Backend(
+                format!(
+                    "entry heavier than the memory store's {} bytes per entry",
+                    self.max_entry
+                )
+                .into(),
+            )))
+        }
     }
 
     fn delete(&self, key: &str) -> StoreFuture<()> {
@@ -173,6 +255,10 @@ impl Store for MemoryStore {
             l1_bytes: self.cache.weight(),
             l2_errors: 0,
         }
+    }
+
+    fn max_entry_weight(&self) -> Option<u64> {
+        Some(self.max_entry)
     }
 }
 
@@ -218,6 +304,26 @@ mod tests {
         }
         assert!(store.weight() <= 64 * 1024, "{}", store.weight());
         assert!(store.len() < 40 && !store.is_empty(), "{}", store.len());
+    }
+
+    #[test]
+    fn shards_hold_at_least_16_mib_each() {
+        let mib = 1024 * 1024;
+        assert_eq!(shard_count(64 * mib, 16), 4);
+        assert_eq!(shard_count(1024 * mib, 16), 64);
+        assert_eq!(shard_count(8 * mib, 16), 1);
+        assert_eq!(shard_count(1024 * mib, 1), 4);
+        let store = MemoryStore::with_parallelism(64 * mib, 16);
+        assert!(store.max_entry >= 15 * mib, "{}", store.max_entry);
+    }
+
+    #[test]
+    fn an_entry_heavier_than_a_shard_is_refused_and_said_so() {
+        let store = MemoryStore::new(64 * 1024);
+        assert!(store.insert("/small", entry(1024, None), NOW));
+        assert!(!store.insert("/big", entry(128 * 1024, None), NOW));
+        assert!(store.lookup("/big").is_none());
+        assert_eq!(store.max_entry_weight(), Some(store.max_entry));
     }
 
     #[test]
