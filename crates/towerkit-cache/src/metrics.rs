@@ -2,15 +2,15 @@
 //! Prometheus form following OpenTelemetry naming. Install any recorder (for example
 //! `metrics-exporter-prometheus`) to collect them; without one they cost next to nothing.
 //!
-//! | Name | Kind | Labels | Meaning |
-//! |---|---|---|---|
-//! | `http_cache_requests_total` | counter | `result` = `hit`, `stale`, `miss`, `bypass`; `tier` = `l1`, `l2`, `none` | requests by outcome; `tier` is where a hit was found, or the last tier asked on a miss |
-//! | `http_cache_coalesced_requests_total` | counter | | requests that waited for another request's origin call instead of making their own |
-//! | `http_cache_store_operation_duration_seconds` | histogram | `store` = `redis`; `operation` = `get`, `put`, `delete`, `invalidate_tag`, `purge` | remote store latency (memory operations take nanoseconds and are not timed) |
-//! | `http_cache_redis_errors_total` | counter | `operation` = `get`, `put`, `delete`, `invalidate_tag`, `purge`, `publish`, `skipped` | failed or timed-out Redis operations, and operations skipped while Redis is known to be down (`skipped`) |
-//! | `http_cache_not_stored_total` | counter | `reason` = the `Cache-Status` `detail` tokens (`status`, `no-store`, `private`, `authorization`, `cookie`, `set-cookie`, `vary-star`, `no-freshness`, `event-stream`, `too-large`, `must-understand`, `method`) | origin responses not stored, by reason; `too-large` also counts entries a memory store refused |
-//! | `http_cache_l1_entries` | gauge | | keys held in process memory |
-//! | `http_cache_l1_bytes` | gauge | | bytes held in process memory |
+//! | name | type | unit | labels | meaning |
+//! |---|---|---|---|---|
+//! | `http_cache_requests_total` | counter | requests | `result` = `hit`, `stale`, `miss`, `bypass`; `tier` = `l1`, `l2`, `none` | requests by outcome; `tier` is where a hit was found, or the last tier asked on a miss |
+//! | `http_cache_coalesced_requests_total` | counter | requests | | requests that waited for another request's origin call instead of making their own |
+//! | `http_cache_store_operation_duration_seconds` | histogram | seconds | `store` = `redis`; `operation` = `get`, `put`, `delete`, `invalidate_tag`, `purge` | remote store latency (memory operations take nanoseconds and are not timed) |
+//! | `http_cache_redis_errors_total` | counter | operations | `operation` = `get`, `put`, `delete`, `invalidate_tag`, `purge`, `publish`, `skipped` | failed or timed-out Redis operations, and operations skipped while Redis is known to be down (`skipped`) |
+//! | `http_cache_not_stored_total` | counter | responses | `reason` = the `Cache-Status` `detail` tokens (`status`, `no-store`, `private`, `authorization`, `cookie`, `set-cookie`, `vary-star`, `no-freshness`, `event-stream`, `too-large`, `must-understand`, `method`) | origin responses not stored, by reason; `too-large` also counts entries a memory store refused |
+//! | `http_cache_l1_entries` | gauge | entries | | keys held in process memory |
+//! | `http_cache_l1_bytes` | gauge | bytes | | bytes held in process memory |
 
 /// Requests by outcome: labels `result` (`hit`, `stale`, `miss`, `bypass`) and `tier`
 /// (`l1`, `l2`, `none`).

@@ -114,6 +114,20 @@
 //! # Ok::<(), towerkit_compress::ConfigError>(())
 //! ```
 //!
+//! # Production checklist
+//!
+//! - Stores: nothing; the layer keeps no state between responses.
+//! - Buffers: nothing beyond the encoder's own window; bodies stream through and each
+//!   response costs one encoder while it streams.
+//! - Keys on: the request's `Accept-Encoding` only, and says so with `Vary: Accept-Encoding`
+//!   on every response, so a shared cache (towerkit's `CacheLayer` outside it, or a CDN)
+//!   keeps one variant per coding.
+//! - Passes through untouched: bodies under 1 KiB, already-compressed media types, gRPC,
+//!   server-sent events, `Cache-Control: no-transform`, ranges and already-encoded
+//!   responses; strong `ETag`s become weak when a body is compressed.
+//! - More than one instance: nothing to share; keep the same codecs and levels everywhere, so
+//!   that instances sharing a cache store the same variants.
+//!
 //! # Features
 //!
 //! `gzip`, `br`, `zstd`, `deflate`: one per coding, all on by default. At least one is
