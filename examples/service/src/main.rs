@@ -21,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!(
         database = %redact_url(&config.database_url),
-        redis = config.redis_url.as_deref().map(redact_url).as_deref().unwrap_or("unset"),
+        redis = %config.redis_url.as_deref().map_or_else(|| "unset".to_owned(), redact_url),
         api_tokens = config.api_tokens.len(),
         "starting"
     );
