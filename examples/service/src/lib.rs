@@ -10,6 +10,17 @@
 //! one of the `API_TOKENS` ([`auth`]); reads are public. `Debug` output and logs never show
 //! the passwords of `DATABASE_URL` and `REDIS_URL` ([`secret`]), and request traces mask
 //! `Authorization` and `Cookie`.
+//!
+//! # Production checklist
+//!
+//! - Set `API_TOKENS` (long random tokens; two while rotating), `DATABASE_URL` and
+//!   `REDIS_URL` from a secret store. Without `API_TOKENS` every write is refused.
+//! - Keep `ADMIN_BIND_ADDR` on loopback or a private interface: `/metrics` has no token.
+//! - On more than one instance, set `REDIS_URL` (and the same `CACHE_REDIS_PREFIX`) so the
+//!   instances share cached responses and invalidations, and `PUBLIC_URL` to the origin
+//!   clients use. Each instance stores at most `CACHE_CAPACITY_MB` of responses in memory,
+//!   keyed on method, path and query (and the request headers a response `Vary`s on);
+//!   requests with `Authorization` or `Cookie` are neither served from nor stored in it.
 
 pub mod auth;
 pub mod catalog;

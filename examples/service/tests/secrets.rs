@@ -102,6 +102,7 @@ async fn a_failing_start_up_never_prints_the_passwords() {
     assert_secret_free("Config's Debug", &config_debug);
     assert_secret_free("the start-up error's Display", &error.to_string());
     assert_secret_free("the start-up error's Debug", &format!("{error:?}"));
+    assert!(error.to_string().starts_with("PostgreSQL"), "{error}");
     assert_secret_free("the logs", &logs.text());
 }
 
@@ -129,7 +130,12 @@ async fn an_unreachable_redis_with_a_password_leaks_it_nowhere() {
     assert_eq!(metrics.status, StatusCode::OK);
     seen.push_str(&metrics.text());
     assert_secret_free("responses and /metrics", &seen);
-    assert_secret_free("the logs", &logs.text());
+    let text = logs.text();
+    assert!(
+        text.contains("redis cache store unavailable"),
+        "the Redis failure was logged:\n{text}"
+    );
+    assert_secret_free("the logs", &text);
 }
 
 #[tokio::test]
