@@ -3,7 +3,8 @@
 //!
 //! Each run builds and starts the service (release), sends a request mix (list pages, field
 //! selections, detail reads, a small share of writes) and reports requests/s, latency
-//! percentiles, error rate, cache hit ratio (from `/metrics` before and after), DB pool
+//! percentiles, error rate, cache hit ratio (from `/metrics` on the admin listener before
+//! and after), DB pool
 //! saturation and the service's RSS at start and end: a table on the terminal,
 //! `target/xtask-load/<scenario>.json` and `target/xtask-load/<scenario>.md`. `baseline`
 //! also runs a list-only load against the service and against a second instance started
@@ -111,7 +112,12 @@ fn scenario(name: &str, duration: Option<u64>) -> Result<Scenario> {
     Ok(scenario)
 }
 
-/// The request mix, as a wrk Lua script. `done` prints one JSON line with the figures.
+/// The bearer token the load's instances accept (`API_TOKENS`) and its writes send: they
+/// listen on 127.0.0.1 only and live for one run, so a fixed token is enough.
+const LOAD_TOKEN: &str = "xtask-load-token-local-only";
+
+/// The request mix, as a wrk Lua script (arguments: the mode, then the bearer token for
+/// writes). `done` prints one JSON line with the figures.
 const MIX_SCRIPT: &str = r#"
 local counter = 0
 local body = '{"name":"Load test teapot","category_id":1,"price_cents":1999,"stock":3}'
@@ -122,6 +128,7 @@ end
 function init(args)
   math.randomseed(os.time() * 1000 + id)
   mode = args[1] or "mix"
+  auth = "Bearer " .. (args[2] or "")
 end
 function request()
   if mode == "unique" then
@@ -147,7 +154,7 @@ function request()
   elseif r <= 990 then
     return wrk.format("GET", "/api/categories?page=" .. math.random(1, 2) .. "&limit=20")
   else
-    return wrk.format("PUT", "/api/products/" .. math.random(9000, 10000), {["Content-Type"] = "application/json"}, body)
+    return wrk.format("PUT", "/api/products/" .. math.random(9000, 10000), {["Content-Type"] = "application/json", ["Authorization"] = auth}, body)
   end
 end
 function done(summary, latency, requests)
@@ -362,7 +369,7 @@ fn wrk(script: &std::path::Path, port: u16, step: Step, mode: &str) -> Result<Fi
         .args(["-d", &format!("{}s", step.seconds), "--timeout", "5s", "-s"])
         .arg(script)
         .arg(format!("http://127.0.0.1:{port}"))
-        .args(["--", mode])
+        .args(["--", mode, LOAD_TOKEN])
         .output()
         .map_err(|e| format!("cannot run wrk: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -420,16 +427,24 @@ fn ensure_wrk() -> Result {
 struct Instance {
     child: Child,
     port: u16,
+    /// The admin listener's port (`/metrics`).
+    admin_port: u16,
 }
 
 impl Instance {
     fn start(services: &Services, layers: &str, env: &[(&str, String)]) -> Result<Self> {
         let port = free_port()?;
+        let mut admin_port = free_port()?;
+        while admin_port == port {
+            admin_port = free_port()?;
+        }
         let binary = target_dir().join("release").join("example-service");
         let mut command = Command::new(binary);
         services.export(&mut command);
         command
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("ADMIN_BIND_ADDR", format!("127.0.0.1:{admin_port}"))
+            .env("API_TOKENS", LOAD_TOKEN)
             .env("LAYERS", layers)
             .env(
                 "RUST_LOG",
@@ -440,10 +455,14 @@ impl Instance {
         let child = command
             .spawn()
             .map_err(|e| format!("cannot start the example service: {e}"))?;
-        let mut instance = Instance { child, port };
+        let mut instance = Instance {
+            child,
+            port,
+            admin_port,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if http_get(port, "/health/ready").is_ok_and(|(status, _)| status == 200) {
+            if http_get(admin_port, "/health/ready").is_ok_and(|(status, _)| status == 200) {
                 break;
             }
             if Instant::now() > deadline || instance.child.try_wait().ok().flatten().is_some() {
@@ -457,7 +476,7 @@ impl Instance {
     }
 
     fn metrics(&self) -> Result<String> {
-        match http_get(self.port, "/metrics")? {
+        match http_get(self.admin_port, "/metrics")? {
             (200, body) => Ok(body),
             (status, _) => Err(format!("/metrics answered {status}")),
         }
@@ -485,7 +504,7 @@ struct Sampler {
 
 impl Sampler {
     fn start(instance: &Instance) -> Self {
-        let (port, pid) = (instance.port, instance.child.id());
+        let (port, pid) = (instance.admin_port, instance.child.id());
         let (stop, stopped) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let (mut l1_max, mut rss_max) = (0.0_f64, 0);

@@ -2,7 +2,8 @@
 //!
 //! - `test [ARGS]`: makes sure PostgreSQL and Redis are reachable (starting throwaway ones
 //!   when they are not), then runs every test in the workspace.
-//! - `run`: the same service check, then the example service.
+//! - `run`: the same service check, then the example service, with a development
+//!   `API_TOKENS` and the admin listener on `ADMIN_BIND_ADDR` (both printed) unless set.
 //! - `bench [FILTER] [--quick] [--save NAME] [--compare NAME] [--threshold PCT]`: criterion
 //!   benches, written to `target/xtask-bench/latest.json`.
 //! - `load <smoke|baseline|stress|spike|soak> [--duration D]`: load scenarios against the
@@ -79,9 +80,28 @@ fn test(extra: &[String]) -> Result {
     run_command(&mut command)
 }
 
+/// The token `cargo xtask run` gives the service when `API_TOKENS` is not set: for a local
+/// machine only, and printed so that `curl` can use it.
+const DEV_TOKEN: &str = "dev-token-from-cargo-xtask-run";
+
 /// `cargo xtask run`: the example service against local (or throwaway) services.
 fn run(extra: &[String]) -> Result {
     let services = services::Services::ensure()?;
+    let bind = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let admin = match std::env::var("ADMIN_BIND_ADDR") {
+        Ok(admin) => admin,
+        // The service's default, unless something else holds it on this machine.
+        Err(_) if std::net::TcpListener::bind("127.0.0.1:9000").is_ok() => {
+            "127.0.0.1:9000".to_owned()
+        }
+        Err(_) => format!("127.0.0.1:{}", services::free_port()?),
+    };
+    let token = match std::env::var("API_TOKENS") {
+        Ok(_) => "one of API_TOKENS".to_owned(),
+        Err(_) => DEV_TOKEN.to_owned(),
+    };
+    eprintln!("xtask: API on http://{bind} (writes need `Authorization: Bearer {token}`)");
+    eprintln!("xtask: admin listener on http://{admin} (/metrics, /health/live, /health/ready)");
     let mut command = cargo();
     command.args([
         "run",
@@ -93,6 +113,10 @@ fn run(extra: &[String]) -> Result {
     ]);
     command.args(extra);
     services.export(&mut command);
+    command.env("ADMIN_BIND_ADDR", &admin);
+    if std::env::var_os("API_TOKENS").is_none() {
+        command.env("API_TOKENS", DEV_TOKEN);
+    }
     run_command(&mut command)
 }
 

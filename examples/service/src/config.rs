@@ -1,12 +1,23 @@
 //! Configuration from the environment, with defaults that work against the local services.
 
+use std::fmt;
 use std::time::Duration;
 
-/// Everything the service reads from its environment.
-#[derive(Debug, Clone)]
+use crate::auth::ApiTokens;
+use crate::secret::redact_url;
+
+/// Everything the service reads from its environment. `Debug` shows the connection URLs
+/// without their passwords and the API tokens as a count.
+#[derive(Clone)]
 pub struct Config {
     /// `BIND_ADDR`: where to listen. Default `127.0.0.1:3000`.
     pub bind_addr: String,
+    /// `ADMIN_BIND_ADDR`: where the operations listener (`/metrics`, health) listens.
+    /// Default `127.0.0.1:9000`, loopback: expose it to the scraper, not to the internet.
+    pub admin_bind_addr: String,
+    /// `API_TOKENS`: comma-separated bearer tokens that may write (`POST`/`PUT`/`DELETE`),
+    /// each at least 16 characters; list two while rotating. Unset: every write gets a 401.
+    pub api_tokens: ApiTokens,
     /// `PUBLIC_URL`: the origin clients use, for absolute `Link` URLs. Default
     /// `http://{BIND_ADDR}`. Links never come from the request's `Host` header, which a
     /// client controls and the cache does not key on.
@@ -46,8 +57,8 @@ pub enum Layers {
 #[derive(Debug)]
 pub struct ConfigError(String);
 
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
@@ -87,7 +98,12 @@ impl Config {
             ));
         }
         let bind_addr = lookup("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:3000".to_owned());
+        let api_tokens = ApiTokens::parse(lookup("API_TOKENS").as_deref().unwrap_or(""))
+            .map_err(|e| ConfigError(e.to_string()))?;
         Ok(Config {
+            admin_bind_addr: lookup("ADMIN_BIND_ADDR")
+                .unwrap_or_else(|| "127.0.0.1:9000".to_owned()),
+            api_tokens,
             public_url: lookup("PUBLIC_URL").unwrap_or_else(|| format!("http://{bind_addr}")),
             bind_addr,
             database_url: lookup("DATABASE_URL")
@@ -101,6 +117,26 @@ impl Config {
             slow_error,
             request_timeout: Duration::from_secs(number("REQUEST_TIMEOUT_SECS", 10)?.max(1)),
         })
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("bind_addr", &self.bind_addr)
+            .field("admin_bind_addr", &self.admin_bind_addr)
+            .field("api_tokens", &self.api_tokens)
+            .field("public_url", &self.public_url)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_prefix", &self.redis_prefix)
+            .field("layers", &self.layers)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("cache_capacity_bytes", &self.cache_capacity_bytes)
+            .field("slow_warn", &self.slow_warn)
+            .field("slow_error", &self.slow_error)
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -124,6 +160,21 @@ mod tests {
         assert_eq!(config.layers, Layers::All);
         assert_eq!(config.redis_url, None);
         assert_eq!(config.cache_ttl, Duration::from_secs(60));
+        assert_eq!(config.admin_bind_addr, "127.0.0.1:9000");
+        assert!(config.api_tokens.is_empty(), "no token by default");
+    }
+
+    #[test]
+    fn api_tokens_are_a_list_and_short_ones_are_refused() {
+        let config = config(&[("API_TOKENS", "new-token-0123456789, old-token-0123456789")]);
+        assert_eq!(config.unwrap().api_tokens.len(), 2);
+        let error = config_error(&[("API_TOKENS", "new-token-0123456789,hunter2")]);
+        assert!(error.contains("API_TOKENS"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    fn config_error(pairs: &[(&str, &str)]) -> String {
+        config(pairs).unwrap_err().to_string()
     }
 
     #[test]

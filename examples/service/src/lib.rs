@@ -2,26 +2,47 @@
 //! composed the way a production service would. Copy it to start a new service.
 //!
 //! [`AppState::connect`] builds what the service needs from a [`Config`] (the pool, the
-//! migrations, the cache, the metrics recorder); [`app`] turns that into the `Router`, so
-//! tests drive the real application with `oneshot`.
+//! migrations, the cache, the metrics recorder); [`app`] turns that into the public
+//! `Router` and [`admin_app`] into the operations one (`/metrics`, health), served on a
+//! separate, loopback listener. Tests drive both with `oneshot`.
+//!
+//! Writes (`POST`, `PUT`, `DELETE` under `/api`) need `Authorization: Bearer <token>` with
+//! one of the `API_TOKENS` ([`auth`]); reads are public. `Debug` output and logs never show
+//! the passwords of `DATABASE_URL` and `REDIS_URL` ([`secret`]), and request traces mask
+//! `Authorization` and `Cookie`.
+//!
+//! # Production checklist
+//!
+//! - Set `API_TOKENS` (long random tokens; two while rotating), `DATABASE_URL` and
+//!   `REDIS_URL` from a secret store. Without `API_TOKENS` every write is refused.
+//! - Keep `ADMIN_BIND_ADDR` on loopback or a private interface: `/metrics` has no token.
+//! - On more than one instance, set `REDIS_URL` (and the same `CACHE_REDIS_PREFIX`) so the
+//!   instances share cached responses and invalidations, and `PUBLIC_URL` to the origin
+//!   clients use. Each instance stores at most `CACHE_CAPACITY_MB` of responses in memory,
+//!   keyed on method, path and query (and the request headers a response `Vary`s on);
+//!   requests with `Authorization` or `Cookie` are neither served from nor stored in it.
 
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod migrate;
+pub mod secret;
 
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{delete, get, post, put};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultMakeSpan, TraceLayer};
 use towerkit::cache::{CacheHandle, CacheLayer, MemoryStore, RedisStore, TieredStore};
 use towerkit::compress::CompressionLayer;
 use towerkit::db::{Db, DbConfig};
@@ -29,6 +50,7 @@ use towerkit::nulls::StripNullsLayer;
 use towerkit::paginate::{PaginateLayer, SelectFieldsLayer};
 use towerkit::timing::TimingLayer;
 
+pub use auth::ApiTokens;
 pub use config::{Config, Layers};
 
 /// The largest request body accepted (a product is well under 8 KiB).
@@ -144,19 +166,27 @@ impl AppState {
     }
 }
 
-/// The application: `/api/*` behind the towerkit stack, and the operational routes
-/// (`/metrics`, `/health/live`, `/health/ready`) beside it, uncached and unpaged.
+/// The public application: `/api/*` behind the towerkit stack, writes behind the bearer
+/// token check, and the health routes (for load balancers) beside it, uncached and unpaged.
+/// `/metrics` is not here: it is on [`admin_app`].
 pub fn app(state: AppState) -> Router {
+    // Only the write methods are wrapped: reads never pay for the token check, and the
+    // check runs before the handler reads the body or touches the database. It applies
+    // with `LAYERS=none` too.
+    let locked = from_fn_with_state(state.config.api_tokens.clone(), auth::require_bearer);
     let api = Router::new()
         .route(
             "/api/products",
-            get(catalog::list_products).post(catalog::create_product),
+            get(catalog::list_products)
+                .merge(post(catalog::create_product).route_layer(locked.clone())),
         )
         .route(
             "/api/products/{id}",
-            get(catalog::get_product)
-                .put(catalog::replace_product)
-                .delete(catalog::delete_product),
+            get(catalog::get_product).merge(
+                put(catalog::replace_product)
+                    .merge(delete(catalog::delete_product))
+                    .route_layer(locked),
+            ),
         )
         .route("/api/categories", get(catalog::list_categories))
         .with_state(state.clone());
@@ -197,16 +227,20 @@ pub fn app(state: AppState) -> Router {
         _ => api,
     };
 
-    let ops = Router::new()
-        .route("/metrics", get(metrics))
-        .with_state(state.clone())
-        .merge(state.db.health_routes());
-
-    api.merge(ops).layer(
+    api.merge(state.db.health_routes()).layer(
         ServiceBuilder::new()
+            // Credentials are marked sensitive before anything can trace them: the trace
+            // below records request headers (at DEBUG) and shows these as `Sensitive`.
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                header::COOKIE,
+            ]))
             // Every request gets an id (or keeps the caller's), echoed in the response and logs.
             .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
-            .layer(TraceLayer::new_for_http())
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(DefaultMakeSpan::new().include_headers(true)),
+            )
             .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
             // No request holds a connection forever; the client gets a 503.
             .layer(TimeoutLayer::with_status_code(
@@ -216,6 +250,16 @@ pub fn app(state: AppState) -> Router {
             // Bodies are bounded before any handler reads them.
             .layer(RequestBodyLimitLayer::new(BODY_LIMIT)),
     )
+}
+
+/// The operations application, for the admin listener (`ADMIN_BIND_ADDR`, loopback by
+/// default): `/metrics` and the health routes. Nothing here is cached or needs a token, so
+/// it must not be reachable from outside.
+pub fn admin_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state.clone())
+        .merge(state.db.health_routes())
 }
 
 /// `GET /metrics`: Prometheus text, with the pool gauges refreshed first.

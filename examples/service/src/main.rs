@@ -1,7 +1,7 @@
 //! Starts the example service: `cargo xtask run`, or `cargo run -p example-service` with
 //! the environment described in `example_service::Config`.
 
-use example_service::{AppState, Config, app};
+use example_service::{AppState, Config, admin_app, app, secret::redact_url};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -14,13 +14,43 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let config = Config::from_env()?;
     let address = config.bind_addr.clone();
+    let admin_address = config.admin_bind_addr.clone();
     let layers = config.layers;
+    if config.api_tokens.is_empty() {
+        tracing::warn!("API_TOKENS is not set: every write (POST, PUT, DELETE) gets a 401");
+    }
+    tracing::info!(
+        database = %redact_url(&config.database_url),
+        redis = %config.redis_url.as_deref().map_or_else(|| "unset".to_owned(), redact_url),
+        api_tokens = config.api_tokens.len(),
+        "starting"
+    );
     let state = AppState::connect(config).await?;
     let listener = tokio::net::TcpListener::bind(&address).await?;
+    let admin_listener = tokio::net::TcpListener::bind(&admin_address)
+        .await
+        .map_err(|e| format!("ADMIN_BIND_ADDR {admin_address}: {e}"))?;
     tracing::info!(?layers, "listening on http://{address}");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    tracing::info!("operations (/metrics, /health) on http://{admin_address}");
+    // Both listeners stop on the same signal; each lets its in-flight requests finish.
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let admin = tokio::spawn({
+        let mut stopped = stopped;
+        let router = admin_app(state.clone());
+        async move {
+            axum::serve(admin_listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.changed().await;
+                })
+                .await
+        }
+    });
+    let public = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        shutdown().await;
+        let _ = stop.send(());
+    });
+    public.await?;
+    admin.await??;
     tracing::info!("shut down");
     Ok(())
 }

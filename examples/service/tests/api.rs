@@ -217,7 +217,7 @@ async fn writes_validate_their_input() {
         );
     }
     let request = app
-        .request(Method::POST, "/api/products")
+        .write(Method::POST, "/api/products")
         .header("content-type", "application/json");
     let response = app
         .send_request(request.body("{oops".into()).unwrap())
@@ -257,16 +257,12 @@ async fn writes_invalidate_cached_reads() {
     assert_eq!(app.get(&location).await.json()["name"], "Renamed teapot");
 
     assert_eq!(
-        app.send(app.request(Method::DELETE, &location))
-            .await
-            .status,
+        app.send(app.write(Method::DELETE, &location)).await.status,
         StatusCode::NO_CONTENT
     );
     assert_eq!(app.get(&location).await.status, StatusCode::NOT_FOUND);
     assert_eq!(
-        app.send(app.request(Method::DELETE, &location))
-            .await
-            .status,
+        app.send(app.write(Method::DELETE, &location)).await.status,
         StatusCode::NOT_FOUND
     );
 }

@@ -536,12 +536,19 @@ fn header_cases() -> Vec<Case> {
     cases.push(many);
     let mut post = get("POST malformed JSON", "/api/products", Handled);
     post.method = Method::POST;
+    // With the token, so the hostile body reaches the JSON parser, not the 401.
+    post.headers
+        .push(("authorization", support::bearer().into_bytes()));
     post.headers
         .push(("content-type", b"application/json".to_vec()));
     post.body = b"{\"name\": \"x\", ".to_vec();
     cases.push(post);
     let mut deep_body = get("POST deeply nested JSON", "/api/products", Handled);
     deep_body.method = Method::POST;
+    // With the token, so the hostile body reaches the JSON parser, not the 401.
+    deep_body
+        .headers
+        .push(("authorization", support::bearer().into_bytes()));
     deep_body
         .headers
         .push(("content-type", b"application/json".to_vec()));
@@ -549,6 +556,10 @@ fn header_cases() -> Vec<Case> {
     cases.push(deep_body);
     let mut invalid_utf8 = get("PUT invalid UTF-8", "/api/products/1", Handled);
     invalid_utf8.method = Method::PUT;
+    // With the token, so the hostile body reaches the JSON parser, not the 401.
+    invalid_utf8
+        .headers
+        .push(("authorization", support::bearer().into_bytes()));
     invalid_utf8
         .headers
         .push(("content-type", b"application/json".to_vec()));

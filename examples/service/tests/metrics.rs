@@ -94,7 +94,7 @@ async fn every_dashboard_and_alert_metric_is_exported() {
         );
     }
 
-    let metrics = app.get("/metrics").await;
+    let metrics = app.admin_get("/metrics").await;
     assert_eq!(metrics.status, StatusCode::OK);
     let text = metrics.text();
     let exported: BTreeSet<&str> = text

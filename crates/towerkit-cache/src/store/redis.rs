@@ -179,8 +179,8 @@ impl Health {
     }
 }
 
-/// Builds a [`RedisStore`].
-#[derive(Debug, Clone)]
+/// Builds a [`RedisStore`]. `Debug` shows the node URLs without their passwords.
+#[derive(Clone)]
 pub struct RedisStoreBuilder {
     nodes: Vec<String>,
     cluster: bool,
@@ -188,6 +188,49 @@ pub struct RedisStoreBuilder {
     timeout: Duration,
     min_backoff: Duration,
     max_backoff: Duration,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// A node URL with its passwords replaced by `***`: the userinfo's
+        /// (`redis://user:***@host`; the last `@` ends it, since a password may contain one)
+        /// and a `redis+unix` socket's `pass=` parameter.
+        fn redacted(url: &str) -> String {
+            let Some((scheme, rest)) = url.split_once("://") else {
+                return "<not a URL, not shown>".to_owned();
+            };
+            let mut shown = match rest.rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+                    let password = if userinfo.contains(':') { ":***" } else { "" };
+                    format!("{scheme}://{user}{password}@{host}")
+                }
+                None => url.to_owned(),
+            };
+            if let Some((location, query)) = shown.split_once('?') {
+                let query: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some((name, _)) if name == "pass" || name.contains("password") => {
+                            format!("{name}=***")
+                        }
+                        _ => pair.to_owned(),
+                    })
+                    .collect();
+                shown = format!("{location}?{}", query.join("&"));
+            }
+            shown
+        }
+        let nodes: Vec<String> = self.nodes.iter().map(|n| redacted(n)).collect();
+        f.debug_struct("RedisStoreBuilder")
+            .field("nodes", &nodes)
+            .field("cluster", &self.cluster)
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("min_backoff", &self.min_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .finish()
+    }
 }
 
 impl RedisStoreBuilder {

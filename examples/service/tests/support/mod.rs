@@ -9,10 +9,18 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, request};
 use bytes::Bytes;
-use example_service::{AppState, Config, app};
+use example_service::{ApiTokens, AppState, Config, admin_app, app};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
+
+/// The bearer token the test apps accept (`API_TOKENS`), sent by [`TestApp::write`].
+pub const TOKEN: &str = "test-token-2f9c41d07b";
+
+/// `Authorization: Bearer {TOKEN}`.
+pub fn bearer() -> String {
+    format!("Bearer {TOKEN}")
+}
 
 /// A response, read to the end.
 #[derive(Debug)]
@@ -85,6 +93,8 @@ fn with_database(url: &str, database: &str) -> String {
 /// The application on a database of its own.
 pub struct TestApp {
     pub router: axum::Router,
+    /// The operations router (`/metrics`, health): the admin listener's.
+    pub admin: axum::Router,
     pub config: Config,
     database: Option<TestDatabase>,
 }
@@ -100,6 +110,7 @@ impl TestApp {
         let mut config = Config::from_lookup(|_| None).expect("default configuration");
         config.database_url = String::new();
         config.redis_url = None;
+        config.api_tokens = ApiTokens::parse(TOKEN).expect("a valid token");
         adjust(&mut config);
         let database = if config.database_url.is_empty() {
             let database = TestDatabase::create().await;
@@ -112,7 +123,8 @@ impl TestApp {
             .await
             .expect("the service starts");
         TestApp {
-            router: app(state),
+            router: app(state.clone()),
+            admin: admin_app(state),
             config,
             database,
         }
@@ -124,7 +136,8 @@ impl TestApp {
             .await
             .expect("the service starts");
         TestApp {
-            router: app(state),
+            router: app(state.clone()),
+            admin: admin_app(state),
             config: self.config.clone(),
             database: None,
         }
@@ -137,18 +150,31 @@ impl TestApp {
             .header("host", "api.test")
     }
 
+    /// A request with the bearer token, as writes need.
+    pub fn write(&self, method: Method, path: &str) -> request::Builder {
+        self.request(method, path).header("authorization", bearer())
+    }
+
     pub async fn send(&self, request: request::Builder) -> Reply {
         self.send_request(request.body(Body::empty()).expect("request"))
             .await
     }
 
     pub async fn send_request(&self, request: Request<Body>) -> Reply {
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("infallible");
+        Self::exchange(&self.router, request).await
+    }
+
+    /// A `GET` on the admin listener's router.
+    pub async fn admin_get(&self, path: &str) -> Reply {
+        let request = Request::get(path)
+            .header("host", "127.0.0.1:9000")
+            .body(Body::empty())
+            .expect("request");
+        Self::exchange(&self.admin, request).await
+    }
+
+    async fn exchange(router: &axum::Router, request: Request<Body>) -> Reply {
+        let response = router.clone().oneshot(request).await.expect("infallible");
         let (head, body) = response.into_parts();
         let body = body.collect().await.expect("body").to_bytes();
         Reply {
@@ -162,9 +188,10 @@ impl TestApp {
         self.send(self.request(Method::GET, path)).await
     }
 
+    /// A write with the token and a JSON body.
     pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> Reply {
         let request = self
-            .request(method, path)
+            .write(method, path)
             .header("content-type", "application/json")
             .body(Body::from(body.to_string()))
             .expect("request");
