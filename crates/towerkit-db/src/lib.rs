@@ -79,6 +79,7 @@ mod named;
 mod pool;
 mod probe;
 mod statement;
+mod tls;
 mod tx;
 mod watchdog;
 
@@ -91,6 +92,7 @@ pub use health::{HEALTH_JSON, Health, HealthStatus};
 pub use named::Named;
 pub use pool::{MAX_UPKEEP_INTERVAL, PoolStatus, QUICK_CHECKOUT};
 pub use probe::{live, ready};
+pub use tls::{SslMode, TlsFailure};
 pub use tx::Tx;
 
 /// The pool, re-exported for the type [`Db::pool`] returns.
