@@ -256,6 +256,26 @@ async fn require_with_a_root_certificate_checks_the_chain_as_libpq_does() {
 }
 
 #[tokio::test]
+async fn verify_full_against_a_server_without_tls_fails_instead_of_going_plain() {
+    let fixture = Fixture::get();
+    // A second cluster, plain only (`ssl = off`).
+    let plain = Postgres::start().unwrap();
+    let url = format!(
+        "postgres://postgres:{PASSWORD}@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
+        plain.port(),
+        fixture.file("ca.pem")
+    );
+    let config = DbConfig::from_url(&url).unwrap();
+    match encrypted(config).await {
+        Err(error @ DbError::Tls { failure, .. }) => {
+            assert_eq!(failure, TlsFailure::NotOffered, "{error}");
+            assert!(error.to_string().contains("does not accept TLS"), "{error}");
+        }
+        other => panic!("expected a refusal to go plain, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn disable_against_a_server_that_demands_tls_fails_clearly() {
     let fixture = Fixture::get();
     let config = fixture
