@@ -616,6 +616,39 @@ mod tests {
         assert!(!err.to_string().contains("hunter2"));
     }
 
+    #[cfg(feature = "tls")]
+    #[test]
+    fn a_client_certificate_needs_its_key_and_unreadable_files_are_named() {
+        let err = crate::DbConfig::from_url("postgres://u@h/db?sslmode=require&sslcert=/c.pem")
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Tls {
+                    field: "sslkey",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = crate::DbConfig::from_url(
+            "postgres://u:hunter2@h/db?sslmode=require&sslcert=/nonexistent/c.pem&sslkey=/k.pem",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Tls {
+                    field: "sslcert",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("/nonexistent/c.pem"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
     #[test]
     fn modes_parse_and_print_as_libpq_spells_them() {
         for mode in [
