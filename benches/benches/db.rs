@@ -24,6 +24,13 @@
 //! 1.009. The raw bench also prints (to stderr) the paired ratio itself, `db/select1
 //! paired: towerkit/deadpool_raw`, over the block pairs of its measured samples, and what
 //! `Db` adds per query in nanoseconds.
+//!
+//! Both run with `sslmode=disable`, whatever `DATABASE_URL` says, so they measure the client
+//! code, not encryption. `db/select1/towerkit_tls` is the `Db` query over TLS
+//! (`sslmode=require` on the same server: the handshake happens once per pooled connection,
+//! so what it adds per query is encryption), timed on its own rather than interleaved, and
+//! shown against `deadpool_raw`; it is skipped, with a line on stderr, when the server does
+//! not accept TLS.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -31,7 +38,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use towerkit_benches::{install_metrics_recorder, runtime};
 use towerkit_db::deadpool_postgres::{Pool, Timeouts};
-use towerkit_db::{Db, DbConfig};
+use towerkit_db::{Db, DbConfig, SslMode};
 
 const POOL_SIZE: usize = 4;
 
@@ -150,6 +157,7 @@ fn select1(c: &mut Criterion) {
         .block_on(Db::connect(
             DbConfig::builder()
                 .url(database_url())
+                .ssl_mode(SslMode::Disable)
                 .max_size(POOL_SIZE)
                 .build()
                 .expect("DATABASE_URL"),
@@ -210,7 +218,31 @@ fn select1(c: &mut Criterion) {
             }
         })
     });
+    match rt.block_on(tls_db()) {
+        Some(tls) => {
+            rt.block_on(towerkit_select1(&tls));
+            group.bench_function("towerkit_tls", |b| {
+                b.to_async(&rt).iter(|| towerkit_select1(&tls))
+            });
+        }
+        None => eprintln!(
+            "db/select1/towerkit_tls skipped: the server at DATABASE_URL does not accept TLS"
+        ),
+    }
     group.finish();
+}
+
+/// A `Db` on the same server with `sslmode=require` and one connection open, or `None` when
+/// the server does not accept TLS.
+async fn tls_db() -> Option<Db> {
+    let config = DbConfig::builder()
+        .url(database_url())
+        .ssl_mode(SslMode::Require)
+        .max_size(POOL_SIZE)
+        .min_connections(1)
+        .build()
+        .expect("DATABASE_URL");
+    Db::connect(config).await.ok()
 }
 
 criterion_group!(benches, select1);

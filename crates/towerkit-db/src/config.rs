@@ -2,12 +2,14 @@
 //! [`DbConfigBuilder`] and checked once by [`DbConfigBuilder::build`].
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use towerkit_timing::QueryTimer;
 
 use crate::error::ConfigError;
+use crate::tls::{self, SslMode, TlsParams};
 
 /// The environment variable [`DbConfig::from_env`] reads, and [`DbConfigBuilder::build`]
 /// when no `url` was given.
@@ -76,6 +78,12 @@ pub struct DbConfig {
     pub(crate) statement_cache_capacity: usize,
     pub(crate) pool_name: String,
     pub(crate) timer: QueryTimer,
+    /// `sslmode` and the certificate files, from the connection string and the builder.
+    pub(crate) tls: TlsParams,
+    /// The TLS connector, built once from `tls`; `None` for `disable` (and without the
+    /// `tls` feature).
+    #[cfg(feature = "tls")]
+    pub(crate) connector: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
 impl fmt::Debug for DbConfig {
@@ -111,6 +119,9 @@ impl DbConfig {
                 statement_cache_capacity: 256,
                 pool_name: "default".to_owned(),
                 timer: QueryTimer::new("postgresql"),
+                tls: TlsParams::default(),
+                #[cfg(feature = "tls")]
+                connector: None,
             },
         }
     }
@@ -131,6 +142,24 @@ impl DbConfig {
     /// The configured maximum pool size.
     pub fn get_max_size(&self) -> usize {
         self.max_size
+    }
+
+    /// The `sslmode` connections use: the builder's, else the connection string's, else
+    /// `prefer`.
+    pub fn get_ssl_mode(&self) -> SslMode {
+        self.tls.mode.unwrap_or_default()
+    }
+
+    /// The TLS connector, `None` for plain connections.
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_connector(&self) -> Option<tokio_postgres_rustls::MakeRustlsConnect> {
+        self.connector.clone()
+    }
+
+    /// Without the `tls` feature, connections are plain.
+    #[cfg(not(feature = "tls"))]
+    pub(crate) fn tls_connector(&self) -> Option<std::convert::Infallible> {
+        None
     }
 
     /// The client-side bound on one query.
@@ -157,6 +186,10 @@ impl DbConfig {
             .field("check_ttl", &self.check_ttl)
             .field("statement_cache_capacity", &self.statement_cache_capacity)
             .field("pool_name", &self.pool_name)
+            .field("ssl_mode", &self.tls.mode.unwrap_or_default())
+            .field("sslrootcert", &self.tls.root_cert)
+            .field("sslcert", &self.tls.cert)
+            .field("sslkey", &self.tls.key)
     }
 }
 
@@ -209,6 +242,36 @@ impl DbConfigBuilder {
     #[must_use]
     pub fn pg_config(mut self, pg: tokio_postgres::Config) -> Self {
         self.source = Source::Pg(Box::new(pg));
+        self
+    }
+
+    /// How connections use TLS, with libpq's meanings (see [`SslMode`]); overrides the
+    /// connection string's `sslmode`. Default: the connection string's, else
+    /// [`SslMode::Prefer`]. Anything but `disable` and `prefer` needs the `tls` feature.
+    #[must_use]
+    pub fn ssl_mode(mut self, mode: SslMode) -> Self {
+        self.config.tls.mode = Some(mode);
+        self
+    }
+
+    /// A PEM file of the CA certificates to trust (libpq's `sslrootcert`; `system` for
+    /// the system's roots); overrides the connection string's. With it, the certificate
+    /// chain is checked under every `sslmode` but `disable`, as libpq does. Default: the
+    /// connection string's, else the system's roots for `verify-ca` and `verify-full`. Read
+    /// once, by [`build`](Self::build).
+    #[must_use]
+    pub fn ssl_root_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.tls.root_cert = Some(path.into());
+        self
+    }
+
+    /// A client certificate (PEM chain, libpq's `sslcert`) and its private key (PEM,
+    /// `sslkey`), sent when the server asks for one; override the connection string's.
+    /// Default: none. Read once, by [`build`](Self::build).
+    #[must_use]
+    pub fn ssl_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.config.tls.cert = Some(cert.into());
+        self.config.tls.key = Some(key.into());
         self
     }
 
@@ -329,16 +392,36 @@ impl DbConfigBuilder {
     /// [`ConfigError::InvalidUrl`] for a string that does not parse, and
     /// [`ConfigError::Invalid`] naming the first setting out of range.
     pub fn build(self) -> Result<DbConfig, ConfigError> {
-        let pg = match self.source {
+        let (pg, from_source) = match self.source {
             Source::Env => {
                 let url = std::env::var(DATABASE_URL).map_err(|_| ConfigError::MissingUrl)?;
                 parse(&url)?
             }
             Source::Url(ref url) => parse(url)?,
-            Source::Pg(ref pg) => (**pg).clone(),
+            Source::Pg(ref pg) => {
+                let mode = SslMode::from_pg(pg.get_ssl_mode());
+                let params = TlsParams {
+                    mode: Some(mode),
+                    ..TlsParams::default()
+                };
+                ((**pg).clone(), params)
+            }
         };
-        let pg = self.complete(pg)?;
-        Ok(DbConfig { pg, ..self.config })
+        let tls = from_source.overridden_by(&self.config.tls);
+        let mut pg = self.complete(pg)?;
+        pg.ssl_mode(tls.mode.unwrap_or_default().negotiation());
+        #[cfg(feature = "tls")]
+        let connector = tls::rustls_config::client_config(&tls)?
+            .map(tokio_postgres_rustls::MakeRustlsConnect::new);
+        #[cfg(not(feature = "tls"))]
+        without_tls_feature(&tls)?;
+        Ok(DbConfig {
+            pg,
+            tls,
+            #[cfg(feature = "tls")]
+            connector,
+            ..self.config
+        })
     }
 
     /// Checks the settings and completes the connection config `pg`: `application_name` and
@@ -395,9 +478,38 @@ impl DbConfigBuilder {
     }
 }
 
-/// Parses a connection string; the error names the problem, never the string.
-fn parse(url: &str) -> Result<tokio_postgres::Config, ConfigError> {
-    tokio_postgres::Config::from_str(url).map_err(|e| ConfigError::InvalidUrl(e.to_string()))
+/// Parses a connection string, taking the `ssl*` parameters tokio-postgres does not know
+/// itself; the error names the problem, never the string.
+fn parse(url: &str) -> Result<(tokio_postgres::Config, TlsParams), ConfigError> {
+    let (rest, params) = tls::split_params(url)?;
+    let pg = tokio_postgres::Config::from_str(&rest)
+        .map_err(|e| ConfigError::InvalidUrl(e.to_string()))?;
+    Ok((pg, params))
+}
+
+/// Without the `tls` feature, only `disable` and `prefer` (which stays plain) can work.
+#[cfg(not(feature = "tls"))]
+fn without_tls_feature(tls: &TlsParams) -> Result<(), ConfigError> {
+    const REASON: &str = "needs the `tls` feature of towerkit-db";
+    if !matches!(tls.mode, None | Some(SslMode::Disable | SslMode::Prefer)) {
+        return Err(ConfigError::Invalid {
+            field: "sslmode",
+            reason: REASON,
+        });
+    }
+    for (field, value) in [
+        ("sslrootcert", &tls.root_cert),
+        ("sslcert", &tls.cert),
+        ("sslkey", &tls.key),
+    ] {
+        if value.is_some() {
+            return Err(ConfigError::Invalid {
+                field,
+                reason: REASON,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use http::{HeaderValue, StatusCode, header};
 use tokio_postgres::error::SqlState;
 use towerkit_json::Problem;
 
+use crate::tls::TlsFailure;
+
 /// A configuration that cannot work, returned by
 /// [`DbConfigBuilder::build`](crate::DbConfigBuilder::build),
 /// [`DbConfig::from_url`](crate::DbConfig::from_url) and
@@ -31,6 +33,16 @@ pub enum ConfigError {
         field: &'static str,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// A TLS setting cannot be used: a certificate or key file (`sslrootcert`, `sslcert`,
+    /// `sslkey`) that cannot be read or parsed, or no system root certificates to verify
+    /// with. The reason names the file, never the connection string.
+    #[error("invalid `{field}`: {reason}")]
+    Tls {
+        /// The setting (`sslrootcert`, `sslcert`, `sslkey`).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
     },
 }
 
@@ -55,9 +67,20 @@ pub enum DbError {
     /// Opening a connection took longer than the connect timeout.
     #[error("connecting to the database took longer than {0:?}")]
     ConnectTimeout(Duration),
-    /// Opening a connection failed (refused, authentication, TLS, ...).
-    #[error("cannot connect to the database: {0}")]
+    /// Opening a connection failed (refused, authentication, ...).
+    #[error("cannot connect to the database: {}", connect_detail(.0))]
     Connect(#[source] tokio_postgres::Error),
+    /// Opening a connection failed in TLS: under `sslmode=verify-ca`/`verify-full` a
+    /// certificate from an unknown CA or for another host name, or a server without TLS
+    /// where the `sslmode` requires it. Never downgraded to a plain connection.
+    #[error("cannot connect to the database over TLS: {failure} ({source})")]
+    Tls {
+        /// Why, read from the driver's error.
+        failure: TlsFailure,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
     /// The pool was closed.
     #[error("the database pool is closed")]
     Closed,
@@ -97,6 +120,15 @@ pub enum DbError {
     TransactionEscaped,
 }
 
+/// The server's own message when it refused the connection (tokio-postgres' `Display` says
+/// only `db error`): it names the user, database and address, never the password.
+fn connect_detail(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{db} (SQLSTATE {})", db.code().code()),
+        None => error.to_string(),
+    }
+}
+
 fn sqlstate_suffix(error: &tokio_postgres::Error) -> String {
     error
         .code()
@@ -105,6 +137,15 @@ fn sqlstate_suffix(error: &tokio_postgres::Error) -> String {
 }
 
 impl DbError {
+    /// A connect error of the driver: [`DbError::Tls`] when TLS failed, else
+    /// [`DbError::Connect`].
+    pub(crate) fn connect(source: tokio_postgres::Error) -> Self {
+        match TlsFailure::of(&source) {
+            Some(failure) => Self::Tls { failure, source },
+            None => Self::Connect(source),
+        }
+    }
+
     /// The SQLSTATE of a query the server rejected.
     pub fn sqlstate(&self) -> Option<&SqlState> {
         match self {
@@ -121,6 +162,7 @@ impl DbError {
             Self::PoolTimeout(_)
             | Self::ConnectTimeout(_)
             | Self::Connect(_)
+            | Self::Tls { .. }
             | Self::Closed
             | Self::QueryTimeout { .. } => true,
             Self::Query { source, .. } => {

@@ -55,13 +55,14 @@ impl Inner {
         let pg = config.pg.clone();
         tokio::runtime::Handle::try_current().map_err(|_| DbError::NoRuntime)?;
         Stopwatch::calibrate();
-        let manager = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match config.tls_connector() {
+            #[cfg(feature = "tls")]
+            Some(tls) => Manager::from_config(pg, tls, manager_config),
+            _ => Manager::from_config(pg, NoTls, manager_config),
+        };
         let pool_name = SharedString::from_shared(Arc::from(config.pool_name.as_str()));
         let checkouts = CheckoutTimes::new(&pool_name);
         let upkeep = Upkeep {

@@ -18,8 +18,9 @@
 //! - [`Db::check`], [`live`] and [`ready`] (or [`Db::health_routes`]) answer
 //!   `application/health+json`.
 //! - Pool gauges and checkout times are recorded under the names in [`metrics`].
-//! - [`DbError`] says what failed (pool timeout, connect, query with SQLSTATE) and turns
-//!   into a 503 or 500 `application/problem+json`.
+//! - [`DbError`] says what failed (pool timeout, connect, TLS, query with SQLSTATE) and
+//!   turns into a 503 or 500 `application/problem+json`.
+//! - TLS (cargo feature `tls`, on by default): [`SslMode`] with libpq's meanings, see below.
 //!
 //! ```
 //! use towerkit_db::{Db, DbConfig, DbError};
@@ -45,6 +46,59 @@
 //! # Ok::<(), DbError>(())
 //! # }).unwrap();
 //! ```
+//!
+//! ## TLS
+//!
+//! `sslmode`, `sslrootcert`, `sslcert` and `sslkey` are read from the connection string
+//! (the `postgres://` URL's query or the `key=value` form) or set on the builder, which
+//! wins. The modes mean what they mean to libpq ([`SslMode`] has the table): `disable`,
+//! `prefer` (the default: TLS when the server offers it), `require` (encrypted, the
+//! certificate not checked unless `sslrootcert` is given), `verify-ca` (the chain checked
+//! against `sslrootcert`, else the system's roots) and `verify-full` (the chain and the host
+//! name). Against a managed database, use `verify-full` with the provider's CA bundle:
+//!
+//! ```text
+//! DATABASE_URL=postgres://app:PASSWORD@db.internal:5432/shop?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem
+//! ```
+//!
+//! A certificate from an unknown CA or for another host name fails the connection with
+//! [`DbError::Tls`], whose [`TlsFailure`] names the reason; it never falls back to plain
+//! TCP. Certificate files are read once, when the config is built:
+//!
+//! ```
+//! use towerkit_db::{ConfigError, DbConfig, SslMode};
+//!
+//! let config = DbConfig::builder()
+//!     .url("postgres://app@db.internal/shop?sslmode=require")
+//!     .build()?;
+//! assert_eq!(config.get_ssl_mode(), SslMode::Require);
+//!
+//! let config = DbConfig::builder()
+//!     .url("postgres://app@db.internal/shop")
+//!     .ssl_mode(SslMode::VerifyFull)
+//!     .ssl_root_cert("/nonexistent/db-ca.pem")
+//!     .build();
+//! assert!(matches!(config, Err(ConfigError::Tls { field: "sslrootcert", .. })));
+//! # Ok::<(), ConfigError>(())
+//! ```
+//!
+//! rustls runs with the `ring` provider, passed to its client config explicitly rather
+//! than installed as the process default, so a binary whose other crates bring aws-lc-rs
+//! still works. Without the `tls` feature, only `disable` and `prefer` (which then stays
+//! plain) are accepted; anything else is a [`ConfigError`].
+//!
+//! ## Production checklist
+//!
+//! - Stores nothing of its own; each instance opens up to `max_size` connections, so the
+//!   database sees instances × `max_size`: size `max_connections` (or the pooler) for all.
+//! - Buffers each query's rows ([`Db::query`] returns them all); page large results.
+//! - Keys nothing; metrics are labelled by `pool_name`, never by the URL.
+//! - The password of the connection string never appears in `Debug`, `Display`, logs or
+//!   responses.
+//! - Use `sslmode=verify-full` with `sslrootcert` against a database across a network;
+//!   restart to pick up rotated certificate files.
+//!
+//! ## In an axum service
 //!
 //! In an axum service, with health routes, errors as responses, and query timings in
 //! `Server-Timing`:
@@ -79,6 +133,7 @@ mod named;
 mod pool;
 mod probe;
 mod statement;
+mod tls;
 mod tx;
 mod watchdog;
 
@@ -91,6 +146,7 @@ pub use health::{HEALTH_JSON, Health, HealthStatus};
 pub use named::Named;
 pub use pool::{MAX_UPKEEP_INTERVAL, PoolStatus, QUICK_CHECKOUT};
 pub use probe::{live, ready};
+pub use tls::{SslMode, TlsFailure};
 pub use tx::Tx;
 
 /// The pool, re-exported for the type [`Db::pool`] returns.

@@ -161,8 +161,8 @@ pub(crate) fn pool_error(error: PoolError, pool: &Pool) -> DbError {
         PoolError::Timeout(TimeoutType::Create | TimeoutType::Recycle) => {
             DbError::ConnectTimeout(timeouts.create.unwrap_or_default())
         }
-        PoolError::Backend(error) => DbError::Connect(error),
-        PoolError::PostCreateHook(HookError::Backend(error)) => DbError::Connect(error),
+        PoolError::Backend(error) => DbError::connect(error),
+        PoolError::PostCreateHook(HookError::Backend(error)) => DbError::connect(error),
         PoolError::Closed | PoolError::PostCreateHook(_) => DbError::Closed,
         PoolError::NoRuntimeSpecified => DbError::NoRuntime,
     }

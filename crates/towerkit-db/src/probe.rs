@@ -89,6 +89,9 @@ impl Db {
                 (HealthStatus::Fail, None, Some("timed out"))
             }
             Ok(Err(DbError::Connect(_))) => (HealthStatus::Fail, None, Some("cannot connect")),
+            Ok(Err(DbError::Tls { .. })) => {
+                (HealthStatus::Fail, None, Some("cannot connect over TLS"))
+            }
             Ok(Err(_)) => (HealthStatus::Fail, None, Some("query failed")),
         };
         let pool = self.pool_status();

@@ -144,9 +144,47 @@ pub struct Postgres {
     as_postgres: bool,
 }
 
+/// TLS for a throwaway [`Postgres`] ([`Postgres::start_tls`]): the PEM text of the server's
+/// certificate (chain) and key, made by the test, and who may connect how.
+#[derive(Debug, Clone)]
+pub struct PostgresTls {
+    /// The server certificate, PEM (`ssl_cert_file`).
+    pub cert_pem: String,
+    /// Its private key, PEM (`ssl_key_file`, written with mode 0600).
+    pub key_pem: String,
+    /// The CA whose client certificates the server accepts (`ssl_ca_file`), for `cert`
+    /// authentication in [`hba`](Self::hba).
+    pub client_ca_pem: Option<String>,
+    /// The whole of `pg_hba.conf`, one rule a line. [`PostgresTls::new`] sets
+    /// `hostssl all all 127.0.0.1/32 trust` alone, so plain TCP connections are refused.
+    pub hba: Vec<String>,
+}
+
+impl PostgresTls {
+    /// TLS with this certificate and key, trust authentication over TLS only.
+    pub fn new(cert_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        Self {
+            cert_pem: cert_pem.into(),
+            key_pem: key_pem.into(),
+            client_ca_pem: None,
+            hba: vec!["hostssl all all 127.0.0.1/32 trust".to_owned()],
+        }
+    }
+}
+
 impl Postgres {
     /// Creates the cluster and starts it, waiting until it accepts connections.
     pub fn start() -> io::Result<Self> {
+        Self::create(None)
+    }
+
+    /// Creates a cluster with `ssl = on`, the certificate files and the `pg_hba.conf` of
+    /// `tls`, and starts it.
+    pub fn start_tls(tls: &PostgresTls) -> io::Result<Self> {
+        Self::create(Some(tls))
+    }
+
+    fn create(tls: Option<&PostgresTls>) -> io::Result<Self> {
         let missing = || {
             io::Error::new(
                 io::ErrorKind::NotFound,
@@ -177,6 +215,9 @@ impl Postgres {
             .arg("-D")
             .arg(cluster.data())
             .args(["-A", "trust", "-U", "postgres", "--no-sync"]))?;
+        if let Some(tls) = tls {
+            cluster.configure_tls(tls)?;
+        }
         cluster.start_again()?;
         Ok(cluster)
     }
@@ -236,6 +277,40 @@ impl Postgres {
 
     fn data(&self) -> PathBuf {
         self.dir.join("data")
+    }
+
+    /// Writes the TLS files into the data directory (owned by the server's user, the key
+    /// readable by it alone, as PostgreSQL demands) and turns TLS on.
+    fn configure_tls(&self, tls: &PostgresTls) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+
+        let data = self.data();
+        let mut files = vec![
+            ("server.crt", tls.cert_pem.as_str()),
+            ("server.key", tls.key_pem.as_str()),
+        ];
+        let mut settings =
+            String::from("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        if let Some(ca) = &tls.client_ca_pem {
+            files.push(("client-ca.crt", ca.as_str()));
+            settings.push_str("ssl_ca_file = 'client-ca.crt'\n");
+        }
+        for (name, pem) in files {
+            let path = data.join(name);
+            std::fs::write(&path, pem)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))?
+            .write_all(settings.as_bytes())?;
+        std::fs::write(data.join("pg_hba.conf"), tls.hba.join("\n") + "\n")?;
+        if self.as_postgres {
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&data))?;
+        }
+        Ok(())
     }
 
     fn pg_ctl_stop(&self, mode: &str) {

@@ -32,6 +32,7 @@
 //! | `timing` | yes | `towerkit::timing`, for any tower service |
 //! | `timing-axum` | yes | route templates from axum's `MatchedPath` |
 //! | `db` | yes | `towerkit::db` (with `timing` and `json`) |
+//! | `db-tls` | yes | PostgreSQL over TLS: `sslmode=require`, `verify-ca`, `verify-full` (rustls, ring) |
 //!
 //! For example, compression with zstd and gzip only, and the cache without Redis:
 //!
