@@ -10,8 +10,16 @@
 //! What the machinery guarantees, for every layer built on it:
 //!
 //! - Only eligible responses are touched ([`is_eligible`]): a 2xx other than 204/205/206
-//!   with a JSON media type (`application/json` or `+json`) and no `Content-Encoding`, to a
-//!   request that is not HEAD. Everything else streams through untouched.
+//!   with a JSON media type (`application/json` or `+json`) and no `Content-Encoding`.
+//!   Everything else streams through untouched.
+//! - HEAD: a HEAD response has no body to rewrite, and the layer cannot know the length
+//!   GET's rewritten body would have without producing it. So when the GET of the same
+//!   request would be rewritten (the policy decides to rewrite, the head is eligible and
+//!   not declared larger than `max_body`), the HEAD response's `Content-Length` is removed,
+//!   as RFC 9110 §8.6 allows, and a strong `ETag` is weakened as GET's is. A HEAD therefore
+//!   never announces the un-rewritten length; when GET would pass through, HEAD keeps the
+//!   upstream's length. (When the GET would find malformed JSON and pass it through, the
+//!   HEAD still omits the length: omitting is always correct, guessing is not.)
 //! - A body is buffered up to `max_body` bytes (default 8 MiB, [`DEFAULT_MAX_BODY`]). A body declared
 //!   larger streams through without being read; one that grows past `max_body` while being
 //!   read is replayed and streamed unchanged. Nothing is buffered without bound, and size is
@@ -63,6 +71,17 @@
 //! assert_eq!(body, r#"{"data":[1,2]}"#);
 //! # }
 //! ```
+//!
+//! # Production checklist
+//!
+//! - **Stores:** nothing between requests.
+//! - **Buffers:** up to `max_body` bytes (default 8 MiB) of each eligible response, per
+//!   layer built on it; a body declared larger streams through unread, one that grows past
+//!   it is replayed unchanged. Size the bound against your largest JSON response and your
+//!   concurrency: the worst case is `max_body` × concurrent requests × JSON layers.
+//! - **Keys on:** nothing; decisions are per request (the policy) and per response head.
+//! - **HEAD:** answered without `Content-Length` when GET would be rewritten.
+//! - **More than one instance:** nothing to configure.
 
 pub mod body;
 pub mod problem;

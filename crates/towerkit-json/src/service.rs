@@ -65,7 +65,8 @@ pub trait Rewriter: Send + 'static {
 
 /// Whether a response head is one the JSON layers may rewrite: a 2xx other than 204, 205 and
 /// 206, a JSON media type (`application/json` or any `+json` suffix), and no
-/// `Content-Encoding`. HEAD requests are excluded before the response is seen.
+/// `Content-Encoding`. A HEAD response is never rewritten (it has no body); when its GET
+/// would be, its `Content-Length` is removed (see the [crate docs](crate)).
 pub fn is_eligible(head: &response::Parts) -> bool {
     head.status.is_success()
         && !matches!(
@@ -171,11 +172,18 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if request.method() == Method::HEAD {
-            return ResponseFuture {
-                state: State::Passthrough {
+            // No body to rewrite, but the head must match what GET would send.
+            let state = match self.policy.on_request(&request) {
+                Decision::Rewrite(rewriter) => State::Head {
+                    future: self.inner.call(request),
+                    rewriter: Some(rewriter),
+                    max_body: self.max_body,
+                },
+                Decision::Skip | Decision::Respond(_) => State::Passthrough {
                     future: self.inner.call(request),
                 },
             };
+            return ResponseFuture { state };
         }
         let state = match self.policy.on_request(&request) {
             Decision::Skip => State::Passthrough {
@@ -209,6 +217,8 @@ pin_project! {
         Passthrough { #[pin] future: F },
         // Answered without calling the inner service.
         Ready { response: Option<Response<Bytes>> },
+        // A HEAD whose GET would be rewritten: the head is fixed, the (empty) body streams.
+        Head { #[pin] future: F, rewriter: Option<R>, max_body: usize },
         // Waiting for the inner service's response head.
         Calling { #[pin] future: F, rewriter: Option<R>, max_body: usize },
         // Reading the body into memory.
@@ -228,6 +238,7 @@ impl<F, B: Body, R> fmt::Debug for ResponseFuture<F, B, R> {
         let state = match &self.state {
             State::Passthrough { .. } => "Passthrough",
             State::Ready { .. } => "Ready",
+            State::Head { .. } => "Head",
             State::Calling { .. } => "Calling",
             State::Collecting { .. } => "Collecting",
         };
@@ -254,6 +265,24 @@ where
                 StateProj::Ready { response } => {
                     let response = response.take().unwrap_or_default();
                     return Poll::Ready(Ok(response.map(JsonBody::full)));
+                }
+                StateProj::Head {
+                    future,
+                    rewriter,
+                    max_body,
+                } => {
+                    let response = ready!(future.poll(cx))?;
+                    let (mut head, body) = response.into_parts();
+                    if rewriter
+                        .take()
+                        .is_some_and(|r| get_would_be_rewritten(&head, &r, *max_body))
+                    {
+                        fix_head(&mut head);
+                    }
+                    return Poll::Ready(Ok(Response::from_parts(
+                        head,
+                        JsonBody::passthrough(body),
+                    )));
                 }
                 StateProj::Calling {
                     future,
@@ -365,13 +394,38 @@ fn wants_body<B: Body, R: Rewriter>(
     if !is_eligible(head) || !rewriter.accepts(head) || body.is_end_stream() {
         return false;
     }
-    let declared = head
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
+    let declared = declared_length(head);
     let lower = body.size_hint().lower();
     declared.unwrap_or(lower).max(lower) <= max_body as u64
+}
+
+/// Whether the GET of a resource whose HEAD answered `head` would be read and rewritten:
+/// eligible, accepted by the rewriter, and not declared larger than `max_body`. A HEAD's
+/// body is empty whatever GET's is, so only the head counts.
+fn get_would_be_rewritten<R: Rewriter>(
+    head: &response::Parts,
+    rewriter: &R,
+    max_body: usize,
+) -> bool {
+    is_eligible(head)
+        && rewriter.accepts(head)
+        && declared_length(head).is_none_or(|declared| declared <= max_body as u64)
+}
+
+/// The head of a HEAD response whose GET would be rewritten: the rewritten length cannot be
+/// known without the body, so `Content-Length` goes (RFC 9110 §8.6 lets a HEAD omit it),
+/// and a strong `ETag` becomes weak, as GET's does.
+fn fix_head(head: &mut response::Parts) {
+    head.headers.remove(CONTENT_LENGTH);
+    weaken_etag(&mut head.headers);
+}
+
+/// The response's `Content-Length`, when it has a valid one.
+fn declared_length(head: &response::Parts) -> Option<u64> {
+    head.headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
 }
 
 /// Whether the response declares no `Content-Length`, or declares exactly `len`.
@@ -522,6 +576,55 @@ mod tests {
             wrap("[1,2]", "five").await,
             ("[1,2]".to_owned(), "five".to_owned())
         );
+    }
+
+    /// The `Content-Length` and `ETag` of a HEAD answered by an upstream with `content_type`
+    /// and `Content-Length: content_length` (and an empty body, as a HEAD's is), through the
+    /// layer.
+    async fn head_through_wrap(
+        content_type: &'static str,
+        content_length: &'static str,
+        max_body: usize,
+    ) -> (Option<String>, Option<String>) {
+        use http_body_util::Empty;
+        use tower::{ServiceExt, service_fn};
+        let upstream = service_fn(move |_: Request<()>| {
+            let response = Response::builder()
+                .header(CONTENT_TYPE, content_type)
+                .header(CONTENT_LENGTH, content_length)
+                .header(http::header::ETAG, "\"v1\"")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            async move { Ok::<_, std::convert::Infallible>(response) }
+        });
+        let service = RewriteJsonLayer::new(Wrap)
+            .max_body(max_body)
+            .layer(upstream);
+        let request = Request::head("/").body(()).unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .map(|value: &HeaderValue| value.to_str().unwrap().to_owned())
+        };
+        (header(CONTENT_LENGTH), header(http::header::ETAG))
+    }
+
+    #[tokio::test]
+    async fn a_head_whose_get_would_be_rewritten_carries_no_content_length() {
+        // GET of the same resource answers `[...]` with a length of 7, not 5.
+        let (length, etag) = head_through_wrap("application/json", "5", DEFAULT_MAX_BODY).await;
+        assert_eq!(length, None, "the un-rewritten length would be wrong");
+        assert_eq!(etag.as_deref(), Some("W/\"v1\""), "as GET's");
+    }
+
+    #[tokio::test]
+    async fn a_head_whose_get_would_pass_through_keeps_its_content_length() {
+        let text = head_through_wrap("text/plain", "5", DEFAULT_MAX_BODY).await;
+        assert_eq!(text, (Some("5".to_owned()), Some("\"v1\"".to_owned())));
+        let too_large = head_through_wrap("application/json", "5000", 1000).await;
+        assert_eq!(too_large.0.as_deref(), Some("5000"));
     }
 
     /// The `ETag` a response tagged `etag` leaves the layer with, once rewritten.

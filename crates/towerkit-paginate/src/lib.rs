@@ -28,7 +28,7 @@
 //!
 //! Both layers buffer at most `max_body` bytes of a response (default 8 MiB), and let
 //! through untouched whatever they cannot or should not rewrite: non-2xx, not JSON,
-//! encoded, HEAD, too large, malformed. The transforms ([`transform::paginate`],
+//! encoded, HEAD (without the `Content-Length` GET would not send), too large, malformed. The transforms ([`transform::paginate`],
 //! [`transform::project`]) stream over the bytes: kept values are copied verbatim, skipped
 //! subtrees are scanned, never parsed into values.
 //!

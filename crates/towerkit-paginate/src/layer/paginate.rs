@@ -36,7 +36,8 @@ use crate::slice::paginate;
 ///   [`Pagination`] extractor finds it.
 /// - A response marked [`Paginated`] (a [`Page`](crate::Page)) is left alone.
 /// - Left alone too: anything [`towerkit_json::is_eligible`] rejects (non-2xx, not JSON,
-///   encoded, HEAD), bodies over `max_body` (default 8 MiB), malformed JSON, a document
+///   encoded), a HEAD (whose `Content-Length` is removed when GET would be paged: see
+///   [`towerkit_json`]), bodies over `max_body` (default 8 MiB), malformed JSON, a document
 ///   without an array at the configured pointer, and a request whose cursor is a handler's
 ///   keyset cursor.
 #[derive(Debug, Clone)]
