@@ -172,12 +172,13 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if request.method() == Method::HEAD {
-            // No body to rewrite, but the head must match what GET would send.
+            // The head must match what GET would send: see `head_response`.
             let state = match self.policy.on_request(&request) {
-                Decision::Rewrite(rewriter) => State::Head {
+                Decision::Rewrite(rewriter) => State::Calling {
                     future: self.inner.call(request),
                     rewriter: Some(rewriter),
                     max_body: self.max_body,
+                    head_request: true,
                 },
                 Decision::Skip | Decision::Respond(_) => State::Passthrough {
                     future: self.inner.call(request),
@@ -196,6 +197,7 @@ where
                 future: self.inner.call(request),
                 rewriter: Some(rewriter),
                 max_body: self.max_body,
+                head_request: false,
             },
         };
         ResponseFuture { state }
@@ -217,10 +219,14 @@ pin_project! {
         Passthrough { #[pin] future: F },
         // Answered without calling the inner service.
         Ready { response: Option<Response<Bytes>> },
-        // A HEAD whose GET would be rewritten: the head is fixed, the (empty) body streams.
-        Head { #[pin] future: F, rewriter: Option<R>, max_body: usize },
         // Waiting for the inner service's response head.
-        Calling { #[pin] future: F, rewriter: Option<R>, max_body: usize },
+        Calling {
+            #[pin] future: F,
+            rewriter: Option<R>,
+            max_body: usize,
+            // A HEAD request: see `head_response`.
+            head_request: bool,
+        },
         // Reading the body into memory.
         Collecting {
             head: Option<response::Parts>,
@@ -229,6 +235,7 @@ pin_project! {
             len: usize,
             rewriter: Option<R>,
             max_body: usize,
+            head_request: bool,
         },
     }
 }
@@ -238,7 +245,6 @@ impl<F, B: Body, R> fmt::Debug for ResponseFuture<F, B, R> {
         let state = match &self.state {
             State::Passthrough { .. } => "Passthrough",
             State::Ready { .. } => "Ready",
-            State::Head { .. } => "Head",
             State::Calling { .. } => "Calling",
             State::Collecting { .. } => "Collecting",
         };
@@ -266,40 +272,33 @@ where
                     let response = response.take().unwrap_or_default();
                     return Poll::Ready(Ok(response.map(JsonBody::full)));
                 }
-                StateProj::Head {
-                    future,
-                    rewriter,
-                    max_body,
-                } => {
-                    let response = ready!(future.poll(cx))?;
-                    let (mut head, body) = response.into_parts();
-                    if rewriter
-                        .take()
-                        .is_some_and(|r| get_would_be_rewritten(&head, &r, *max_body))
-                    {
-                        fix_head(&mut head);
-                    }
-                    return Poll::Ready(Ok(Response::from_parts(
-                        head,
-                        JsonBody::passthrough(body),
-                    )));
-                }
                 StateProj::Calling {
                     future,
                     rewriter,
                     max_body,
+                    head_request,
                 } => {
                     let response = ready!(future.poll(cx))?;
                     let max_body = *max_body;
+                    let head_request = *head_request;
                     let (head, body) = response.into_parts();
-                    let Some(rewriter) = rewriter
-                        .take()
-                        .filter(|r| wants_body(&head, &body, r, max_body))
-                    else {
-                        return Poll::Ready(Ok(Response::from_parts(
-                            head,
-                            JsonBody::passthrough(body),
-                        )));
+                    let rewriter = match rewriter.take() {
+                        Some(rewriter) if wants_body(&head, &body, &rewriter, max_body) => rewriter,
+                        Some(rewriter) if head_request => {
+                            let mut head = head;
+                            let body = if fix_bodiless_head(&mut head, &rewriter, max_body) {
+                                JsonBody::without_size(body)
+                            } else {
+                                JsonBody::passthrough(body)
+                            };
+                            return Poll::Ready(Ok(Response::from_parts(head, body)));
+                        }
+                        _ => {
+                            return Poll::Ready(Ok(Response::from_parts(
+                                head,
+                                JsonBody::passthrough(body),
+                            )));
+                        }
                     };
                     state.set(State::Collecting {
                         head: Some(head),
@@ -308,6 +307,7 @@ where
                         len: 0,
                         rewriter: Some(rewriter),
                         max_body,
+                        head_request,
                     });
                 }
                 StateProj::Collecting {
@@ -317,6 +317,7 @@ where
                     len,
                     rewriter,
                     max_body,
+                    head_request,
                 } => {
                     let Some(stream) = body.as_mut() else {
                         panic!("ResponseFuture polled after completion");
@@ -364,6 +365,18 @@ where
                             let input = concat(std::mem::take(chunks), *len);
                             let rewriter = rewriter.take();
                             *body = None;
+                            // A HEAD's empty body, from a body type that did not say so up front.
+                            if *head_request
+                                && *len == 0
+                                && rewriter
+                                    .as_ref()
+                                    .is_some_and(|r| fix_bodiless_head(&mut head, r, *max_body))
+                            {
+                                return Poll::Ready(Ok(Response::from_parts(
+                                    head,
+                                    JsonBody::empty_without_size(),
+                                )));
+                            }
                             // A body longer or shorter than its Content-Length was cut short or
                             // padded upstream; rewritten, it would reach the client looking whole.
                             let body = match rewriter {
@@ -412,12 +425,24 @@ fn get_would_be_rewritten<R: Rewriter>(
         && declared_length(head).is_none_or(|declared| declared <= max_body as u64)
 }
 
-/// The head of a HEAD response whose GET would be rewritten: the rewritten length cannot be
-/// known without the body, so `Content-Length` goes (RFC 9110 §8.6 lets a HEAD omit it),
-/// and a strong `ETag` becomes weak, as GET's does.
-fn fix_head(head: &mut response::Parts) {
+/// Fixes the head of a HEAD response that did not come with a body to rewrite (a HEAD's body is empty; axum,
+/// which strips it only outside the route's layers, hands the layer GET's body, and that
+/// one is rewritten as for GET, setting GET's `Content-Length`). When GET would be
+/// rewritten, the rewritten length cannot be known without the body, so `Content-Length`
+/// goes (RFC 9110 §8.6 lets a HEAD omit it) and the body announces no size from which a
+/// server or framework could write one back; a strong `ETag` becomes weak, as GET's does.
+/// Returns whether it changed the head (and so the body must announce no size).
+fn fix_bodiless_head<R: Rewriter>(
+    head: &mut response::Parts,
+    rewriter: &R,
+    max_body: usize,
+) -> bool {
+    if !get_would_be_rewritten(head, rewriter, max_body) {
+        return false;
+    }
     head.headers.remove(CONTENT_LENGTH);
     weaken_etag(&mut head.headers);
+    true
 }
 
 /// The response's `Content-Length`, when it has a valid one.
@@ -617,6 +642,50 @@ mod tests {
         let (length, etag) = head_through_wrap("application/json", "5", DEFAULT_MAX_BODY).await;
         assert_eq!(length, None, "the un-rewritten length would be wrong");
         assert_eq!(etag.as_deref(), Some("W/\"v1\""), "as GET's");
+    }
+
+    #[tokio::test]
+    async fn a_head_answered_with_the_full_body_gets_the_content_length_of_get() {
+        use http_body_util::Full;
+        use tower::{ServiceExt, service_fn};
+        // As axum does inside a route's layers: HEAD runs the GET handler, body and all.
+        let upstream = service_fn(|_: Request<()>| async {
+            let response = Response::builder()
+                .header(CONTENT_TYPE, "application/json")
+                .header(CONTENT_LENGTH, "5")
+                .body(Full::new(Bytes::from_static(b"[1,2]")))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        let service = RewriteJsonLayer::new(Wrap).layer(upstream);
+        let request = Request::head("/").body(()).unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(
+            response.headers()[CONTENT_LENGTH],
+            "7",
+            "as GET's `[[1,2]]`"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bodiless_head_announces_no_size() {
+        use http_body_util::Empty;
+        use tower::{ServiceExt, service_fn};
+        let upstream = service_fn(|_: Request<()>| async {
+            let response = Response::builder()
+                .header(CONTENT_TYPE, "application/json")
+                .header(CONTENT_LENGTH, "5")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        let service = RewriteJsonLayer::new(Wrap).layer(upstream);
+        let response = service
+            .oneshot(Request::head("/").body(()).unwrap())
+            .await
+            .unwrap();
+        assert!(response.headers().get(CONTENT_LENGTH).is_none());
+        assert_eq!(response.body().size_hint().exact(), None);
     }
 
     #[tokio::test]
