@@ -76,8 +76,17 @@ fn test(extra: &[String]) -> Result {
     }
     command.args(extra);
     services.export(&mut command);
+    if std::env::var_os("CURSOR_KEY").is_none() {
+        // A development key, so that cursors survive restarts and are shared by several
+        // local instances; production sets its own secret.
+        command.env("CURSOR_KEY", DEV_CURSOR_KEY);
+    }
     run_command(&mut command)
 }
+
+/// The cursor key `cargo xtask run` gives the example service when `CURSOR_KEY` is unset.
+/// Public, so for development only.
+const DEV_CURSOR_KEY: &str = "towerkit-example-service-dev-cursor-key";
 
 /// `cargo xtask run`: the example service against local (or throwaway) services.
 fn run(extra: &[String]) -> Result {

@@ -4,6 +4,17 @@
 //! [`AppState::connect`] builds what the service needs from a [`Config`] (the pool, the
 //! migrations, the cache, the metrics recorder); [`app`] turns that into the `Router`, so
 //! tests drive the real application with `oneshot`.
+//!
+//! # Production checklist
+//!
+//! - **Stores:** cached responses in memory (`CACHE_CAPACITY_MB`) and, with `REDIS_URL`, in
+//!   Redis under `CACHE_REDIS_PREFIX`; the catalog in PostgreSQL.
+//! - **Buffers:** each JSON layer (nulls, fields, pagination) up to 8 MiB of a response.
+//! - **Keys on:** the cache on method, path and query string and the negotiated encoding.
+//! - **More than one instance:** the same `PUBLIC_URL` (absolute `Link` URLs; never the
+//!   client's `Host`), the same `CURSOR_KEY` secret (cursors must verify on every instance,
+//!   including on pages cached in Redis by another one), the same `REDIS_URL` and
+//!   `CACHE_REDIS_PREFIX`.
 
 pub mod catalog;
 pub mod config;
@@ -71,10 +82,15 @@ impl AppState {
         let fail = |what: &str, e: &dyn std::fmt::Display| StartError(format!("{what}: {e}"));
         // Absolute links point at the public origin, never at the client's `Host` header,
         // which would let one client poison the `Link` headers of cached pages.
-        let pagination = PaginateLayer::builder()
-            .base_url(config.public_url.clone())
+        let mut pagination = PaginateLayer::builder().base_url(config.public_url.clone());
+        // Cursors must verify on every instance: one key for all of them, from the
+        // environment, never a per-process one.
+        if let Some(key) = &config.cursor_key {
+            pagination = pagination.cursor_key(key.clone().into_bytes());
+        }
+        let pagination = pagination
             .build()
-            .map_err(|e| fail("PUBLIC_URL", &e))?;
+            .map_err(|e| fail("PUBLIC_URL or CURSOR_KEY", &e))?;
         let db_config = DbConfig::builder()
             .url(config.database_url.clone())
             .application_name("example-service")
