@@ -84,6 +84,10 @@ fn test(extra: &[String]) -> Result {
 /// machine only, and printed so that `curl` can use it.
 const DEV_TOKEN: &str = "dev-token-from-cargo-xtask-run";
 
+/// The cursor key `cargo xtask run` gives the example service when `CURSOR_KEY` is unset.
+/// Public, so for development only.
+const DEV_CURSOR_KEY: &str = "towerkit-example-service-dev-cursor-key";
+
 /// `cargo xtask run`: the example service against local (or throwaway) services.
 fn run(extra: &[String]) -> Result {
     let services = services::Services::ensure()?;
@@ -116,6 +120,11 @@ fn run(extra: &[String]) -> Result {
     command.env("ADMIN_BIND_ADDR", &admin);
     if std::env::var_os("API_TOKENS").is_none() {
         command.env("API_TOKENS", DEV_TOKEN);
+    }
+    if std::env::var_os("CURSOR_KEY").is_none() {
+        // A development key, so that cursors survive restarts and are shared by several
+        // local instances; production sets its own secret.
+        command.env("CURSOR_KEY", DEV_CURSOR_KEY);
     }
     run_command(&mut command)
 }

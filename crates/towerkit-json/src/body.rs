@@ -25,6 +25,10 @@ pin_project! {
     enum Kind<B: Body> {
         // The upstream body, streamed as it arrives.
         Passthrough { #[pin] inner: B },
+        // The upstream body of a HEAD response, streamed as it arrives with no size hint.
+        Unsized { #[pin] inner: B },
+        // No data, and no size hint: a HEAD response's body.
+        Nothing,
         // A complete buffer.
         Full { data: Option<Bytes> },
         // The chunks read so far, then whatever the upstream body still has.
@@ -42,6 +46,22 @@ impl<B: Body> JsonBody<B> {
     pub fn passthrough(inner: B) -> Self {
         Self {
             kind: Kind::Passthrough { inner },
+        }
+    }
+
+    /// Wraps the upstream body unchanged, announcing no size: for a HEAD response whose
+    /// `Content-Length` was removed, so that nothing writes one back from the size hint.
+    pub(crate) fn without_size(inner: B) -> Self {
+        Self {
+            kind: Kind::Unsized { inner },
+        }
+    }
+
+    /// No data, announcing no size: the body of a HEAD response whose `Content-Length` was
+    /// removed.
+    pub(crate) fn empty_without_size() -> Self {
+        Self {
+            kind: Kind::Nothing,
         }
     }
 
@@ -76,6 +96,8 @@ impl<B: Body> fmt::Debug for JsonBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Passthrough { .. } => f.write_str("JsonBody::Passthrough"),
+            Kind::Unsized { .. } => f.write_str("JsonBody::Unsized"),
+            Kind::Nothing => f.write_str("JsonBody::Nothing"),
             Kind::Full { data } => f
                 .debug_struct("JsonBody::Full")
                 .field("len", &data.as_ref().map_or(0, Bytes::len))
@@ -97,14 +119,17 @@ impl<B: Body> Body for JsonBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project().kind.project() {
-            KindProj::Passthrough { inner } => inner.poll_frame(cx).map(|frame| {
-                frame.map(|result| {
-                    result.map(|frame| {
-                        frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))
+            KindProj::Passthrough { inner } | KindProj::Unsized { inner } => {
+                inner.poll_frame(cx).map(|frame| {
+                    frame.map(|result| {
+                        result.map(|frame| {
+                            frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))
+                        })
                     })
                 })
-            }),
+            }
             KindProj::Full { data } => Poll::Ready(data.take().map(|data| Ok(Frame::data(data)))),
+            KindProj::Nothing => Poll::Ready(None),
             KindProj::Replay {
                 chunks,
                 trailers,
@@ -137,8 +162,9 @@ impl<B: Body> Body for JsonBody<B> {
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Passthrough { inner } => inner.is_end_stream(),
+            Kind::Passthrough { inner } | Kind::Unsized { inner } => inner.is_end_stream(),
             Kind::Full { data } => data.is_none(),
+            Kind::Nothing => true,
             Kind::Replay {
                 chunks,
                 trailers,
@@ -156,6 +182,7 @@ impl<B: Body> Body for JsonBody<B> {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Passthrough { inner } => inner.size_hint(),
+            Kind::Unsized { .. } | Kind::Nothing => SizeHint::new(),
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |data| data.len() as u64))
             }

@@ -10,8 +10,18 @@
 //! What the machinery guarantees, for every layer built on it:
 //!
 //! - Only eligible responses are touched ([`is_eligible`]): a 2xx other than 204/205/206
-//!   with a JSON media type (`application/json` or `+json`) and no `Content-Encoding`, to a
-//!   request that is not HEAD. Everything else streams through untouched.
+//!   with a JSON media type (`application/json` or `+json`) and no `Content-Encoding`.
+//!   Everything else streams through untouched.
+//! - HEAD gets the head GET would get. When the inner service answers a HEAD with the full
+//!   body (axum does: it drops a HEAD's body only outside a route's layers), that body is
+//!   rewritten exactly as for GET, so `Content-Length` is GET's. When the HEAD response has
+//!   no body (a plain hyper service, a proxy) and GET would be rewritten (the policy
+//!   decides to rewrite, the head is eligible and not declared larger than `max_body`), the
+//!   rewritten length cannot be known, so `Content-Length` is removed, as RFC 9110 §8.6
+//!   allows, the body announces no size, and a strong `ETag` is weakened as GET's is. A HEAD
+//!   never announces the un-rewritten length; when GET would pass through, HEAD keeps the
+//!   upstream's headers. (When GET would find malformed JSON and pass it through, a bodiless
+//!   HEAD still omits the length: omitting is always correct, guessing is not.)
 //! - A body is buffered up to `max_body` bytes (default 8 MiB, [`DEFAULT_MAX_BODY`]). A body declared
 //!   larger streams through without being read; one that grows past `max_body` while being
 //!   read is replayed and streamed unchanged. Nothing is buffered without bound, and size is
@@ -63,6 +73,18 @@
 //! assert_eq!(body, r#"{"data":[1,2]}"#);
 //! # }
 //! ```
+//!
+//! # Production checklist
+//!
+//! - **Stores:** nothing between requests.
+//! - **Buffers:** up to `max_body` bytes (default 8 MiB) of each eligible response, per
+//!   layer built on it; a body declared larger streams through unread, one that grows past
+//!   it is replayed unchanged. Size the bound against your largest JSON response and your
+//!   concurrency: the worst case is `max_body` × concurrent requests × JSON layers.
+//! - **Keys on:** nothing; decisions are per request (the policy) and per response head.
+//! - **HEAD:** GET's `Content-Length` when the inner service hands over GET's body (axum),
+//!   none when it sends no body and GET would be rewritten; HEAD buffers like GET.
+//! - **More than one instance:** nothing to configure.
 
 pub mod body;
 pub mod problem;

@@ -65,7 +65,8 @@ pub trait Rewriter: Send + 'static {
 
 /// Whether a response head is one the JSON layers may rewrite: a 2xx other than 204, 205 and
 /// 206, a JSON media type (`application/json` or any `+json` suffix), and no
-/// `Content-Encoding`. HEAD requests are excluded before the response is seen.
+/// `Content-Encoding`. A HEAD response is never rewritten (it has no body); when its GET
+/// would be, its `Content-Length` is removed (see the [crate docs](crate)).
 pub fn is_eligible(head: &response::Parts) -> bool {
     head.status.is_success()
         && !matches!(
@@ -171,11 +172,19 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if request.method() == Method::HEAD {
-            return ResponseFuture {
-                state: State::Passthrough {
+            // The head must match what GET would send: see `head_response`.
+            let state = match self.policy.on_request(&request) {
+                Decision::Rewrite(rewriter) => State::Calling {
+                    future: self.inner.call(request),
+                    rewriter: Some(rewriter),
+                    max_body: self.max_body,
+                    head_request: true,
+                },
+                Decision::Skip | Decision::Respond(_) => State::Passthrough {
                     future: self.inner.call(request),
                 },
             };
+            return ResponseFuture { state };
         }
         let state = match self.policy.on_request(&request) {
             Decision::Skip => State::Passthrough {
@@ -188,6 +197,7 @@ where
                 future: self.inner.call(request),
                 rewriter: Some(rewriter),
                 max_body: self.max_body,
+                head_request: false,
             },
         };
         ResponseFuture { state }
@@ -210,7 +220,13 @@ pin_project! {
         // Answered without calling the inner service.
         Ready { response: Option<Response<Bytes>> },
         // Waiting for the inner service's response head.
-        Calling { #[pin] future: F, rewriter: Option<R>, max_body: usize },
+        Calling {
+            #[pin] future: F,
+            rewriter: Option<R>,
+            max_body: usize,
+            // A HEAD request: see `head_response`.
+            head_request: bool,
+        },
         // Reading the body into memory.
         Collecting {
             head: Option<response::Parts>,
@@ -219,6 +235,7 @@ pin_project! {
             len: usize,
             rewriter: Option<R>,
             max_body: usize,
+            head_request: bool,
         },
     }
 }
@@ -259,18 +276,29 @@ where
                     future,
                     rewriter,
                     max_body,
+                    head_request,
                 } => {
                     let response = ready!(future.poll(cx))?;
                     let max_body = *max_body;
+                    let head_request = *head_request;
                     let (head, body) = response.into_parts();
-                    let Some(rewriter) = rewriter
-                        .take()
-                        .filter(|r| wants_body(&head, &body, r, max_body))
-                    else {
-                        return Poll::Ready(Ok(Response::from_parts(
-                            head,
-                            JsonBody::passthrough(body),
-                        )));
+                    let rewriter = match rewriter.take() {
+                        Some(rewriter) if wants_body(&head, &body, &rewriter, max_body) => rewriter,
+                        Some(rewriter) if head_request => {
+                            let mut head = head;
+                            let body = if fix_bodiless_head(&mut head, &rewriter, max_body) {
+                                JsonBody::without_size(body)
+                            } else {
+                                JsonBody::passthrough(body)
+                            };
+                            return Poll::Ready(Ok(Response::from_parts(head, body)));
+                        }
+                        _ => {
+                            return Poll::Ready(Ok(Response::from_parts(
+                                head,
+                                JsonBody::passthrough(body),
+                            )));
+                        }
                     };
                     state.set(State::Collecting {
                         head: Some(head),
@@ -279,6 +307,7 @@ where
                         len: 0,
                         rewriter: Some(rewriter),
                         max_body,
+                        head_request,
                     });
                 }
                 StateProj::Collecting {
@@ -288,6 +317,7 @@ where
                     len,
                     rewriter,
                     max_body,
+                    head_request,
                 } => {
                     let Some(stream) = body.as_mut() else {
                         panic!("ResponseFuture polled after completion");
@@ -335,6 +365,18 @@ where
                             let input = concat(std::mem::take(chunks), *len);
                             let rewriter = rewriter.take();
                             *body = None;
+                            // A HEAD's empty body, from a body type that did not say so up front.
+                            if *head_request
+                                && *len == 0
+                                && rewriter
+                                    .as_ref()
+                                    .is_some_and(|r| fix_bodiless_head(&mut head, r, *max_body))
+                            {
+                                return Poll::Ready(Ok(Response::from_parts(
+                                    head,
+                                    JsonBody::empty_without_size(),
+                                )));
+                            }
                             // A body longer or shorter than its Content-Length was cut short or
                             // padded upstream; rewritten, it would reach the client looking whole.
                             let body = match rewriter {
@@ -365,13 +407,50 @@ fn wants_body<B: Body, R: Rewriter>(
     if !is_eligible(head) || !rewriter.accepts(head) || body.is_end_stream() {
         return false;
     }
-    let declared = head
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
+    let declared = declared_length(head);
     let lower = body.size_hint().lower();
     declared.unwrap_or(lower).max(lower) <= max_body as u64
+}
+
+/// Whether the GET of a resource whose HEAD answered `head` would be read and rewritten:
+/// eligible, accepted by the rewriter, and not declared larger than `max_body`. A HEAD's
+/// body is empty whatever GET's is, so only the head counts.
+fn get_would_be_rewritten<R: Rewriter>(
+    head: &response::Parts,
+    rewriter: &R,
+    max_body: usize,
+) -> bool {
+    is_eligible(head)
+        && rewriter.accepts(head)
+        && declared_length(head).is_none_or(|declared| declared <= max_body as u64)
+}
+
+/// Fixes the head of a HEAD response that did not come with a body to rewrite (a HEAD's body is empty; axum,
+/// which strips it only outside the route's layers, hands the layer GET's body, and that
+/// one is rewritten as for GET, setting GET's `Content-Length`). When GET would be
+/// rewritten, the rewritten length cannot be known without the body, so `Content-Length`
+/// goes (RFC 9110 §8.6 lets a HEAD omit it) and the body announces no size from which a
+/// server or framework could write one back; a strong `ETag` becomes weak, as GET's does.
+/// Returns whether it changed the head (and so the body must announce no size).
+fn fix_bodiless_head<R: Rewriter>(
+    head: &mut response::Parts,
+    rewriter: &R,
+    max_body: usize,
+) -> bool {
+    if !get_would_be_rewritten(head, rewriter, max_body) {
+        return false;
+    }
+    head.headers.remove(CONTENT_LENGTH);
+    weaken_etag(&mut head.headers);
+    true
+}
+
+/// The response's `Content-Length`, when it has a valid one.
+fn declared_length(head: &response::Parts) -> Option<u64> {
+    head.headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
 }
 
 /// Whether the response declares no `Content-Length`, or declares exactly `len`.
@@ -522,6 +601,99 @@ mod tests {
             wrap("[1,2]", "five").await,
             ("[1,2]".to_owned(), "five".to_owned())
         );
+    }
+
+    /// The `Content-Length` and `ETag` of a HEAD answered by an upstream with `content_type`
+    /// and `Content-Length: content_length` (and an empty body, as a HEAD's is), through the
+    /// layer.
+    async fn head_through_wrap(
+        content_type: &'static str,
+        content_length: &'static str,
+        max_body: usize,
+    ) -> (Option<String>, Option<String>) {
+        use http_body_util::Empty;
+        use tower::{ServiceExt, service_fn};
+        let upstream = service_fn(move |_: Request<()>| {
+            let response = Response::builder()
+                .header(CONTENT_TYPE, content_type)
+                .header(CONTENT_LENGTH, content_length)
+                .header(http::header::ETAG, "\"v1\"")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            async move { Ok::<_, std::convert::Infallible>(response) }
+        });
+        let service = RewriteJsonLayer::new(Wrap)
+            .max_body(max_body)
+            .layer(upstream);
+        let request = Request::head("/").body(()).unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .map(|value: &HeaderValue| value.to_str().unwrap().to_owned())
+        };
+        (header(CONTENT_LENGTH), header(http::header::ETAG))
+    }
+
+    #[tokio::test]
+    async fn a_head_whose_get_would_be_rewritten_carries_no_content_length() {
+        // GET of the same resource answers `[...]` with a length of 7, not 5.
+        let (length, etag) = head_through_wrap("application/json", "5", DEFAULT_MAX_BODY).await;
+        assert_eq!(length, None, "the un-rewritten length would be wrong");
+        assert_eq!(etag.as_deref(), Some("W/\"v1\""), "as GET's");
+    }
+
+    #[tokio::test]
+    async fn a_head_answered_with_the_full_body_gets_the_content_length_of_get() {
+        use http_body_util::Full;
+        use tower::{ServiceExt, service_fn};
+        // As axum does inside a route's layers: HEAD runs the GET handler, body and all.
+        let upstream = service_fn(|_: Request<()>| async {
+            let response = Response::builder()
+                .header(CONTENT_TYPE, "application/json")
+                .header(CONTENT_LENGTH, "5")
+                .body(Full::new(Bytes::from_static(b"[1,2]")))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        let service = RewriteJsonLayer::new(Wrap).layer(upstream);
+        let request = Request::head("/").body(()).unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(
+            response.headers()[CONTENT_LENGTH],
+            "7",
+            "as GET's `[[1,2]]`"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bodiless_head_announces_no_size() {
+        use http_body_util::Empty;
+        use tower::{ServiceExt, service_fn};
+        let upstream = service_fn(|_: Request<()>| async {
+            let response = Response::builder()
+                .header(CONTENT_TYPE, "application/json")
+                .header(CONTENT_LENGTH, "5")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        let service = RewriteJsonLayer::new(Wrap).layer(upstream);
+        let response = service
+            .oneshot(Request::head("/").body(()).unwrap())
+            .await
+            .unwrap();
+        assert!(response.headers().get(CONTENT_LENGTH).is_none());
+        assert_eq!(response.body().size_hint().exact(), None);
+    }
+
+    #[tokio::test]
+    async fn a_head_whose_get_would_pass_through_keeps_its_content_length() {
+        let text = head_through_wrap("text/plain", "5", DEFAULT_MAX_BODY).await;
+        assert_eq!(text, (Some("5".to_owned()), Some("\"v1\"".to_owned())));
+        let too_large = head_through_wrap("application/json", "5000", 1000).await;
+        assert_eq!(too_large.0.as_deref(), Some("5000"));
     }
 
     /// The `ETag` a response tagged `etag` leaves the layer with, once rewritten.

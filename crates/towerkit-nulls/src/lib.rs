@@ -7,7 +7,9 @@
 //!
 //! What it leaves alone, streamed through untouched:
 //! - responses that are not eligible JSON (see [`towerkit_json::is_eligible`]: non-2xx,
-//!   204/205/206, not `application/json` or `+json`, already `Content-Encoding`d), HEAD;
+//!   204/205/206, not `application/json` or `+json`, already `Content-Encoding`d);
+//! - HEAD responses, except that when GET would be stripped their `Content-Length` (the
+//!   unstripped length) is removed, so a HEAD never announces a length GET does not send;
 //! - media types where `null` means something: `application/merge-patch+json` (null deletes
 //!   a member) and `application/vnd.api+json`, unless configured otherwise;
 //! - bodies over `max_body` (default 8 MiB) and malformed JSON.
@@ -49,6 +51,16 @@
 //! # let _ = layer;
 //! assert!(StripNullsLayer::builder().keep(["no-slash"]).build().is_err());
 //! ```
+//!
+//! # Production checklist
+//!
+//! - **Stores:** nothing between requests.
+//! - **Buffers:** up to `max_body` bytes (default 8 MiB) of each eligible JSON response;
+//!   larger bodies stream through unchanged.
+//! - **Keys on:** nothing; the response's media type decides (merge-patch and JSON:API are
+//!   skipped by default).
+//! - **HEAD:** answered without `Content-Length` when GET would be stripped.
+//! - **More than one instance:** nothing to configure; the output depends only on the body.
 
 mod error;
 mod strip;

@@ -177,10 +177,44 @@ async fn streams_a_body_that_grows_past_the_limit_unchanged() {
 }
 
 #[tokio::test]
-async fn leaves_head_responses_alone() {
+async fn a_head_response_never_carries_the_unstripped_content_length() {
+    let (_, get_headers, get_body) = send(
+        StripNullsLayer::new(),
+        upstream(StatusCode::OK, &[JSON, ("content-length", "52")], DOC, 1024),
+        Method::GET,
+    )
+    .await;
+    assert_eq!(
+        get_headers[header::CONTENT_LENGTH],
+        get_body.len().to_string()
+    );
     let (_, headers, body) = send(
         StripNullsLayer::new(),
         upstream(StatusCode::OK, &[JSON, ("content-length", "52")], "", 1),
+        Method::HEAD,
+    )
+    .await;
+    assert_eq!(body, "");
+    // RFC 9110 §8.6: a HEAD may omit Content-Length; it must not announce 52 when GET sends
+    // the stripped document.
+    assert!(
+        headers
+            .get(header::CONTENT_LENGTH)
+            .is_none_or(|length| *length == *get_body.len().to_string()),
+        "{headers:?}"
+    );
+}
+
+#[tokio::test]
+async fn leaves_head_responses_alone_when_get_would_not_be_stripped() {
+    let (_, headers, body) = send(
+        StripNullsLayer::new(),
+        upstream(
+            StatusCode::OK,
+            &[("content-type", "text/plain"), ("content-length", "52")],
+            "",
+            1,
+        ),
         Method::HEAD,
     )
     .await;

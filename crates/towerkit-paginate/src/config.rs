@@ -377,6 +377,7 @@ pub(crate) struct Settings {
     pub(crate) strict: bool,
     pub(crate) style: Style,
     pub(crate) cursor_key: Option<Vec<u8>>,
+    pub(crate) cursor_key_per_process: bool,
     pub(crate) names: EnvelopeNames,
     pub(crate) params: ParamNames,
     pub(crate) base_url: Option<String>,
@@ -391,6 +392,7 @@ impl Default for Settings {
             strict: false,
             style: Style::Pages,
             cursor_key: None,
+            cursor_key_per_process: false,
             names: EnvelopeNames::camel_case(),
             params: ParamNames::default(),
             base_url: None,
@@ -422,6 +424,12 @@ impl Settings {
             }
             Some(key) => CursorMac::new_from_slice(key)
                 .map_err(|_| ConfigError::ShortCursorKey(key.len()))?,
+            // Cursor pagination signs every page's cursors: with a key of this process
+            // alone, another instance (or this one after a restart, or any instance serving
+            // a page cached in a shared store) rejects them.
+            None if self.style == Style::Cursors && !self.cursor_key_per_process => {
+                return Err(ConfigError::MissingCursorKey);
+            }
             None => process_mac(),
         };
         let base_url = self.base_url.as_deref().map(parse_origin).transpose()?;

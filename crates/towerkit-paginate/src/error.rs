@@ -24,6 +24,15 @@ pub enum ConfigError {
     /// The cursor signing key is shorter than [`MIN_CURSOR_KEY_LEN`](crate::MIN_CURSOR_KEY_LEN) bytes.
     #[error("invalid `cursor_key`: {0} bytes, at least 32 are required")]
     ShortCursorKey(usize),
+    /// Cursor pagination ([`Style::Cursors`](crate::Style::Cursors)) without a
+    /// [`cursor_key`](crate::PaginateLayerBuilder::cursor_key): cursors signed with a key of
+    /// this process alone are rejected by every other instance and after a restart. Set the
+    /// same key on every instance, or opt out on a single instance with
+    /// [`cursor_key_per_process`](crate::PaginateLayerBuilder::cursor_key_per_process).
+    #[error(
+        "missing `cursor_key`: cursor pagination needs a key shared by every instance (or `cursor_key_per_process()` on a single instance)"
+    )]
+    MissingCursorKey,
     /// A query parameter or envelope member name is empty or uses characters it may not.
     #[error("invalid {role} name {name:?}")]
     InvalidName {

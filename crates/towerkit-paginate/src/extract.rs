@@ -21,7 +21,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Pagination {
             .get::<PaginationConfig>()
             .cloned()
             .unwrap_or_default();
-        Pagination::parse(&parts.uri, &parts.headers, &parts.extensions, &config)
+        Pagination::parse(&parts.uri, &parts.extensions, &config)
     }
 }
 

@@ -7,8 +7,9 @@
 //! - [`PaginateLayer`] (service [`Paginate`]) slices a handler's whole JSON array per `?page=`/`?offset=`/
 //!   `?cursor=` and `?limit=` (alias `per_page`), and wraps it:
 //!   `{"data": [...], "pagination": {"page", "limit", "total", "totalPages", "hasNext",
-//!   "hasPrevious"}}` with an RFC 8288 `Link` header (first/prev/next/last, absolute URLs
-//!   that keep the other query parameters) and `X-Total-Count`.
+//!   "hasPrevious"}}` with an RFC 8288 `Link` header (first/prev/next/last, keeping the
+//!   other query parameters; relative references unless `base_url` names the public origin)
+//!   and `X-Total-Count`.
 //! - [`Pagination`] (extractor) gives a handler validated `limit()`/`offset()` for
 //!   `LIMIT $1 OFFSET $2`, or a [`Keyset`] decoded from a signed cursor; [`Page`] turns the
 //!   rows into the same envelope and headers, and the layer leaves it alone.
@@ -27,7 +28,7 @@
 //!
 //! Both layers buffer at most `max_body` bytes of a response (default 8 MiB), and let
 //! through untouched whatever they cannot or should not rewrite: non-2xx, not JSON,
-//! encoded, HEAD, too large, malformed. The transforms ([`transform::paginate`],
+//! encoded, HEAD (without the `Content-Length` GET would not send), too large, malformed. The transforms ([`transform::paginate`],
 //! [`transform::project`]) stream over the bytes: kept values are copied verbatim, skipped
 //! subtrees are scanned, never parsed into values.
 //!
@@ -56,9 +57,9 @@
 //! assert_eq!(response.headers()["x-total-count"], "45");
 //! assert_eq!(
 //!     response.headers()["link"],
-//!     "<http://api.example.com/products?fields=id&page=1>; rel=\"first\", \
-//!      <http://api.example.com/products?fields=id&page=2>; rel=\"prev\", \
-//!      <http://api.example.com/products?fields=id&page=3>; rel=\"last\""
+//!     "</products?fields=id&page=1>; rel=\"first\", \
+//!      </products?fields=id&page=2>; rel=\"prev\", \
+//!      </products?fields=id&page=3>; rel=\"last\""
 //! );
 //! let body = response.into_body().collect().await.unwrap().to_bytes();
 //! assert_eq!(
@@ -112,6 +113,26 @@
 //! # let _: axum::Router = axum::Router::new().route("/products", axum::routing::get(list));
 //! # fn query(_: &str, _: &[i64]) -> Vec<Product> { Vec::new() }
 //! ```
+//!
+//! # Production checklist
+//!
+//! - **Stores:** nothing between requests; the configuration (with the cursor key) is shared
+//!   with the extractors through request extensions.
+//! - **Buffers:** up to `max_body` bytes (default 8 MiB) of an eligible JSON response per
+//!   request, for each of `PaginateLayer` and `SelectFieldsLayer`; anything larger streams
+//!   through untouched.
+//! - **Keys on:** the query string (`page`, `offset`, `cursor`, `limit`, `fields`); cursors
+//!   are bound to the path and the filter and sort parameters. A cache in front must key on
+//!   the whole query string (towerkit-cache does).
+//! - **`base_url`:** set it to the public origin to get absolute `Link` URLs; without it
+//!   links are relative (`</products?page=2>`). The origin never comes from `Host`.
+//! - **More than one instance:** set the same
+//!   [`cursor_key`](PaginateLayerBuilder::cursor_key) (at least 32 random bytes, from a
+//!   secret) on every instance: [`Style::Cursors`] refuses to build without one, and a
+//!   handler issuing cursors with [`Page::keyset`] needs it too.
+//!   [`cursor_key_per_process`](PaginateLayerBuilder::cursor_key_per_process) is for a single
+//!   instance only. Rotating the key invalidates every cursor out there (clients get a 400
+//!   naming `cursor`).
 
 mod config;
 mod cursor;

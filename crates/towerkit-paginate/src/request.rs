@@ -4,8 +4,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use axum::extract::OriginalUri;
-use http::header::HOST;
-use http::{Extensions, HeaderMap, Request, Uri};
+use http::{Extensions, Request, Uri};
 use serde::de::DeserializeOwned;
 use towerkit_json::Problem;
 
@@ -92,12 +91,7 @@ impl Pagination {
         request: &Request<B>,
         config: &PaginationConfig,
     ) -> Result<Self, Problem> {
-        Self::parse(
-            request.uri(),
-            request.headers(),
-            request.extensions(),
-            config,
-        )
+        Self::parse(request.uri(), request.extensions(), config)
     }
 
     /// The page size, at least 1 and at most the configured maximum: `LIMIT $1`.
@@ -209,7 +203,6 @@ impl Pagination {
 
     pub(crate) fn parse(
         uri: &Uri,
-        headers: &HeaderMap,
         extensions: &Extensions,
         config: &PaginationConfig,
     ) -> Result<Self, Problem> {
@@ -325,34 +318,25 @@ impl Pagination {
             explicit,
             limit,
             limit_param,
-            link_prefix: link_prefix(config, uri, headers),
+            link_prefix: link_prefix(config, uri),
             link_params,
             binding,
         })
     }
 }
 
-/// Origin and path for links: the configured base URL, else the request's own absolute
-/// URI, else `http://` and the `Host` header, else the bare path.
-fn link_prefix(config: &PaginationConfig, uri: &Uri, headers: &HeaderMap) -> String {
+/// Origin and path for links: the configured base URL, else none (a relative reference,
+/// path and query, as RFC 8288 allows). Never the request's `Host` header or absolute URI:
+/// both come from the client, and a cache in front would serve one client's forged origin
+/// to everyone.
+fn link_prefix(config: &PaginationConfig, uri: &Uri) -> String {
     let path = link_safe(if uri.path().is_empty() {
         "/"
     } else {
         uri.path()
     });
-    if let Some(base) = &config.inner.base_url {
-        return format!("{base}{path}");
-    }
-    if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
-        return format!("{scheme}://{authority}{path}");
-    }
-    let host = headers
-        .get(HOST)
-        .and_then(|host| host.to_str().ok())
-        .filter(|host| !host.contains('@'))
-        .and_then(|host| host.parse::<http::uri::Authority>().ok());
-    match host {
-        Some(host) => format!("http://{host}{path}"),
+    match &config.inner.base_url {
+        Some(base) => format!("{base}{path}"),
         None => path,
     }
 }
@@ -730,6 +714,7 @@ mod tests {
     fn cursor_style_starts_without_page_numbers() {
         let config = PaginateLayer::builder()
             .style(Style::Cursors)
+            .cursor_key(vec![7u8; 32])
             .build()
             .unwrap()
             .config()
@@ -745,12 +730,12 @@ mod tests {
             parse("/items?sort=-price&q=caf%C3%A9+au+lait&page=2&limit=10&fields=id").unwrap();
         assert_eq!(
             pagination.link(Some(("page", "3"))),
-            "http://api.test/items?sort=-price&q=caf%C3%A9+au+lait&fields=id&page=3&limit=10"
+            "/items?sort=-price&q=caf%C3%A9+au+lait&fields=id&page=3&limit=10"
         );
     }
 
     #[test]
-    fn link_origin_comes_from_config_then_uri_then_host() {
+    fn link_origin_comes_from_config_else_links_are_relative() {
         let config = PaginateLayer::builder()
             .base_url("https://api.example.com")
             .build()
@@ -761,20 +746,25 @@ mod tests {
             parse_with("/items", &config).unwrap().link(None),
             "https://api.example.com/items"
         );
+        // Neither an absolute request URI nor `Host` sets the origin: both come from the
+        // client.
         let request = Request::get("https://other.example:8443/items")
             .body(())
             .unwrap();
         let pagination = Pagination::from_request(&request, &PaginationConfig::default()).unwrap();
-        assert_eq!(pagination.link(None), "https://other.example:8443/items");
+        assert_eq!(pagination.link(None), "/items");
         let request = Request::get("/items").body(()).unwrap();
         let pagination = Pagination::from_request(&request, &PaginationConfig::default()).unwrap();
         assert_eq!(pagination.link(None), "/items");
-        let request = Request::get("/items")
-            .header("host", "evil@x")
-            .body(())
-            .unwrap();
-        let pagination = Pagination::from_request(&request, &PaginationConfig::default()).unwrap();
-        assert_eq!(pagination.link(None), "/items");
+        for host in ["evil@x", "evil.example"] {
+            let request = Request::get("/items")
+                .header("host", host)
+                .body(())
+                .unwrap();
+            let pagination =
+                Pagination::from_request(&request, &PaginationConfig::default()).unwrap();
+            assert_eq!(pagination.link(None), "/items");
+        }
     }
 
     #[test]
@@ -787,9 +777,6 @@ mod tests {
             .extensions_mut()
             .insert(OriginalUri("/v1/items?page=2".parse().unwrap()));
         let pagination = Pagination::from_request(&request, &PaginationConfig::default()).unwrap();
-        assert_eq!(
-            pagination.link(Some(("page", "1"))),
-            "http://api.test/v1/items?page=1"
-        );
+        assert_eq!(pagination.link(Some(("page", "1"))), "/v1/items?page=1");
     }
 }

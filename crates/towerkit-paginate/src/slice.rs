@@ -351,6 +351,7 @@ mod tests {
     fn cursors_walk_the_whole_array_both_ways() {
         let config = PaginateLayer::builder()
             .style(Style::Cursors)
+            .cursor_key(vec![7u8; 32])
             .build()
             .unwrap()
             .config()

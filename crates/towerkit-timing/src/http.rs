@@ -22,7 +22,8 @@ pub(crate) const UNMATCHED_ROUTE: &str = "unmatched";
 /// Measures HTTP calls: `http_server_request_duration_seconds` with labels
 /// `http_request_method` (`GET`, …, or `_OTHER` for non-standard methods), `http_route`
 /// (axum's `MatchedPath` template, or `unmatched`) and `http_response_status_class`
-/// (`2xx`, …, or `error` when the inner service fails), and optionally a `Server-Timing`
+/// (`2xx`, …, `error` when the inner service fails, or `cancelled` when the request was
+/// dropped before the inner service answered), and optionally a `Server-Timing`
 /// response header.
 ///
 /// The route template is read from the request's extensions, where axum's `Router` puts it
@@ -129,7 +130,26 @@ impl<B, E> MeasureCall<Response<B>, E> for HttpCall {
             failed: result.is_err(),
         }
     }
+
+    fn cancel(self, completed: Completed<'_>) -> Option<CallInfo> {
+        // From a static, so that the label is always at the same address (see `Series::with`).
+        static CANCELLED_CLASS: &str = CANCELLED;
+        let operation = Series::with(self.method, &self.route, CANCELLED_CLASS, |series| {
+            series.histogram.record(completed.elapsed.as_secs_f64());
+            series.route.clone()
+        });
+        Some(CallInfo {
+            operation,
+            method: Some(self.method),
+            status: None,
+            failed: false,
+        })
+    }
 }
+
+/// The `http_response_status_class` label of a request cancelled before the inner service
+/// answered (an outer timeout, a client disconnect).
+pub(crate) const CANCELLED: &str = "cancelled";
 
 /// The method label: the standard methods by name, anything else `_OTHER` (as
 /// OpenTelemetry does), so a client cannot create label values.

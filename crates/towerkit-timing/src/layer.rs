@@ -256,6 +256,7 @@ where
             start,
             config: self.config,
             on_slow: self.on_slow.clone(),
+            on_cancel: cancelled::<M::Call, S::Response, S::Error, C>,
         }
     }
 }
@@ -263,13 +264,54 @@ where
 pin_project! {
     /// The response future of [`Timing`]: the inner future, run with the request's
     /// collector in scope.
+    ///
+    /// Dropped before the inner future completes (an outer timeout fired, the client went
+    /// away), it records the call as cancelled: its elapsed time under the `cancelled`
+    /// outcome, and the slow-call callback when it was slow.
     pub struct ResponseFuture<F, K, C> {
         #[pin]
         inner: collector::Scoped<F>,
+        // `Some` until the call is recorded, on completion or on drop.
         call: Option<K>,
         start: Stopwatch,
         config: Config,
         on_slow: C,
+        // Records a cancelled call. A function pointer chosen in `call`, where the
+        // response and error types are known: `Drop` cannot name them, and this costs no
+        // allocation and nothing on the completed path.
+        on_cancel: OnCancel<K, C>,
+    }
+
+    impl<F, K, C> PinnedDrop for ResponseFuture<F, K, C> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let Some(call) = this.call.take() else {
+                return;
+            };
+            let elapsed = this.start.elapsed();
+            let timings = this.inner.take_timings();
+            (this.on_cancel)(call, elapsed, &timings, this.config, this.on_slow);
+        }
+    }
+}
+
+/// What [`ResponseFuture`] calls when it is dropped before the inner future completed.
+type OnCancel<K, C> = fn(K, Duration, &RequestTimings, &Config, &C);
+
+/// Records a call cancelled after `elapsed` and runs the checks every call gets.
+fn cancelled<K, Res, E, C>(
+    call: K,
+    elapsed: Duration,
+    timings: &RequestTimings,
+    config: &Config,
+    on_slow: &C,
+) where
+    K: MeasureCall<Res, E>,
+    C: OnSlow,
+{
+    let info = call.cancel(Completed { elapsed, timings });
+    if let Some(info) = info {
+        after_call(&info, elapsed, timings, config, on_slow, true);
     }
 }
 
@@ -302,7 +344,7 @@ where
                     timings: &timings,
                 },
             );
-            after_call(&info, elapsed, &timings, this.config, this.on_slow);
+            after_call(&info, elapsed, &timings, this.config, this.on_slow, false);
         }
         Poll::Ready(result)
     }
@@ -315,6 +357,7 @@ fn after_call(
     timings: &RequestTimings,
     config: &Config,
     on_slow: &impl OnSlow,
+    cancelled: bool,
 ) {
     if let Some(severity) = config.thresholds.classify(elapsed) {
         on_slow.on_slow(&SlowCall {
@@ -323,6 +366,7 @@ fn after_call(
             elapsed,
             call: info,
             timings,
+            cancelled,
         });
     }
     let Some(threshold) = config.n_plus_one else {
@@ -564,6 +608,97 @@ mod tests {
             ],
         );
         assert_eq!(samples.len(), 1);
+    }
+
+    /// An inner service that never answers.
+    fn hanging_service()
+    -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone
+    {
+        service_fn(|_request: Request<Body>| std::future::pending())
+    }
+
+    #[tokio::test]
+    async fn a_request_cancelled_by_a_timeout_is_recorded_and_logged_as_slow() {
+        let metrics = Metrics::capture();
+        let logs = Logs::capture();
+        let service = slow_after(10, 3_600_000)
+            .build()
+            .unwrap()
+            .layer(hanging_service());
+        let timed_out =
+            tokio::time::timeout(Duration::from_millis(30), service.oneshot(get_request("/")))
+                .await;
+        assert!(timed_out.is_err(), "the inner service never answers");
+        let samples = metrics.histogram(
+            HTTP_SERVER_REQUEST_DURATION,
+            &[
+                ("http_route", UNMATCHED_ROUTE),
+                ("http_response_status_class", "cancelled"),
+            ],
+        );
+        assert_eq!(samples.len(), 1, "{:?}", metrics.all());
+        assert!(samples[0] >= 0.030, "{samples:?}");
+        let lines = logs.lines_with("slow call");
+        assert_eq!(lines.len(), 1, "{}", logs.text());
+        assert!(
+            lines[0].contains("WARN") && lines[0].contains("cancelled=true"),
+            "{}",
+            lines[0]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_quickly_dropped_request_is_recorded_but_not_logged() {
+        let metrics = Metrics::capture();
+        let logs = Logs::capture();
+        let mut service = slow_after(3_600_000, 3_600_000)
+            .build()
+            .unwrap()
+            .layer(hanging_service());
+        {
+            let mut future = std::pin::pin!(service.call(get_request("/")));
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            assert!(future.as_mut().poll(&mut cx).is_pending());
+        }
+        let samples = metrics.histogram(
+            HTTP_SERVER_REQUEST_DURATION,
+            &[("http_response_status_class", "cancelled")],
+        );
+        assert_eq!(samples.len(), 1, "{:?}", metrics.all());
+        assert!(logs.lines_with("slow call").is_empty(), "{}", logs.text());
+    }
+
+    #[tokio::test]
+    async fn a_completed_request_is_not_also_recorded_as_cancelled() {
+        let metrics = Metrics::capture();
+        let service = TimingLayer::new().layer(slow_service(Duration::ZERO));
+        service.oneshot(get_request("/")).await.unwrap();
+        assert_eq!(metrics.all().len(), 1, "{:?}", metrics.all());
+        assert!(
+            metrics
+                .histogram(
+                    HTTP_SERVER_REQUEST_DURATION,
+                    &[("http_response_status_class", "cancelled")]
+                )
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_operation_has_the_cancelled_outcome() {
+        let metrics = Metrics::capture();
+        let service = ServiceBuilder::new()
+            .layer(TimingLayer::operation("hangs"))
+            .service(service_fn(|_: u32| {
+                std::future::pending::<Result<u32, Infallible>>()
+            }));
+        let timed_out = tokio::time::timeout(Duration::from_millis(5), service.oneshot(1)).await;
+        assert!(timed_out.is_err());
+        let samples = metrics.histogram(
+            OPERATION_DURATION,
+            &[("operation", "hangs"), ("outcome", "cancelled")],
+        );
+        assert_eq!(samples.len(), 1, "{:?}", metrics.all());
     }
 
     #[tokio::test]

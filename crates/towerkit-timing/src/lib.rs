@@ -84,6 +84,22 @@
 //! are in [`metrics`]; what a call is measured as ([`Http`](measure::Http),
 //! [`Operation`](measure::Operation), or your own [`Measure`](measure::Measure)) in
 //! [`measure`].
+//!
+//! # Production checklist
+//!
+//! - **Stores:** nothing across requests but a bounded, process-wide table of prebuilt
+//!   histogram series (1024 (method, route, status class) entries) and, per `QueryTimer`,
+//!   bounded per-label query statistics. Metrics are exported by your recorder.
+//! - **Buffers:** nothing; the response body streams through (the timing stops at the
+//!   response head).
+//! - **Keys on:** metric labels from the route template (`MatchedPath`), method and status
+//!   class, never the raw path; unmatched requests share `unmatched`.
+//! - **Cancelled requests:** a request dropped before it answered (an outer
+//!   `TimeoutLayer`, a client disconnect) is recorded with the status class `cancelled` and
+//!   logged as slow when it was; alert on that series too.
+//! - **More than one instance:** nothing to share. Each instance exports its own
+//!   histograms; aggregate them in Prometheus. `Server-Timing` tells clients how long the
+//!   server took: leave it off on public endpoints unless you mean it.
 
 mod collector;
 mod durations;

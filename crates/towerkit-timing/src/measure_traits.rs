@@ -26,12 +26,28 @@ pub trait MeasureCall<Res, E> {
     /// the response (the `Server-Timing` header), and describes the call for the slow-call
     /// callback and the N+1 warning.
     fn finish(self, result: &mut Result<Res, E>, completed: Completed<'_>) -> CallInfo;
+
+    /// Called once instead of [`finish`](Self::finish) when the call is cancelled: its
+    /// future was dropped before the inner service answered (an outer timeout fired, the
+    /// client disconnected). Records the call's metric with a `cancelled` outcome and
+    /// describes the call for the slow-call callback and the N+1 warning; `None` records
+    /// nothing and reports nothing. Default: `None`, so that a `Measure` written before
+    /// cancellation was measured keeps compiling; [`Http`](crate::measure::Http) and
+    /// [`Operation`](crate::measure::Operation) record it.
+    fn cancel(self, completed: Completed<'_>) -> Option<CallInfo>
+    where
+        Self: Sized,
+    {
+        let _ = completed;
+        None
+    }
 }
 
-/// A completed call, as handed to [`MeasureCall::finish`].
+/// A completed (or cancelled) call, as handed to [`MeasureCall::finish`] (or
+/// [`MeasureCall::cancel`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Completed<'a> {
-    /// The time from the request to the inner service's response.
+    /// The time from the request to the inner service's response (or to the cancellation).
     pub elapsed: Duration,
     /// What the call's queries added up to.
     pub timings: &'a RequestTimings,
@@ -46,6 +62,7 @@ pub struct CallInfo {
     pub method: Option<&'static str>,
     /// The HTTP status, if any.
     pub status: Option<u16>,
-    /// Whether the inner service returned an error (not an HTTP error status).
+    /// Whether the inner service returned an error (not an HTTP error status); `false` for a
+    /// cancelled call.
     pub failed: bool,
 }

@@ -4,8 +4,8 @@
 //!
 //! | name | type | unit | labels |
 //! |---|---|---|---|
-//! | `http_server_request_duration_seconds` | histogram | seconds | `http_request_method` (`GET`, …, `_OTHER`), `http_route` (route template or `unmatched`), `http_response_status_class` (`2xx`, …, `error`) |
-//! | `towerkit_operation_duration_seconds` | histogram | seconds | `operation`, `outcome` (`ok`, `error`) |
+//! | `http_server_request_duration_seconds` | histogram | seconds | `http_request_method` (`GET`, …, `_OTHER`), `http_route` (route template or `unmatched`), `http_response_status_class` (`2xx`, …, `error` when the inner service fails, `cancelled` when the request was dropped before it answered: an outer timeout, a client disconnect) |
+//! | `towerkit_operation_duration_seconds` | histogram | seconds | `operation`, `outcome` (`ok`, `error`, `cancelled`) |
 //! | `db_client_operation_duration_seconds` | histogram | seconds | `db_system_name`, `db_operation_name`, `db_collection_name`, `db_query_summary` |
 //! | `towerkit_n_plus_one_total` | counter | requests | `operation` (route template or operation name), `db_query_summary` |
 //!

@@ -15,12 +15,16 @@ pub struct SlowCall<'a> {
     pub severity: Severity,
     /// That threshold.
     pub threshold: Duration,
-    /// How long the call took, until the inner service's response (head) was ready.
+    /// How long the call took, until the inner service's response (head) was ready or the
+    /// call was cancelled.
     pub elapsed: Duration,
     /// What the call was: route or operation, method, status.
     pub call: &'a CallInfo,
     /// The queries it ran.
     pub timings: &'a RequestTimings,
+    /// Whether the call was cancelled (its future dropped by an outer timeout or a client
+    /// disconnect) after `elapsed`, rather than answered.
+    pub cancelled: bool,
 }
 
 /// Called for each call slower than the layer's warn threshold.
@@ -49,8 +53,9 @@ pub trait OnSlow {
 }
 
 /// The default [`OnSlow`]: one `tracing` event at WARN or ERROR (target `towerkit_timing`)
-/// with the route or operation, method, status, duration, and the request's query count and
-/// database time.
+/// with the route or operation, method, status, duration, whether the call was cancelled
+/// (`cancelled=true`: dropped by an outer timeout or a client disconnect before it
+/// answered), and the request's query count and database time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultOnSlow;
 
@@ -67,12 +72,12 @@ impl OnSlow for DefaultOnSlow {
         match slow.severity {
             Severity::Warn => tracing::warn!(
                 target: "towerkit_timing",
-                route, method, status, elapsed_ms, threshold_ms, queries, db_ms, failed = call.failed,
+                route, method, status, elapsed_ms, threshold_ms, queries, db_ms, failed = call.failed, cancelled = slow.cancelled,
                 "slow call"
             ),
             Severity::Error => tracing::error!(
                 target: "towerkit_timing",
-                route, method, status, elapsed_ms, threshold_ms, queries, db_ms, failed = call.failed,
+                route, method, status, elapsed_ms, threshold_ms, queries, db_ms, failed = call.failed, cancelled = slow.cancelled,
                 "very slow call"
             ),
         }

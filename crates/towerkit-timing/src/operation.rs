@@ -9,19 +9,21 @@ use crate::measure_traits::{CallInfo, Completed, Measure, MeasureCall};
 use crate::metrics::OPERATION_DURATION;
 
 /// Measures any tower service as one named operation:
-/// `towerkit_operation_duration_seconds{operation, outcome}`, where outcome is `ok` or
-/// `error` (the inner service's `Err`).
+/// `towerkit_operation_duration_seconds{operation, outcome}`, where outcome is `ok`,
+/// `error` (the inner service's `Err`) or `cancelled` (the call's future was dropped before
+/// it completed).
 #[derive(Debug, Clone)]
 pub struct Operation {
     shared: Arc<OperationKeys>,
 }
 
-/// The operation's name and its two histogram keys, built once.
+/// The operation's name and its histogram keys, built once.
 #[derive(Debug)]
 struct OperationKeys {
     name: SharedString,
     ok: HistogramCell,
     error: HistogramCell,
+    cancelled: HistogramCell,
 }
 
 /// The metadata the `histogram!` macro would give the operation histogram.
@@ -42,9 +44,14 @@ impl Operation {
             );
             HistogramCell::new(key, &METADATA)
         };
-        let (ok, error) = (key("ok"), key("error"));
+        let (ok, error, cancelled) = (key("ok"), key("error"), key("cancelled"));
         Self {
-            shared: Arc::new(OperationKeys { name, ok, error }),
+            shared: Arc::new(OperationKeys {
+                name,
+                ok,
+                error,
+                cancelled,
+            }),
         }
     }
 }
@@ -80,5 +87,17 @@ impl<Res, E> MeasureCall<Res, E> for OperationCall {
             status: None,
             failed,
         }
+    }
+
+    fn cancel(self, completed: Completed<'_>) -> Option<CallInfo> {
+        self.shared
+            .cancelled
+            .record(completed.elapsed.as_secs_f64());
+        Some(CallInfo {
+            operation: self.shared.name.clone(),
+            method: None,
+            status: None,
+            failed: false,
+        })
     }
 }

@@ -22,6 +22,12 @@ pub struct Config {
     /// `http://{BIND_ADDR}`. Links never come from the request's `Host` header, which a
     /// client controls and the cache does not key on.
     pub public_url: String,
+    /// `CURSOR_KEY`: the key pagination cursors are signed with, at least 32 bytes, the same
+    /// on every instance (a cursor issued by one instance, or read from a page cached in
+    /// Redis, must verify on all of them). Unset: this service's page-numbered routes issue
+    /// no cursors and work without it, but a route paged by cursor (`Style::Cursors`) or
+    /// issuing keyset cursors needs it; `cargo xtask run` passes a development key.
+    pub cursor_key: Option<String>,
     /// `DATABASE_URL`. Default `postgres://postgres@127.0.0.1:5432/postgres`.
     pub database_url: String,
     /// `REDIS_URL`: when set, a tiered cache (memory in front of Redis); otherwise memory only.
@@ -106,6 +112,7 @@ impl Config {
             api_tokens,
             public_url: lookup("PUBLIC_URL").unwrap_or_else(|| format!("http://{bind_addr}")),
             bind_addr,
+            cursor_key: lookup("CURSOR_KEY").filter(|key| !key.is_empty()),
             database_url: lookup("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
             redis_url: lookup("REDIS_URL").filter(|url| !url.trim().is_empty()),
@@ -183,6 +190,16 @@ mod tests {
         assert!(error.to_string().contains("CACHE_TTL_SECS"));
         assert!(config(&[("LAYERS", "some")]).is_err());
         assert!(config(&[("SLOW_WARN_MS", "2000"), ("SLOW_ERROR_MS", "1000")]).is_err());
+    }
+
+    #[test]
+    fn the_cursor_key_comes_from_the_environment() {
+        let key = "k".repeat(32);
+        assert_eq!(
+            config(&[("CURSOR_KEY", &key)]).unwrap().cursor_key,
+            Some(key)
+        );
+        assert_eq!(config(&[("CURSOR_KEY", "")]).unwrap().cursor_key, None);
     }
 
     #[test]

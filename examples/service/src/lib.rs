@@ -21,6 +21,9 @@
 //!   clients use. Each instance stores at most `CACHE_CAPACITY_MB` of responses in memory,
 //!   keyed on method, path and query (and the request headers a response `Vary`s on);
 //!   requests with `Authorization` or `Cookie` are neither served from nor stored in it.
+//! - The same `CURSOR_KEY` secret on every instance: cursors must verify on every instance,
+//!   including on pages cached in Redis by another one.
+//! - Buffers: each JSON layer (nulls, fields, pagination) holds up to 8 MiB of a response.
 
 pub mod auth;
 pub mod catalog;
@@ -93,10 +96,15 @@ impl AppState {
         let fail = |what: &str, e: &dyn std::fmt::Display| StartError(format!("{what}: {e}"));
         // Absolute links point at the public origin, never at the client's `Host` header,
         // which would let one client poison the `Link` headers of cached pages.
-        let pagination = PaginateLayer::builder()
-            .base_url(config.public_url.clone())
+        let mut pagination = PaginateLayer::builder().base_url(config.public_url.clone());
+        // Cursors must verify on every instance: one key for all of them, from the
+        // environment, never a per-process one.
+        if let Some(key) = &config.cursor_key {
+            pagination = pagination.cursor_key(key.clone().into_bytes());
+        }
+        let pagination = pagination
             .build()
-            .map_err(|e| fail("PUBLIC_URL", &e))?;
+            .map_err(|e| fail("PUBLIC_URL or CURSOR_KEY", &e))?;
         let db_config = DbConfig::builder()
             .url(config.database_url.clone())
             .application_name("example-service")

@@ -373,3 +373,48 @@ async fn health_turns_503_when_the_database_goes_away() {
     }
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn head_never_announces_the_unrewritten_length_on_a_miss_or_a_hit() {
+    let app = TestApp::start().await;
+    // Paged by the layer: the upstream length is the whole list's, GET's the page's.
+    let path = "/api/categories?page=2&limit=7";
+    let head_miss = app.send(app.request(Method::HEAD, path)).await;
+    let get = app.get(path).await;
+    assert_eq!(get.status, StatusCode::OK);
+    let length = get.body.len().to_string();
+    let head_hit = app.send(app.request(Method::HEAD, path)).await;
+    assert!(
+        header(&head_hit, "cache-status").contains("hit"),
+        "{:?}",
+        head_hit.headers
+    );
+    let get_hit = app.get(path).await;
+    assert!(
+        header(&get_hit, "cache-status").contains("hit"),
+        "{:?}",
+        get_hit.headers
+    );
+    assert_eq!(get_hit.body.len().to_string(), length);
+    for (name, head) in [("miss", &head_miss), ("hit", &head_hit)] {
+        assert_eq!(head.status, StatusCode::OK, "{name}");
+        assert!(head.body.is_empty(), "{name}");
+        assert!(
+            head.headers
+                .get("content-length")
+                .is_none_or(|value| *value == *length),
+            "HEAD {name}: {:?}, GET's body is {length} bytes",
+            head.headers
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_short_cursor_key_stops_the_start() {
+    let mut config = example_service::Config::from_lookup(|_| None).expect("defaults");
+    config.cursor_key = Some("short".to_owned());
+    let Err(error) = example_service::AppState::connect(config).await else {
+        panic!("a 5-byte cursor key must not start the service");
+    };
+    assert!(error.to_string().contains("CURSOR_KEY"), "{error}");
+}

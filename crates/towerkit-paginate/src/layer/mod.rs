@@ -106,11 +106,11 @@ mod tests {
         );
         let link = answer.headers[LINK].to_str().unwrap();
         assert!(
-            link.contains("<http://api.test/products?sort=name&page=3&limit=20>; rel=\"next\""),
+            link.contains("</products?sort=name&page=3&limit=20>; rel=\"next\""),
             "{link}"
         );
         assert!(
-            link.contains("<http://api.test/products?sort=name&page=3&limit=20>; rel=\"last\""),
+            link.contains("</products?sort=name&page=3&limit=20>; rel=\"last\""),
             "{link}"
         );
     }
@@ -278,6 +278,7 @@ mod tests {
     async fn layer_cursors_page_through_an_array() {
         let layer = PaginateLayer::builder()
             .style(Style::Cursors)
+            .cursor_key(vec![7u8; 32])
             .build()
             .unwrap();
         let app = Router::new()
@@ -309,6 +310,141 @@ mod tests {
         let tampered = call(app, &format!("{target}x")).await;
         assert_eq!(tampered.status, 400);
         assert_eq!(tampered.json()["invalid-params"][0]["name"], "cursor");
+    }
+
+    async fn call_with_host(app: Router, target: &str, host: &str) -> Answer {
+        let request = Request::get(target)
+            .header("host", host)
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let (head, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Answer {
+            status: head.status,
+            headers: head.headers,
+            body: String::from_utf8(body.to_vec()).unwrap(),
+        }
+    }
+
+    /// Every URL in a `Link` header value.
+    fn link_urls(link: &str) -> Vec<&str> {
+        link.split(", ")
+            .map(|part| {
+                let end = part.find('>').unwrap();
+                &part[1..end]
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn links_without_base_url_are_relative_whatever_the_host() {
+        let key = vec![7u8; 32];
+        for layer in [
+            PaginateLayer::new(),
+            PaginateLayer::builder()
+                .style(Style::Cursors)
+                .cursor_key(key)
+                .build()
+                .unwrap(),
+        ] {
+            let app = Router::new()
+                .route("/products", get(|| async { Json(products()) }))
+                .layer(layer);
+            let answer = call_with_host(app, "/products?limit=10&page=2", "evil.example").await;
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            let link = answer.headers[LINK].to_str().unwrap();
+            assert!(!link.contains("evil.example"), "{link}");
+            for url in link_urls(link) {
+                assert!(url.starts_with("/products?"), "{link}");
+            }
+            assert!(!answer.body.contains("evil.example"), "{}", answer.body);
+        }
+    }
+
+    #[tokio::test]
+    async fn links_with_base_url_are_absolute_on_it_whatever_the_host() {
+        let layer = PaginateLayer::builder()
+            .base_url("https://api.example.com")
+            .build()
+            .unwrap();
+        let app = Router::new()
+            .route("/products", get(|| async { Json(products()) }))
+            .layer(layer);
+        let answer = call_with_host(app, "/products?limit=10&page=2", "evil.example").await;
+        let link = answer.headers[LINK].to_str().unwrap();
+        let urls = link_urls(link);
+        assert_eq!(urls.len(), 4, "{link}");
+        for url in urls {
+            assert!(
+                url.starts_with("https://api.example.com/products?"),
+                "{link}"
+            );
+        }
+    }
+
+    #[test]
+    fn cursor_style_without_a_key_fails_the_build() {
+        let error = PaginateLayer::builder()
+            .style(Style::Cursors)
+            .build()
+            .unwrap_err();
+        assert_eq!(error, crate::ConfigError::MissingCursorKey);
+        assert!(error.to_string().contains("cursor_key"), "{error}");
+    }
+
+    /// The `nextCursor` of the first page of `/products?limit=10` through `layer`.
+    async fn first_next_cursor(layer: PaginateLayer) -> String {
+        let app = Router::new()
+            .route("/products", get(|| async { Json(products()) }))
+            .layer(layer);
+        let answer = call(app, "/products?limit=10").await;
+        answer.json()["pagination"]["nextCursor"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn second_page_status(layer: PaginateLayer, cursor: &str) -> StatusCode {
+        let app = Router::new()
+            .route("/products", get(|| async { Json(products()) }))
+            .layer(layer);
+        call(app, &format!("/products?limit=10&cursor={cursor}"))
+            .await
+            .status
+    }
+
+    #[tokio::test]
+    async fn layers_built_with_the_same_key_accept_each_others_cursors() {
+        let instance = |key: &[u8]| {
+            PaginateLayer::builder()
+                .style(Style::Cursors)
+                .cursor_key(key.to_vec())
+                .build()
+                .unwrap()
+        };
+        let cursor = first_next_cursor(instance(&[1u8; 32])).await;
+        assert_eq!(
+            second_page_status(instance(&[1u8; 32]), &cursor).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            second_page_status(instance(&[2u8; 32]), &cursor).await,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[tokio::test]
+    async fn the_per_process_key_is_an_explicit_opt_out() {
+        let single = || {
+            PaginateLayer::builder()
+                .style(Style::Cursors)
+                .cursor_key_per_process()
+                .build()
+                .unwrap()
+        };
+        let cursor = first_next_cursor(single()).await;
+        assert_eq!(second_page_status(single(), &cursor).await, StatusCode::OK);
     }
 
     #[tokio::test]

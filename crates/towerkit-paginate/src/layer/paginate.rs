@@ -36,7 +36,8 @@ use crate::slice::paginate;
 ///   [`Pagination`] extractor finds it.
 /// - A response marked [`Paginated`] (a [`Page`](crate::Page)) is left alone.
 /// - Left alone too: anything [`towerkit_json::is_eligible`] rejects (non-2xx, not JSON,
-///   encoded, HEAD), bodies over `max_body` (default 8 MiB), malformed JSON, a document
+///   encoded), a HEAD (whose `Content-Length` is removed when GET would be paged: see
+///   [`towerkit_json`]), bodies over `max_body` (default 8 MiB), malformed JSON, a document
 ///   without an array at the configured pointer, and a request whose cursor is a handler's
 ///   keyset cursor.
 #[derive(Debug, Clone)]
@@ -116,11 +117,26 @@ impl PaginateLayerBuilder {
     }
 
     /// The HMAC-SHA256 key cursors are signed with, at least
-    /// [`MIN_CURSOR_KEY_LEN`](crate::MIN_CURSOR_KEY_LEN) bytes. Default: a random key made
-    /// once per process, so cursors do not survive a restart and are not accepted by
-    /// another instance. Set the same key on every instance.
+    /// [`MIN_CURSOR_KEY_LEN`](crate::MIN_CURSOR_KEY_LEN) bytes: set the same key on every
+    /// instance (read it from a secret, not from the code). Default: none, and then
+    /// [`build`](Self::build) refuses [`Style::Cursors`](crate::Style::Cursors) with
+    /// [`ConfigError::MissingCursorKey`] unless
+    /// [`cursor_key_per_process`](Self::cursor_key_per_process) opts out. In page style
+    /// without a key, cursors a handler issues with [`Page::keyset`](crate::Page::keyset) are
+    /// signed with a per-process key: set one there too when a handler issues cursors.
     pub fn cursor_key(mut self, key: impl Into<Vec<u8>>) -> Self {
         self.settings.cursor_key = Some(key.into());
+        self
+    }
+
+    /// Signs cursors with a random key made once per process instead of a configured
+    /// [`cursor_key`](Self::cursor_key): for a single instance only. Its cursors are
+    /// rejected by every other instance (including one answering from a page another
+    /// instance cached in a shared store) and after a restart. Without this or a key,
+    /// [`build`](Self::build) refuses [`Style::Cursors`](crate::Style::Cursors). A
+    /// configured key wins over it.
+    pub fn cursor_key_per_process(mut self) -> Self {
+        self.settings.cursor_key_per_process = true;
         self
     }
 
@@ -137,9 +153,10 @@ impl PaginateLayerBuilder {
     }
 
     /// The origin (`https://api.example.com`) of the absolute URLs in `Link` headers.
-    /// Default: none, in which case the origin is taken from the request URI if it is
-    /// absolute, else `http://` and the `Host` header, else links are relative
-    /// (path and query). Set it behind a proxy or TLS terminator.
+    /// Default: none, and links are relative references (path and query, `</products?page=2>`,
+    /// which RFC 8288 allows and clients resolve against the request URL). The origin is
+    /// never taken from the request's `Host` header or absolute URI: a client controls both,
+    /// and with a cache in front one forged `Host` would end up in everyone's links.
     pub fn base_url(mut self, origin: impl Into<String>) -> Self {
         self.settings.base_url = Some(origin.into());
         self
