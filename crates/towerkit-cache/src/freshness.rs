@@ -303,9 +303,11 @@ pub(crate) fn storable(
     if vary_star {
         return Err(NotStorable::VaryStar);
     }
-    // A server error is stored only when it says how long it stays fresh: never on a
-    // default TTL or heuristics, where one bad moment would answer for minutes.
-    if status.is_server_error() && source != Source::Explicit {
+    // A server error is stored only when the response itself says so (explicit freshness,
+    // or RFC 9111 §4.2.2 heuristics from its own `Last-Modified`, which need a `501` or
+    // `public`): never on the application's default TTL, where one bad moment would answer
+    // for minutes.
+    if status.is_server_error() && source == Source::Default {
         return Err(NotStorable::Status);
     }
     let has_validator = headers.contains_key(ETAG) || headers.contains_key(LAST_MODIFIED);
@@ -470,7 +472,7 @@ mod tests {
     }
 
     #[test]
-    fn server_errors_are_stored_only_with_explicit_freshness() {
+    fn server_errors_are_stored_only_on_their_own_freshness_never_the_default_ttl() {
         let status = StatusCode::SERVICE_UNAVAILABLE;
         let stored = |pairs: &[(&str, &str)], source| {
             let response = headers(pairs);
@@ -486,9 +488,16 @@ mod tests {
             )
         };
         assert_eq!(stored(&[], Source::Default), Err(NotStorable::Status));
+        // `public` and `Last-Modified` are the response's own say: RFC 9111 heuristics.
         assert_eq!(
-            stored(&[("cache-control", "public")], Source::Heuristic),
-            Err(NotStorable::Status)
+            stored(
+                &[
+                    ("cache-control", "public"),
+                    ("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT")
+                ],
+                Source::Heuristic
+            ),
+            Ok(())
         );
         assert_eq!(
             stored(&[("cache-control", "max-age=5")], Source::Explicit),

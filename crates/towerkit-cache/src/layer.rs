@@ -150,7 +150,9 @@ impl CacheLayerBuilder {
     /// The statuses [`default_ttl`](Self::default_ttl) and [`route_ttl`](Self::route_ttl)
     /// apply to; a response with another status and no explicit freshness is judged by the
     /// RFC alone (heuristics from `Last-Modified`, validators). Server errors (5xx) listed
-    /// here still need explicit freshness to be stored. Default: `200`, `203`, `204`,
+    /// here are still never stored on the default TTL: only with their own freshness
+    /// (`max-age`, `Expires`, or RFC heuristics from `Last-Modified` for a `501` or with
+    /// `public`). Default: `200`, `203`, `204`,
     /// `300`, `301`, `308` (RFC 9110 §15.1's heuristically cacheable statuses without the
     /// errors, and without `206`, which is never stored whole). For `404`/`410` see
     /// [`negative_ttl`](Self::negative_ttl).

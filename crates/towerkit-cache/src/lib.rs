@@ -151,7 +151,7 @@
 //!   [`route_ttl`](CacheLayerBuilder::route_ttl) (statuses of
 //!   [`default_ttl_statuses`](CacheLayerBuilder::default_ttl_statuses) only: `200`, `203`,
 //!   `204`, `300`, `301`, `308`), or from [`negative_ttl`](CacheLayerBuilder::negative_ttl)
-//!   for `404`/`410` (off by default). Never a 5xx without its own `max-age`/`Expires`,
+//!   for `404`/`410` (off by default). Never a 5xx on the default TTL (only on its own freshness),
 //!   never `Set-Cookie`, `private`, `no-store`, `Vary: *`, event streams, or responses to
 //!   requests with `Authorization`/`Cookie` unless they say `public`/`s-maxage`. Check
 //!   that per-user responses say `private` or `Vary` on what selects them.
