@@ -140,6 +140,34 @@
 //!
 //! Redis Cluster is supported behind the `redis-cluster` feature.
 //!
+//! ## Redis over TLS
+//!
+//! The `redis-tls` feature (rustls, ring provider) accepts `rediss://` URLs, for a server,
+//! the tiered store's pub/sub and a cluster alike. An ACL user and its password go in the
+//! URL; a private CA's root certificate (PEM) replaces the system's roots:
+//!
+//! ```no_run
+//! # #[cfg(feature = "redis-tls")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = towerkit_cache::RedisStore::builder("rediss://cache:secret@redis.internal:6380")
+//!     .tls_root_certificate(std::fs::read("/etc/redis/ca.crt")?)
+//!     .connect()
+//!     .await?;
+//! # let _ = store;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A failure to connect (Redis down, an unknown CA, a refused handshake, a wrong password)
+//! never fails `connect` nor a request, for a single server or a cluster: the store is
+//! built, its operations fail as misses, the failure is logged once (without the password)
+//! and counted in `http_cache_redis_errors_total`, and the store keeps reconnecting. Watch
+//! that counter (or `http_cache_requests_total{tier="l2"}` hits) after a deploy. Only an
+//! invalid URL is an error (a `rediss://` URL without the `redis-tls` feature is one). The
+//! redis crate builds its TLS configuration from rustls' process default provider: ring is
+//! installed as that default when none is, so an application wanting aws-lc-rs installs it
+//! first.
+//!
 //! # Metrics
 //!
 //! See [`metrics`] for every metric name and label.
@@ -172,6 +200,10 @@
 //!   each other's entries differently. What other layers put in a body (pagination
 //!   cursors signed with a key, absolute links from a base URL) is cached with it: those
 //!   layers' keys and base URLs must be the same on every instance (see their crates).
+//! - **Redis in production**: `rediss://user:password@host` with the `redis-tls` feature
+//!   and, for a private CA, [`tls_root_certificate`](RedisStoreBuilder::tls_root_certificate);
+//!   one key prefix per application; a Redis that cannot be reached or fails TLS costs
+//!   misses, not errors, so alert on `http_cache_redis_errors_total`.
 
 // The request paths, each in its own file: `service` (the entry point), `lookup` (what a
 // stored entry answers, and hits), `miss` (the origin call: coalescing, revalidation,

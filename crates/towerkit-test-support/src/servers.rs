@@ -43,6 +43,20 @@ pub struct Redis {
     child: Option<Child>,
     dir: PathBuf,
     args: Vec<String>,
+    tls: bool,
+}
+
+/// The certificate and key a TLS [`Redis`] presents (PEM), for
+/// [`Redis::start_tls`].
+#[derive(Debug, Clone)]
+pub struct RedisTls {
+    /// The server certificate, PEM (`tls-cert-file`).
+    pub cert_pem: String,
+    /// Its private key, PEM (`tls-key-file`).
+    pub key_pem: String,
+    /// The CA it would check client certificates against (`tls-ca-cert-file`; client
+    /// certificates are not asked for: `tls-auth-clients no`).
+    pub ca_pem: String,
 }
 
 impl Redis {
@@ -62,6 +76,52 @@ impl Redis {
             child: None,
             dir,
             args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+            tls: false,
+        };
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// Starts `redis-server` accepting TLS only (`--tls-port PORT --port 0`, no client
+    /// certificates asked for), with extra arguments, and waits until the port accepts
+    /// connections. Its URL is `rediss://127.0.0.1:PORT` ([`url`](Self::url)).
+    pub fn start_tls(tls: &RedisTls, args: &[&str]) -> io::Result<Self> {
+        let port = free_port()?;
+        let dir = scratch_dir("redis", port);
+        std::fs::create_dir_all(&dir)?;
+        let file = |name: &str, pem: &str| -> io::Result<String> {
+            let path = dir.join(name);
+            std::fs::write(&path, pem)?;
+            Ok(path.display().to_string())
+        };
+        let cert = file("server.crt", &tls.cert_pem)?;
+        let key = file("server.key", &tls.key_pem)?;
+        let ca = file("ca.crt", &tls.ca_pem)?;
+        let port_text = port.to_string();
+        let mut all: Vec<String> = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port_text,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ]
+        .iter()
+        .map(|arg| (*arg).to_owned())
+        .collect();
+        all.extend(args.iter().map(|arg| (*arg).to_owned()));
+        let mut server = Self {
+            port,
+            child: None,
+            dir,
+            args: all,
+            tls: true,
         };
         server.restart()?;
         Ok(server)
@@ -72,9 +132,11 @@ impl Redis {
         self.port
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or `rediss://127.0.0.1:PORT` when started with
+    /// [`start_tls`](Self::start_tls).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Kills the server (`SIGKILL`): clients see their connections drop. Does nothing when it
@@ -109,7 +171,12 @@ impl Redis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if answers_ping(self.port) {
+            let ready = if self.tls {
+                accepts(self.port)
+            } else {
+                answers_ping(self.port)
+            };
+            if ready {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -352,6 +419,13 @@ fn scratch_dir(kind: &str, port: u16) -> PathBuf {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ))
+}
+
+/// Whether something accepts TCP connections on the port (a TLS Redis, which a bare `PING`
+/// cannot reach).
+fn accepts(port: u16) -> bool {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
 }
 
 /// Whether a Redis server on the port answers `PING` (a bare inline command, no client).

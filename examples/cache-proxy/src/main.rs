@@ -3,10 +3,12 @@
 //! ```text
 //! example-cache-proxy --listen 127.0.0.1:8002 --upstream http://127.0.0.1:8000
 //!                     [--redis redis://127.0.0.1:6379/] [--prefix towerkit:proxy:] [--no-l1]
+//!                     [--redis-ca ca.pem]
 //! ```
 //!
 //! Without `--redis` entries live in memory; with it, in memory in front of Redis (a
-//! `TieredStore`), or in Redis alone with `--no-l1`. The proxy acts as a surrogate named
+//! `TieredStore`), or in Redis alone with `--no-l1`. A `rediss://` URL speaks TLS, trusting
+//! the system's roots or, with `--redis-ca`, a private CA's root certificate (PEM). The proxy acts as a surrogate named
 //! `towerkit` (it honours `Surrogate-Control` aimed at it). It shows the layer working on a
 //! plain hyper service, not only on axum: the whole stack is `hyper server -> CacheLayer ->
 //! hyper client`.
@@ -37,17 +39,19 @@ struct Options {
     listen: SocketAddr,
     upstream: Uri,
     redis: Option<String>,
+    redis_ca: Option<std::path::PathBuf>,
     prefix: String,
     l1: bool,
     memory: u64,
 }
 
-const USAGE: &str = "usage: example-cache-proxy --listen ADDR --upstream URL [--redis URL] [--prefix PREFIX] [--no-l1] [--memory-mb N]";
+const USAGE: &str = "usage: example-cache-proxy --listen ADDR --upstream URL [--redis URL] [--redis-ca PEM] [--prefix PREFIX] [--no-l1] [--memory-mb N]";
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut listen = None;
     let mut upstream = None;
     let mut redis = None;
+    let mut redis_ca = None;
     let mut prefix = "towerkit:proxy:".to_owned();
     let mut l1 = true;
     let mut memory = 256;
@@ -70,6 +74,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
                 )
             }
             "--redis" => redis = Some(value("--redis")?),
+            "--redis-ca" => redis_ca = Some(value("--redis-ca")?.into()),
             "--prefix" => prefix = value("--prefix")?,
             "--no-l1" => l1 = false,
             "--memory-mb" => {
@@ -92,6 +97,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
         listen,
         upstream,
         redis,
+        redis_ca,
         prefix,
         l1,
         memory,
@@ -124,10 +130,13 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let builder = match &options.redis {
         None => CacheLayer::builder(memory),
         Some(url) => {
-            let redis = RedisStore::builder(url.as_str())
-                .prefix(options.prefix.as_str())
-                .connect()
-                .await?;
+            let mut redis = RedisStore::builder(url.as_str()).prefix(options.prefix.as_str());
+            if let Some(path) = &options.redis_ca {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("--redis-ca {}: {e}", path.display()))?;
+                redis = redis.tls_root_certificate(pem);
+            }
+            let redis = redis.connect().await?;
             if options.l1 {
                 CacheLayer::builder(TieredStore::new(memory, redis))
             } else {

@@ -32,6 +32,9 @@ pub struct Config {
     pub database_url: String,
     /// `REDIS_URL`: when set, a tiered cache (memory in front of Redis); otherwise memory only.
     pub redis_url: Option<String>,
+    /// `REDIS_CA_CERT`: a PEM file with the root certificate of a private CA that signed the
+    /// certificate of a `rediss://` `REDIS_URL` (else the system's roots are trusted).
+    pub redis_ca_cert: Option<std::path::PathBuf>,
     /// `CACHE_REDIS_PREFIX`: the prefix of the cache's Redis keys and channel. Default
     /// `example-service:`.
     pub redis_prefix: Option<String>,
@@ -116,6 +119,9 @@ impl Config {
             database_url: lookup("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
             redis_url: lookup("REDIS_URL").filter(|url| !url.trim().is_empty()),
+            redis_ca_cert: lookup("REDIS_CA_CERT")
+                .filter(|path| !path.trim().is_empty())
+                .map(std::path::PathBuf::from),
             redis_prefix: lookup("CACHE_REDIS_PREFIX"),
             layers,
             cache_ttl: Duration::from_secs(number("CACHE_TTL_SECS", 60)?),
@@ -136,6 +142,7 @@ impl fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("database_url", &redact_url(&self.database_url))
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_ca_cert", &self.redis_ca_cert)
             .field("redis_prefix", &self.redis_prefix)
             .field("layers", &self.layers)
             .field("cache_ttl", &self.cache_ttl)

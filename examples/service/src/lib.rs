@@ -125,16 +125,20 @@ impl AppState {
                     // Tiered: each instance answers hot keys from memory, shares the rest
                     // through Redis, and Redis pub/sub carries invalidations to every instance.
                     Some(url) => {
-                        let redis = RedisStore::builder(url.clone())
-                            .prefix(
-                                config
-                                    .redis_prefix
-                                    .clone()
-                                    .unwrap_or_else(|| "example-service:".to_owned()),
-                            )
-                            .connect()
-                            .await
-                            .map_err(|e| fail("REDIS_URL", &e))?;
+                        let mut redis = RedisStore::builder(url.clone()).prefix(
+                            config
+                                .redis_prefix
+                                .clone()
+                                .unwrap_or_else(|| "example-service:".to_owned()),
+                        );
+                        // `rediss://` with a private CA: its root certificate, PEM.
+                        if let Some(path) = &config.redis_ca_cert {
+                            let pem = std::fs::read(path).map_err(|e| {
+                                fail("REDIS_CA_CERT", &format!("{}: {e}", path.display()))
+                            })?;
+                            redis = redis.tls_root_certificate(pem);
+                        }
+                        let redis = redis.connect().await.map_err(|e| fail("REDIS_URL", &e))?;
                         CacheLayer::builder(TieredStore::new(memory, redis))
                     }
                     None => CacheLayer::builder(memory),

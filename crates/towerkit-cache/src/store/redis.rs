@@ -62,24 +62,40 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 enum Conn {
     Single(ConnectionManager),
+    /// Set once the cluster's topology is known; until then operations fail (as misses)
+    /// while a background task keeps trying.
     #[cfg(feature = "redis-cluster")]
-    Cluster(redis::cluster_async::ClusterConnection),
+    Cluster(Arc<std::sync::OnceLock<redis::cluster_async::ClusterConnection>>),
+}
+
+#[cfg(feature = "redis-cluster")]
+fn cluster_not_connected() -> RedisError {
+    RedisError::from((
+        redis::ErrorKind::Io,
+        "redis cluster not reached yet (reconnecting in the background)",
+    ))
 }
 
 impl Conn {
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
-        match self.clone() {
-            Conn::Single(mut conn) => cmd.query_async(&mut conn).await,
+        match self {
+            Conn::Single(conn) => cmd.query_async(&mut conn.clone()).await,
             #[cfg(feature = "redis-cluster")]
-            Conn::Cluster(mut conn) => cmd.query_async(&mut conn).await,
+            Conn::Cluster(slot) => {
+                let mut conn = slot.get().ok_or_else(cluster_not_connected)?.clone();
+                cmd.query_async(&mut conn).await
+            }
         }
     }
 
     async fn pipe<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, RedisError> {
-        match self.clone() {
-            Conn::Single(mut conn) => pipe.query_async(&mut conn).await,
+        match self {
+            Conn::Single(conn) => pipe.query_async(&mut conn.clone()).await,
             #[cfg(feature = "redis-cluster")]
-            Conn::Cluster(mut conn) => pipe.query_async(&mut conn).await,
+            Conn::Cluster(slot) => {
+                let mut conn = slot.get().ok_or_else(cluster_not_connected)?.clone();
+                pipe.query_async(&mut conn).await
+            }
         }
     }
 
@@ -188,6 +204,9 @@ pub struct RedisStoreBuilder {
     timeout: Duration,
     min_backoff: Duration,
     max_backoff: Duration,
+    /// A private CA's root certificate (PEM) for `rediss://` connections.
+    #[cfg(feature = "redis-tls")]
+    root_certificate: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -222,14 +241,17 @@ impl fmt::Debug for RedisStoreBuilder {
             shown
         }
         let nodes: Vec<String> = self.nodes.iter().map(|n| redacted(n)).collect();
-        f.debug_struct("RedisStoreBuilder")
+        let mut debug = f.debug_struct("RedisStoreBuilder");
+        debug
             .field("nodes", &nodes)
             .field("cluster", &self.cluster)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("min_backoff", &self.min_backoff)
-            .field("max_backoff", &self.max_backoff)
-            .finish()
+            .field("max_backoff", &self.max_backoff);
+        #[cfg(feature = "redis-tls")]
+        debug.field("tls_root_certificate", &self.root_certificate.is_some());
+        debug.finish()
     }
 }
 
@@ -258,16 +280,70 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Trusts this root certificate (PEM; a private CA's) instead of the system's roots for
+    /// `rediss://` connections, the cluster's and pub/sub's included. The URL must use
+    /// `rediss://`; an ACL user and password go in it (`rediss://user:password@host:6380`).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ca = std::fs::read("/etc/redis/ca.crt")?;
+    /// let store = towerkit_cache::RedisStore::builder("rediss://cache:secret@redis.internal:6380")
+    ///     .tls_root_certificate(ca)
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "redis-tls")]
+    #[must_use]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificate = Some(pem.into());
+        self
+    }
+
+    /// The client for one URL: with the configured root certificate over TLS.
+    fn client(&self, url: &str) -> Result<redis::Client, RedisError> {
+        #[cfg(feature = "redis-tls")]
+        if let Some(root) = &self.root_certificate {
+            return redis::Client::build_with_tls(url, self.certificates(root));
+        }
+        redis::Client::open(url)
+    }
+
+    #[cfg(feature = "redis-tls")]
+    fn certificates(&self, root: &[u8]) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root.to_vec()),
+        }
+    }
+
     /// Creates the store. A single server is connected now if it answers within half a
-    /// second; otherwise this still succeeds, and the store keeps reconnecting in the
-    /// background (operations fail, as misses, until Redis is up). A cluster is asked for
-    /// its topology now. Must run inside a Tokio runtime.
+    /// second, a cluster asked for its topology; otherwise this still succeeds, and the
+    /// store keeps reconnecting in the background (operations fail, as misses, until Redis
+    /// is up). A TLS failure (an unknown CA, a refused handshake) is such a failure: logged
+    /// (without the password), counted, and served as misses, for a server and a cluster
+    /// alike. Only an invalid URL (or a `rediss://` URL without the `redis-tls` feature) is
+    /// an error. Must run inside a Tokio runtime.
     pub async fn connect(self) -> Result<RedisStore, ConfigError> {
+        #[cfg(feature = "redis-tls")]
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // The redis crate builds its TLS configuration from rustls' process default
+            // provider (it takes no provider of its own), which would panic if a binary linked
+            // two; choose ring (the only one this crate enables, as towerkit-db) unless the
+            // application chose first. rustls 0.23.48 deprecates ring's provider for lacking
+            // post-quantum key exchange; ring builds without cmake and keeps one provider.
+            #[allow(deprecated)]
+            let ring = rustls::crypto::ring::default_provider();
+            let _ = ring.install_default();
+        }
         let first = self.nodes.first().cloned().unwrap_or_default();
-        let pubsub_client =
-            redis::Client::open(first.as_str()).map_err(ConfigError::InvalidRedisUrl)?;
+        let pubsub_client = self
+            .client(first.as_str())
+            .map_err(ConfigError::InvalidRedisUrl)?;
         let conn = if self.cluster {
-            connect_cluster(&self.nodes).await?
+            connect_cluster(&self).await?
         } else {
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_millis(500)))
@@ -307,18 +383,44 @@ impl RedisStoreBuilder {
 const WARM_UP: Duration = Duration::from_millis(500);
 
 #[cfg(feature = "redis-cluster")]
-async fn connect_cluster(nodes: &[String]) -> Result<Conn, ConfigError> {
-    let client = redis::cluster::ClusterClient::new(nodes.iter().map(String::as_str))
-        .map_err(ConfigError::InvalidRedisUrl)?;
-    let conn = client
-        .get_async_connection()
-        .await
-        .map_err(ConfigError::RedisClusterUnreachable)?;
-    Ok(Conn::Cluster(conn))
+async fn connect_cluster(builder: &RedisStoreBuilder) -> Result<Conn, ConfigError> {
+    let nodes = builder.nodes.iter().map(String::as_str);
+    #[cfg_attr(not(feature = "redis-tls"), allow(unused_mut))]
+    let mut client = redis::cluster::ClusterClient::builder(nodes);
+    #[cfg(feature = "redis-tls")]
+    if let Some(root) = &builder.root_certificate {
+        client = client.certs(builder.certificates(root));
+    }
+    let client = client.build().map_err(ConfigError::InvalidRedisUrl)?;
+    let slot = Arc::new(std::sync::OnceLock::new());
+    match client.get_async_connection().await {
+        Ok(conn) => {
+            let _ = slot.set(conn);
+        }
+        Err(error) => {
+            tracing::warn!(%error, "redis cluster unreachable: serving from memory or the origin until it is reached");
+            let weak = Arc::downgrade(&slot);
+            let (min, max) = (builder.min_backoff, builder.max_backoff);
+            tokio::spawn(async move {
+                let mut pause = min;
+                loop {
+                    tokio::time::sleep(pause).await;
+                    let Some(slot) = weak.upgrade() else { return };
+                    if let Ok(conn) = client.get_async_connection().await {
+                        let _ = slot.set(conn);
+                        tracing::info!("redis cluster reached");
+                        return;
+                    }
+                    pause = pause.saturating_mul(2).min(max);
+                }
+            });
+        }
+    }
+    Ok(Conn::Cluster(slot))
 }
 
 #[cfg(not(feature = "redis-cluster"))]
-async fn connect_cluster(_nodes: &[String]) -> Result<Conn, ConfigError> {
+async fn connect_cluster(_builder: &RedisStoreBuilder) -> Result<Conn, ConfigError> {
     // `RedisStore::cluster` only exists with the feature.
     Err(ConfigError::RedisClusterUnreachable(RedisError::from((
         redis::ErrorKind::Client,
@@ -336,6 +438,8 @@ impl RedisStore {
             timeout: Duration::from_millis(50),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
+            #[cfg(feature = "redis-tls")]
+            root_certificate: None,
         }
     }
 
