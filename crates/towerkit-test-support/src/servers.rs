@@ -196,6 +196,146 @@ impl Drop for Redis {
     }
 }
 
+/// A six-node Redis Cluster of its own (three primaries, one replica each) on free ports of
+/// 127.0.0.1, plain ([`start`](Self::start)) or TLS only with `tls-cluster yes`
+/// ([`start_tls`](Self::start_tls)); every node killed and its directory removed on drop.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<Redis>,
+}
+
+impl RedisCluster {
+    /// Starts six plain cluster nodes, joins them with `redis-cli --cluster create
+    /// --cluster-replicas 1` and waits (up to 20 s) until every node reports
+    /// `cluster_state:ok`.
+    pub fn start() -> io::Result<Self> {
+        Self::create(None)
+    }
+
+    /// As [`start`](Self::start), every node TLS only (`--tls-port P --port 0`, the cluster
+    /// bus and replication over TLS too) with the certificate of `tls`, which must name
+    /// `127.0.0.1`.
+    pub fn start_tls(tls: &RedisTls) -> io::Result<Self> {
+        Self::create(Some(tls))
+    }
+
+    fn create(tls: Option<&RedisTls>) -> io::Result<Self> {
+        let mut nodes = Vec::with_capacity(6);
+        for _ in 0..6 {
+            // The bus port is chosen too: the default (port + 10000) may not exist.
+            let bus = free_port()?.to_string();
+            let mut args = vec![
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "1000",
+                "--cluster-port",
+                &bus,
+            ];
+            let node = match tls {
+                Some(tls) => {
+                    args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+                    Redis::start_tls(tls, &args)?
+                }
+                None => Redis::start_with(&args)?,
+            };
+            nodes.push(node);
+        }
+        let cluster = Self { nodes };
+        let addresses: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let mut create = Self::cli(&cluster.nodes[0]);
+        create
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"]);
+        run_within(&mut create, Duration::from_secs(30))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &cluster.nodes {
+            loop {
+                let info = Self::cli(node).args(["cluster", "info"]).output()?;
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "Redis Cluster node {} did not reach cluster_state:ok",
+                            node.port
+                        ),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// `redis-cli` against one node, with TLS and the CA when the cluster uses TLS.
+    fn cli(node: &Redis) -> Command {
+        let mut command = Command::new("redis-cli");
+        if node.tls {
+            command
+                .arg("--tls")
+                .arg("--cacert")
+                .arg(node.dir.join("ca.crt"));
+        }
+        command.args(["-h", "127.0.0.1", "-p", &node.port.to_string()]);
+        command.stdin(Stdio::null());
+        command
+    }
+
+    /// The six nodes' ports.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(Redis::port).collect()
+    }
+
+    /// The six nodes' URLs (`redis://` or `rediss://127.0.0.1:PORT`), the seeds of a
+    /// cluster client.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(Redis::url).collect()
+    }
+}
+
+/// Runs a command to its end, killing it after `limit`.
+fn run_within(command: &mut Command, limit: Duration) -> io::Result<()> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run {command:?}: {e}")))?;
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait()?.is_some() {
+            let output = child.wait_with_output()?;
+            if output.status.success() {
+                return Ok(());
+            }
+            return Err(io::Error::other(format!(
+                "{command:?} failed: {}{}",
+                String::from_utf8_lossy(&output.stdout).trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{command:?} did not finish in {limit:?}"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A PostgreSQL cluster of its own (`initdb`, trust authentication, user `postgres`, no
 /// fsync) on a free port of 127.0.0.1, that a test may stop and start again; stopped
 /// (`-m immediate`) and its directory removed on drop.
@@ -521,5 +661,14 @@ mod tests {
         assert!(answers_ping(redis.port()));
         drop(redis);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_plain_six_node_cluster_is_ok_on_every_node() {
+        let cluster = RedisCluster::start().unwrap();
+        assert_eq!(cluster.ports().len(), 6);
+        for port in cluster.ports() {
+            assert!(answers_ping(port));
+        }
     }
 }
