@@ -14,7 +14,7 @@ use axum::http::{Request, StatusCode};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use towerkit_cache::{CacheLayer, MemoryStore, RedisStore, TieredStore};
 use towerkit_test_support::Logs;
-use towerkit_test_support::servers::{Redis, RedisTls};
+use towerkit_test_support::servers::{Redis, RedisCluster, RedisTls};
 
 use common::{Origin, cached, get_req, send};
 
@@ -28,8 +28,8 @@ fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
 }
 
-/// A TLS server (with extra arguments) and the PEM of the CA that signed its certificate.
-fn tls_server(args: &[&str]) -> (Redis, String) {
+/// Certificate, key and CA for servers on `localhost` / `127.0.0.1`, and the CA's PEM.
+fn server_tls() -> (RedisTls, String) {
     let ca = ca("towerkit redis test CA");
     let key = KeyPair::generate().unwrap();
     let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
@@ -41,8 +41,14 @@ fn tls_server(args: &[&str]) -> (Redis, String) {
         key_pem: key.serialize_pem(),
         ca_pem: ca.pem(),
     };
+    (tls, ca.pem())
+}
+
+/// A TLS server (with extra arguments) and the PEM of the CA that signed its certificate.
+fn tls_server(args: &[&str]) -> (Redis, String) {
+    let (tls, ca_pem) = server_tls();
     let server = Redis::start_tls(&tls, args).expect("redis-server starts with TLS");
-    (server, ca.pem())
+    (server, ca_pem)
 }
 
 /// A synchronous connection to a TLS server, outside the store, as the default user.
@@ -363,4 +369,71 @@ async fn a_tls_cluster_behind_a_wrong_ca_costs_misses_like_a_single_server() {
         "{text}"
     );
     assert!(!text.contains(PASSWORD), "{text}");
+}
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test]
+async fn a_six_node_tls_cluster_stores_and_hits_for_keys_on_every_primary() {
+    let (tls, ca_pem) = server_tls();
+    let cluster = RedisCluster::start_tls(&tls).expect("a six-node TLS cluster starts");
+    let connect = || {
+        RedisStore::cluster(cluster.urls())
+            .prefix("tls6:")
+            .timeout(Duration::from_millis(500))
+            .tls_root_certificate(ca_pem.as_bytes())
+            .connect()
+    };
+    let layer = |store: RedisStore| {
+        CacheLayer::builder(store)
+            .store_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap()
+    };
+    let origin = Origin::default();
+    let headers: &'static [(&'static str, &'static str)] = &[("cache-control", "max-age=60")];
+    let writer = layer(connect().await.unwrap());
+    let writer_app = cached(&writer, &origin, headers);
+    const KEYS: usize = 60;
+    for i in 0..KEYS {
+        assert!(!send(&writer_app, get_req(&format!("/k{i}"))).await.is_hit());
+    }
+    assert_eq!(origin.calls(), KEYS);
+
+    // A second instance, with connections of its own, hits for every key.
+    let reader = layer(connect().await.unwrap());
+    let reader_app = cached(&reader, &origin, headers);
+    for i in 0..KEYS {
+        let mut hit = false;
+        for _ in 0..100 {
+            if send(&reader_app, get_req(&format!("/k{i}"))).await.is_hit() {
+                hit = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(hit, "/k{i} is read from the cluster by the second store");
+    }
+    // Misses while an entry was still on its way may have called the origin again; an
+    // entry read back is never re-fetched.
+    let calls = origin.calls();
+    for i in 0..KEYS {
+        assert!(send(&reader_app, get_req(&format!("/k{i}"))).await.is_hit());
+    }
+    assert_eq!(origin.calls(), calls);
+
+    // The keys are spread over all three primaries.
+    let mut primaries_with_keys = 0;
+    for url in cluster.urls() {
+        let mut conn = admin(&url, &ca_pem);
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut conn)
+            .unwrap();
+        if info.contains("role:master") {
+            let keys: usize = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+            assert!(keys > 0, "the primary at {url} holds none of the keys");
+            primaries_with_keys += 1;
+        }
+    }
+    assert_eq!(primaries_with_keys, 3);
 }
