@@ -10,6 +10,9 @@
 //! - `cache/hit/towerkit_tiered_l1`: a `TieredStore` (memory in front of Redis), answered by
 //!   its memory tier.
 //! - `cache/hit/towerkit_redis`: a `RedisStore` alone: one Redis round trip per hit.
+//! - `cache/hit/towerkit_redis_tls`: the same over TLS (rustls, a private CA), against a
+//!   throwaway `redis-server --tls-port` on a free port with certificates made here (rcgen);
+//!   skipped with a note on stderr when it cannot start.
 //! - `cache/hit/{tower_http_cache,axum_response_cache,http_cache_tower_server}`: the peers'
 //!   in-memory layers (tower-http-cache 0.6 with its Moka backend, axum-response-cache 0.5,
 //!   http-cache-tower-server 0.2 with its Moka manager), each warmed the same way.
@@ -196,6 +199,74 @@ fn redis_store(rt: &tokio::runtime::Runtime) -> Option<RedisStore> {
     Some(store)
 }
 
+/// A throwaway TLS-only `redis-server` (certificate for `127.0.0.1` signed by a CA made
+/// here) and a `RedisStore` trusting that CA, or a note on stderr.
+fn redis_tls_store(
+    rt: &tokio::runtime::Runtime,
+) -> Option<(towerkit_test_support::servers::Redis, RedisStore)> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+
+    let skip = |why: String| eprintln!("cache/hit/towerkit_redis_tls skipped: {why}");
+    let certificates = || -> Result<_, rcgen::Error> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "towerkit bench CA");
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+        let key = KeyPair::generate()?;
+        let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?
+            .signed_by(&key, &ca)?;
+        Ok(towerkit_test_support::servers::RedisTls {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            ca_pem: ca.pem(),
+        })
+    };
+    let tls = match certificates() {
+        Ok(tls) => tls,
+        Err(error) => {
+            skip(error.to_string());
+            return None;
+        }
+    };
+    let server = match towerkit_test_support::servers::Redis::start_tls(&tls, &[]) {
+        Ok(server) => server,
+        Err(error) => {
+            skip(error.to_string());
+            return None;
+        }
+    };
+    let store = rt.block_on(
+        RedisStore::builder(server.url())
+            .prefix("towerkit-bench-tls:")
+            .timeout(Duration::from_secs(1))
+            .tls_root_certificate(tls.ca_pem.as_bytes())
+            .connect(),
+    );
+    let store = match store {
+        Ok(store) => store,
+        Err(error) => {
+            skip(error.to_string());
+            return None;
+        }
+    };
+    let reachable = (0..50).any(|_| {
+        let ok = rt
+            .block_on(towerkit_cache::Store::get(&store, "/probe"))
+            .is_ok();
+        if !ok {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ok
+    });
+    if !reachable {
+        skip(format!("{} does not answer over TLS", server.url()));
+        return None;
+    }
+    Some((server, store))
+}
+
 fn hits(c: &mut Criterion) {
     install_metrics_recorder();
     let rt = runtime();
@@ -233,6 +304,18 @@ fn hits(c: &mut Criterion) {
         if let Err(error) = rt.block_on(handle.purge()) {
             println!("could not purge the bench's Redis prefix: {error}");
         }
+    }
+
+    if let Some((server, redis_tls)) = redis_tls_store(&rt) {
+        let remote_tls = CacheLayer::builder(redis_tls)
+            .store_timeout(Duration::from_secs(1))
+            .build()
+            .expect("valid cache configuration")
+            .layer(handler(calls.clone()));
+        warm(&rt, "towerkit_redis_tls", &remote_tls, &calls);
+        group.bench_function("towerkit_redis_tls", |b| bench(b, &rt, remote_tls.clone()));
+        // The throwaway server goes once its bench is done.
+        drop(server);
     }
 
     let tower_http_cache = tower_http_cache::prelude::CacheLayer::builder(
