@@ -14,7 +14,7 @@ use towerkit_test_support::servers::{Redis, free_port};
 
 mod common;
 
-use common::{Origin, cached, get_req, send};
+use common::{Origin, cached, eventually, get_req, send};
 
 fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
@@ -101,17 +101,6 @@ async fn redis_store(url: &str, prefix: &Prefix) -> RedisStore {
         .connect()
         .await
         .unwrap()
-}
-
-/// Polls `condition` for up to five seconds.
-async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
-    for _ in 0..500 {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use towerkit_cache::{CacheLayer, MemoryStore, RedisStore, TieredStore};
 use towerkit_test_support::Logs;
 use towerkit_test_support::servers::{Redis, RedisCluster, RedisTls};
 
-use common::{Origin, cached, get_req, send};
+use common::{Origin, cached, eventually, get_req, send};
 
 /// The ACL user's password: it must never be printed.
 const PASSWORD: &str = "s3cr3t-Pa55word";
@@ -84,17 +84,6 @@ async fn store(url: &str, ca_pem: &str) -> RedisStore {
         .connect()
         .await
         .unwrap()
-}
-
-/// Polls `condition` for up to five seconds.
-async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
-    for _ in 0..500 {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
 }
 
 #[tokio::test]

@@ -121,3 +121,14 @@ pub fn cached(
         .layer(layer.clone())
         .service(origin.service(move |_, n| response(200, headers, format!("call {n}"))))
 }
+
+/// Polls `condition` for up to five seconds.
+pub async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
+}
