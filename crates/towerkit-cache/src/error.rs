@@ -20,6 +20,10 @@ pub enum ConfigError {
     #[cfg(feature = "redis")]
     #[error("invalid redis url: {0}")]
     InvalidRedisUrl(#[source] redis::RedisError),
+    /// No node was given (`RedisStore::cluster` with an empty list).
+    #[cfg(feature = "redis")]
+    #[error("no redis node given")]
+    NoRedisNodes,
     /// The cluster could not be reached to learn its topology (Redis Cluster only: a single
     /// server is connected lazily and may be down at start).
     #[cfg(feature = "redis")]

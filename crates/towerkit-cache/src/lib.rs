@@ -243,7 +243,8 @@ pub use layer::{CacheLayer, CacheLayerBuilder};
 pub use predicate::Predicate;
 pub use service::Cache;
 pub use store::{
-    DecodeError, Lookup, MemoryStore, Store, StoreError, StoreFuture, StoreStats, Tier, Variants,
+    Claim, DecodeError, LeaseEnd, LeaseToken, Leases, Lookup, MemoryStore, Store, StoreError,
+    StoreFuture, StoreStats, Tier, Variants,
 };
 #[cfg(feature = "redis")]
 pub use store::{RedisStore, RedisStoreBuilder, TieredStore};

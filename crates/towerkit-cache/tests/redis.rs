@@ -54,6 +54,22 @@ impl Prefix {
             .unwrap_or_default()
     }
 
+    /// The Redis key for `name`: `e:{path}` names a cache key's entry hash (whose Redis key
+    /// carries a hash tag: `{prefix}e:{hash}:{path}`), anything else is taken as it is.
+    fn resolve(&self, name: &str) -> String {
+        match name.strip_prefix("e:") {
+            Some(key) => self
+                .keys()
+                .into_iter()
+                .find(|k| {
+                    k.starts_with(&format!("{}e:{{", self.prefix))
+                        && k.ends_with(&format!("}}:{key}"))
+                })
+                .unwrap_or_default(),
+            None => format!("{}{name}", self.prefix),
+        }
+    }
+
     /// The remaining time to live of a key, in milliseconds (negative: none or missing).
     fn pttl(&self, key: &str) -> i64 {
         let client = redis::Client::open(self.url.as_str()).unwrap();
@@ -61,7 +77,7 @@ impl Prefix {
             .get_connection_with_timeout(Duration::from_secs(1))
             .unwrap();
         redis::cmd("PTTL")
-            .arg(format!("{}{key}", self.prefix))
+            .arg(self.resolve(key))
             .query(&mut conn)
             .unwrap()
     }
@@ -72,7 +88,7 @@ impl Prefix {
             .get_connection_with_timeout(Duration::from_secs(1))
             .ok()?;
         let value: Option<Vec<u8>> = redis::cmd("HGET")
-            .arg(format!("{}{key}", self.prefix))
+            .arg(self.resolve(key))
             .arg(field)
             .query(&mut conn)
             .ok()?;
@@ -152,7 +168,7 @@ async fn redis_entries_are_compact_binary_shared_and_invalidated() {
         eventually(|| prefix
             .keys()
             .iter()
-            .any(|k| k.ends_with("e:/products?page=2")))
+            .any(|k| k.ends_with("}:/products?page=2")))
         .await
     );
     assert_eq!(handle.invalidate_tag("products").await.unwrap(), 2);
@@ -166,7 +182,7 @@ async fn redis_entries_are_compact_binary_shared_and_invalidated() {
         eventually(|| prefix
             .keys()
             .iter()
-            .any(|k| k.ends_with("e:/products?page=1")))
+            .any(|k| k.ends_with("}:/products?page=1")))
         .await
     );
 

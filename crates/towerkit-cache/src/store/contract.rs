@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::lease::Leases;
 use crate::entry::Entry;
 
 /// The variants stored under one key, most recent first.
@@ -196,6 +197,13 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// the layer does not record (nor report as `stored`) a response it knows to be
     /// heavier. Default: `None`, no limit besides the layer's `max_body`.
     fn max_entry_weight(&self) -> Option<u64> {
+        None
+    }
+
+    /// Leases on keys' origin calls, when the store is shared between processes: the
+    /// cache then makes one origin call per key across every instance, not only within
+    /// each. Default: `None`, coalescing stays within the process.
+    fn leases(&self) -> Option<Arc<dyn Leases>> {
         None
     }
 }

@@ -3,6 +3,7 @@
 
 mod codec;
 mod contract;
+mod lease;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -11,6 +12,7 @@ mod tiered;
 
 pub use codec::DecodeError;
 pub use contract::{Lookup, Store, StoreError, StoreFuture, StoreStats, Tier, Variants};
+pub use lease::{Claim, LeaseEnd, LeaseToken, Leases};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreBuilder};

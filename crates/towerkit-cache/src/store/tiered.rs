@@ -3,14 +3,14 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use futures_util::StreamExt;
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::contract::{Lookup, Store, StoreFuture, StoreStats, Tier};
+use super::lease::Leases;
 use super::memory::MemoryStore;
-use super::redis::RedisStore;
+use super::redis::{Event, RedisStore};
 use crate::entry::Entry;
 use crate::freshness::now_ms;
 
@@ -92,20 +92,11 @@ fn apply(l1: &MemoryStore, epoch: &AtomicU64, message: &Message) {
 impl TieredStore {
     /// Puts `l1` in front of `l2` and subscribes to invalidations on `l2`'s prefix.
     pub fn new(l1: MemoryStore, l2: RedisStore) -> Self {
-        let channel = format!("{}invalidate", l2.prefix());
+        let channel = l2.invalidation_channel();
         let epoch = Arc::new(AtomicU64::new(0));
-        let subscriber = match (
-            &l2.inner.pubsub_client,
-            tokio::runtime::Handle::try_current(),
-        ) {
-            (Some(client), Ok(runtime)) => Some(runtime.spawn(subscribe(
-                client.clone(),
-                channel.clone(),
-                l1.clone(),
-                epoch.clone(),
-            ))),
-            _ => None,
-        };
+        let subscriber = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|runtime| runtime.spawn(follow(l2.events(), l1.clone(), epoch.clone())));
         Self {
             inner: Arc::new(Inner {
                 l1,
@@ -150,32 +141,22 @@ impl TieredStore {
     }
 }
 
-/// Follows the invalidation channel for as long as the store lives, reconnecting with
-/// backoff; L1 is cleared on every reconnection, as invalidations may have been missed.
-async fn subscribe(client: redis::Client, channel: String, l1: MemoryStore, epoch: Arc<AtomicU64>) {
-    let mut backoff = Duration::from_millis(100);
-    let mut connected_before = false;
+/// Applies the invalidations other instances publish to `l1`, for as long as the store
+/// lives; clears `l1` after a gap in the subscription (or when falling behind), since
+/// invalidations may have been missed.
+async fn follow(mut events: broadcast::Receiver<Event>, l1: MemoryStore, epoch: Arc<AtomicU64>) {
     loop {
-        if let Ok(mut pubsub) = client.get_async_pubsub().await
-            && pubsub.subscribe(&channel).await.is_ok()
-        {
-            if connected_before {
-                apply(&l1, &epoch, &Message::Purge);
-            }
-            connected_before = true;
-            backoff = Duration::from_millis(100);
-            let mut messages = pubsub.on_message();
-            while let Some(message) = messages.next().await {
-                let Ok(text) = std::str::from_utf8(message.get_payload_bytes()) else {
-                    continue;
-                };
-                if let Some(message) = Message::decode(text) {
+        match events.recv().await {
+            Ok(Event::Invalidation(text)) => {
+                if let Some(message) = Message::decode(&text) {
                     apply(&l1, &epoch, &message);
                 }
             }
+            Ok(Event::Resubscribed) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                apply(&l1, &epoch, &Message::Purge);
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -232,6 +213,10 @@ impl Store for TieredStore {
     fn purge(&self) -> StoreFuture<()> {
         let l2 = self.inner.l2.purge();
         self.invalidate(Message::Purge, l2)
+    }
+
+    fn leases(&self) -> Option<Arc<dyn Leases>> {
+        self.inner.l2.leases()
     }
 
     fn stats(&self) -> StoreStats {
