@@ -15,7 +15,7 @@ use crate::key::KeyRules;
 use crate::metrics::{self, Outcome};
 use crate::predicate::Predicate;
 use crate::status::Labels;
-use crate::store::{Store, Tier};
+use crate::store::{Leases, Store, Tier};
 
 /// The largest body stored by default: 8 MiB. Larger responses stream through unstored.
 const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
@@ -23,6 +23,13 @@ const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
 /// How long a remote store operation may take on the request path by default (50 ms);
 /// a slower one counts as a miss.
 const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// A lease's default lifetime: renewed every third of it while the origin call runs, so a
+/// holder that dies holds the others up for at most this long.
+const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(2);
+
+/// How long a key whose response was not storable skips leases by default.
+const DEFAULT_HIT_FOR_MISS: Duration = Duration::from_secs(10);
 
 /// The default `Cache-Status` cache name.
 const DEFAULT_CACHE_NAME: &str = "towerkit";
@@ -33,6 +40,8 @@ const DEFAULT_TAG_HEADER: HeaderName = HeaderName::from_static("cache-tag");
 /// State shared by every clone of a layer and every service it made.
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
+    /// The store's leases, when it offers them (a store shared between processes).
+    pub(crate) leases: Option<Arc<dyn Leases>>,
     pub(crate) flights: Arc<Flights>,
     pub(crate) counters: Counters,
 }
@@ -91,6 +100,12 @@ pub(crate) struct Config {
     pub(crate) store_timeout: Duration,
     pub(crate) coalesce: bool,
     pub(crate) coalesce_timeout: Duration,
+    /// Whether a flight's leader takes the key's lease in a shared store first.
+    pub(crate) coalesce_across_instances: bool,
+    /// A lease's lifetime, renewed while its origin call runs.
+    pub(crate) lease_ttl: Duration,
+    /// How long a key whose response was not storable skips leases.
+    pub(crate) hit_for_miss: Duration,
     pub(crate) origin_timeout: Option<Duration>,
     pub(crate) name: Box<str>,
     pub(crate) x_cache: bool,
@@ -101,10 +116,19 @@ pub(crate) struct Config {
 }
 
 impl Config {
+    /// The leases to take before an origin call, if this layer collapses across instances.
+    pub(crate) fn leases(&self) -> Option<&Arc<dyn Leases>> {
+        self.shared
+            .leases
+            .as_ref()
+            .filter(|_| self.coalesce_across_instances)
+    }
+
     /// The defaults over `store`, with fresh shared state.
     pub(crate) fn new(store: Arc<dyn Store>) -> Self {
         Config {
             shared: Arc::new(Shared {
+                leases: store.leases(),
                 store,
                 flights: Arc::new(Flights::default()),
                 counters: Counters::default(),
@@ -127,6 +151,9 @@ impl Config {
             store_timeout: DEFAULT_STORE_TIMEOUT,
             coalesce: true,
             coalesce_timeout: Duration::from_secs(5),
+            coalesce_across_instances: true,
+            lease_ttl: DEFAULT_LEASE_TTL,
+            hit_for_miss: DEFAULT_HIT_FOR_MISS,
             origin_timeout: None,
             name: DEFAULT_CACHE_NAME.into(),
             x_cache: false,
@@ -171,6 +198,9 @@ impl fmt::Debug for Config {
             .field("store_timeout", &self.store_timeout)
             .field("coalesce", &self.coalesce)
             .field("coalesce_timeout", &self.coalesce_timeout)
+            .field("coalesce_across_instances", &self.coalesce_across_instances)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("hit_for_miss", &self.hit_for_miss)
             .field("origin_timeout", &self.origin_timeout)
             .field("name", &self.name)
             .field("x_cache", &self.x_cache)

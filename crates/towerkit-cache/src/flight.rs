@@ -2,10 +2,14 @@
 //!
 //! The first request to miss a key leads: it registers a flight and calls the origin.
 //! Requests missing the same key meanwhile follow: they wait (bounded) for the flight to
-//! end, then look the key up again. A flight ends when its guard drops: after the response
-//! was stored, or as soon as it turned out not storable, or when the leader gave up (client
-//! gone, body too large). Followers never receive the leader's response itself, only what
-//! the store holds afterwards, so a response that is not storable never reaches them.
+//! end. A leader whose response is storable hands the entry to its followers directly
+//! ([`FlightGuard::hand_over`]), before and whatever the store does with it; a flight that
+//! ends otherwise (the response not storable, the leader gave up: client gone, body too
+//! large) hands nothing, and followers look the key up again. A response that is not
+//! storable thus never reaches a follower.
+//!
+//! This is coalescing within one process; across instances sharing a store, leaders take
+//! the key's lease first (`collapse.rs`).
 //!
 //! A flight coalesces for a bounded time from its start (the layer's `coalesce_timeout`):
 //! its followers wait at most until then, and a request arriving later does not join it but
@@ -20,15 +24,18 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::entry::Entry;
+
 /// The flights in progress, by key.
 #[derive(Default)]
 pub(crate) struct Flights {
     map: Mutex<HashMap<String, Flight>>,
 }
 
-/// A flight in progress: what its followers wait on, and until when it coalesces.
+/// A flight in progress: what its followers wait on (the entry handed over, if any), and
+/// until when it coalesces.
 struct Flight {
-    done: watch::Receiver<()>,
+    done: watch::Receiver<Option<Arc<Entry>>>,
     until: Instant,
 }
 
@@ -72,13 +79,14 @@ impl Flights {
                 until: flight.until,
             });
         }
-        let (sender, done) = watch::channel(());
+        let (sender, done) = watch::channel(None);
         let until = now.checked_add(bound).unwrap_or(now + FAR);
         map.insert(key.to_owned(), Flight { done, until });
         Join::Lead(FlightGuard {
             flights: self.clone(),
             key: key.to_owned(),
-            _done: sender,
+            until,
+            done: sender,
         })
     }
 
@@ -100,8 +108,21 @@ impl Flights {
 pub(crate) struct FlightGuard {
     flights: Arc<Flights>,
     key: String,
+    until: Instant,
     // Dropped after `drop` removed the entry: followers then see the channel closed.
-    _done: watch::Sender<()>,
+    done: watch::Sender<Option<Arc<Entry>>>,
+}
+
+impl FlightGuard {
+    /// Until when the flight coalesces: its followers wait no longer.
+    pub(crate) fn until(&self) -> Instant {
+        self.until
+    }
+
+    /// Ends the flight, handing `entry` (a storable response, as stored) to the followers.
+    pub(crate) fn hand_over(self, entry: Arc<Entry>) {
+        self.done.send_replace(Some(entry));
+    }
 }
 
 impl fmt::Debug for FlightGuard {
@@ -118,17 +139,34 @@ impl Drop for FlightGuard {
 
 /// A request waiting for another request's flight.
 pub(crate) struct Follower {
-    receiver: watch::Receiver<()>,
+    receiver: watch::Receiver<Option<Arc<Entry>>>,
     until: Instant,
 }
 
+/// How a follower's wait ended.
+#[derive(Debug)]
+pub(crate) enum Waited {
+    /// The leader handed over its stored response.
+    Handed(Arc<Entry>),
+    /// The flight ended without one: look the key up again.
+    Ended,
+    /// The flight's bound passed first.
+    TimedOut,
+}
+
 impl Follower {
-    /// Waits until the flight ends or its bound passes; `true` if it ended.
-    pub(crate) async fn wait(mut self) -> bool {
-        // The leader never sends: `changed` returns when the sender drops.
-        tokio::time::timeout_at(self.until, self.receiver.changed())
-            .await
-            .is_ok()
+    /// Waits until the flight ends or its bound passes.
+    pub(crate) async fn wait(mut self) -> Waited {
+        let ended = tokio::time::timeout_at(self.until, async {
+            // `changed` fails once the sender is dropped, which ends every flight.
+            while self.receiver.changed().await.is_ok() {}
+        })
+        .await;
+        match (ended, self.receiver.borrow().clone()) {
+            (_, Some(entry)) => Waited::Handed(entry),
+            (Ok(()), None) => Waited::Ended,
+            (Err(_), None) => Waited::TimedOut,
+        }
     }
 }
 
@@ -151,12 +189,40 @@ mod tests {
         assert!(flights.try_lead("k", BOUND).is_none());
         assert!(flights.try_lead("other", BOUND).is_some());
         drop(guard);
-        assert!(follower.wait().await);
+        assert!(matches!(follower.wait().await, Waited::Ended));
         assert_eq!(flights.in_progress(), 0);
         assert!(matches!(flights.join("k", BOUND), Join::Lead(_)));
     }
 
     const BOUND: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn followers_receive_the_entry_handed_over() {
+        let flights = Arc::new(Flights::default());
+        let Join::Lead(guard) = flights.join("k", BOUND) else {
+            panic!("first join must lead")
+        };
+        let followers: Vec<_> = (0..3)
+            .map(|_| match flights.join("k", BOUND) {
+                Join::Follow(follower) => tokio::spawn(follower.wait()),
+                _ => panic!("must follow"),
+            })
+            .collect();
+        let entry = Arc::new(crate::test_support::entry(
+            &[("cache-control", "max-age=60")],
+            &[],
+            "/k",
+            b"body",
+        ));
+        guard.hand_over(entry.clone());
+        for follower in followers {
+            let Waited::Handed(handed) = follower.await.unwrap() else {
+                panic!("the entry must be handed over")
+            };
+            assert!(Arc::ptr_eq(&handed, &entry));
+        }
+        assert_eq!(flights.in_progress(), 0);
+    }
 
     #[tokio::test]
     async fn followers_give_up_at_the_flights_bound() {
@@ -165,7 +231,7 @@ mod tests {
         let Join::Follow(follower) = flights.join("k", BOUND) else {
             panic!("must follow")
         };
-        assert!(!follower.wait().await);
+        assert!(matches!(follower.wait().await, Waited::TimedOut));
     }
 
     #[tokio::test]

@@ -72,6 +72,9 @@ impl CacheLayer {
     }
 }
 
+/// The shortest lease a layer takes.
+const MIN_LEASE_TTL: Duration = Duration::from_millis(10);
+
 impl<S> Layer<S> for CacheLayer {
     type Service = Cache<S>;
 
@@ -117,12 +120,18 @@ impl fmt::Debug for CacheLayerBuilder {
 impl CacheLayerBuilder {
     /// The layer, or the first setting it cannot use.
     pub fn build(self) -> Result<CacheLayer, ConfigError> {
-        match self.error {
-            Some(error) => Err(error),
-            None => Ok(CacheLayer {
-                config: Arc::new(self.config),
-            }),
+        if let Some(error) = self.error {
+            return Err(error);
         }
+        let mut config = self.config;
+        // A lease outliving the wait for it would only delay the next instance.
+        config.lease_ttl = config
+            .lease_ttl
+            .min(config.coalesce_timeout)
+            .max(MIN_LEASE_TTL);
+        Ok(CacheLayer {
+            config: Arc::new(config),
+        })
     }
 
     /// The largest body stored, in bytes; a larger one streams to the client and is not
@@ -255,7 +264,9 @@ impl CacheLayerBuilder {
         self
     }
 
-    /// Whether concurrent misses for one key make a single origin call. Default: on.
+    /// Whether concurrent misses for one key make a single origin call: within this process
+    /// always, and across every instance sharing the store when it offers leases (see
+    /// [`coalesce_across_instances`](Self::coalesce_across_instances)). Default: on.
     #[must_use]
     pub fn coalesce(mut self, on: bool) -> Self {
         self.config.coalesce = on;
@@ -271,6 +282,42 @@ impl CacheLayerBuilder {
     #[must_use]
     pub fn coalesce_timeout(mut self, timeout: Duration) -> Self {
         self.config.coalesce_timeout = timeout;
+        self
+    }
+
+    /// Whether misses collapse across instances too, when the store is shared between
+    /// processes ([`RedisStore`](crate::RedisStore), [`TieredStore`](crate::TieredStore)):
+    /// the first instance to miss a key takes the key's lease in the store and calls the
+    /// origin; the others wait for it (at most [`coalesce_timeout`](Self::coalesce_timeout))
+    /// and answer from the stored entry, so a cold key costs one origin call cluster-wide.
+    /// Background refreshes (`stale-while-revalidate`) and revalidations take the same
+    /// lease. When the store fails or is slow, leases are skipped and each instance still
+    /// coalesces its own requests. No effect with [`MemoryStore`](crate::MemoryStore), or
+    /// when [`coalesce`](Self::coalesce) is off. Default: on.
+    #[must_use]
+    pub fn coalesce_across_instances(mut self, on: bool) -> Self {
+        self.config.coalesce_across_instances = on;
+        self
+    }
+
+    /// How long a key's lease lasts unless renewed: its holder renews it every third of this
+    /// while its origin call runs (up to [`coalesce_timeout`](Self::coalesce_timeout)), so a
+    /// holder that dies (its process killed) delays the others by at most this much.
+    /// Default: 2 s; at least 10 ms.
+    #[must_use]
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.config.lease_ttl = ttl.max(MIN_LEASE_TTL);
+        self
+    }
+
+    /// How long a key whose response was not storable (`private`, `no-store`, an error
+    /// status…) is marked "hit-for-miss" across instances: meanwhile its misses take no
+    /// lease and wait for no other instance, but go straight to the origin, as Varnish
+    /// does. A response is never handed from one request to another unless it is
+    /// storable. Default: 10 s.
+    #[must_use]
+    pub fn hit_for_miss(mut self, duration: Duration) -> Self {
+        self.config.hit_for_miss = duration;
         self
     }
 

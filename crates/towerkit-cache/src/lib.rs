@@ -210,6 +210,7 @@
 // stale-on-error), `refresh` (stale-while-revalidate), `invalidate` (unsafe methods), with
 // `respond`, `status` and `record` for the responses they build and the entries they store.
 mod body;
+mod collapse;
 mod config;
 mod control;
 mod entry;

@@ -9,6 +9,7 @@
 //! | `http_cache_store_operation_duration_seconds` | histogram | seconds | `store` = `redis`; `operation` = `get`, `put`, `delete`, `invalidate_tag`, `purge` | remote store latency (memory operations take nanoseconds and are not timed) |
 //! | `http_cache_redis_errors_total` | counter | operations | `operation` = `get`, `put`, `delete`, `invalidate_tag`, `purge`, `publish`, `skipped` | failed or timed-out Redis operations, and operations skipped while Redis is known to be down (`skipped`) |
 //! | `http_cache_not_stored_total` | counter | responses | `reason` = the `Cache-Status` `detail` tokens (`status`, `no-store`, `private`, `authorization`, `cookie`, `set-cookie`, `vary-star`, `no-freshness`, `event-stream`, `too-large`, `must-understand`, `method`) | origin responses not stored, by reason; `too-large` also counts entries a memory store refused |
+//! | `http_cache_lease_events_total` | counter | events | `event` = `acquired`, `waited`, `filled`, `timed_out`, `hit_for_miss`, `unavailable` | cross-instance collapsing: leases taken by this instance, waits for another instance's lease, waits answered from the stored fill, waits that reached `coalesce_timeout` (then the origin), keys passed to the origin because their last response was not storable, and claims or waits that failed on the store (then coalescing stays within the process) |
 //! | `http_cache_l1_entries` | gauge | entries | | keys held in process memory |
 //! | `http_cache_l1_bytes` | gauge | bytes | | bytes held in process memory |
 
@@ -23,6 +24,8 @@ pub const STORE_OPERATION_DURATION_SECONDS: &str = "http_cache_store_operation_d
 pub const REDIS_ERRORS_TOTAL: &str = "http_cache_redis_errors_total";
 /// Origin responses not stored: label `reason`.
 pub const NOT_STORED_TOTAL: &str = "http_cache_not_stored_total";
+/// Cross-instance collapsing: label `event`.
+pub const LEASE_EVENTS_TOTAL: &str = "http_cache_lease_events_total";
 /// Keys held in process memory.
 pub const L1_ENTRIES: &str = "http_cache_l1_entries";
 /// Bytes held in process memory.
@@ -55,6 +58,29 @@ pub(crate) fn request(outcome: Outcome, tier: &'static str) {
         Outcome::Miss => count!("miss"),
         Outcome::Bypass => count!("bypass"),
     }
+}
+
+/// What happened with a key's lease (see [`LEASE_EVENTS_TOTAL`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LeaseEvent {
+    Acquired,
+    Waited,
+    Filled,
+    TimedOut,
+    HitForMiss,
+    Unavailable,
+}
+
+pub(crate) fn lease(event: LeaseEvent) {
+    let event = match event {
+        LeaseEvent::Acquired => "acquired",
+        LeaseEvent::Waited => "waited",
+        LeaseEvent::Filled => "filled",
+        LeaseEvent::TimedOut => "timed_out",
+        LeaseEvent::HitForMiss => "hit_for_miss",
+        LeaseEvent::Unavailable => "unavailable",
+    };
+    ::metrics::counter!(LEASE_EVENTS_TOTAL, "event" => event).increment(1);
 }
 
 pub(crate) fn not_stored(reason: crate::freshness::NotStorable) {

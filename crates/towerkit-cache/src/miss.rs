@@ -10,21 +10,23 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, request};
 use http_body::Body;
+use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::body::CacheBody;
+use crate::collapse::{Cross, LeaseGuard, claim_or_wait};
 use crate::config::Config;
 use crate::control::RequestDirectives;
 use crate::entry::{Entry, Exchange, Prepared, add_validators, prepare};
-use crate::flight::{FlightGuard, Join};
+use crate::flight::{FlightGuard, Join, Waited};
 use crate::freshness::{NotStorable, now_ms};
 use crate::key::target_uri;
 use crate::lookup::{Decision, answer, decide, usable_on_error};
-use crate::metrics::{self, Outcome};
+use crate::metrics::{self, LeaseEvent, Outcome};
 use crate::record::{Commit, Recorder, put};
 use crate::respond::{respond, strip_private_headers};
 use crate::status::{Fwd, Status, label};
-use crate::store::{Lookup, StoreFuture, Tier};
+use crate::store::{LeaseEnd, Lookup, StoreFuture, Tier};
 
 /// What the cache knows of a request, owned, for the paths that wait (a remote lookup, the
 /// origin, another request's origin call).
@@ -87,6 +89,18 @@ impl CacheRequest {
         }
     }
 
+    /// What `found` (looked up at `now` in `tier`) answers for this request.
+    fn decide(&self, found: Option<Lookup>, now: u64, tier: Tier) -> Decision {
+        decide(
+            found,
+            &self.headers,
+            &self.directives,
+            self.authorized,
+            now,
+            tier,
+        )
+    }
+
     /// Looks the key up again, within the store timeout; a failure or timeout counts as a
     /// miss.
     async fn look_again(&self) -> Option<Lookup> {
@@ -125,15 +139,7 @@ where
         }
     };
     let now = now_ms();
-    let decision = decide(
-        found,
-        &request.headers,
-        &request.directives,
-        request.authorized,
-        now,
-        Tier::L2,
-    );
-    match decision {
+    match request.decide(found, now, Tier::L2) {
         Decision::Serve(found) => Ok(answer(
             &request.config,
             move || inner,
@@ -178,33 +184,75 @@ where
         return Ok(response);
     }
 
-    // Coalescing: one origin call per key; the others wait for it and read the store.
+    // Coalescing: one origin call per key, in this process and, through the key's lease,
+    // across instances; the others wait for it.
     let mut guard: Option<FlightGuard> = None;
+    let mut lease: Option<LeaseGuard> = None;
     if request.coalescable {
         match shared.flights.join(&request.key, config.coalesce_timeout) {
             Join::Lead(lead) => {
-                guard = Some(lead);
-                // A previous flight may have stored the key since this request looked.
+                let until = lead.until();
+                let mut lead = Some(lead);
+                if let Some(leases) = config.leases() {
+                    loop {
+                        match claim_or_wait(&config, leases, &request.key, until).await {
+                            Cross::Lead(held) => {
+                                lease = Some(held);
+                                break;
+                            }
+                            Cross::Alone => break,
+                            // Not storable lately: nobody here waits for this request.
+                            Cross::Pass => {
+                                lead = None;
+                                break;
+                            }
+                            // Another instance's call ended: answer from what it stored, or
+                            // claim again (it gave up, or stored nothing usable).
+                            Cross::Look => {
+                                let now = now_ms();
+                                let found = request.look_again().await;
+                                if let Decision::Serve(found) = request.decide(found, now, tier) {
+                                    metrics::lease(LeaseEvent::Filled);
+                                    if let Some(lead) = lead {
+                                        lead.hand_over(found.entry.clone());
+                                    }
+                                    return Ok(answer(
+                                        &config,
+                                        move || inner,
+                                        &request.key,
+                                        &parts,
+                                        found,
+                                        now,
+                                        true,
+                                    ));
+                                }
+                                if Instant::now() >= until {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                // A previous flight (here, or another instance's) may have stored the key
+                // since this request looked.
                 if stored.is_none() {
+                    let now = now_ms();
                     let found = request.look_again().await;
-                    let decision = decide(
-                        found,
-                        &request.headers,
-                        &request.directives,
-                        request.authorized,
-                        now_ms(),
-                        tier,
-                    );
-                    match decision {
+                    match request.decide(found, now, tier) {
                         Decision::Serve(found) => {
-                            drop(guard);
+                            if let Some(lease) = lease {
+                                lease.settle(LeaseEnd::Filled);
+                            }
+                            if let Some(lead) = lead {
+                                lead.hand_over(found.entry.clone());
+                            }
                             return Ok(answer(
-                                &request.config,
+                                &config,
                                 move || inner,
                                 &request.key,
                                 &parts,
                                 found,
-                                now_ms(),
+                                now,
                                 false,
                             ));
                         }
@@ -220,22 +268,22 @@ where
                         }
                     }
                 }
+                guard = lead;
             }
             Join::Follow(follower) => {
-                follower.wait().await;
-                let found = request.look_again().await;
+                let handed = follower.wait().await;
                 let now = now_ms();
-                let decision = decide(
-                    found,
-                    &request.headers,
-                    &request.directives,
-                    request.authorized,
-                    now,
-                    tier,
-                );
-                if let Decision::Serve(found) = decision {
+                let found = match handed {
+                    // The leader's stored response, handed over whatever the store did.
+                    Waited::Handed(entry) => Some(Lookup {
+                        variants: Arc::from([entry]),
+                        tier,
+                    }),
+                    Waited::Ended | Waited::TimedOut => request.look_again().await,
+                };
+                if let Decision::Serve(found) = request.decide(found, now, tier) {
                     return Ok(answer(
-                        &request.config,
+                        &config,
                         move || inner,
                         &request.key,
                         &parts,
@@ -244,7 +292,7 @@ where
                         true,
                     ));
                 }
-                // Nothing stored (not storable, or another variant): go to the origin.
+                // Nothing usable (not storable, or another variant): go to the origin.
             }
             // The flight in progress is past its bound: go to the origin alone.
             Join::Alone => {}
@@ -297,7 +345,14 @@ where
         && let Some(entry) = &stored
     {
         let exchange = request.exchange(request_time, response_time);
-        return Ok(freshened(&request, &exchange, entry, response, fwd, guard));
+        return Ok(freshened(
+            &request,
+            &exchange,
+            entry,
+            response,
+            fwd,
+            (guard, lease),
+        ));
     }
 
     // A new response: stored once its body has streamed through, if storable.
@@ -320,6 +375,11 @@ where
         Err(reason) => {
             tracing::debug!(key = %request.key, reason = reason.as_str(), "response not stored");
             metrics::not_stored(reason);
+            // Waiters on other instances go to the origin at once, and so do the next
+            // misses for a while (hit-for-miss).
+            if let Some(lease) = lease.take() {
+                lease.settle(LeaseEnd::NotStorable);
+            }
             (None, config.status_detail.then_some(reason))
         }
     };
@@ -338,6 +398,7 @@ where
                 key: request.key.clone(),
                 prepared,
                 guard: guard.take(),
+                lease: lease.take(),
                 timeout: config.store_timeout,
             };
             if body.is_end_stream() {
@@ -413,7 +474,7 @@ fn freshened<B, R>(
     entry: &Entry,
     response: Response<R>,
     fwd: Fwd,
-    guard: Option<FlightGuard>,
+    (guard, lease): (Option<FlightGuard>, Option<LeaseGuard>),
 ) -> Response<CacheBody<B>> {
     let config = &request.config;
     let (entry, stored) = match entry.freshen(response.headers(), exchange) {
@@ -423,13 +484,16 @@ fn freshened<B, R>(
                 config.shared.store.clone(),
                 request.key.clone(),
                 updated.clone(),
-                guard,
+                (guard, lease),
                 config.store_timeout,
             );
             (updated, true)
         }
         Err(merged) => {
             // The update made it unstorable: answer this request from it, keep nothing.
+            if let Some(lease) = lease {
+                lease.settle(LeaseEnd::NotStorable);
+            }
             drop(config.shared.store.delete(&request.key).now());
             (Arc::from(merged), false)
         }

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::collapse::LeaseGuard;
 use crate::entry::{Entry, Prepared};
 use crate::flight::FlightGuard;
-use crate::store::Store;
+use crate::store::{LeaseEnd, Store};
 
 /// Copies a body aside while it streams; stores the entry once the body is complete. Dropped
 /// early (body too large, broken, or the client went away), it stores nothing and ends the
@@ -59,13 +60,14 @@ impl Recorder {
     }
 }
 
-/// What storing a prepared response takes: where, under which key, and the flight to end
-/// once it is stored.
+/// What storing a prepared response takes: where, under which key, the flight to hand the
+/// entry to, and the lease to release once it is stored.
 pub(crate) struct Commit {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) key: String,
     pub(crate) prepared: Prepared,
     pub(crate) guard: Option<FlightGuard>,
+    pub(crate) lease: Option<LeaseGuard>,
     pub(crate) timeout: Duration,
 }
 
@@ -73,37 +75,64 @@ impl Commit {
     /// Stores the entry with `body`; the flight ends when the store has it.
     pub(crate) fn store(self, body: Bytes) {
         let entry = Arc::new(self.prepared.finish(body));
-        put(self.store, self.key, entry, self.guard, self.timeout);
+        put(
+            self.store,
+            self.key,
+            entry,
+            (self.guard, self.lease),
+            self.timeout,
+        );
     }
 }
 
-/// Puts `entry` under `key`, ending `guard`'s flight once stored; a store that is not done
-/// at once finishes on a spawned task (and nothing is stored outside a Tokio runtime).
+/// Puts `entry` under `key`: hands it to `guard`'s followers at once (whatever the store
+/// then does), and releases the lease once the store has it, as filled (or as abandoned
+/// if the write failed, so that waiters elsewhere claim it again). A store that is not
+/// done at once finishes on a spawned task (and nothing is stored outside a Tokio
+/// runtime).
 pub(crate) fn put(
     store: Arc<dyn Store>,
     key: String,
     entry: Arc<Entry>,
-    guard: Option<FlightGuard>,
+    (guard, lease): (Option<FlightGuard>, Option<LeaseGuard>),
     timeout: Duration,
 ) {
+    if let Some(guard) = guard {
+        guard.hand_over(entry.clone());
+    }
+    let settle = |stored: bool| {
+        if let Some(lease) = lease {
+            lease.settle(if stored {
+                LeaseEnd::Filled
+            } else {
+                LeaseEnd::Abandoned
+            });
+        }
+    };
     match store.put(&key, entry).now() {
         Ok(result) => {
-            if let Err(error) = result {
+            if let Err(error) = &result {
                 tracing::debug!(%error, "cache store put failed");
             }
-            drop(guard);
+            settle(result.is_ok());
         }
         Err(pending) => {
             let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                 return;
             };
             runtime.spawn(async move {
-                match tokio::time::timeout(timeout, pending).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => tracing::debug!(%error, "cache store put failed"),
-                    Err(_) => tracing::debug!("cache store put timed out"),
-                }
-                drop(guard);
+                let stored = match tokio::time::timeout(timeout, pending).await {
+                    Ok(Ok(())) => true,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%error, "cache store put failed");
+                        false
+                    }
+                    Err(_) => {
+                        tracing::debug!("cache store put timed out");
+                        false
+                    }
+                };
+                settle(stored);
             });
         }
     }

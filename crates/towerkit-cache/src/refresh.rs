@@ -12,14 +12,18 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use tower_service::Service;
 
+use crate::collapse::LeaseGuard;
 use crate::config::Config;
 use crate::entry::{Entry, Exchange, add_validators, prepare};
 use crate::flight::FlightGuard;
 use crate::freshness::now_ms;
+use crate::metrics::{self, LeaseEvent};
 use crate::record::put;
+use crate::store::{Claim, LeaseEnd};
 
 /// A `stale-while-revalidate` refresh, run once per key in the background: `guard` holds
-/// the key's flight, so that no other request starts one meanwhile.
+/// the key's flight, so that no other request of this process starts one meanwhile, and
+/// the key's lease (when the store is shared) keeps other instances from refreshing it too.
 pub(crate) struct Refresh {
     pub(crate) config: Arc<Config>,
     pub(crate) key: String,
@@ -60,6 +64,33 @@ impl Refresh {
             default_ttl,
             guard,
         } = self;
+        // One refresh across instances too: skip it while another instance holds the key's
+        // lease (it is refreshing) or the key is hit-for-miss.
+        let lease = match config.leases() {
+            Some(leases) => match leases
+                .claim(&key, config.lease_ttl)
+                .within(config.store_timeout)
+                .await
+            {
+                Ok(Claim::Lead(token)) => {
+                    metrics::lease(LeaseEvent::Acquired);
+                    Some(LeaseGuard::new(
+                        &config,
+                        leases.clone(),
+                        &key,
+                        token,
+                        guard.until(),
+                    ))
+                }
+                Ok(Claim::Held | Claim::Pass) => return,
+                Err(error) => {
+                    tracing::debug!(%error, "cache lease claim failed; refreshing anyway");
+                    metrics::lease(LeaseEvent::Unavailable);
+                    None
+                }
+            },
+            None => None,
+        };
         let request_headers = parts.headers.clone();
         let path = crate::key::target_uri(&parts).path().to_owned();
         parts.method = Method::GET;
@@ -93,7 +124,7 @@ impl Refresh {
                     store,
                     key,
                     Arc::new(updated),
-                    Some(guard),
+                    (Some(guard), lease),
                     config.store_timeout,
                 );
             }
@@ -108,7 +139,10 @@ impl Refresh {
                     reason = reason.as_str(),
                     "refreshed response not stored"
                 );
-                crate::metrics::not_stored(reason);
+                metrics::not_stored(reason);
+                if let Some(lease) = lease {
+                    lease.settle(LeaseEnd::NotStorable);
+                }
                 return;
             }
         };
@@ -119,7 +153,7 @@ impl Refresh {
             store,
             key,
             Arc::new(prepared.finish(body)),
-            Some(guard),
+            (Some(guard), lease),
             config.store_timeout,
         );
     }

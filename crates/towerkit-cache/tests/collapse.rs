@@ -1,0 +1,358 @@
+//! Collapsing across instances: several cache layers, each with its own store connection
+//! (as separate processes would have), in front of one slow origin, on the shared Redis
+//! (under a key prefix of their own) and on a throwaway six-node Redis Cluster.
+
+#![cfg(feature = "redis")]
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::http::{Request, Response};
+use tower::util::BoxCloneSyncService;
+use towerkit_cache::{CacheBody, CacheLayer, RedisStore, Store};
+use towerkit_test_support::servers::free_port;
+
+mod common;
+
+use common::{Seen, get_req, response, send};
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A prefix of its own for each test and run.
+fn unique_prefix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("towerkit-collapse:{}:{nanos}:{n}:", std::process::id())
+}
+
+/// Removes every key under `prefix` from the shared Redis.
+fn remove_prefix(prefix: &str) {
+    let Ok(client) = redis::Client::open(redis_url()) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut conn)
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<i64, _> = redis::cmd("DEL").arg(keys).query(&mut conn);
+    }
+}
+
+type Svc = BoxCloneSyncService<Request<Body>, Response<CacheBody<Body>>, Infallible>;
+
+/// An origin shared by every instance: counts calls, takes `delay` to answer, and names
+/// the call in the body.
+#[derive(Clone)]
+struct SlowOrigin {
+    calls: Arc<AtomicUsize>,
+    delay: Duration,
+    headers: &'static [(&'static str, &'static str)],
+}
+
+impl SlowOrigin {
+    fn new(delay: Duration, headers: &'static [(&'static str, &'static str)]) -> Self {
+        SlowOrigin {
+            calls: Arc::default(),
+            delay,
+            headers,
+        }
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// An instance: `layer` over this origin.
+    fn behind(&self, layer: &CacheLayer) -> Svc {
+        let origin = self.clone();
+        let service = tower::service_fn(move |_request: Request<Body>| {
+            let origin = origin.clone();
+            async move {
+                let n = origin.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::time::sleep(origin.delay).await;
+                Ok::<_, Infallible>(response(200, origin.headers, format!("call {n}")))
+            }
+        });
+        BoxCloneSyncService::new(
+            tower::ServiceBuilder::new()
+                .layer(layer.clone())
+                .service(service),
+        )
+    }
+}
+
+fn layer(store: impl Store) -> CacheLayer {
+    CacheLayer::builder(store)
+        // Generous, so that a loaded machine does not turn lookups into misses: what is
+        // tested is collapsing, not the store's latency.
+        .store_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap()
+}
+
+/// Sends `per_instance` concurrent requests for `path` to each instance at once.
+async fn stampede(instances: &[Svc], per_instance: usize, path: &str) -> Vec<Seen> {
+    let mut tasks = Vec::new();
+    for instance in instances {
+        for _ in 0..per_instance {
+            let instance = instance.clone();
+            let path = path.to_owned();
+            tasks.push(tokio::spawn(async move {
+                send(&instance, get_req(&path)).await
+            }));
+        }
+    }
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap());
+    }
+    seen
+}
+
+async fn redis_store(prefix: &str) -> RedisStore {
+    RedisStore::builder(redis_url())
+        .prefix(prefix)
+        .timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap()
+}
+
+const SHARED: &[(&str, &str)] = &[("cache-control", "max-age=60")];
+const PRIVATE: &[(&str, &str)] = &[("cache-control", "private, max-age=60")];
+
+/// 4 instances x 25 concurrent requests for one cold key: one origin call, and every
+/// request answered with its body.
+async fn one_call_across(stores: Vec<RedisStore>) {
+    let origin = SlowOrigin::new(Duration::from_millis(300), SHARED);
+    let instances: Vec<Svc> = stores
+        .into_iter()
+        .map(|s| origin.behind(&layer(s)))
+        .collect();
+    let seen = stampede(&instances, 25, "/products/cold").await;
+    assert_eq!(origin.calls(), 1, "one origin call across 4 instances");
+    assert_eq!(seen.len(), 100);
+    for response in &seen {
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body, "call 1");
+    }
+    let stored = seen
+        .iter()
+        .filter(|r| r.header("cache-status").contains("stored"))
+        .count();
+    assert_eq!(stored, 1, "only the leader's response was stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_instances_make_one_origin_call_on_redis() {
+    let prefix = unique_prefix();
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(redis_store(&prefix).await);
+    }
+    one_call_across(stores).await;
+    remove_prefix(&prefix);
+}
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_instances_make_one_origin_call_on_a_cluster() {
+    let cluster = towerkit_test_support::servers::RedisCluster::start().unwrap();
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(
+            RedisStore::cluster(cluster.urls())
+                .timeout(Duration::from_millis(500))
+                .connect()
+                .await
+                .unwrap(),
+        );
+    }
+    one_call_across(stores).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_response_is_never_shared_and_marks_the_key_hit_for_miss() {
+    let prefix = unique_prefix();
+    let origin = SlowOrigin::new(Duration::from_millis(300), PRIVATE);
+    let mut instances = Vec::new();
+    for _ in 0..4 {
+        instances.push(origin.behind(&layer(redis_store(&prefix).await)));
+    }
+    let seen = stampede(&instances, 25, "/me").await;
+    assert_eq!(origin.calls(), 100, "every request went to the origin");
+    let mut bodies: Vec<_> = seen.iter().map(|r| r.body.clone()).collect();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(
+        bodies.len(),
+        100,
+        "no body was handed from one request to another"
+    );
+
+    // The key is now hit-for-miss: the next misses wait for nobody, not even a request of
+    // their own instance.
+    let started = Instant::now();
+    let again = stampede(&instances[..2], 2, "/me").await;
+    assert_eq!(origin.calls(), 104);
+    assert!(again.iter().all(|r| r.status == 200));
+    assert!(
+        started.elapsed() < Duration::from_millis(550),
+        "waited for another instance: {:?}",
+        started.elapsed()
+    );
+    remove_prefix(&prefix);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_go_on_when_the_lease_holder_is_aborted() {
+    let prefix = unique_prefix();
+    // The holder's origin never answers in time; the waiters' answers at once.
+    let stuck = SlowOrigin::new(Duration::from_secs(30), SHARED);
+    let quick = SlowOrigin::new(Duration::from_millis(50), SHARED);
+    let holder = stuck.behind(&layer(redis_store(&prefix).await));
+    let waiter = quick.behind(&layer(redis_store(&prefix).await));
+
+    let held = tokio::spawn(async move { send(&holder, get_req("/slow")).await });
+    let took = Instant::now();
+    while stuck.calls() == 0 {
+        assert!(
+            took.elapsed() < Duration::from_secs(5),
+            "the holder never called"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let waiters: Vec<_> = (0..5)
+        .map(|_| {
+            let waiter = waiter.clone();
+            tokio::spawn(async move { send(&waiter, get_req("/slow")).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(quick.calls(), 0, "the waiters wait for the lease holder");
+    let aborted = Instant::now();
+    held.abort();
+    for task in waiters {
+        let seen = task.await.unwrap();
+        assert_eq!(seen.status, 200);
+        assert_eq!(seen.body, "call 1");
+    }
+    assert_eq!(quick.calls(), 1, "one origin call after the holder gave up");
+    assert!(
+        aborted.elapsed() < Duration::from_secs(2),
+        "answered {:?} after the abort",
+        aborted.elapsed()
+    );
+    remove_prefix(&prefix);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_go_on_when_the_lease_holder_died() {
+    let prefix = unique_prefix();
+    let origin = SlowOrigin::new(Duration::from_millis(50), SHARED);
+    let ttl = Duration::from_millis(800);
+    let waiter = origin.behind(
+        &CacheLayer::builder(redis_store(&prefix).await)
+            .store_timeout(Duration::from_millis(500))
+            .lease_ttl(ttl)
+            .build()
+            .unwrap(),
+    );
+    // A process took the lease and was killed: nobody renews or releases it.
+    let store = redis_store(&prefix).await;
+    let leases = store.leases().unwrap();
+    let claim = leases.claim("/dead", ttl).await.unwrap();
+    assert!(matches!(claim, towerkit_cache::Claim::Lead(_)));
+    let started = Instant::now();
+    let seen = stampede(&[waiter], 5, "/dead").await;
+    let took = started.elapsed();
+    assert_eq!(origin.calls(), 1);
+    assert!(seen.iter().all(|r| r.body == "call 1"));
+    assert!(
+        took >= Duration::from_millis(500),
+        "the waiters waited for the lease: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "answered within the coalesce timeout plus one origin call: {took:?}"
+    );
+    remove_prefix(&prefix);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_each_instance_still_makes_one_call() {
+    let origin = SlowOrigin::new(Duration::from_millis(200), SHARED);
+    let port = free_port().unwrap();
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let store = RedisStore::builder(format!("redis://127.0.0.1:{port}"))
+            .timeout(Duration::from_millis(50))
+            .connect()
+            .await
+            .unwrap();
+        instances.push(origin.behind(&layer(store)));
+    }
+    let seen = stampede(&instances, 25, "/down").await;
+    assert_eq!(
+        origin.calls(),
+        2,
+        "the leader hands its response to its followers"
+    );
+    assert!(seen.iter().all(|r| r.status == 200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_background_refresh_across_instances() {
+    let prefix = unique_prefix();
+    let origin = SlowOrigin::new(
+        Duration::from_millis(100),
+        &[("cache-control", "max-age=1, stale-while-revalidate=60")],
+    );
+    let mut instances = Vec::new();
+    for _ in 0..4 {
+        instances.push(origin.behind(&layer(redis_store(&prefix).await)));
+    }
+    let first = send(&instances[0], get_req("/swr")).await;
+    assert_eq!(first.body, "call 1");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let seen = stampede(&instances, 5, "/swr").await;
+    assert!(seen.iter().all(|r| r.body == "call 1"), "served stale");
+    let started = Instant::now();
+    while origin.calls() < 2 && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(origin.calls(), 2, "one refresh for all four instances");
+    remove_prefix(&prefix);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collapsing_across_instances_can_be_turned_off() {
+    let prefix = unique_prefix();
+    let origin = SlowOrigin::new(Duration::from_millis(200), SHARED);
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        let layer = CacheLayer::builder(redis_store(&prefix).await)
+            .store_timeout(Duration::from_millis(500))
+            .coalesce_across_instances(false)
+            .build()
+            .unwrap();
+        instances.push(origin.behind(&layer));
+    }
+    stampede(&instances, 10, "/local").await;
+    assert_eq!(origin.calls(), 3, "one call per instance");
+    remove_prefix(&prefix);
+}
