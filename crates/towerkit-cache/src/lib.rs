@@ -84,11 +84,13 @@
 //!   `must-revalidate`, `proxy-revalidate`, `s-maxage` and `no-cache` forbid all stale use.
 //! - Unsafe methods (anything but GET, HEAD, OPTIONS, TRACE, …) that succeed (2xx, 3xx)
 //!   invalidate the target URI and the same-origin `Location` and `Content-Location`.
-//! - Concurrent misses for one key make one origin call; the others wait (bounded by
-//!   [`coalesce_timeout`](CacheLayerBuilder::coalesce_timeout) from the call's start) and
-//!   are answered from the store. When the response turns out not storable (known from its
-//!   head), they go to the origin themselves at once: a response is never handed from one
-//!   request to another. A request arriving after that bound does not wait at all.
+//! - Concurrent misses for one key make one origin call, in a process and across every
+//!   instance sharing a Redis or tiered store (see *Collapsing* below); the others wait
+//!   (bounded by [`coalesce_timeout`](CacheLayerBuilder::coalesce_timeout) from the call's
+//!   start) and are answered with the stored response. When the response turns out not
+//!   storable (known from its head), they go to the origin themselves at once: a response
+//!   is never handed from one request to another unless it is storable. A request arriving
+//!   after that bound does not wait at all.
 //! - Bodies stream: the client gets the response as it arrives; it is stored only once
 //!   complete and if within [`max_body`](CacheLayerBuilder::max_body) (8 MiB by default).
 //! - Application policy: [`default_ttl`](CacheLayerBuilder::default_ttl) /
@@ -172,6 +174,30 @@
 //!
 //! See [`metrics`] for every metric name and label.
 //!
+//! # Collapsing: what is per process and what is cluster-wide
+//!
+//! | guarantee | scope |
+//! |---|---|
+//! | one origin call per cold key at a time ([`coalesce`](CacheLayerBuilder::coalesce)) | every instance sharing a [`RedisStore`] or [`TieredStore`] (leases in Redis), else the process |
+//! | followers get the leader's stored response even when the store write fails | the process (handed over directly) |
+//! | one `stale-while-revalidate` refresh, one revalidation per key | every instance sharing the store |
+//! | a response not storable reaches nobody else; the key is "hit-for-miss" for [`hit_for_miss`](CacheLayerBuilder::hit_for_miss) (10 s) | every instance sharing the store |
+//! | entries, tags, `invalidate_*`, `purge` | every instance sharing the store (a `TieredStore`'s memory tier through pub/sub) |
+//!
+//! How: the first instance to miss a key takes the key's lease in Redis (`SET NX PX` with
+//! a random token, renewed every third of [`lease_ttl`](CacheLayerBuilder::lease_ttl)
+//! (2 s) while its origin call runs, released by compare-and-delete), calls the origin,
+//! stores the response and announces it on the store's lease channel; instances that
+//! miss meanwhile wait (at most `coalesce_timeout`) and answer from the stored entry. A
+//! holder that gives up (its client left, the origin failed) releases the lease at once;
+//! one that dies lets it expire within `lease_ttl`; a waiter that reaches
+//! `coalesce_timeout` goes to the origin itself. When Redis fails or is slow, leases are
+//! skipped (never an error, never a wait longer than the store timeout) and each instance
+//! coalesces on its own. Turn it off with
+//! [`coalesce_across_instances(false)`](CacheLayerBuilder::coalesce_across_instances);
+//! watch it in [`LEASE_EVENTS_TOTAL`](metrics::LEASE_EVENTS_TOTAL). A custom shared store
+//! offers the same through [`Store::leases`].
+//!
 //! # Production checklist
 //!
 //! - **Stores**: `GET` responses the RFC allows a shared cache to store, with a lifetime
@@ -194,8 +220,7 @@
 //!   forwarded host) must be keyed on it or `Vary` on it.
 //! - **More than one instance**: use a shared store (`RedisStore`, or `TieredStore` so
 //!   that invalidations reach every instance's memory); a `MemoryStore` per process means
-//!   `invalidate_*` reaches only that process. Request coalescing is per process: N
-//!   instances make up to N origin calls per key. Give every instance the same
+//!   `invalidate_*` and coalescing reach only that process. Give every instance the same
 //!   configuration (TTLs, key headers, ignored parameters, cache name), or they will read
 //!   each other's entries differently. What other layers put in a body (pagination
 //!   cursors signed with a key, absolute links from a base URL) is cached with it: those

@@ -259,36 +259,150 @@ async fn waiters_go_on_when_the_lease_holder_is_aborted() {
     remove_prefix(&prefix);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn waiters_go_on_when_the_lease_holder_died() {
-    let prefix = unique_prefix();
-    let origin = SlowOrigin::new(Duration::from_millis(50), SHARED);
-    let ttl = Duration::from_millis(800);
-    let waiter = origin.behind(
+/// Run as a child process by `waiters_go_on_when_the_lease_holder_process_is_killed` (with
+/// `HOLDER_PREFIX` set): takes the lease of `/killed` by missing it in front of an origin
+/// that never answers, then waits to be killed.
+#[tokio::test]
+#[ignore = "a helper process, started by another test"]
+async fn lease_holder_process() {
+    let Ok(prefix) = std::env::var("HOLDER_PREFIX") else {
+        return;
+    };
+    let stuck = SlowOrigin::new(Duration::from_secs(3600), SHARED);
+    let holder = stuck.behind(
         &CacheLayer::builder(redis_store(&prefix).await)
-            .store_timeout(Duration::from_millis(500))
-            .lease_ttl(ttl)
+            .lease_ttl(LEASE_TTL)
             .build()
             .unwrap(),
     );
-    // A process took the lease and was killed: nobody renews or releases it.
-    let store = redis_store(&prefix).await;
-    let leases = store.leases().unwrap();
-    let claim = leases.claim("/dead", ttl).await.unwrap();
-    assert!(matches!(claim, towerkit_cache::Claim::Lead(_)));
+    send(&holder, get_req("/killed")).await;
+}
+
+const LEASE_TTL: Duration = Duration::from_millis(800);
+
+/// A child process, killed when dropped (also when the test fails).
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_go_on_when_the_lease_holder_process_is_killed() {
+    let prefix = unique_prefix();
+    let mut child = Child(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "lease_holder_process",
+                "--nocapture",
+            ])
+            .env("HOLDER_PREFIX", &prefix)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Wait until the child holds the lease.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client
+        .get_connection_with_timeout(Duration::from_secs(1))
+        .unwrap();
     let started = Instant::now();
-    let seen = stampede(&[waiter], 5, "/dead").await;
-    let took = started.elapsed();
-    assert_eq!(origin.calls(), 1);
-    assert!(seen.iter().all(|r| r.body == "call 1"));
-    assert!(
-        took >= Duration::from_millis(500),
-        "the waiters waited for the lease: {took:?}"
+    loop {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}l:*"))
+            .query(&mut conn)
+            .unwrap();
+        if !keys.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the child took no lease"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let origin = SlowOrigin::new(Duration::from_millis(50), SHARED);
+    let waiter = origin.behind(
+        &CacheLayer::builder(redis_store(&prefix).await)
+            .store_timeout(Duration::from_millis(500))
+            .lease_ttl(LEASE_TTL)
+            .build()
+            .unwrap(),
     );
-    assert!(
-        took < Duration::from_secs(5),
-        "answered within the coalesce timeout plus one origin call: {took:?}"
+    let waiters: Vec<_> = (0..5)
+        .map(|_| {
+            let waiter = waiter.clone();
+            tokio::spawn(async move { send(&waiter, get_req("/killed")).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        origin.calls(),
+        0,
+        "the waiters wait while the holder renews its lease"
     );
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let killed = Instant::now();
+    for task in waiters {
+        let seen = task.await.unwrap();
+        assert_eq!(seen.status, 200);
+        assert_eq!(seen.body, "call 1");
+    }
+    let took = killed.elapsed();
+    assert_eq!(origin.calls(), 1, "one origin call after the holder died");
+    // The lease expires within its TTL of the last renewal; then one waiter calls the
+    // origin (50 ms). Within the coalesce timeout (5 s) in any case.
+    assert!(
+        took < LEASE_TTL + Duration::from_millis(700),
+        "answered {took:?} after the kill"
+    );
+    remove_prefix(&prefix);
+}
+
+#[test]
+fn lease_events_are_counted() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let prefix = unique_prefix();
+    runtime.block_on(async {
+        let origin = SlowOrigin::new(Duration::from_millis(200), SHARED);
+        let mut instances = Vec::new();
+        for _ in 0..2 {
+            instances.push(origin.behind(&layer(redis_store(&prefix).await)));
+        }
+        stampede(&instances, 3, "/counted").await;
+        assert_eq!(origin.calls(), 1);
+    });
+    let mut events = std::collections::BTreeMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        if key.key().name() != towerkit_cache::metrics::LEASE_EVENTS_TOTAL {
+            continue;
+        }
+        let event = key.key().labels().next().unwrap().value().to_owned();
+        if let metrics_util::debugging::DebugValue::Counter(n) = value {
+            events.insert(event, n);
+        }
+    }
+    let expected: std::collections::BTreeMap<String, u64> = [
+        ("acquired".to_owned(), 1),
+        ("waited".to_owned(), 1),
+        ("filled".to_owned(), 1),
+    ]
+    .into();
+    assert_eq!(events, expected);
     remove_prefix(&prefix);
 }
 
