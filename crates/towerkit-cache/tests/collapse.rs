@@ -136,7 +136,7 @@ const PRIVATE: &[(&str, &str)] = &[("cache-control", "private, max-age=60")];
 
 /// 4 instances x 25 concurrent requests for one cold key: one origin call, and every
 /// request answered with its body.
-async fn one_call_across(stores: Vec<RedisStore>) {
+async fn one_call_across(stores: Vec<impl Store>) {
     let origin = SlowOrigin::new(Duration::from_millis(300), SHARED);
     let instances: Vec<Svc> = stores
         .into_iter()
@@ -162,6 +162,21 @@ async fn four_instances_make_one_origin_call_on_redis() {
     let mut stores = Vec::new();
     for _ in 0..4 {
         stores.push(redis_store(&prefix).await);
+    }
+    one_call_across(stores).await;
+    remove_prefix(&prefix);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_instances_make_one_origin_call_through_tiered_stores() {
+    let prefix = unique_prefix();
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        let l1 = towerkit_cache::MemoryStore::new(1 << 20);
+        stores.push(towerkit_cache::TieredStore::new(
+            l1,
+            redis_store(&prefix).await,
+        ));
     }
     one_call_across(stores).await;
     remove_prefix(&prefix);
