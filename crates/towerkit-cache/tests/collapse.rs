@@ -469,6 +469,45 @@ async fn one_background_refresh_across_instances() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiered_stores_refresh_once_and_then_read_the_refreshed_entry() {
+    let prefix = unique_prefix();
+    let origin = SlowOrigin::new(
+        Duration::from_millis(100),
+        &[("cache-control", "max-age=1, stale-while-revalidate=60")],
+    );
+    let mut instances = Vec::new();
+    for _ in 0..4 {
+        let l1 = towerkit_cache::MemoryStore::new(1 << 20);
+        let store = towerkit_cache::TieredStore::new(l1, redis_store(&prefix).await);
+        instances.push(origin.behind(&layer(store)));
+    }
+    // Every instance holds a copy in its memory tier.
+    assert_eq!(send(&instances[0], get_req("/tiered")).await.body, "call 1");
+    for instance in &instances[1..] {
+        let seen = send(instance, get_req("/tiered")).await;
+        assert!(seen.is_hit() && seen.body == "call 1", "{seen:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // Stale everywhere: served stale, refreshed once for all four.
+    let seen = stampede(&instances, 5, "/tiered").await;
+    assert!(seen.iter().all(|r| r.body == "call 1"), "served stale");
+    let started = Instant::now();
+    while origin.calls() < 2 && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(origin.calls(), 2, "one refresh for all four instances");
+    // The fill announced the new entry: no memory tier serves (or refreshes) the old one.
+    let seen = stampede(&instances, 2, "/tiered").await;
+    for response in &seen {
+        assert_eq!(response.body, "call 2", "{response:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(origin.calls(), 2);
+    remove_prefix(&prefix);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collapsing_across_instances_can_be_turned_off() {
     let prefix = unique_prefix();
     let origin = SlowOrigin::new(Duration::from_millis(200), SHARED);

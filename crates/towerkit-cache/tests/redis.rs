@@ -240,6 +240,26 @@ async fn redis_store_keeps_one_variant_per_coding() {
 }
 
 #[tokio::test]
+async fn a_healthy_subscription_keeps_the_memory_tier() {
+    // The subscription pings its node every second; a healthy connection must not count
+    // as a gap (which clears the memory tier).
+    let url = redis_url();
+    let prefix = Prefix::new(&url);
+    let store = TieredStore::new(MemoryStore::new(1 << 20), redis_store(&url, &prefix).await);
+    let layer = CacheLayer::builder(store.clone())
+        .store_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let origin = Origin::default();
+    let app = cached(&layer, &origin, &[("cache-control", "max-age=60")]);
+    send(&app, get_req("/kept")).await;
+    assert_eq!(store.stats().l1_entries, 1);
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert_eq!(store.stats().l1_entries, 1, "the memory tier was cleared");
+    assert!(send(&app, get_req("/kept")).await.is_hit());
+}
+
+#[tokio::test]
 async fn tiered_invalidation_reaches_every_instance() {
     let url = redis_url();
     let prefix = Prefix::new(&url);

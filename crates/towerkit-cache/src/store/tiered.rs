@@ -4,9 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
-
 use super::contract::{Lookup, Store, StoreFuture, StoreStats, Tier};
 use super::lease::Leases;
 use super::memory::MemoryStore;
@@ -23,11 +20,16 @@ use crate::freshness::now_ms;
 ///   prefix, in any process, applies them to its own L1. When the subscription is
 ///   re-established after a disconnection, L1 is cleared, since invalidations may have been
 ///   missed meanwhile.
+/// - When another instance stores a new response for a key after a lease (a miss, a
+///   revalidation, a background refresh collapsed across instances), every L1 drops its
+///   copy of the key, so that the next lookup reads the new one from L2 instead of
+///   refreshing the old one again.
 /// - When Redis is down, L1 keeps serving what it has (within each entry's own deadlines)
 ///   and new responses are still stored in L1; L2 operations fail fast as misses.
 ///
-/// Cloning shares both tiers. Must be created inside a Tokio runtime (it spawns the
-/// subscriber, which stops when the last clone is dropped).
+/// Cloning shares both tiers. The Redis store's subscription (started by
+/// [`RedisStoreBuilder::connect`](crate::RedisStoreBuilder::connect)) delivers the
+/// invalidations; the last clone dropped stops listening.
 #[derive(Clone)]
 pub struct TieredStore {
     inner: Arc<Inner>,
@@ -39,16 +41,7 @@ struct Inner {
     channel: String,
     /// Bumped by every invalidation applied to L1: an L2 read started before one must not
     /// refill L1 with what it invalidated.
-    epoch: Arc<AtomicU64>,
-    subscriber: Option<JoinHandle<()>>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(subscriber) = self.subscriber.take() {
-            subscriber.abort();
-        }
-    }
+    epoch: AtomicU64,
 }
 
 /// An invalidation, as published.
@@ -93,19 +86,31 @@ impl TieredStore {
     /// Puts `l1` in front of `l2` and subscribes to invalidations on `l2`'s prefix.
     pub fn new(l1: MemoryStore, l2: RedisStore) -> Self {
         let channel = l2.invalidation_channel();
-        let epoch = Arc::new(AtomicU64::new(0));
-        let subscriber = tokio::runtime::Handle::try_current()
-            .ok()
-            .map(|runtime| runtime.spawn(follow(l2.events(), l1.clone(), epoch.clone())));
-        Self {
-            inner: Arc::new(Inner {
-                l1,
-                l2,
-                channel,
-                epoch,
-                subscriber,
-            }),
-        }
+        let inner = Arc::new(Inner {
+            l1,
+            l2,
+            channel,
+            epoch: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&inner);
+        inner.l2.on_event(Box::new(move |event| {
+            let Some(inner) = weak.upgrade() else {
+                return false;
+            };
+            match event {
+                Event::Invalidation(text) => {
+                    if let Some(message) = Message::decode(text) {
+                        apply(&inner.l1, &inner.epoch, &message);
+                    }
+                }
+                // Another instance stored a newer response: read it from Redis next time.
+                // (No epoch bump: that would also stop unrelated keys' refills.)
+                Event::Filled(key) => inner.l1.remove(key),
+                Event::Resubscribed => apply(&inner.l1, &inner.epoch, &Message::Purge),
+            }
+            true
+        }));
+        Self { inner }
     }
 
     /// The memory tier.
@@ -138,25 +143,6 @@ impl TieredStore {
             published?;
             Ok(value)
         })
-    }
-}
-
-/// Applies the invalidations other instances publish to `l1`, for as long as the store
-/// lives; clears `l1` after a gap in the subscription (or when falling behind), since
-/// invalidations may have been missed.
-async fn follow(mut events: broadcast::Receiver<Event>, l1: MemoryStore, epoch: Arc<AtomicU64>) {
-    loop {
-        match events.recv().await {
-            Ok(Event::Invalidation(text)) => {
-                if let Some(message) = Message::decode(&text) {
-                    apply(&l1, &epoch, &message);
-                }
-            }
-            Ok(Event::Resubscribed) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                apply(&l1, &epoch, &Message::Purge);
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
     }
 }
 

@@ -54,18 +54,20 @@ return 0",
 const POLL_SUBSCRIBED: Duration = Duration::from_millis(250);
 const POLL_UNSUBSCRIBED: Duration = Duration::from_millis(25);
 
-/// A random token: 128 bits from the operating system, in hex.
-fn random_token() -> LeaseToken {
+/// 128 random bits from the operating system, in hex.
+pub(super) fn random_hex() -> String {
     let mut bytes = [0u8; 16];
     if getrandom::fill(&mut bytes).is_err() {
         // No entropy source: fall back to what differs between processes and calls.
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        bytes = (nanos ^ (u128::from(std::process::id()) << 96)).to_le_bytes();
+        let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        bytes = (nanos ^ (u128::from(std::process::id()) << 96) ^ (u128::from(calls) << 64))
+            .to_le_bytes();
     }
-    let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    LeaseToken::new(text)
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -80,7 +82,7 @@ impl Leases for RedisStore {
         let keys = &self.inner.keys;
         let (lease, pass) = (keys.lease(key), keys.pass(key));
         StoreFuture::pending(async move {
-            let token = random_token();
+            let token = LeaseToken::new(random_hex());
             let mut invocation = CLAIM.key(lease);
             invocation.key(pass).arg(token.as_str()).arg(millis(ttl));
             let code: i64 = store
@@ -126,7 +128,11 @@ impl Leases for RedisStore {
             .arg(token.as_str())
             .arg(pass_ms)
             .arg(keys.lease_channel())
-            .arg(encode_lease(end, key));
+            .arg(encode_lease(
+                end,
+                self.inner.subscription.notices.origin(),
+                key,
+            ));
         StoreFuture::pending(async move {
             let _: i64 = store
                 .run("lease", store.inner.conn.script(&invocation))

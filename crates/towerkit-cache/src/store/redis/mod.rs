@@ -20,8 +20,8 @@ pub use builder::RedisStoreBuilder;
 use conn::{Conn, Group, expire};
 use health::Health;
 use keys::Keys;
-pub(crate) use pubsub::Event;
 use pubsub::Subscription;
+pub(crate) use pubsub::{Event, Hook};
 
 use super::contract::{
     Lookup, MAX_VARIANTS, Store, StoreError, StoreFuture, StoreStats, Tier, Variants,
@@ -78,9 +78,10 @@ impl RedisStore {
         self.inner.keys.prefix()
     }
 
-    /// Invalidation events from the store's channel, for a tiered store's memory tier.
-    pub(crate) fn events(&self) -> tokio::sync::broadcast::Receiver<Event> {
-        self.inner.subscription.notices.events()
+    /// Calls `hook` with the store's events (invalidations, fills, gaps), for a tiered
+    /// store's memory tier.
+    pub(crate) fn on_event(&self, hook: Hook) {
+        self.inner.subscription.notices.on_event(hook);
     }
 
     /// The channel invalidations are published on.

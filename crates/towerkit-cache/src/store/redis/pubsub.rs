@@ -5,7 +5,7 @@
 //! On a cluster a classic `PUBLISH` reaches every node, so one connection to any node hears
 //! everything: the subscriber goes round the nodes it knows, and when the node it follows
 //! dies (its connection ends, or a ping goes unanswered), it subscribes through the next.
-//! Messages published while no connection was subscribed are lost: listeners are told
+//! Messages published while no connection was subscribed are lost: hooks are told
 //! ([`Event::Resubscribed`]) so that they can drop what they may have missed, and lease
 //! waiters poll the lease besides (see `lease.rs`).
 
@@ -15,25 +15,36 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::lease::random_hex;
 use crate::store::LeaseEnd;
 
-/// What the subscription tells tiered stores.
-#[derive(Debug, Clone)]
-pub(crate) enum Event {
+/// What the subscription tells the hooks (tiered stores' memory tiers).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Event<'a> {
     /// An invalidation message, as published on the invalidation channel.
-    Invalidation(String),
+    Invalidation(&'a str),
+    /// Another instance stored a new response under this key (its lease ended filled):
+    /// copies of the key kept in memory are outdated.
+    Filled(&'a str),
     /// The subscription was (re-)established after a gap: messages may have been missed.
     Resubscribed,
 }
 
+/// Called with every event, on the subscription's task, before lease waiters are woken;
+/// returns `false` once it is no longer wanted (its store was dropped).
+pub(crate) type Hook = Box<dyn Fn(Event<'_>) -> bool + Send + Sync>;
+
 /// What a store's subscription delivers, shared by the task that reads it and the store.
 pub(crate) struct Notices {
+    /// This store's own random id: it signs the lease ends it announces, so that it does
+    /// not act on its own fills.
+    origin: String,
     invalidation_channel: String,
     lease_channel: String,
-    events: broadcast::Sender<Event>,
+    hooks: Mutex<Vec<Hook>>,
     /// Lease waiters in this process, by cache key.
     waiters: Mutex<HashMap<String, watch::Sender<Option<LeaseEnd>>>>,
     subscribed: AtomicBool,
@@ -46,9 +57,24 @@ impl Notices {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Invalidation events from now on.
-    pub(crate) fn events(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+    /// This store's id, as its announcements carry it.
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Calls `hook` with every event from now on.
+    pub(crate) fn on_event(&self, hook: Hook) {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(hook);
+    }
+
+    fn notify(&self, event: Event<'_>) {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|hook| hook(event));
     }
 
     /// Whether a connection is subscribed now (lease outcomes are then announced).
@@ -73,14 +99,19 @@ impl Notices {
 
     fn deliver(&self, channel: &str, payload: &str) {
         if channel == self.lease_channel {
-            if let Some((end, key)) = decode_lease(payload)
-                && let Some(sender) = self.waiters().remove(key)
-            {
+            let Some((end, origin, key)) = decode_lease(payload) else {
+                return;
+            };
+            // Memory copies go first, so that a woken waiter reads the new entry; this
+            // store's own fill is what its memory tier already holds.
+            if end == LeaseEnd::Filled && origin != self.origin {
+                self.notify(Event::Filled(key));
+            }
+            if let Some(sender) = self.waiters().remove(key) {
                 sender.send_replace(Some(end));
             }
         } else if channel == self.invalidation_channel {
-            // No receiver is fine: no tiered store listens.
-            let _ = self.events.send(Event::Invalidation(payload.to_owned()));
+            self.notify(Event::Invalidation(payload));
         }
     }
 }
@@ -126,25 +157,27 @@ impl Drop for Listener {
     }
 }
 
-/// The message announcing that `key`'s lease ended with `end`.
-pub(crate) fn encode_lease(end: LeaseEnd, key: &str) -> String {
+/// The message announcing that `key`'s lease ended with `end`, sent by the store `origin`:
+/// `{f|n|a} {origin} {key}`.
+pub(crate) fn encode_lease(end: LeaseEnd, origin: &str, key: &str) -> String {
     let code = match end {
         LeaseEnd::Filled => 'f',
         LeaseEnd::NotStorable => 'n',
         LeaseEnd::Abandoned => 'a',
     };
-    format!("{code} {key}")
+    format!("{code} {origin} {key}")
 }
 
-fn decode_lease(payload: &str) -> Option<(LeaseEnd, &str)> {
-    let (code, key) = payload.split_once(' ')?;
+fn decode_lease(payload: &str) -> Option<(LeaseEnd, &str, &str)> {
+    let (code, rest) = payload.split_once(' ')?;
+    let (origin, key) = rest.split_once(' ')?;
     let end = match code {
         "f" => LeaseEnd::Filled,
         "n" => LeaseEnd::NotStorable,
         "a" => LeaseEnd::Abandoned,
         _ => return None,
     };
-    Some((end, key))
+    Some((end, origin, key))
 }
 
 /// The running subscription: its notices, and the task that reads it (stopped on drop).
@@ -170,9 +203,10 @@ impl Subscription {
         lease_channel: String,
     ) -> Self {
         let notices = Arc::new(Notices {
+            origin: random_hex(),
             invalidation_channel,
             lease_channel,
-            events: broadcast::channel(EVENT_BUFFER).0,
+            hooks: Mutex::default(),
             waiters: Mutex::default(),
             subscribed: AtomicBool::new(false),
         });
@@ -183,10 +217,6 @@ impl Subscription {
         Subscription { notices, task }
     }
 }
-
-/// How many invalidation events a slow listener may fall behind before it is told it
-/// lagged (and then drops everything, as after a gap).
-const EVENT_BUFFER: usize = 1024;
 
 /// How often the subscribed connection is pinged, and how long a ping may take before the
 /// node is given up for the next one.
@@ -233,7 +263,7 @@ async fn follow(nodes: Vec<redis::Client>, notices: std::sync::Weak<Notices>) {
         };
         strong.subscribed.store(true, Ordering::SeqCst);
         if gap {
-            let _ = strong.events.send(Event::Resubscribed);
+            strong.notify(Event::Resubscribed);
         }
         drop(strong);
         let (mut sink, mut stream) = pubsub.split();
@@ -249,7 +279,7 @@ async fn follow(nodes: Vec<redis::Client>, notices: std::sync::Weak<Notices>) {
                     }
                 }
                 _ = ping.tick() => {
-                    let pong = tokio::time::timeout(PING_TIMEOUT, sink.ping::<String>()).await;
+                    let pong = tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await;
                     if !matches!(pong, Ok(Ok(_))) {
                         break;
                     }
@@ -270,10 +300,11 @@ mod tests {
     #[test]
     fn lease_messages_round_trip() {
         for end in [LeaseEnd::Filled, LeaseEnd::NotStorable, LeaseEnd::Abandoned] {
-            let text = encode_lease(end, "/a b?c");
-            assert_eq!(decode_lease(&text), Some((end, "/a b?c")));
+            let text = encode_lease(end, "0a1b", "/a b?c");
+            assert_eq!(decode_lease(&text), Some((end, "0a1b", "/a b?c")));
         }
-        assert_eq!(decode_lease("x /a"), None);
+        assert_eq!(decode_lease("x 0a /a"), None);
+        assert_eq!(decode_lease("f /a"), None);
         assert_eq!(decode_lease("f"), None);
     }
 }
