@@ -16,16 +16,17 @@ pub enum ConfigError {
         /// The value given.
         value: String,
     },
-    /// The URL (or a cluster node's) is not a valid Redis URL.
+    /// The URL (or a cluster node's) is not a valid Redis URL. With the `redis` feature.
     #[cfg(feature = "redis")]
     #[error("invalid redis url: {0}")]
     InvalidRedisUrl(#[source] redis::RedisError),
-    /// No node was given (`RedisStore::cluster` with an empty list).
+    /// No node was given (`RedisStore::cluster` with an empty list). With the `redis`
+    /// feature.
     #[cfg(feature = "redis")]
     #[error("no redis node given")]
     NoRedisNodes,
     /// The cluster could not be reached to learn its topology (Redis Cluster only: a single
-    /// server is connected lazily and may be down at start).
+    /// server is connected lazily and may be down at start). With the `redis` feature.
     #[cfg(feature = "redis")]
     #[error("cannot connect to redis cluster: {0}")]
     RedisClusterUnreachable(#[source] redis::RedisError),

@@ -229,6 +229,18 @@
 //!   and, for a private CA, [`tls_root_certificate`](RedisStoreBuilder::tls_root_certificate);
 //!   one key prefix per application; a Redis that cannot be reached or fails TLS costs
 //!   misses, not errors, so alert on `http_cache_redis_errors_total`.
+//!
+//! # Features
+//!
+//! | feature | default | what it enables |
+//! |---|---|---|
+//! | `axum` | yes | keys on axum's `OriginalUri`, so routers nested with `Router::nest` keep their entries apart |
+//! | `redis` | yes | `RedisStore`, `RedisStoreBuilder` and `TieredStore` |
+//! | `redis-cluster` | no | `RedisStore::cluster`: a store on a Redis Cluster (turns on `redis`) |
+//! | `redis-tls` | no | `rediss://` URLs and `RedisStoreBuilder::tls_root_certificate` (rustls, ring; turns on `redis`) |
+
+// docs.rs documents with a nightly rustdoc and `--cfg docsrs`: mark what each feature enables.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The request paths, each in its own file: `service` (the entry point), `lookup` (what a
 // stored entry answers, and hits), `miss` (the origin call: coalescing, revalidation,

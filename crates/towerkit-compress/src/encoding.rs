@@ -9,12 +9,14 @@ use std::ops::RangeInclusive;
 #[non_exhaustive]
 pub enum Encoding {
     /// Zstandard (RFC 8878), `zstd`: the cheapest of the four at the default levels.
+    /// Applied with the `zstd` feature (on by default).
     Zstd,
-    /// Brotli (RFC 7932), `br`.
+    /// Brotli (RFC 7932), `br`. Applied with the `br` feature (on by default).
     Br,
-    /// gzip (RFC 1952), `gzip`.
+    /// gzip (RFC 1952), `gzip`. Applied with the `gzip` feature (on by default).
     Gzip,
     /// zlib-wrapped deflate (RFC 1950), `deflate`: only for old clients that offer nothing else.
+    /// Applied with the `deflate` feature (on by default).
     Deflate,
 }
 

@@ -134,6 +134,9 @@
 //! needed; asking for a level of a coding that is not compiled in makes
 //! [`CompressionLayerBuilder::build`] fail with a [`ConfigError`].
 
+// docs.rs documents with a nightly rustdoc and `--cfg docsrs`: mark what each feature enables.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 #[cfg(not(any(
     feature = "gzip",
     feature = "br",

@@ -258,7 +258,8 @@ impl DbConfigBuilder {
     /// the system's roots); overrides the connection string's. With it, the certificate
     /// chain is checked under every `sslmode` but `disable`, as libpq does. Default: the
     /// connection string's, else the system's roots for `verify-ca` and `verify-full`. Read
-    /// once, by [`build`](Self::build).
+    /// once, by [`build`](Self::build). Needs the `tls` feature (on by default): without
+    /// it, `build` fails.
     #[must_use]
     pub fn ssl_root_cert(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.tls.root_cert = Some(path.into());
@@ -267,7 +268,8 @@ impl DbConfigBuilder {
 
     /// A client certificate (PEM chain, libpq's `sslcert`) and its private key (PEM,
     /// `sslkey`), sent when the server asks for one; override the connection string's.
-    /// Default: none. Read once, by [`build`](Self::build).
+    /// Default: none. Read once, by [`build`](Self::build). Needs the `tls` feature (on by
+    /// default): without it, `build` fails.
     #[must_use]
     pub fn ssl_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.config.tls.cert = Some(cert.into());

@@ -123,6 +123,9 @@
 //! # let _ = app; Ok(()) }
 //! ```
 
+// docs.rs documents with a nightly rustdoc and `--cfg docsrs`: mark what each feature enables.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod config;
 mod db;
 mod error;

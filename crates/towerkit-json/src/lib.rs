@@ -85,6 +85,13 @@
 //! - **HEAD:** GET's `Content-Length` when the inner service hands over GET's body (axum),
 //!   none when it sends no body and GET would be rewritten; HEAD buffers like GET.
 //! - **More than one instance:** nothing to configure.
+//!
+//! # Features
+//!
+//! - `axum` (off by default): [`Problem`] implements axum's `IntoResponse`.
+
+// docs.rs documents with a nightly rustdoc and `--cfg docsrs`: mark what each feature enables.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
 pub mod problem;

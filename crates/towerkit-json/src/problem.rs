@@ -119,6 +119,7 @@ impl Problem {
     }
 }
 
+/// Available with the `axum` feature.
 #[cfg(feature = "axum")]
 impl axum_core::response::IntoResponse for Problem {
     fn into_response(self) -> axum_core::response::Response {

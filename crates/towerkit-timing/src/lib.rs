@@ -100,6 +100,14 @@
 //! - **More than one instance:** nothing to share. Each instance exports its own
 //!   histograms; aggregate them in Prometheus. `Server-Timing` tells clients how long the
 //!   server took: leave it off on public endpoints unless you mean it.
+//!
+//! # Features
+//!
+//! - `axum` (on by default): route templates from axum's `MatchedPath`. Without it every
+//!   request is labelled `unmatched`; `TimingLayer` itself works on any tower service.
+
+// docs.rs documents with a nightly rustdoc and `--cfg docsrs`: mark what each feature enables.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod collector;
 mod durations;

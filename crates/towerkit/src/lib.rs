@@ -50,6 +50,9 @@
 //! # let _ = app;
 //! ```
 
+// docs.rs documents with a nightly rustdoc and `--cfg docsrs`: mark what each feature enables.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 #[cfg(feature = "cache")]
 pub use towerkit_cache as cache;
 #[cfg(feature = "compress")]

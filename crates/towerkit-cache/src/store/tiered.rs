@@ -13,6 +13,8 @@ use crate::freshness::now_ms;
 
 /// A [`MemoryStore`] (L1) in front of a [`RedisStore`] (L2).
 ///
+/// Available with the `redis` feature (on by default).
+///
 /// - A lookup tries L1, then L2; what L2 has is copied into L1 with the same deadlines,
 ///   so an L1 entry never outlives the L2 entry it copies.
 /// - Writes go to both. Deletions, tag invalidations and purges go to both and are

@@ -30,6 +30,8 @@ impl RedisStore {
     }
 
     /// A builder for a store on the Redis Cluster reachable through `nodes`.
+    ///
+    /// Available with the `redis-cluster` feature.
     #[cfg(feature = "redis-cluster")]
     pub fn cluster<I, U>(nodes: I) -> RedisStoreBuilder
     where
@@ -44,6 +46,8 @@ impl RedisStore {
 }
 
 /// Builds a [`RedisStore`]. `Debug` shows the node URLs without their passwords.
+///
+/// Available with the `redis` feature (on by default).
 #[derive(Clone)]
 pub struct RedisStoreBuilder {
     pub(super) nodes: Vec<String>,
@@ -131,6 +135,8 @@ impl RedisStoreBuilder {
     /// Trusts this root certificate (PEM; a private CA's) instead of the system's roots for
     /// `rediss://` connections, the cluster's and pub/sub's included. The URL must use
     /// `rediss://`; an ACL user and password go in it (`rediss://user:password@host:6380`).
+    ///
+    /// Available with the `redis-tls` feature.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {

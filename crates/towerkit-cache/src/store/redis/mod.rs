@@ -33,12 +33,15 @@ use crate::metrics;
 
 /// Entries in Redis, shared by every instance of a service.
 ///
+/// Available with the `redis` feature (on by default).
+///
 /// - One Redis hash per key (`{prefix}e:{key}`), one field per variant, each holding the
 ///   entry in the compact binary form of [`Entry::encode`]; the hash expires with its
 ///   longest-lived variant. Tags are Redis sets (`{prefix}t:{tag}`) of keys, expiring with
 ///   their longest-lived member.
-/// - The connection is a multiplexed, auto-reconnecting [`ConnectionManager`] (or a Redis
-///   Cluster connection with the `redis-cluster` feature).
+/// - The connection is a multiplexed, auto-reconnecting
+///   [`ConnectionManager`](redis::aio::ConnectionManager) (or a Redis Cluster connection
+///   with the `redis-cluster` feature).
 /// - Every operation is bounded by a timeout (default 50 ms). A failure or timeout is
 ///   returned as an error, which the cache counts as a miss; it is logged once per outage
 ///   (a warning, then an info line on recovery), counted in
