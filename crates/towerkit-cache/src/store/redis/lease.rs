@@ -81,10 +81,14 @@ impl Leases for RedisStore {
         let (lease, pass) = (keys.lease(key), keys.pass(key));
         StoreFuture::pending(async move {
             let token = random_token();
-            let mut invocation = CLAIM.key(lease);
+            let mut invocation = CLAIM.key(&lease);
             invocation.key(pass).arg(token.as_str()).arg(millis(ttl));
             let code: i64 = store
-                .run("lease", store.inner.conn.script(&invocation))
+                .run(
+                    "lease",
+                    &lease,
+                    store.inner.conn.script(&lease, &invocation),
+                )
                 .await?;
             Ok(match code {
                 1 => Claim::Lead(token),
@@ -96,11 +100,16 @@ impl Leases for RedisStore {
 
     fn renew(&self, key: &str, token: &LeaseToken, ttl: Duration) -> StoreFuture<bool> {
         let store = self.clone();
-        let mut invocation = RENEW.key(self.inner.keys.lease(key));
+        let lease = self.inner.keys.lease(key);
+        let mut invocation = RENEW.key(&lease);
         invocation.arg(token.as_str()).arg(millis(ttl));
         StoreFuture::pending(async move {
             let renewed: i64 = store
-                .run("lease", store.inner.conn.script(&invocation))
+                .run(
+                    "lease",
+                    &lease,
+                    store.inner.conn.script(&lease, &invocation),
+                )
                 .await?;
             Ok(renewed == 1)
         })
@@ -120,7 +129,8 @@ impl Leases for RedisStore {
         } else {
             0
         };
-        let mut invocation = RELEASE.key(keys.lease(key));
+        let lease = keys.lease(key);
+        let mut invocation = RELEASE.key(&lease);
         invocation
             .key(keys.pass(key))
             .arg(token.as_str())
@@ -129,7 +139,11 @@ impl Leases for RedisStore {
             .arg(encode_lease(end, key));
         StoreFuture::pending(async move {
             let _: i64 = store
-                .run("lease", store.inner.conn.script(&invocation))
+                .run(
+                    "lease",
+                    &lease,
+                    store.inner.conn.script(&lease, &invocation),
+                )
                 .await?;
             Ok(())
         })
@@ -146,7 +160,9 @@ impl Leases for RedisStore {
                 if let Some(end) = listener.current() {
                     return Ok(Some(end));
                 }
-                let held: i64 = store.run("lease", store.inner.conn.query(&exists)).await?;
+                let held: i64 = store
+                    .run("lease", &lease, store.inner.conn.query(&lease, &exists))
+                    .await?;
                 if held == 0 {
                     return Ok(listener.current());
                 }

@@ -3,8 +3,10 @@
 //! messages to whoever listens in this process.
 //!
 //! On a cluster a classic `PUBLISH` reaches every node, so one connection to any node hears
-//! everything: the subscriber goes round the nodes it knows, and when the node it follows
-//! dies (its connection ends, or a ping goes unanswered), it subscribes through the next.
+//! everything: the subscriber goes round the nodes it knows (those the store discovered in
+//! the cluster's slot map, primaries and replicas, then those it was given), and when the
+//! node it follows dies (its connection ends, or a ping goes unanswered), it subscribes
+//! through the next; a store given one node of a cluster survives that node's death.
 //! Messages published while no connection was subscribed are lost: listeners are told
 //! ([`Event::Resubscribed`]) so that they can drop what they may have missed, and lease
 //! waiters poll the lease besides (see `lease.rs`).
@@ -18,6 +20,7 @@ use futures_util::StreamExt;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+use super::conn::Clients;
 use crate::store::LeaseEnd;
 
 /// What the subscription tells tiered stores.
@@ -162,10 +165,11 @@ impl Drop for Subscription {
 }
 
 impl Subscription {
-    /// Subscribes to the two channels through `nodes` (tried in turn), on a task of the
-    /// current runtime; without a runtime, nothing is delivered (waiters then poll).
+    /// Subscribes to the two channels through `nodes` (tried in turn, as they are when the
+    /// subscriber moves on), on a task of the current runtime; without a runtime, nothing
+    /// is delivered (waiters then poll).
     pub(crate) fn start(
-        nodes: Vec<redis::Client>,
+        nodes: Arc<Clients>,
         invalidation_channel: String,
         lease_channel: String,
     ) -> Self {
@@ -178,7 +182,7 @@ impl Subscription {
         });
         let task = tokio::runtime::Handle::try_current()
             .ok()
-            .filter(|_| !nodes.is_empty())
+            .filter(|_| !nodes.all().is_empty())
             .map(|runtime| runtime.spawn(follow(nodes, Arc::downgrade(&notices))));
         Subscription { notices, task }
     }
@@ -197,15 +201,20 @@ const PING_TIMEOUT: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Follows the channels for as long as the notices live, going round `nodes`.
-async fn follow(nodes: Vec<redis::Client>, notices: std::sync::Weak<Notices>) {
+async fn follow(nodes: Arc<Clients>, notices: std::sync::Weak<Notices>) {
     let mut backoff = Duration::from_millis(50);
     let mut next = 0usize;
+    // Nodes tried since one last answered: a round ends when each known node was tried.
+    let mut refused = 0usize;
     let mut gap = false;
     loop {
         let Some(strong) = notices.upgrade() else {
             return;
         };
-        let client = &nodes[next % nodes.len()];
+        let candidates = nodes.all();
+        let Some(client) = candidates.get(next % candidates.len().max(1)).cloned() else {
+            return;
+        };
         next = next.wrapping_add(1);
         let channels = [
             strong.invalidation_channel.clone(),
@@ -220,13 +229,16 @@ async fn follow(nodes: Vec<redis::Client>, notices: std::sync::Weak<Notices>) {
         .await;
         let Ok(Ok(pubsub)) = connected else {
             // Every node refused in turn: pause before the next round.
-            if next.is_multiple_of(nodes.len()) {
+            refused += 1;
+            if refused >= candidates.len() {
+                refused = 0;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
             gap = true;
             continue;
         };
+        refused = 0;
         backoff = Duration::from_millis(50);
         let Some(strong) = notices.upgrade() else {
             return;
