@@ -329,6 +329,36 @@ async fn tiered_invalidation_reaches_every_instance() {
     );
 }
 
+#[tokio::test]
+async fn a_subscription_keeps_its_connection_between_pings() {
+    let server = Redis::start().expect("redis-server starts");
+    let store = RedisStore::builder(server.url())
+        .prefix("sub:")
+        .connect()
+        .await
+        .unwrap();
+    let _tiered = TieredStore::new(MemoryStore::new(1 << 20), store);
+    // Pinged every second: a subscription that took the answer for a failure would
+    // reconnect (and clear every memory tier) after each ping.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut conn)
+        .unwrap();
+    let subscribers: Vec<&str> = list.lines().collect();
+    assert_eq!(subscribers.len(), 1, "{list}");
+    let age: u64 = subscribers[0]
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("age="))
+        .and_then(|age| age.parse().ok())
+        .unwrap();
+    assert!(age >= 2, "the subscription reconnected: {list}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_causes_no_errors_and_recovers() {
     let mut server = Redis::start().expect("redis-server starts");

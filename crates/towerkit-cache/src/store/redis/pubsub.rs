@@ -254,15 +254,22 @@ async fn follow(nodes: Arc<Clients>, notices: std::sync::Weak<Notices>) {
         loop {
             tokio::select! {
                 message = stream.next() => {
-                    let Some(message) = message else { break };
+                    let Some(message) = message else {
+                        tracing::debug!("redis subscription ended");
+                        break;
+                    };
                     let Some(strong) = notices.upgrade() else { return };
                     if let Ok(payload) = std::str::from_utf8(message.get_payload_bytes()) {
                         strong.deliver(message.get_channel_name(), payload);
                     }
                 }
                 _ = ping.tick() => {
-                    let pong = tokio::time::timeout(PING_TIMEOUT, sink.ping::<String>()).await;
+                    // A subscribed connection answers `PING` with `["pong", ""]` (RESP2),
+                    // not `PONG`: any answer will do.
+                    let pong =
+                        tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await;
                     if !matches!(pong, Ok(Ok(_))) {
+                        tracing::debug!(?pong, "redis subscription unanswered");
                         break;
                     }
                 }
