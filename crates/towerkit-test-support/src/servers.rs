@@ -473,6 +473,41 @@ impl RedisCluster {
         run_within(&mut reshard, Duration::from_secs(60))
     }
 
+    /// Moves `slots` from the primary on `from` to the primary on `to` by hand, as
+    /// `redis-cli --cluster reshard` does (`SETSLOT … IMPORTING` on the target, `MIGRATING`
+    /// on the source, each key with `MIGRATE`, then `SETSLOT … NODE` on every primary), but
+    /// key by key with `pause` after each: meanwhile the slot is half moved, and clients
+    /// see `ASK` for the keys already moved and `MOVED` once the slot has.
+    pub fn move_slots(&self, from: u16, to: u16, slots: &[u16], pause: Duration) -> io::Result<()> {
+        let id = |port: u16| -> io::Result<String> {
+            Ok(self.cli_on(port, &["cluster", "myid"])?.trim().to_owned())
+        };
+        let (from_id, to_id) = (id(from)?, id(to)?);
+        let primaries: Vec<u16> = self.primaries()?.iter().map(|node| node.port).collect();
+        for slot in slots {
+            let slot = slot.to_string();
+            self.cli_on(to, &["cluster", "setslot", &slot, "importing", &from_id])?;
+            self.cli_on(from, &["cluster", "setslot", &slot, "migrating", &to_id])?;
+            let keys = self.cli_on(from, &["cluster", "getkeysinslot", &slot, "100000"])?;
+            for key in keys.lines().filter(|key| !key.is_empty()) {
+                let port = to.to_string();
+                let migrate = ["migrate", "127.0.0.1", &port, key, "0", "5000"];
+                let reply = self.cli_on(from, &migrate)?;
+                if !reply.contains("OK") && !reply.contains("NOKEY") {
+                    return Err(io::Error::other(format!("MIGRATE {key}: {}", reply.trim())));
+                }
+                std::thread::sleep(pause);
+            }
+            for port in [to, from]
+                .into_iter()
+                .chain(primaries.iter().copied().filter(|p| *p != to && *p != from))
+            {
+                self.cli_on(port, &["cluster", "setslot", &slot, "node", &to_id])?;
+            }
+        }
+        Ok(())
+    }
+
     fn node(&self, port: u16) -> Option<&Redis> {
         self.nodes.iter().find(|node| node.port == port)
     }
