@@ -287,6 +287,30 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        // Every node sees three primaries serving every slot, each followed by a replica.
+        for node in &cluster.nodes {
+            loop {
+                let seen = cluster
+                    .cli_on(node.port, &["cluster", "nodes"])
+                    .map(|text| parse_cluster_nodes(&text))
+                    .unwrap_or_default();
+                let primaries = seen
+                    .iter()
+                    .filter(|n| n.primary && !n.slots.is_empty())
+                    .count();
+                let replicas = seen.iter().filter(|n| n.primary_id.is_some()).count();
+                if primaries == 3 && replicas == 3 {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("node {} did not see the whole cluster", node.port),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         // A replica whose first sync has not finished cannot take over its primary.
         for node in &cluster.nodes {
             loop {
@@ -388,18 +412,29 @@ impl RedisCluster {
         Ok(primaries)
     }
 
-    /// The port of a replica of the primary on `primary_port`.
+    /// The port of a replica of the primary on `primary_port`, as the replica itself says.
     pub fn replica_of(&self, primary_port: u16) -> io::Result<u16> {
-        let nodes = self.topology()?;
-        let primary = nodes
-            .iter()
-            .find(|node| node.port == primary_port)
-            .ok_or_else(|| unknown_node(primary_port))?;
-        nodes
-            .iter()
-            .find(|node| node.primary_id.as_deref() == Some(primary.id.as_str()))
-            .map(|node| node.port)
-            .ok_or_else(|| io::Error::other(format!("no replica follows port {primary_port}")))
+        let primary_id = self
+            .cli_on(primary_port, &["cluster", "myid"])?
+            .trim()
+            .to_owned();
+        for node in self.nodes.iter().filter(|node| node.child.is_some()) {
+            let Ok(text) = self.cli_on(node.port, &["cluster", "nodes"]) else {
+                continue;
+            };
+            let follows = text.lines().any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.len() > 3
+                    && fields[2].split(',').any(|flag| flag == "myself")
+                    && fields[3] == primary_id
+            });
+            if follows {
+                return Ok(node.port);
+            }
+        }
+        Err(io::Error::other(format!(
+            "no replica follows port {primary_port}"
+        )))
     }
 
     /// Kills the node on `port` (`SIGKILL`): its clients see their connections drop, and

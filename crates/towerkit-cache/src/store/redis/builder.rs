@@ -29,7 +29,28 @@ impl RedisStore {
         }
     }
 
-    /// A builder for a store on the Redis Cluster reachable through `nodes`.
+    /// A builder for a store on the Redis Cluster reachable through `nodes` (URLs of any of
+    /// its nodes, primaries or replicas: the store discovers the others in the slot map, and
+    /// reads the slot map through whichever answers). Their settings (TLS, user, password)
+    /// apply to every node.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = towerkit_cache::RedisStore::cluster([
+    ///     "redis://10.0.0.1:6379",
+    ///     "redis://10.0.0.2:6379",
+    ///     "redis://10.0.0.3:6379",
+    /// ])
+    /// .prefix("catalog:cache:")
+    /// .connect()
+    /// .await?;
+    /// for node in store.nodes() {
+    ///     println!("{} primary={} slots={:?} available={} errors={}",
+    ///         node.address, node.primary, node.slots, node.available, node.errors);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     #[cfg(feature = "redis-cluster")]
     pub fn cluster<I, U>(nodes: I) -> RedisStoreBuilder
     where

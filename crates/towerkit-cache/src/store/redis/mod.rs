@@ -37,18 +37,35 @@ use crate::metrics;
 
 /// Entries in Redis, shared by every instance of a service.
 ///
-/// - One Redis hash per key (`{prefix}e:{key}`), one field per variant, each holding the
-///   entry in the compact binary form of [`Entry::encode`]; the hash expires with its
+/// - One Redis hash per key (`{prefix}e:{hash}:{key}`, the hash tag putting every Redis key
+///   of one cache key in one cluster slot), one field per variant, each holding the entry
+///   in the compact binary form of [`Entry::encode`]; the hash expires with its
 ///   longest-lived variant. Tags are Redis sets (`{prefix}t:{tag}`) of keys, expiring with
-///   their longest-lived member.
-/// - The connection is a multiplexed, auto-reconnecting [`ConnectionManager`] (or a Redis
-///   Cluster connection with the `redis-cluster` feature).
+///   their longest-lived member, written before the entry they name.
+/// - A single server: a multiplexed, auto-reconnecting
+///   [`ConnectionManager`](redis::aio::ConnectionManager). A Redis
+///   Cluster ([`RedisStore::cluster`], feature `redis-cluster`): the store reads the slot
+///   map (`CLUSTER SLOTS`) every second, and at once after a failure or a `MOVED`, through
+///   any node it was given or has discovered; it sends each command to the primary serving
+///   its key's slot over one multiplexed connection per node, following `MOVED`, `ASK` and
+///   `TRYAGAIN`. Purge runs `SCAN` (never `KEYS`) on the server or on each primary.
 /// - Every operation is bounded by a timeout (default 50 ms). A failure or timeout is
 ///   returned as an error, which the cache counts as a miss; it is logged once per outage
-///   (a warning, then an info line on recovery), counted in
-///   `http_cache_redis_errors_total`, and Redis is then left alone for a backoff that
-///   doubles from 100 ms up to 10 s, operations failing fast meanwhile. The cache never
-///   answers with an error because of Redis.
+///   of a node (a warning naming the node, then an info line on recovery), counted in
+///   `http_cache_redis_errors_total{operation,node}`, and that node is then left alone for
+///   a backoff that doubles from 100 ms up to 10 s, operations on its keys failing fast
+///   meanwhile. A single server is one node; on a cluster each primary has its own health,
+///   so a dead primary costs misses on its own slots only, and when the slot map names a
+///   new primary for them (its replica took over) they are served from it at once; any
+///   change of the slot map ends every backoff. [`RedisStore::nodes`] shows each node's
+///   state. The cache never answers with an error because of Redis.
+/// - Tiered stores and lease waiters follow the store's channels through one subscribed
+///   connection; when its node dies it moves to another node (given, or on a cluster
+///   discovered in the slot map).
+///
+/// On a cluster, set `cluster-require-full-coverage no`: with Redis' default, every node
+/// refuses every command (`CLUSTERDOWN`) from the moment a primary is marked failed until
+/// its replica takes over, which the store can only count as misses on every slot.
 ///
 /// Needs Redis 7.0 or later (`PEXPIRE … NX|GT`). Cloning shares the connection.
 ///
@@ -200,6 +217,8 @@ impl RedisStore {
     {
         if !node.health.available(now_ms()) {
             metrics::redis_error("skipped", &node.address);
+            // The node's slots may have a new primary already (its replica took over).
+            self.refresh_soon();
             return Err(StoreError::Unavailable);
         }
         let started = Instant::now();
@@ -214,13 +233,18 @@ impl RedisStore {
             Err(error) => {
                 node.failed(name, error);
                 // The slot map may have changed (a failover): look again soon.
-                #[cfg(feature = "redis-cluster")]
-                if let Nodes::Cluster(topology) = &self.inner.nodes {
-                    topology.refresh_soon();
-                }
+                self.refresh_soon();
             }
         }
         result
+    }
+
+    /// On a cluster, asks for the slot map to be read again soon (at most every 100 ms).
+    fn refresh_soon(&self) {
+        #[cfg(feature = "redis-cluster")]
+        if let Nodes::Cluster(topology) = &self.inner.nodes {
+            topology.refresh_soon();
+        }
     }
 
     /// Runs groups of single-key commands: on a server as one pipeline; on a cluster each
