@@ -443,7 +443,7 @@ async fn a_killed_primary_costs_misses_on_its_own_slots_only() {
     // takes over, about a second; a cache cluster should keep serving the other slots.
     let mut cluster = RedisCluster::start_with(&["--cluster-require-full-coverage", "no"])
         .expect("a six-node cluster starts");
-    let timeout = Duration::from_millis(100);
+    let timeout = Duration::from_millis(200);
     let a_store = store(cluster.urls(), "fail:", timeout).await;
     let b_store = store(cluster.urls(), "fail:", timeout).await;
     let origin = Origin::default();
@@ -485,8 +485,8 @@ async fn a_killed_primary_costs_misses_on_its_own_slots_only() {
     let mut observed = Observed::default();
     let mut shared_again = None;
     // A request may wait for the store (the timeout), then for the origin (instant here);
-    // scheduling on a busy two-core machine adds some.
-    let bound = timeout + Duration::from_millis(100);
+    // scheduling on a busy two-core machine adds some (up to 70 ms seen).
+    let bound = timeout + Duration::from_millis(150);
     let mut victim_errors = 0;
     while killed.elapsed() < Duration::from_secs(30) {
         let taken = *took_over.lock().unwrap();

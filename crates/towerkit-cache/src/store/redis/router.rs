@@ -104,17 +104,20 @@ impl Router {
             .remove(address);
     }
 
-    /// Opens connections to `addresses` that have none yet, in the background, so that
-    /// the first commands to a node (a replica just promoted) do not pay for it.
+    /// Called with the primaries' addresses when the slot map changes: closes the
+    /// connections to nodes that are no longer primaries, and opens connections to those
+    /// that have none yet, in the background, so that the first commands to a node (a
+    /// replica just promoted) do not pay for it.
     pub(super) fn warm(self: &Arc<Self>, addresses: Vec<String>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let missing: Vec<String> = {
-            let conns = self
+            let mut conns = self
                 .conns
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            conns.retain(|address, _| addresses.contains(address));
             addresses
                 .into_iter()
                 .filter(|address| conns.get(address).is_none_or(|cell| cell.get().is_none()))

@@ -267,10 +267,20 @@ impl Topology {
             tracing::info!("redis cluster reached");
         }
         if changed && !old.ranges.is_empty() {
-            tracing::info!(
-                primaries = ?self.primaries().iter().map(|n| n.address.as_str()).collect::<Vec<_>>(),
-                "redis cluster topology changed"
-            );
+            let addresses = |ranges: &[(u16, u16, Arc<Node>)]| {
+                let mut addresses: Vec<String> =
+                    ranges.iter().map(|(_, _, n)| n.address.clone()).collect();
+                addresses.sort();
+                addresses.dedup();
+                addresses
+            };
+            let primaries = addresses(&self.view().ranges);
+            if addresses(&old.ranges) == primaries {
+                // Slots moving between primaries (a reshard): often, and nothing to act on.
+                tracing::debug!("redis cluster slot map changed");
+            } else {
+                tracing::info!(?primaries, "redis cluster primaries changed");
+            }
         }
     }
 }
