@@ -285,4 +285,4 @@ pub use store::{
     StoreFuture, StoreStats, Tier, Variants,
 };
 #[cfg(feature = "redis")]
-pub use store::{RedisStore, RedisStoreBuilder, TieredStore};
+pub use store::{RedisNode, RedisStore, RedisStoreBuilder, TieredStore};

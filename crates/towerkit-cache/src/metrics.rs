@@ -7,7 +7,7 @@
 //! | `http_cache_requests_total` | counter | requests | `result` = `hit`, `stale`, `miss`, `bypass`; `tier` = `l1`, `l2`, `none` | requests by outcome; `tier` is where a hit was found, or the last tier asked on a miss |
 //! | `http_cache_coalesced_requests_total` | counter | requests | | requests that waited for another request's origin call instead of making their own |
 //! | `http_cache_store_operation_duration_seconds` | histogram | seconds | `store` = `redis`; `operation` = `get`, `put`, `delete`, `invalidate_tag`, `purge` | remote store latency (memory operations take nanoseconds and are not timed) |
-//! | `http_cache_redis_errors_total` | counter | operations | `operation` = `get`, `put`, `delete`, `invalidate_tag`, `purge`, `publish`, `skipped` | failed or timed-out Redis operations, and operations skipped while Redis is known to be down (`skipped`) |
+//! | `http_cache_redis_errors_total` | counter | operations | `operation` = `get`, `put`, `delete`, `invalidate_tag`, `purge`, `publish`, `lease`, `skipped`; `node` = the server's or cluster node's `host:port` (`cluster` before a cluster's slot map is known) | failed or timed-out Redis operations, and operations skipped while their node is known to be down (`skipped`) |
 //! | `http_cache_not_stored_total` | counter | responses | `reason` = the `Cache-Status` `detail` tokens (`status`, `no-store`, `private`, `authorization`, `cookie`, `set-cookie`, `vary-star`, `no-freshness`, `event-stream`, `too-large`, `must-understand`, `method`) | origin responses not stored, by reason; `too-large` also counts entries a memory store refused |
 //! | `http_cache_lease_events_total` | counter | events | `event` = `acquired`, `waited`, `filled`, `timed_out`, `hit_for_miss`, `unavailable` | cross-instance collapsing: leases taken by this instance, waits for another instance's lease, waits answered from the stored fill, waits that reached `coalesce_timeout` (then the origin), keys passed to the origin because their last response was not storable, and claims or waits that failed on the store (then coalescing stays within the process) |
 //! | `http_cache_l1_entries` | gauge | entries | | keys held in process memory |
@@ -20,7 +20,7 @@ pub const REQUESTS_TOTAL: &str = "http_cache_requests_total";
 pub const COALESCED_REQUESTS_TOTAL: &str = "http_cache_coalesced_requests_total";
 /// Remote store operation latency: labels `store` and `operation`.
 pub const STORE_OPERATION_DURATION_SECONDS: &str = "http_cache_store_operation_duration_seconds";
-/// Failed, timed-out or skipped Redis operations: label `operation`.
+/// Failed, timed-out or skipped Redis operations: labels `operation` and `node`.
 pub const REDIS_ERRORS_TOTAL: &str = "http_cache_redis_errors_total";
 /// Origin responses not stored: label `reason`.
 pub const NOT_STORED_TOTAL: &str = "http_cache_not_stored_total";
@@ -98,8 +98,9 @@ pub(crate) fn store_operation(operation: &'static str, elapsed: std::time::Durat
 }
 
 #[cfg(feature = "redis")]
-pub(crate) fn redis_error(operation: &'static str) {
-    ::metrics::counter!(REDIS_ERRORS_TOTAL, "operation" => operation).increment(1);
+pub(crate) fn redis_error(operation: &'static str, node: &str) {
+    ::metrics::counter!(REDIS_ERRORS_TOTAL, "operation" => operation, "node" => node.to_owned())
+        .increment(1);
 }
 
 pub(crate) fn l1_gauges(entries: u64, bytes: u64) {

@@ -205,21 +205,28 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    /// Starts six plain cluster nodes, joins them with `redis-cli --cluster create
-    /// --cluster-replicas 1` and waits (up to 20 s) until every node reports
-    /// `cluster_state:ok`.
+    /// Starts six plain cluster nodes (node timeout 1 s), joins them with `redis-cli
+    /// --cluster create --cluster-replicas 1` and waits (up to 20 s) until every node reports
+    /// `cluster_state:ok` and every replica has synced with its primary (so that it can
+    /// take over when the primary dies).
     pub fn start() -> io::Result<Self> {
-        Self::create(None)
+        Self::create(None, &[])
+    }
+
+    /// As [`start`](Self::start), with extra `redis-server` arguments for every node
+    /// (`["--cluster-require-full-coverage", "no"]`).
+    pub fn start_with(args: &[&str]) -> io::Result<Self> {
+        Self::create(None, args)
     }
 
     /// As [`start`](Self::start), every node TLS only (`--tls-port P --port 0`, the cluster
     /// bus and replication over TLS too) with the certificate of `tls`, which must name
     /// `127.0.0.1`.
     pub fn start_tls(tls: &RedisTls) -> io::Result<Self> {
-        Self::create(Some(tls))
+        Self::create(Some(tls), &[])
     }
 
-    fn create(tls: Option<&RedisTls>) -> io::Result<Self> {
+    fn create(tls: Option<&RedisTls>, extra: &[&str]) -> io::Result<Self> {
         let mut nodes = Vec::with_capacity(6);
         for _ in 0..6 {
             // The bus port is chosen too: the default (port + 10000) may not exist.
@@ -233,7 +240,12 @@ impl RedisCluster {
                 "1000",
                 "--cluster-port",
                 &bus,
+                // Replicas sync at once (not after the default 5 s of waiting for more), so
+                // that a replica can take over a primary killed right after the start.
+                "--repl-diskless-sync-delay",
+                "0",
             ];
+            args.extend(extra);
             let node = match tls {
                 Some(tls) => {
                     args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
@@ -275,6 +287,47 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        // Every node sees three primaries serving every slot, each followed by a replica.
+        for node in &cluster.nodes {
+            loop {
+                let seen = cluster
+                    .cli_on(node.port, &["cluster", "nodes"])
+                    .map(|text| parse_cluster_nodes(&text))
+                    .unwrap_or_default();
+                let primaries = seen
+                    .iter()
+                    .filter(|n| n.primary && !n.slots.is_empty())
+                    .count();
+                let replicas = seen.iter().filter(|n| n.primary_id.is_some()).count();
+                if primaries == 3 && replicas == 3 {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("node {} did not see the whole cluster", node.port),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        // A replica whose first sync has not finished cannot take over its primary.
+        for node in &cluster.nodes {
+            loop {
+                let info = Self::cli(node).args(["info", "replication"]).output()?;
+                let info = String::from_utf8_lossy(&info.stdout);
+                if info.contains("role:master") || info.contains("master_link_status:up") {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the replica on port {} did not sync", node.port),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         Ok(cluster)
     }
 
@@ -302,6 +355,265 @@ impl RedisCluster {
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(Redis::url).collect()
     }
+
+    /// The URL of the node on `port`.
+    pub fn url(&self, port: u16) -> String {
+        let scheme = if self.nodes.first().is_some_and(|node| node.tls) {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{port}")
+    }
+
+    /// Whether the node on `port` runs (was neither killed nor never started).
+    pub fn is_running(&self, port: u16) -> bool {
+        self.node(port).is_some_and(|node| node.child.is_some())
+    }
+
+    /// Runs `redis-cli` with `args` against the node on `port` and returns what it printed
+    /// (`CLUSTER NODES`, `DBSIZE`, …), failing on a non-zero exit or an error reply.
+    pub fn cli_on(&self, port: u16, args: &[&str]) -> io::Result<String> {
+        let node = self.node(port).ok_or_else(|| unknown_node(port))?;
+        let output = Self::cli(node).args(args).output()?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        if !output.status.success() || text.starts_with("ERR") || text.starts_with("(error)") {
+            return Err(io::Error::other(format!(
+                "redis-cli {args:?} on port {port} failed: {}{}",
+                text.trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        Ok(text)
+    }
+
+    /// The cluster as one running node sees it (`CLUSTER NODES`), the first node that
+    /// answers, in the order of [`ports`](Self::ports).
+    pub fn topology(&self) -> io::Result<Vec<ClusterNode>> {
+        let mut last = io::Error::other("no cluster node is running");
+        for node in self.nodes.iter().filter(|node| node.child.is_some()) {
+            match self.cli_on(node.port, &["cluster", "nodes"]) {
+                Ok(text) => return Ok(parse_cluster_nodes(&text)),
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
+    }
+
+    /// The primaries that serve slots and are not marked failed, as the first running node
+    /// sees them, by port.
+    pub fn primaries(&self) -> io::Result<Vec<ClusterNode>> {
+        let mut primaries: Vec<ClusterNode> = self
+            .topology()?
+            .into_iter()
+            .filter(|node| node.primary && !node.failed && !node.slots.is_empty())
+            .collect();
+        primaries.sort_by_key(|node| node.port);
+        Ok(primaries)
+    }
+
+    /// The port of a replica of the primary on `primary_port`, as the replica itself says.
+    pub fn replica_of(&self, primary_port: u16) -> io::Result<u16> {
+        let primary_id = self
+            .cli_on(primary_port, &["cluster", "myid"])?
+            .trim()
+            .to_owned();
+        for node in self.nodes.iter().filter(|node| node.child.is_some()) {
+            let Ok(text) = self.cli_on(node.port, &["cluster", "nodes"]) else {
+                continue;
+            };
+            let follows = text.lines().any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.len() > 3
+                    && fields[2].split(',').any(|flag| flag == "myself")
+                    && fields[3] == primary_id
+            });
+            if follows {
+                return Ok(node.port);
+            }
+        }
+        Err(io::Error::other(format!(
+            "no replica follows port {primary_port}"
+        )))
+    }
+
+    /// Kills the node on `port` (`SIGKILL`): its clients see their connections drop, and
+    /// after the node timeout (1 s) its replica takes over if it was a primary.
+    pub fn kill(&mut self, port: u16) {
+        if let Some(node) = self.nodes.iter_mut().find(|node| node.port == port) {
+            node.kill();
+        }
+    }
+
+    /// Restarts a killed node on its port with its cluster configuration: it rejoins the
+    /// cluster (a former primary whose replica took over comes back as a replica).
+    pub fn restart(&mut self, port: u16) -> io::Result<()> {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.port == port)
+            .ok_or_else(|| unknown_node(port))?
+            .restart()
+    }
+
+    /// Waits (up to `limit`) until every running node reports `cluster_state:ok` and sees
+    /// the node on `port` as a primary serving slots: after a failover, when the replica
+    /// on `port` has taken over everywhere.
+    pub fn wait_until_primary(&self, port: u16, limit: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let settled = self
+                .nodes
+                .iter()
+                .filter(|node| node.child.is_some())
+                .all(|node| {
+                    let ok = self
+                        .cli_on(node.port, &["cluster", "info"])
+                        .is_ok_and(|info| info.contains("cluster_state:ok"));
+                    ok && self
+                        .cli_on(node.port, &["cluster", "nodes"])
+                        .is_ok_and(|text| {
+                            parse_cluster_nodes(&text).iter().any(|seen| {
+                                seen.port == port && seen.primary && !seen.slots.is_empty()
+                            })
+                        })
+                });
+            if settled {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the node on port {port} did not become a primary in {limit:?}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Moves `slots` slots from the primary on `from` to the primary on `to` with
+    /// `redis-cli --cluster reshard` (slot by slot: `SETSLOT … IMPORTING/MIGRATING`, the
+    /// keys with `MIGRATE`, then `SETSLOT … NODE`), waiting for it to finish (up to 60 s).
+    /// Clients see `ASK` for keys of a slot in flight and `MOVED` once a slot has moved.
+    pub fn reshard(&self, from: u16, to: u16, slots: u16) -> io::Result<()> {
+        let id = |port: u16| -> io::Result<String> {
+            Ok(self.cli_on(port, &["cluster", "myid"])?.trim().to_owned())
+        };
+        let (from_id, to_id) = (id(from)?, id(to)?);
+        let node = self.node(from).ok_or_else(|| unknown_node(from))?;
+        let mut reshard = Self::cli(node);
+        reshard
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
+            .args(["--cluster-from", &from_id, "--cluster-to", &to_id])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"]);
+        run_within(&mut reshard, Duration::from_secs(60))
+    }
+
+    /// Moves `slots` from the primary on `from` to the primary on `to` by hand, as
+    /// `redis-cli --cluster reshard` does (`SETSLOT … IMPORTING` on the target, `MIGRATING`
+    /// on the source, each key with `MIGRATE`, then `SETSLOT … NODE` on every primary), but
+    /// key by key with `pause` after each: meanwhile the slot is half moved, and clients
+    /// see `ASK` for the keys already moved and `MOVED` once the slot has.
+    pub fn move_slots(&self, from: u16, to: u16, slots: &[u16], pause: Duration) -> io::Result<()> {
+        let id = |port: u16| -> io::Result<String> {
+            Ok(self.cli_on(port, &["cluster", "myid"])?.trim().to_owned())
+        };
+        let (from_id, to_id) = (id(from)?, id(to)?);
+        let primaries: Vec<u16> = self.primaries()?.iter().map(|node| node.port).collect();
+        for slot in slots {
+            let slot = slot.to_string();
+            self.cli_on(to, &["cluster", "setslot", &slot, "importing", &from_id])?;
+            self.cli_on(from, &["cluster", "setslot", &slot, "migrating", &to_id])?;
+            let keys = self.cli_on(from, &["cluster", "getkeysinslot", &slot, "100000"])?;
+            for key in keys.lines().filter(|key| !key.is_empty()) {
+                let port = to.to_string();
+                let migrate = ["migrate", "127.0.0.1", &port, key, "0", "5000"];
+                let reply = self.cli_on(from, &migrate)?;
+                if !reply.contains("OK") && !reply.contains("NOKEY") {
+                    return Err(io::Error::other(format!("MIGRATE {key}: {}", reply.trim())));
+                }
+                std::thread::sleep(pause);
+            }
+            for port in [to, from]
+                .into_iter()
+                .chain(primaries.iter().copied().filter(|p| *p != to && *p != from))
+            {
+                self.cli_on(port, &["cluster", "setslot", &slot, "node", &to_id])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn node(&self, port: u16) -> Option<&Redis> {
+        self.nodes.iter().find(|node| node.port == port)
+    }
+}
+
+/// One node of a [`RedisCluster`], as a line of `CLUSTER NODES` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNode {
+    /// The node's ID.
+    pub id: String,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Whether it is a primary (`master`), or a replica.
+    pub primary: bool,
+    /// A replica's primary's ID.
+    pub primary_id: Option<String>,
+    /// Whether it is marked failed (`fail`) or suspected (`fail?`).
+    pub failed: bool,
+    /// The slot ranges it serves, inclusive (a primary's).
+    pub slots: Vec<(u16, u16)>,
+}
+
+impl ClusterNode {
+    /// Whether it serves `slot`.
+    pub fn serves(&self, slot: u16) -> bool {
+        self.slots
+            .iter()
+            .any(|&(first, last)| (first..=last).contains(&slot))
+    }
+}
+
+/// Parses `CLUSTER NODES`: `<id> <ip:port@bus> <flags> <primary|-> <ping> <pong> <epoch>
+/// <link> <slot or range>…`; slots in migration (`[…]`) are left out.
+fn parse_cluster_nodes(text: &str) -> Vec<ClusterNode> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 8 {
+                return None;
+            }
+            let address = fields[1].split('@').next()?;
+            let port = address.rsplit(':').next()?.parse().ok()?;
+            let flags: Vec<&str> = fields[2].split(',').collect();
+            let slots = fields[8..]
+                .iter()
+                .filter(|slot| !slot.starts_with('['))
+                .filter_map(|slot| match slot.split_once('-') {
+                    Some((first, last)) => Some((first.parse().ok()?, last.parse().ok()?)),
+                    None => {
+                        let slot = slot.parse().ok()?;
+                        Some((slot, slot))
+                    }
+                })
+                .collect();
+            Some(ClusterNode {
+                id: fields[0].to_owned(),
+                port,
+                primary: flags.contains(&"master"),
+                primary_id: (fields[3] != "-").then(|| fields[3].to_owned()),
+                failed: flags.contains(&"fail") || flags.contains(&"fail?"),
+                slots,
+            })
+        })
+        .collect()
+}
+
+fn unknown_node(port: u16) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("no node of this cluster listens on port {port}"),
+    )
 }
 
 /// Runs a command to its end, killing it after `limit`.
@@ -670,5 +982,78 @@ mod tests {
         for port in cluster.ports() {
             assert!(answers_ping(port));
         }
+        let primaries = cluster.primaries().unwrap();
+        assert_eq!(primaries.len(), 3);
+        let served: u32 = primaries
+            .iter()
+            .flat_map(|node| &node.slots)
+            .map(|&(first, last)| u32::from(last - first) + 1)
+            .sum();
+        assert_eq!(served, 16384, "the primaries serve every slot");
+        for primary in &primaries {
+            let replica = cluster.replica_of(primary.port).unwrap();
+            assert_ne!(replica, primary.port);
+        }
+    }
+
+    #[test]
+    fn cluster_nodes_lines_are_parsed() {
+        let text = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460 7000 [7001->-b2]
+b2 127.0.0.1:7002@17002 slave a1 0 0 1 connected
+c3 127.0.0.1:7003@17003 master,fail - 0 0 2 disconnected
+";
+        let nodes = parse_cluster_nodes(text);
+        assert_eq!(nodes.len(), 3);
+        assert_eq!(nodes[0].port, 7001);
+        assert!(nodes[0].primary && !nodes[0].failed);
+        assert_eq!(nodes[0].slots, vec![(0, 5460), (7000, 7000)]);
+        assert!(nodes[0].serves(7000) && !nodes[0].serves(7001));
+        assert_eq!(nodes[1].primary_id.as_deref(), Some("a1"));
+        assert!(!nodes[1].primary);
+        assert!(nodes[2].failed && nodes[2].slots.is_empty());
+    }
+
+    #[test]
+    fn a_killed_primary_is_replaced_by_its_replica_and_slots_can_move() {
+        let mut cluster = RedisCluster::start().unwrap();
+        let primaries = cluster.primaries().unwrap();
+        let (first, second) = (primaries[0].port, primaries[1].port);
+        cluster.reshard(first, second, 10).unwrap();
+        let after = cluster.primaries().unwrap();
+        let count = |port: u16| -> u32 {
+            after
+                .iter()
+                .find(|node| node.port == port)
+                .map_or(0, |node| {
+                    node.slots.iter().map(|&(a, b)| u32::from(b - a) + 1).sum()
+                })
+        };
+        let before = |port: u16| -> u32 {
+            primaries
+                .iter()
+                .find(|node| node.port == port)
+                .map_or(0, |node| {
+                    node.slots.iter().map(|&(a, b)| u32::from(b - a) + 1).sum()
+                })
+        };
+        assert_eq!(count(first), before(first) - 10);
+        assert_eq!(count(second), before(second) + 10);
+
+        let replica = cluster.replica_of(first).unwrap();
+        cluster.kill(first);
+        assert!(!cluster.is_running(first));
+        cluster
+            .wait_until_primary(replica, Duration::from_secs(20))
+            .unwrap();
+        assert!(
+            cluster
+                .primaries()
+                .unwrap()
+                .iter()
+                .any(|node| node.port == replica)
+        );
+        cluster.restart(first).unwrap();
+        assert!(answers_ping(first));
     }
 }

@@ -15,6 +15,6 @@ pub use contract::{Lookup, Store, StoreError, StoreFuture, StoreStats, Tier, Var
 pub use lease::{Claim, LeaseEnd, LeaseToken, Leases};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
-pub use redis::{RedisStore, RedisStoreBuilder};
+pub use redis::{RedisNode, RedisStore, RedisStoreBuilder};
 #[cfg(feature = "redis")]
 pub use tiered::TieredStore;

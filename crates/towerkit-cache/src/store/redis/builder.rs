@@ -7,11 +7,11 @@ use std::time::Duration;
 use redis::RedisError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::conn::{Conn, connect_cluster};
-use super::health::Health;
+use super::conn::{Clients, Conn, address_of};
+use super::health::Node;
 use super::keys::Keys;
 use super::pubsub::Subscription;
-use super::{Inner, RedisStore};
+use super::{Inner, Nodes, RedisStore};
 use crate::error::ConfigError;
 
 impl RedisStore {
@@ -29,9 +29,30 @@ impl RedisStore {
         }
     }
 
-    /// A builder for a store on the Redis Cluster reachable through `nodes`.
+    /// A builder for a store on the Redis Cluster reachable through `nodes` (URLs of any of
+    /// its nodes, primaries or replicas: the store discovers the others in the slot map, and
+    /// reads the slot map through whichever answers). Their settings (TLS, user, password)
+    /// apply to every node.
     ///
     /// Available with the `redis-cluster` feature.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = towerkit_cache::RedisStore::cluster([
+    ///     "redis://10.0.0.1:6379",
+    ///     "redis://10.0.0.2:6379",
+    ///     "redis://10.0.0.3:6379",
+    /// ])
+    /// .prefix("catalog:cache:")
+    /// .connect()
+    /// .await?;
+    /// for node in store.nodes() {
+    ///     println!("{} primary={} slots={:?} available={} errors={}",
+    ///         node.address, node.primary, node.slots, node.available, node.errors);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     #[cfg(feature = "redis-cluster")]
     pub fn cluster<I, U>(nodes: I) -> RedisStoreBuilder
     where
@@ -193,32 +214,31 @@ impl RedisStoreBuilder {
             let _ = ring.install_default();
         }
         // One client per node given, for the subscription (which goes round them).
-        let clients = self
+        let given = self
             .nodes
             .iter()
             .map(|node| self.client(node))
             .collect::<Result<Vec<_>, _>>()
             .map_err(ConfigError::InvalidRedisUrl)?;
-        let conn = if self.cluster {
-            connect_cluster(&self).await?
+        let first = given.first().cloned().ok_or(ConfigError::NoRedisNodes)?;
+        let clients = Arc::new(Clients::new(given));
+        let (conn, nodes) = if self.cluster {
+            self.connect_cluster(&clients).await?
         } else {
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_millis(500)))
                 .set_response_timeout(Some(Duration::from_secs(2)))
                 .set_number_of_retries(3)
                 .set_max_delay(Duration::from_secs(2));
-            let manager = ConnectionManager::new_lazy_with_config(
-                clients.first().cloned().ok_or(ConfigError::NoRedisNodes)?,
-                config,
-            )
-            .map_err(ConfigError::InvalidRedisUrl)?;
-            Conn::Single(manager)
+            let node = Node::new(address_of(&first), self.min_backoff, self.max_backoff);
+            let manager = ConnectionManager::new_lazy_with_config(first, config)
+                .map_err(ConfigError::InvalidRedisUrl)?;
+            (Conn::Single(manager), Nodes::Single(Arc::new(node)))
         };
-        let health = Health::new(self.min_backoff, self.max_backoff);
         // Open the connection now, briefly: the first requests then do not spend their store
         // timeout on a TCP handshake. A Redis that is down only delays start-up by this bound.
         let ping = redis::cmd("PING").to_owned();
-        let _ = tokio::time::timeout(WARM_UP, conn.query::<String>(&ping)).await;
+        let _ = tokio::time::timeout(WARM_UP, conn.query::<String>("", &ping)).await;
         let keys = Keys::new(self.prefix);
         let subscription =
             Subscription::start(clients, keys.invalidation_channel(), keys.lease_channel());
@@ -226,12 +246,52 @@ impl RedisStoreBuilder {
             conn,
             keys,
             timeout: self.timeout,
-            health,
+            nodes,
             subscription,
         };
         Ok(RedisStore {
             inner: Arc::new(inner),
         })
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The cluster's connections (one per node, opened as needed) and slot map (with each
+    /// node's health), read now (waiting at most [`WARM_UP`]) and then kept current in the
+    /// background. A cluster that cannot be reached yet is not an error: its slots cost
+    /// misses until it is.
+    #[cfg(feature = "redis-cluster")]
+    async fn connect_cluster(&self, clients: &Arc<Clients>) -> Result<(Conn, Nodes), ConfigError> {
+        use super::router::Router;
+        use super::topology::Topology;
+
+        let topology = Arc::new(Topology::new(
+            clients.clone(),
+            self.min_backoff,
+            self.max_backoff,
+        ));
+        let router = Arc::new(Router::new(topology.clone(), clients.clone()));
+        let weak = Arc::downgrade(&router);
+        topology.on_change(Box::new(move |primaries| {
+            if let Some(router) = weak.upgrade() {
+                router.warm(primaries);
+            }
+        }));
+        topology.watch(WARM_UP).await;
+        if topology.primaries().is_empty() {
+            topology.warn_unreachable();
+        }
+        Ok((Conn::Cluster(router), Nodes::Cluster(topology)))
+    }
+
+    #[cfg(not(feature = "redis-cluster"))]
+    async fn connect_cluster(&self, clients: &Arc<Clients>) -> Result<(Conn, Nodes), ConfigError> {
+        // `RedisStore::cluster` only exists with the feature.
+        let _ = clients;
+        Err(ConfigError::RedisClusterUnreachable(RedisError::from((
+            redis::ErrorKind::Client,
+            "redis-cluster feature disabled",
+        ))))
     }
 }
 

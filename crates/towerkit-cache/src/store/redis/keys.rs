@@ -80,6 +80,40 @@ fn slot_hash(key: &str) -> u64 {
     })
 }
 
+/// The Redis Cluster hash slot of a Redis key: CRC16 (XMODEM) of its hash tag (the text
+/// between the first `{` and the next `}`, when not empty) or of the whole key, modulo
+/// 16384, as the cluster specification defines it.
+#[cfg_attr(not(feature = "redis-cluster"), allow(dead_code))]
+pub(crate) fn slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let hashed = bytes
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &bytes[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(bytes);
+    crc16(hashed) % 16384
+}
+
+/// CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0.
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in bytes {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
 /// Escapes the glob characters of a Redis `MATCH` pattern.
 fn escape_glob(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -100,6 +134,23 @@ mod tests {
     fn glob_characters_in_prefixes_are_escaped() {
         assert_eq!(escape_glob("app:[x]*?\\"), "app:\\[x\\]\\*\\?\\\\");
         assert_eq!(Keys::new("a*:".into()).pattern(), "a\\*:*");
+    }
+
+    #[test]
+    fn slots_follow_the_cluster_specification() {
+        // The specification's check value, and slots `CLUSTER KEYSLOT` gives.
+        assert_eq!(crc16(b"123456789"), 0x31c3);
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
+        assert_eq!(slot("foo{}{bar}"), slot("foo{}{bar}"));
+        assert_ne!(
+            slot("foo{}{bar}"),
+            slot("bar"),
+            "an empty tag hashes the whole key"
+        );
+        assert_eq!(slot("foo{{bar}}zap"), slot("{bar"));
+        let keys = Keys::new("app:".into());
+        assert_eq!(slot(&keys.entry("/a")), slot(&keys.lease("/a")));
     }
 
     #[test]

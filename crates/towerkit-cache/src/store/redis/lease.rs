@@ -83,10 +83,14 @@ impl Leases for RedisStore {
         let (lease, pass) = (keys.lease(key), keys.pass(key));
         StoreFuture::pending(async move {
             let token = LeaseToken::new(random_hex());
-            let mut invocation = CLAIM.key(lease);
+            let mut invocation = CLAIM.key(&lease);
             invocation.key(pass).arg(token.as_str()).arg(millis(ttl));
             let code: i64 = store
-                .run("lease", store.inner.conn.script(&invocation))
+                .run(
+                    "lease",
+                    &lease,
+                    store.inner.conn.script(&lease, &invocation),
+                )
                 .await?;
             Ok(match code {
                 1 => Claim::Lead(token),
@@ -98,11 +102,16 @@ impl Leases for RedisStore {
 
     fn renew(&self, key: &str, token: &LeaseToken, ttl: Duration) -> StoreFuture<bool> {
         let store = self.clone();
-        let mut invocation = RENEW.key(self.inner.keys.lease(key));
+        let lease = self.inner.keys.lease(key);
+        let mut invocation = RENEW.key(&lease);
         invocation.arg(token.as_str()).arg(millis(ttl));
         StoreFuture::pending(async move {
             let renewed: i64 = store
-                .run("lease", store.inner.conn.script(&invocation))
+                .run(
+                    "lease",
+                    &lease,
+                    store.inner.conn.script(&lease, &invocation),
+                )
                 .await?;
             Ok(renewed == 1)
         })
@@ -122,7 +131,8 @@ impl Leases for RedisStore {
         } else {
             0
         };
-        let mut invocation = RELEASE.key(keys.lease(key));
+        let lease = keys.lease(key);
+        let mut invocation = RELEASE.key(&lease);
         invocation
             .key(keys.pass(key))
             .arg(token.as_str())
@@ -135,7 +145,11 @@ impl Leases for RedisStore {
             ));
         StoreFuture::pending(async move {
             let _: i64 = store
-                .run("lease", store.inner.conn.script(&invocation))
+                .run(
+                    "lease",
+                    &lease,
+                    store.inner.conn.script(&lease, &invocation),
+                )
                 .await?;
             Ok(())
         })
@@ -152,7 +166,9 @@ impl Leases for RedisStore {
                 if let Some(end) = listener.current() {
                     return Ok(Some(end));
                 }
-                let held: i64 = store.run("lease", store.inner.conn.query(&exists)).await?;
+                let held: i64 = store
+                    .run("lease", &lease, store.inner.conn.query(&lease, &exists))
+                    .await?;
                 if held == 0 {
                     return Ok(listener.current());
                 }

@@ -6,19 +6,23 @@ mod health;
 mod keys;
 mod lease;
 mod pubsub;
+#[cfg(feature = "redis-cluster")]
+mod router;
+#[cfg(feature = "redis-cluster")]
+mod topology;
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::ops::RangeInclusive;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use redis::{RedisError, Script};
+use redis::{RedisError, Script, Value};
 
 pub use builder::RedisStoreBuilder;
-use conn::{Conn, Group, expire};
-use health::Health;
+use conn::{Conn, Group};
+use health::Node;
 use keys::Keys;
 use pubsub::Subscription;
 pub(crate) use pubsub::{Event, Hook};
@@ -35,19 +39,35 @@ use crate::metrics;
 ///
 /// Available with the `redis` feature (on by default).
 ///
-/// - One Redis hash per key (`{prefix}e:{key}`), one field per variant, each holding the
-///   entry in the compact binary form of [`Entry::encode`]; the hash expires with its
+/// - One Redis hash per key (`{prefix}e:{hash}:{key}`, the hash tag putting every Redis key
+///   of one cache key in one cluster slot), one field per variant, each holding the entry
+///   in the compact binary form of [`Entry::encode`]; the hash expires with its
 ///   longest-lived variant. Tags are Redis sets (`{prefix}t:{tag}`) of keys, expiring with
-///   their longest-lived member.
-/// - The connection is a multiplexed, auto-reconnecting
-///   [`ConnectionManager`](redis::aio::ConnectionManager) (or a Redis Cluster connection
-///   with the `redis-cluster` feature).
+///   their longest-lived member, written before the entry they name.
+/// - A single server: a multiplexed, auto-reconnecting
+///   [`ConnectionManager`](redis::aio::ConnectionManager). A Redis
+///   Cluster ([`RedisStore::cluster`], feature `redis-cluster`): the store reads the slot
+///   map (`CLUSTER SLOTS`) every second, and at once after a failure or a `MOVED`, through
+///   any node it was given or has discovered; it sends each command to the primary serving
+///   its key's slot over one multiplexed connection per node, following `MOVED`, `ASK` and
+///   `TRYAGAIN`. Purge runs `SCAN` (never `KEYS`) on the server or on each primary.
 /// - Every operation is bounded by a timeout (default 50 ms). A failure or timeout is
 ///   returned as an error, which the cache counts as a miss; it is logged once per outage
-///   (a warning, then an info line on recovery), counted in
-///   `http_cache_redis_errors_total`, and Redis is then left alone for a backoff that
-///   doubles from 100 ms up to 10 s, operations failing fast meanwhile. The cache never
-///   answers with an error because of Redis.
+///   of a node (a warning naming the node, then an info line on recovery), counted in
+///   `http_cache_redis_errors_total{operation,node}`, and that node is then left alone for
+///   a backoff that doubles from 100 ms up to 10 s, operations on its keys failing fast
+///   meanwhile. A single server is one node; on a cluster each primary has its own health,
+///   so a dead primary costs misses on its own slots only, and when the slot map names a
+///   new primary for them (its replica took over) they are served from it at once; any
+///   change of the slot map ends every backoff. [`RedisStore::nodes`] shows each node's
+///   state. The cache never answers with an error because of Redis.
+/// - Tiered stores and lease waiters follow the store's channels through one subscribed
+///   connection; when its node dies it moves to another node (given, or on a cluster
+///   discovered in the slot map).
+///
+/// On a cluster, set `cluster-require-full-coverage no`: with Redis' default, every node
+/// refuses every command (`CLUSTERDOWN`) from the moment a primary is marked failed until
+/// its replica takes over, which the store can only count as misses on every slot.
 ///
 /// Needs Redis 7.0 or later (`PEXPIRE … NX|GT`). Cloning shares the connection.
 ///
@@ -70,15 +90,95 @@ pub(crate) struct Inner {
     conn: Conn,
     keys: Keys,
     timeout: Duration,
-    health: Health,
+    nodes: Nodes,
     /// The store's channels, followed for tiered stores and lease waiters.
     subscription: Subscription,
+}
+
+/// Whose health an operation depends on.
+enum Nodes {
+    /// The one server: one health for every key.
+    Single(Arc<Node>),
+    /// A cluster: the health of the primary serving the key's slot.
+    #[cfg(feature = "redis-cluster")]
+    Cluster(Arc<topology::Topology>),
+}
+
+/// One Redis node as the store sees it, from [`RedisStore::nodes`]: for operators (a
+/// health endpoint, a log line) and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisNode {
+    /// `host:port`: the server's as given, or a cluster node's as the cluster announces it.
+    /// Never any credentials.
+    pub address: String,
+    /// Whether it is a primary. A cluster's replicas are listed too (the store sends them
+    /// nothing, but may follow its channels through them).
+    pub primary: bool,
+    /// The hash slots it serves (a cluster primary's), as the store last saw the cluster's
+    /// slot map; empty for a single server (which holds every key) and for replicas.
+    pub slots: Vec<RangeInclusive<u16>>,
+    /// Whether the store sends it operations now: false while it backs off after failures
+    /// (operations on its keys then fail at once, as misses).
+    pub available: bool,
+    /// Its failed or timed-out operations since the store started (or since the node
+    /// joined the cluster's slot map).
+    pub errors: u64,
 }
 
 impl RedisStore {
     /// The key prefix.
     pub fn prefix(&self) -> &str {
         self.inner.keys.prefix()
+    }
+
+    /// The nodes the store talks to, and their health: the server; or a cluster's
+    /// primaries (with the slots each serves, as of the store's last look at the slot map,
+    /// at most a second old) and then its replicas. Empty while a cluster's slot map has
+    /// not been read yet.
+    pub fn nodes(&self) -> Vec<RedisNode> {
+        match &self.inner.nodes {
+            Nodes::Single(node) => vec![RedisNode {
+                address: node.address.clone(),
+                primary: true,
+                slots: Vec::new(),
+                available: node.available(),
+                errors: node.errors(),
+            }],
+            #[cfg(feature = "redis-cluster")]
+            Nodes::Cluster(topology) => topology
+                .nodes()
+                .into_iter()
+                .map(|listed| RedisNode {
+                    address: listed.node.address.clone(),
+                    primary: listed.primary,
+                    slots: listed.slots,
+                    available: listed.node.available(),
+                    errors: listed.node.errors(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Failed operations since start, on every node.
+    fn errors(&self) -> u64 {
+        match &self.inner.nodes {
+            Nodes::Single(node) => node.errors(),
+            #[cfg(feature = "redis-cluster")]
+            Nodes::Cluster(topology) => topology.errors(),
+        }
+    }
+
+    /// The node `redis_key` lives on.
+    fn node_for(&self, redis_key: &str) -> Arc<Node> {
+        match &self.inner.nodes {
+            Nodes::Single(node) => {
+                let _ = redis_key;
+                node.clone()
+            }
+            #[cfg(feature = "redis-cluster")]
+            Nodes::Cluster(topology) => topology.node_for(redis_key),
+        }
     }
 
     /// Calls `hook` with the store's events (invalidations, fills, gaps), for a tiered
@@ -92,15 +192,36 @@ impl RedisStore {
         self.inner.keys.invalidation_channel()
     }
 
-    /// Runs `operation` within the timeout, unless Redis is backing off; records latency,
-    /// failures and recovery.
-    pub(crate) async fn run<T, F>(&self, name: &'static str, operation: F) -> Result<T, StoreError>
+    /// Runs `operation`, on the Redis key (or channel) `redis_key`, within the timeout,
+    /// unless the node serving that key is backing off; records latency, failures and
+    /// recovery against that node.
+    pub(crate) async fn run<T, F>(
+        &self,
+        name: &'static str,
+        redis_key: &str,
+        operation: F,
+    ) -> Result<T, StoreError>
     where
         F: Future<Output = Result<T, RedisError>>,
     {
-        let health = &self.inner.health;
-        if !health.available(now_ms()) {
-            metrics::redis_error("skipped");
+        let node = self.node_for(redis_key);
+        self.run_on(&node, name, operation).await
+    }
+
+    /// Runs `operation` on `node` within the timeout, unless the node is backing off.
+    async fn run_on<T, F>(
+        &self,
+        node: &Node,
+        name: &'static str,
+        operation: F,
+    ) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, RedisError>>,
+    {
+        if !node.health.available(now_ms()) {
+            metrics::redis_error("skipped", &node.address);
+            // The node's slots may have a new primary already (its replica took over).
+            self.refresh_soon();
             return Err(StoreError::Unavailable);
         }
         let started = Instant::now();
@@ -111,23 +232,69 @@ impl RedisStore {
         };
         metrics::store_operation(name, started.elapsed());
         match &result {
-            Ok(_) => health.succeeded(),
-            Err(error) => health.failed(name, error),
+            Ok(_) => node.succeeded(),
+            Err(error) => {
+                node.failed(name, error);
+                // The slot map may have changed (a failover): look again soon.
+                self.refresh_soon();
+            }
         }
         result
     }
 
+    /// On a cluster, asks for the slot map to be read again soon (at most every 100 ms).
+    fn refresh_soon(&self) {
+        #[cfg(feature = "redis-cluster")]
+        if let Nodes::Cluster(topology) = &self.inner.nodes {
+            topology.refresh_soon();
+        }
+    }
+
+    /// Runs groups of single-key commands: on a server as one pipeline; on a cluster each
+    /// group on its key's node, concurrently, each under that node's health (one dead
+    /// primary fails only its own groups). Returns the wanted replies in order, or the
+    /// first failure once every group has finished.
+    async fn run_groups(
+        &self,
+        name: &'static str,
+        groups: &[Group],
+    ) -> Result<Vec<Value>, StoreError> {
+        match &self.inner.nodes {
+            Nodes::Single(node) => self.run_on(node, name, self.inner.conn.batch(groups)).await,
+            #[cfg(feature = "redis-cluster")]
+            Nodes::Cluster(_) => {
+                let results = futures_util::future::join_all(
+                    groups
+                        .iter()
+                        .map(|group| self.run(name, &group.key, self.inner.conn.group(group))),
+                )
+                .await;
+                let mut replies = Vec::new();
+                for result in results {
+                    replies.extend(result?);
+                }
+                Ok(replies)
+            }
+        }
+    }
+
     pub(crate) async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError> {
         let cmd = redis::cmd("PUBLISH").arg(channel).arg(message).to_owned();
-        self.run("publish", self.inner.conn.query::<i64>(&cmd))
-            .await
-            .map(drop)
+        self.run(
+            "publish",
+            channel,
+            self.inner.conn.query::<i64>(channel, &cmd),
+        )
+        .await
+        .map(drop)
     }
 
     async fn fetch(self, key: String) -> Result<Option<Lookup>, StoreError> {
         let redis_key = self.inner.keys.entry(&key);
         let cmd = redis::cmd("HGETALL").arg(&redis_key).to_owned();
-        let fields: Vec<(Vec<u8>, Vec<u8>)> = self.run("get", self.inner.conn.query(&cmd)).await?;
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = self
+            .run("get", &redis_key, self.inner.conn.query(&redis_key, &cmd))
+            .await?;
         let now = now_ms();
         let mut entries: Vec<Arc<Entry>> = fields
             .into_iter()
@@ -164,32 +331,36 @@ impl RedisStore {
             return Ok(());
         }
         let redis_key = self.inner.keys.entry(&key);
+        // The tags first: an entry is written only once every tag set names it, so that a
+        // tag invalidation never misses a stored entry (on a cluster, tag sets may live on
+        // other nodes than the entry, and one of them may be down).
+        let groups: Vec<Group> = entry
+            .tags
+            .iter()
+            .map(|tag| {
+                let tag_key = self.inner.keys.tag(tag);
+                let sadd = redis::cmd("SADD").arg(&tag_key).arg(&key).to_owned();
+                let mut group = Group::one(tag_key, sadd, false);
+                group.expire(ttl);
+                group
+            })
+            .collect();
+        if !groups.is_empty() {
+            self.run_groups("put", &groups).await?;
+        }
         // The entry's own writes in one script, so that MOVED or ASK cannot split them.
         let mut write = PUT.key(&redis_key);
         write
             .arg(entry.variant.as_bytes())
             .arg(entry.encode().as_ref())
             .arg(ttl);
-        let groups: Vec<Group> = entry
-            .tags
-            .iter()
-            .map(|tag| {
-                let tag_key = self.inner.keys.tag(tag);
-                let mut group: Group =
-                    vec![(redis::cmd("SADD").arg(&tag_key).arg(&key).to_owned(), false)];
-                expire(&mut group, &tag_key, ttl);
-                group
-            })
-            .collect();
-        let conn = &self.inner.conn;
-        let both = async {
-            if groups.is_empty() {
-                return conn.script::<usize>(&write).await;
-            }
-            let (variants, _) = tokio::try_join!(conn.script::<usize>(&write), conn.batch(groups))?;
-            Ok(variants)
-        };
-        let variants = self.run("put", both).await?;
+        let variants: usize = self
+            .run(
+                "put",
+                &redis_key,
+                self.inner.conn.script(&redis_key, &write),
+            )
+            .await?;
         if variants > MAX_VARIANTS {
             self.trim(&redis_key, now).await?;
         }
@@ -199,7 +370,9 @@ impl RedisStore {
     /// Keeps the newest [`MAX_VARIANTS`] live variants of a key.
     async fn trim(&self, redis_key: &str, now: u64) -> Result<(), StoreError> {
         let cmd = redis::cmd("HGETALL").arg(redis_key).to_owned();
-        let fields: Vec<(Vec<u8>, Vec<u8>)> = self.run("get", self.inner.conn.query(&cmd)).await?;
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = self
+            .run("get", redis_key, self.inner.conn.query(redis_key, &cmd))
+            .await?;
         let mut dated: Vec<(u64, Vec<u8>)> = fields
             .into_iter()
             .map(|(field, value)| {
@@ -221,86 +394,105 @@ impl RedisStore {
             return Ok(());
         }
         let cmd = redis::cmd("HDEL").arg(redis_key).arg(stale).to_owned();
-        self.run("put", self.inner.conn.query::<i64>(&cmd))
-            .await
-            .map(drop)
+        self.run(
+            "put",
+            redis_key,
+            self.inner.conn.query::<i64>(redis_key, &cmd),
+        )
+        .await
+        .map(drop)
     }
 
     async fn remove(self, key: String) -> Result<(), StoreError> {
-        let cmd = redis::cmd("DEL")
-            .arg(self.inner.keys.entry(&key))
-            .to_owned();
-        self.run("delete", self.inner.conn.query::<i64>(&cmd))
-            .await
-            .map(drop)
+        let redis_key = self.inner.keys.entry(&key);
+        let cmd = redis::cmd("DEL").arg(&redis_key).to_owned();
+        self.run(
+            "delete",
+            &redis_key,
+            self.inner.conn.query::<i64>(&redis_key, &cmd),
+        )
+        .await
+        .map(drop)
     }
 
     async fn remove_tagged(self, tag: String) -> Result<u64, StoreError> {
         let tag_key = self.inner.keys.tag(&tag);
         let cmd = redis::cmd("SMEMBERS").arg(&tag_key).to_owned();
         let keys: Vec<String> = self
-            .run("invalidate_tag", self.inner.conn.query(&cmd))
+            .run(
+                "invalidate_tag",
+                &tag_key,
+                self.inner.conn.query(&tag_key, &cmd),
+            )
             .await?;
-        let mut groups: Vec<Group> = keys
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let groups: Vec<Group> = keys
             .iter()
             .map(|key| {
-                vec![(
-                    redis::cmd("DEL").arg(self.inner.keys.entry(key)).to_owned(),
-                    true,
-                )]
+                let entry = self.inner.keys.entry(key);
+                let del = redis::cmd("DEL").arg(&entry).to_owned();
+                Group::one(entry, del, true)
             })
             .collect();
-        groups.push(vec![(redis::cmd("DEL").arg(&tag_key).to_owned(), false)]);
-        let replies = self
-            .run("invalidate_tag", self.inner.conn.batch(groups))
-            .await?;
-        let removed: Vec<u64> = replies
+        // Every entry first: should one fail, the tag set still names it for a retry.
+        let replies = self.run_groups("invalidate_tag", &groups).await?;
+        // Only the keys just removed leave the set: an entry tagged meanwhile stays in it.
+        let srem = redis::cmd("SREM").arg(&tag_key).arg(&keys).to_owned();
+        self.run(
+            "invalidate_tag",
+            &tag_key,
+            self.inner.conn.query::<i64>(&tag_key, &srem),
+        )
+        .await?;
+        Ok(replies
             .into_iter()
             .filter_map(|reply| redis::from_redis_value::<u64>(reply).ok())
-            .collect();
-        Ok(removed.iter().sum())
+            .sum())
     }
 
+    /// Removes every key under the prefix: `SCAN` (never `KEYS`, which blocks a server) on
+    /// the server, or on each cluster primary, and `UNLINK` in batches.
     async fn remove_all(self) -> Result<(), StoreError> {
         let pattern = self.inner.keys.pattern();
-        let keys = self.keys(&pattern).await?;
-        for batch in keys.chunks(256) {
-            let groups: Vec<Group> = batch
-                .iter()
-                .map(|key| vec![(redis::cmd("UNLINK").arg(key).to_owned(), false)])
-                .collect();
-            self.run("purge", self.inner.conn.batch(groups)).await?;
+        match &self.inner.nodes {
+            Nodes::Single(node) => self.purge_node(node, &pattern).await,
+            #[cfg(feature = "redis-cluster")]
+            Nodes::Cluster(topology) => {
+                let primaries = topology.primaries();
+                if primaries.is_empty() {
+                    // The slot map is not known yet: nothing can be said to be empty.
+                    return Err(StoreError::Unavailable);
+                }
+                let results = futures_util::future::join_all(
+                    primaries.iter().map(|node| self.purge_node(node, &pattern)),
+                )
+                .await;
+                results.into_iter().collect()
+            }
         }
-        Ok(())
     }
 
-    /// Every key matching `pattern`: SCAN on a server, KEYS on each cluster primary.
-    async fn keys(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
-        match &self.inner.conn {
-            Conn::Single(_) => {
-                let mut keys = Vec::new();
-                let mut cursor: u64 = 0;
-                loop {
-                    let cmd = redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .to_owned();
-                    let (next, batch): (u64, Vec<String>) =
-                        self.run("purge", self.inner.conn.query(&cmd)).await?;
-                    keys.extend(batch);
-                    cursor = next;
-                    if cursor == 0 {
-                        return Ok(keys);
-                    }
-                }
+    /// Removes the keys matching `pattern` from one node (the server, or a primary).
+    async fn purge_node(&self, node: &Node, pattern: &str) -> Result<(), StoreError> {
+        let mut cursor: u64 = 0;
+        loop {
+            let scan = self.inner.conn.scan_node(&node.address, cursor, pattern);
+            let (next, batch) = self.run_on(node, "purge", scan).await?;
+            for keys in batch.chunks(256) {
+                let groups: Vec<Group> = keys
+                    .iter()
+                    .map(|key| {
+                        let unlink = redis::cmd("UNLINK").arg(key).to_owned();
+                        Group::one(key.clone(), unlink, false)
+                    })
+                    .collect();
+                self.run_groups("purge", &groups).await?;
             }
-            #[cfg(feature = "redis-cluster")]
-            Conn::Cluster(_) => {
-                let cmd = redis::cmd("KEYS").arg(pattern).to_owned();
-                self.run("purge", self.inner.conn.query(&cmd)).await
+            cursor = next;
+            if cursor == 0 {
+                return Ok(());
             }
         }
     }
@@ -311,7 +503,7 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("prefix", &self.inner.keys.prefix())
             .field("timeout", &self.inner.timeout)
-            .field("errors", &self.inner.health.errors.load(Ordering::Relaxed))
+            .field("errors", &self.errors())
             .finish()
     }
 }
@@ -358,7 +550,7 @@ impl Store for RedisStore {
         StoreStats {
             l1_entries: 0,
             l1_bytes: 0,
-            l2_errors: self.inner.health.errors.load(Ordering::Relaxed),
+            l2_errors: self.errors(),
         }
     }
 }

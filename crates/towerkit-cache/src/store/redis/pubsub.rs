@@ -3,8 +3,10 @@
 //! messages to whoever listens in this process.
 //!
 //! On a cluster a classic `PUBLISH` reaches every node, so one connection to any node hears
-//! everything: the subscriber goes round the nodes it knows, and when the node it follows
-//! dies (its connection ends, or a ping goes unanswered), it subscribes through the next.
+//! everything: the subscriber goes round the nodes it knows (those the store discovered in
+//! the cluster's slot map, primaries and replicas, then those it was given), and when the
+//! node it follows dies (its connection ends, or a ping goes unanswered), it subscribes
+//! through the next; a store given one node of a cluster survives that node's death.
 //! Messages published while no connection was subscribed are lost: hooks are told
 //! ([`Event::Resubscribed`]) so that they can drop what they may have missed, and lease
 //! waiters poll the lease besides (see `lease.rs`).
@@ -18,6 +20,7 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::conn::Clients;
 use super::lease::random_hex;
 use crate::store::LeaseEnd;
 
@@ -195,10 +198,11 @@ impl Drop for Subscription {
 }
 
 impl Subscription {
-    /// Subscribes to the two channels through `nodes` (tried in turn), on a task of the
-    /// current runtime; without a runtime, nothing is delivered (waiters then poll).
+    /// Subscribes to the two channels through `nodes` (tried in turn, as they are when the
+    /// subscriber moves on), on a task of the current runtime; without a runtime, nothing
+    /// is delivered (waiters then poll).
     pub(crate) fn start(
-        nodes: Vec<redis::Client>,
+        nodes: Arc<Clients>,
         invalidation_channel: String,
         lease_channel: String,
     ) -> Self {
@@ -212,7 +216,7 @@ impl Subscription {
         });
         let task = tokio::runtime::Handle::try_current()
             .ok()
-            .filter(|_| !nodes.is_empty())
+            .filter(|_| !nodes.all().is_empty())
             .map(|runtime| runtime.spawn(follow(nodes, Arc::downgrade(&notices))));
         Subscription { notices, task }
     }
@@ -227,15 +231,20 @@ const PING_TIMEOUT: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Follows the channels for as long as the notices live, going round `nodes`.
-async fn follow(nodes: Vec<redis::Client>, notices: std::sync::Weak<Notices>) {
+async fn follow(nodes: Arc<Clients>, notices: std::sync::Weak<Notices>) {
     let mut backoff = Duration::from_millis(50);
     let mut next = 0usize;
+    // Nodes tried since one last answered: a round ends when each known node was tried.
+    let mut refused = 0usize;
     let mut gap = false;
     loop {
         let Some(strong) = notices.upgrade() else {
             return;
         };
-        let client = &nodes[next % nodes.len()];
+        let candidates = nodes.all();
+        let Some(client) = candidates.get(next % candidates.len().max(1)).cloned() else {
+            return;
+        };
         next = next.wrapping_add(1);
         let channels = [
             strong.invalidation_channel.clone(),
@@ -250,13 +259,16 @@ async fn follow(nodes: Vec<redis::Client>, notices: std::sync::Weak<Notices>) {
         .await;
         let Ok(Ok(pubsub)) = connected else {
             // Every node refused in turn: pause before the next round.
-            if next.is_multiple_of(nodes.len()) {
+            refused += 1;
+            if refused >= candidates.len() {
+                refused = 0;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
             gap = true;
             continue;
         };
+        refused = 0;
         backoff = Duration::from_millis(50);
         let Some(strong) = notices.upgrade() else {
             return;
@@ -272,15 +284,22 @@ async fn follow(nodes: Vec<redis::Client>, notices: std::sync::Weak<Notices>) {
         loop {
             tokio::select! {
                 message = stream.next() => {
-                    let Some(message) = message else { break };
+                    let Some(message) = message else {
+                        tracing::debug!("redis subscription ended");
+                        break;
+                    };
                     let Some(strong) = notices.upgrade() else { return };
                     if let Ok(payload) = std::str::from_utf8(message.get_payload_bytes()) {
                         strong.deliver(message.get_channel_name(), payload);
                     }
                 }
                 _ = ping.tick() => {
-                    let pong = tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await;
+                    // A subscribed connection answers `PING` with `["pong", ""]` (RESP2),
+                    // not `PONG`: any answer will do.
+                    let pong =
+                        tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await;
                     if !matches!(pong, Ok(Ok(_))) {
+                        tracing::debug!(?pong, "redis subscription unanswered");
                         break;
                     }
                 }
