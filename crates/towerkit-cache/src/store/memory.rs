@@ -171,6 +171,20 @@ impl MemoryStore {
         self.record_gauges();
     }
 
+    /// Removes `key` unless one of its variants is still fresh at `now`: a fresh copy may
+    /// be served as it is; a stale one would be refreshed or revalidated again.
+    #[cfg(feature = "redis")]
+    pub(crate) fn remove_stale(&self, key: &str, now: u64) {
+        let stale = self.cache.get(key).is_some_and(|variants| {
+            variants
+                .iter()
+                .all(|entry| entry.meta.fresh_until() <= now)
+        });
+        if stale {
+            self.remove(key);
+        }
+    }
+
     /// Removes every key with an entry tagged `tag`; returns how many.
     pub(crate) fn remove_tagged(&self, tag: &str) -> u64 {
         let keys: Vec<String> = self

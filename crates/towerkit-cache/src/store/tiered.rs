@@ -24,8 +24,8 @@ use crate::freshness::now_ms;
 ///   missed meanwhile.
 /// - When another instance stores a new response for a key after a lease (a miss, a
 ///   revalidation, a background refresh collapsed across instances), every L1 drops its
-///   copy of the key, so that the next lookup reads the new one from L2 instead of
-///   refreshing the old one again.
+///   copy of the key if that copy is stale, so that the next lookup reads the new one from
+///   L2 instead of refreshing the old one again.
 /// - When Redis is down, L1 keeps serving what it has (within each entry's own deadlines)
 ///   and new responses are still stored in L1; L2 operations fail fast as misses.
 ///
@@ -105,9 +105,11 @@ impl TieredStore {
                         apply(&inner.l1, &inner.epoch, &message);
                     }
                 }
-                // Another instance stored a newer response: read it from Redis next time.
-                // (No epoch bump: that would also stop unrelated keys' refills.)
-                Event::Filled(key) => inner.l1.remove(key),
+                // Another instance stored a newer response: a stale copy here would be
+                // refreshed or revalidated again, so read the new one from Redis next time.
+                // A fresh copy may still be served. (No epoch bump: that would also stop
+                // unrelated keys' refills.)
+                Event::Filled(key) => inner.l1.remove_stale(key, now_ms()),
                 Event::Resubscribed => apply(&inner.l1, &inner.epoch, &Message::Purge),
             }
             true
