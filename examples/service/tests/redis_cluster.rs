@@ -112,7 +112,10 @@ async fn the_ca_certificate_applies_to_every_tls_cluster_node() {
     ));
     std::fs::write(&ca_file, ca.pem()).unwrap();
     let urls = cluster.urls();
-    assert!(urls.iter().all(|url| url.starts_with("rediss://")), "{urls:?}");
+    assert!(
+        urls.iter().all(|url| url.starts_with("rediss://")),
+        "{urls:?}"
+    );
     let parsed = from_env(&[
         ("REDIS_CLUSTER_NODES", urls.join(",")),
         ("REDIS_CA_CERT", ca_file.display().to_string()),

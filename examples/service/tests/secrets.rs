@@ -157,7 +157,11 @@ async fn unreachable_cluster_nodes_with_a_password_leak_it_nowhere() {
     let mut seen = String::new();
     for path in ["/api/products/1", "/api/products/1"] {
         let reply = app.get(path).await;
-        assert_eq!(reply.status, StatusCode::OK, "an unreachable cluster costs misses");
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "an unreachable cluster costs misses"
+        );
         seen.push_str(&everything(&reply));
     }
     seen.push_str(&app.admin_get("/metrics").await.text());
