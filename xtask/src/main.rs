@@ -2,8 +2,10 @@
 //!
 //! - `test [ARGS]`: makes sure PostgreSQL and Redis are reachable (starting throwaway ones
 //!   when they are not), then runs every test in the workspace.
-//! - `run`: the same service check, then the example service, with a development
-//!   `API_TOKENS` and the admin listener on `ADMIN_BIND_ADDR` (both printed) unless set.
+//! - `run [--instances N]`: the same service check, then the example service, with a
+//!   development `API_TOKENS` and the admin listener on `ADMIN_BIND_ADDR` (both printed)
+//!   unless set; with `--instances N`, N instances on consecutive ports (API and admin)
+//!   sharing PostgreSQL and Redis, all stopped together.
 //! - `bench [FILTER] [--quick] [--save NAME] [--compare NAME] [--threshold PCT]`: criterion
 //!   benches, written to `target/xtask-bench/latest.json`.
 //! - `load <smoke|baseline|stress|spike|soak> [--duration D]`: load scenarios against the
@@ -15,6 +17,7 @@ mod bench;
 mod ci;
 mod fuzz;
 mod load;
+mod run;
 mod services;
 
 use std::path::{Path, PathBuf};
@@ -26,7 +29,7 @@ fn main() -> ExitCode {
     let rest: Vec<String> = args.collect();
     let result = match task.as_str() {
         "test" => test(&rest),
-        "run" => run(&rest),
+        "run" => run::run(&rest),
         "bench" => bench::bench(&rest),
         "fuzz" => fuzz::fuzz(&rest),
         "load" => load::load(&rest),
@@ -35,7 +38,7 @@ fn main() -> ExitCode {
             eprintln!("usage: cargo xtask <test|run|bench|load|fuzz|ci> [ARGS]\n");
             eprintln!("  test [CARGO TEST ARGS]  start PostgreSQL/Redis if needed, run every test");
             eprintln!(
-                "  run                     start PostgreSQL/Redis if needed, run the example service"
+                "  run [--instances N]     start PostgreSQL/Redis if needed, run the example service (N instances on consecutive ports)"
             );
             eprintln!(
                 "  bench [FILTER] [--quick] [--save NAME] [--compare NAME] [--threshold PCT]"
@@ -77,55 +80,6 @@ fn test(extra: &[String]) -> Result {
     }
     command.args(extra);
     services.export(&mut command);
-    run_command(&mut command)
-}
-
-/// The token `cargo xtask run` gives the service when `API_TOKENS` is not set: for a local
-/// machine only, and printed so that `curl` can use it.
-const DEV_TOKEN: &str = "dev-token-from-cargo-xtask-run";
-
-/// The cursor key `cargo xtask run` gives the example service when `CURSOR_KEY` is unset.
-/// Public, so for development only.
-const DEV_CURSOR_KEY: &str = "towerkit-example-service-dev-cursor-key";
-
-/// `cargo xtask run`: the example service against local (or throwaway) services.
-fn run(extra: &[String]) -> Result {
-    let services = services::Services::ensure()?;
-    let bind = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-    let admin = match std::env::var("ADMIN_BIND_ADDR") {
-        Ok(admin) => admin,
-        // The service's default, unless something else holds it on this machine.
-        Err(_) if std::net::TcpListener::bind("127.0.0.1:9000").is_ok() => {
-            "127.0.0.1:9000".to_owned()
-        }
-        Err(_) => format!("127.0.0.1:{}", services::free_port()?),
-    };
-    let token = match std::env::var("API_TOKENS") {
-        Ok(_) => "one of API_TOKENS".to_owned(),
-        Err(_) => DEV_TOKEN.to_owned(),
-    };
-    eprintln!("xtask: API on http://{bind} (writes need `Authorization: Bearer {token}`)");
-    eprintln!("xtask: admin listener on http://{admin} (/metrics, /health/live, /health/ready)");
-    let mut command = cargo();
-    command.args([
-        "run",
-        "--release",
-        "--locked",
-        "--package",
-        "example-service",
-        "--",
-    ]);
-    command.args(extra);
-    services.export(&mut command);
-    command.env("ADMIN_BIND_ADDR", &admin);
-    if std::env::var_os("API_TOKENS").is_none() {
-        command.env("API_TOKENS", DEV_TOKEN);
-    }
-    if std::env::var_os("CURSOR_KEY").is_none() {
-        // A development key, so that cursors survive restarts and are shared by several
-        // local instances; production sets its own secret.
-        command.env("CURSOR_KEY", DEV_CURSOR_KEY);
-    }
     run_command(&mut command)
 }
 

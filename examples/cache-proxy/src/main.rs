@@ -2,16 +2,18 @@
 //!
 //! ```text
 //! example-cache-proxy --listen 127.0.0.1:8002 --upstream http://127.0.0.1:8000
-//!                     [--redis redis://127.0.0.1:6379/] [--prefix towerkit:proxy:] [--no-l1]
-//!                     [--redis-ca ca.pem]
+//!                     [--redis redis://127.0.0.1:6379/ | --redis-cluster host:port,host:port,...]
+//!                     [--prefix towerkit:proxy:] [--no-l1] [--redis-ca ca.pem]
 //! ```
 //!
-//! Without `--redis` entries live in memory; with it, in memory in front of Redis (a
-//! `TieredStore`), or in Redis alone with `--no-l1`. A `rediss://` URL speaks TLS, trusting
-//! the system's roots or, with `--redis-ca`, a private CA's root certificate (PEM). The proxy acts as a surrogate named
-//! `towerkit` (it honours `Surrogate-Control` aimed at it). It shows the layer working on a
-//! plain hyper service, not only on axum: the whole stack is `hyper server -> CacheLayer ->
-//! hyper client`.
+//! Without `--redis` or `--redis-cluster` entries live in memory; with either, in memory in
+//! front of Redis (a `TieredStore`), or in Redis alone with `--no-l1`. `--redis-cluster`
+//! takes a Redis Cluster's seed nodes, each `host:port` or a full `redis://` / `rediss://`
+//! URL. A `rediss://` URL speaks TLS, trusting the system's roots or, with `--redis-ca`, a
+//! private CA's root certificate (PEM). The proxy acts as a surrogate named `towerkit` (it
+//! honours `Surrogate-Control` aimed at it). It shows the layer working on a plain hyper
+//! service, not only on axum: the whole stack is `hyper server -> CacheLayer -> hyper
+//! client`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -38,19 +40,29 @@ type ProxyBody = BoxBody<Bytes, hyper::Error>;
 struct Options {
     listen: SocketAddr,
     upstream: Uri,
-    redis: Option<String>,
+    redis: Option<Redis>,
     redis_ca: Option<std::path::PathBuf>,
     prefix: String,
     l1: bool,
     memory: u64,
 }
 
-const USAGE: &str = "usage: example-cache-proxy --listen ADDR --upstream URL [--redis URL] [--redis-ca PEM] [--prefix PREFIX] [--no-l1] [--memory-mb N]";
+/// Where the shared entries live.
+#[derive(Debug, PartialEq)]
+enum Redis {
+    /// `--redis URL`: one server.
+    Server(String),
+    /// `--redis-cluster NODES`: a Redis Cluster's seed nodes, as URLs.
+    Cluster(Vec<String>),
+}
+
+const USAGE: &str = "usage: example-cache-proxy --listen ADDR --upstream URL [--redis URL | --redis-cluster HOST:PORT,...] [--redis-ca PEM] [--prefix PREFIX] [--no-l1] [--memory-mb N]";
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut listen = None;
     let mut upstream = None;
     let mut redis = None;
+    let mut redis_cluster = None;
     let mut redis_ca = None;
     let mut prefix = "towerkit:proxy:".to_owned();
     let mut l1 = true;
@@ -74,6 +86,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
                 )
             }
             "--redis" => redis = Some(value("--redis")?),
+            "--redis-cluster" => redis_cluster = Some(cluster_nodes(&value("--redis-cluster")?)?),
             "--redis-ca" => redis_ca = Some(value("--redis-ca")?.into()),
             "--prefix" => prefix = value("--prefix")?,
             "--no-l1" => l1 = false,
@@ -93,6 +106,25 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--upstream must be an http://host:port URL, got {upstream}"
         ));
     }
+    let redis = match (redis, redis_cluster) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "--redis and --redis-cluster exclude each other: give --redis URL for one \
+                 server or --redis-cluster HOST:PORT,... for a cluster\n{USAGE}"
+            ));
+        }
+        (Some(url), None) => Some(Redis::Server(url)),
+        (None, Some(nodes)) => Some(Redis::Cluster(nodes)),
+        (None, None) => None,
+    };
+    if let (Some(Redis::Cluster(nodes)), Some(_)) = (&redis, &redis_ca)
+        && nodes.iter().all(|node| node.starts_with("redis://"))
+    {
+        return Err(
+            "--redis-ca is given but the --redis-cluster nodes are plain TCP: write each node as rediss://host:port to use TLS"
+                .to_owned(),
+        );
+    }
     Ok(Options {
         listen,
         upstream,
@@ -102,6 +134,58 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
         l1,
         memory,
     })
+}
+
+/// The nodes of `--redis-cluster`: `host:port` becomes `redis://host:port`, a `redis://`
+/// or `rediss://` URL stays. Errors show no entry that could hold a password.
+fn cluster_nodes(list: &str) -> Result<Vec<String>, String> {
+    let mut nodes = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let node = match entry.split_once("://") {
+            Some(("redis" | "rediss", "")) => {
+                return Err(format!("--redis-cluster: {entry:?} has no host"));
+            }
+            Some(("redis" | "rediss", _)) => entry.to_owned(),
+            Some((scheme, _)) => {
+                return Err(format!(
+                    "--redis-cluster: a node URL must be redis://host:port or rediss://host:port, got the scheme {scheme:?}"
+                ));
+            }
+            None if entry.contains(['@', '/']) => {
+                return Err(
+                    "--redis-cluster: a node with a user, password or path must be a full redis:// or rediss:// URL"
+                        .to_owned(),
+                );
+            }
+            None => {
+                let port = entry.rsplit_once(':').and_then(|(host, port)| {
+                    let bracketed = host.starts_with('[') && host.ends_with(']');
+                    let plain = !host.is_empty() && !host.contains(':');
+                    (bracketed || plain).then_some(port)
+                });
+                match port.map(str::parse::<u16>) {
+                    Some(Ok(1..)) => format!("redis://{entry}"),
+                    _ => {
+                        return Err(format!(
+                            "--redis-cluster: {entry:?} is not host:port ([v6]:port for IPv6)"
+                        ));
+                    }
+                }
+            }
+        };
+        nodes.push(node);
+    }
+    if nodes.is_empty() {
+        return Err("--redis-cluster needs at least one host:port".to_owned());
+    }
+    let tls = |node: &String| node.starts_with("rediss://");
+    if nodes.iter().any(tls) && !nodes.iter().all(tls) {
+        return Err(
+            "--redis-cluster mixes rediss:// (TLS) and plain nodes: write every node as rediss://host:port or none"
+                .to_owned(),
+        );
+    }
+    Ok(nodes)
 }
 
 #[tokio::main]
@@ -129,8 +213,12 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let memory = MemoryStore::new(options.memory * 1024 * 1024);
     let builder = match &options.redis {
         None => CacheLayer::builder(memory),
-        Some(url) => {
-            let mut redis = RedisStore::builder(url.as_str()).prefix(options.prefix.as_str());
+        Some(target) => {
+            let redis = match target {
+                Redis::Server(url) => RedisStore::builder(url.as_str()),
+                Redis::Cluster(nodes) => RedisStore::cluster(nodes.iter().cloned()),
+            };
+            let mut redis = redis.prefix(options.prefix.as_str());
             if let Some(path) = &options.redis_ca {
                 let pem = std::fs::read(path)
                     .map_err(|e| format!("--redis-ca {}: {e}", path.display()))?;
@@ -297,7 +385,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(options.listen.port(), 8002);
-        assert_eq!(options.redis.as_deref(), Some("redis://x/"));
+        assert_eq!(options.redis, Some(Redis::Server("redis://x/".to_owned())));
         assert!(options.l1);
         assert!(parse(args(&["--listen", "127.0.0.1:8002"])).is_err());
         assert!(
@@ -310,6 +398,83 @@ mod tests {
             .is_err()
         );
         assert!(parse(args(&["--bogus"])).is_err());
+    }
+
+    fn with(extra: &[&str]) -> Result<Options, String> {
+        let mut list = vec![
+            "--listen",
+            "127.0.0.1:8002",
+            "--upstream",
+            "http://127.0.0.1:8000",
+        ];
+        list.extend_from_slice(extra);
+        parse(args(&list))
+    }
+
+    #[test]
+    fn a_cluster_is_host_ports_or_urls() {
+        let options = with(&[
+            "--redis-cluster",
+            "10.0.0.1:7000, redis-2:7001,[::1]:7002,redis://:pw@10.0.0.4:7003,",
+        ])
+        .unwrap();
+        assert_eq!(
+            options.redis,
+            Some(Redis::Cluster(vec![
+                "redis://10.0.0.1:7000".to_owned(),
+                "redis://redis-2:7001".to_owned(),
+                "redis://[::1]:7002".to_owned(),
+                "redis://:pw@10.0.0.4:7003".to_owned(),
+            ]))
+        );
+        let tls = with(&[
+            "--redis-cluster",
+            "rediss://a:6380,rediss://b:6380",
+            "--redis-ca",
+            "ca.pem",
+        ])
+        .unwrap();
+        assert!(matches!(tls.redis, Some(Redis::Cluster(nodes)) if nodes.len() == 2));
+    }
+
+    #[test]
+    fn redis_and_redis_cluster_exclude_each_other() {
+        let error = with(&[
+            "--redis",
+            "redis://127.0.0.1:6379/",
+            "--redis-cluster",
+            "127.0.0.1:7000",
+        ])
+        .unwrap_err();
+        assert!(
+            error.starts_with("--redis and --redis-cluster exclude each other"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn bad_cluster_nodes_are_refused_without_showing_passwords() {
+        for (list, expected) in [
+            ("", "at least one"),
+            (" , ", "at least one"),
+            ("127.0.0.1", "not host:port"),
+            ("h:0", "not host:port"),
+            ("h:70000", "not host:port"),
+            ("::1:7000", "not host:port"),
+            ("http://h:7000", "\"http\""),
+            ("redis://", "no host"),
+            ("a:1,rediss://b:2", "mixes rediss://"),
+        ] {
+            let error = with(&["--redis-cluster", list]).unwrap_err();
+            assert!(error.starts_with("--redis-cluster"), "{list}: {error}");
+            assert!(error.contains(expected), "{list}: {error}");
+        }
+        for list in ["u:hunter2@h:7000", "http://u:hunter2@h:7000", "h:1/hunter2"] {
+            let error = with(&["--redis-cluster", list]).unwrap_err();
+            assert!(!error.contains("hunter2"), "{list}: {error}");
+        }
+        let error = with(&["--redis-cluster", "h:7000", "--redis-ca", "ca.pem"]).unwrap_err();
+        assert!(error.contains("rediss://"), "{error}");
     }
 
     #[test]

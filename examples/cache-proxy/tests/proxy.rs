@@ -195,3 +195,72 @@ async fn with_redis_entries_outlive_the_proxy_process() {
     assert!(second_status.contains("; hit"), "{second_status}");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn with_a_redis_cluster_two_proxies_share_entries() {
+    let cluster = towerkit_test_support::servers::RedisCluster::start()
+        .expect("a six-node Redis Cluster starts");
+    let nodes = cluster
+        .ports()
+        .iter()
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let (upstream, calls) = origin().await;
+    let args = ["--redis-cluster", nodes.as_str(), "--no-l1"];
+    let first = Proxy::start(upstream, &args);
+    let second = Proxy::start(upstream, &args);
+    // Enough paths for their keys to fall on all three primaries.
+    const PATHS: usize = 12;
+    for i in 0..PATHS {
+        let (status, headers, _) = get(first.port, &format!("/p{i}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["cache-status"], "towerkit; fwd=miss; stored");
+    }
+    // With `--no-l1` a hit comes from the cluster: once the first proxy hits, the entry is
+    // there, and the second proxy's very first request for it must hit too.
+    for i in 0..PATHS {
+        let path = format!("/p{i}");
+        let mut stored = false;
+        for _ in 0..100 {
+            if get(first.port, &path).await.1["cache-status"]
+                .to_str()
+                .unwrap()
+                .contains("; hit")
+            {
+                stored = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(stored, "{path} reached the cluster");
+        let (_, headers, body) = get(second.port, &path).await;
+        let status = headers["cache-status"].to_str().unwrap();
+        assert!(status.contains("; hit"), "{path}: {status}");
+        assert_eq!(body, format!("origin {}", i + 1));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), PATHS);
+}
+
+#[test]
+fn redis_and_redis_cluster_together_exit_with_a_usage_error() {
+    let output = Command::new(env!("CARGO_BIN_EXE_example-cache-proxy"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--redis",
+            "redis://127.0.0.1:6379/",
+            "--redis-cluster",
+            "127.0.0.1:7000",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--redis and --redis-cluster exclude each other"),
+        "{stderr}"
+    );
+}

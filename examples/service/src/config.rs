@@ -31,9 +31,16 @@ pub struct Config {
     /// `DATABASE_URL`. Default `postgres://postgres@127.0.0.1:5432/postgres`.
     pub database_url: String,
     /// `REDIS_URL`: when set, a tiered cache (memory in front of Redis); otherwise memory only.
+    /// Not together with `REDIS_CLUSTER_NODES`.
     pub redis_url: Option<String>,
+    /// `REDIS_CLUSTER_NODES`: comma-separated seed nodes of a Redis Cluster, each `host:port`
+    /// (plain TCP) or a full `redis://` / `rediss://` URL (TLS, an ACL user and password);
+    /// when set, the tiered cache's shared tier is that cluster. Not together with
+    /// `REDIS_URL`. Empty when unset.
+    pub redis_cluster_nodes: Vec<String>,
     /// `REDIS_CA_CERT`: a PEM file with the root certificate of a private CA that signed the
-    /// certificate of a `rediss://` `REDIS_URL` (else the system's roots are trusted).
+    /// certificate of a `rediss://` `REDIS_URL`, or of the `rediss://` cluster nodes (else
+    /// the system's roots are trusted).
     pub redis_ca_cert: Option<std::path::PathBuf>,
     /// `CACHE_REDIS_PREFIX`: the prefix of the cache's Redis keys and channel. Default
     /// `example-service:`.
@@ -109,6 +116,30 @@ impl Config {
         let bind_addr = lookup("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:3000".to_owned());
         let api_tokens = ApiTokens::parse(lookup("API_TOKENS").as_deref().unwrap_or(""))
             .map_err(|e| ConfigError(e.to_string()))?;
+        let redis_url = lookup("REDIS_URL").filter(|url| !url.trim().is_empty());
+        let redis_cluster_nodes =
+            cluster_nodes(lookup("REDIS_CLUSTER_NODES").as_deref().unwrap_or(""))?;
+        if redis_url.is_some() && !redis_cluster_nodes.is_empty() {
+            return Err(ConfigError(
+                "REDIS_URL and REDIS_CLUSTER_NODES are both set: set REDIS_URL for one Redis \
+                 server, or REDIS_CLUSTER_NODES for a Redis Cluster, not both"
+                    .to_owned(),
+            ));
+        }
+        let redis_ca_cert = lookup("REDIS_CA_CERT")
+            .filter(|path| !path.trim().is_empty())
+            .map(std::path::PathBuf::from);
+        if redis_ca_cert.is_some()
+            && redis_cluster_nodes
+                .first()
+                .is_some_and(|node| node.starts_with("redis://"))
+        {
+            return Err(ConfigError(
+                "REDIS_CA_CERT is set but the REDIS_CLUSTER_NODES are plain TCP: write each \
+                 node as a rediss://host:port URL to use TLS"
+                    .to_owned(),
+            ));
+        }
         Ok(Config {
             admin_bind_addr: lookup("ADMIN_BIND_ADDR")
                 .unwrap_or_else(|| "127.0.0.1:9000".to_owned()),
@@ -118,10 +149,9 @@ impl Config {
             cursor_key: lookup("CURSOR_KEY").filter(|key| !key.is_empty()),
             database_url: lookup("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
-            redis_url: lookup("REDIS_URL").filter(|url| !url.trim().is_empty()),
-            redis_ca_cert: lookup("REDIS_CA_CERT")
-                .filter(|path| !path.trim().is_empty())
-                .map(std::path::PathBuf::from),
+            redis_url,
+            redis_cluster_nodes,
+            redis_ca_cert,
             redis_prefix: lookup("CACHE_REDIS_PREFIX"),
             layers,
             cache_ttl: Duration::from_secs(number("CACHE_TTL_SECS", 60)?),
@@ -142,6 +172,14 @@ impl fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("database_url", &redact_url(&self.database_url))
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field(
+                "redis_cluster_nodes",
+                &self
+                    .redis_cluster_nodes
+                    .iter()
+                    .map(|node| redact_url(node))
+                    .collect::<Vec<_>>(),
+            )
             .field("redis_ca_cert", &self.redis_ca_cert)
             .field("redis_prefix", &self.redis_prefix)
             .field("layers", &self.layers)
@@ -151,6 +189,79 @@ impl fmt::Debug for Config {
             .field("slow_error", &self.slow_error)
             .field("request_timeout", &self.request_timeout)
             .finish_non_exhaustive()
+    }
+}
+
+/// The seed nodes of `REDIS_CLUSTER_NODES` as URLs: `host:port` becomes `redis://host:port`,
+/// a `redis://` or `rediss://` URL stays as it is. Empty entries (a trailing comma) are
+/// skipped; an empty list is no cluster. Errors name the variable and show an entry only
+/// without its password.
+fn cluster_nodes(list: &str) -> Result<Vec<String>, ConfigError> {
+    let mut nodes = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let node = match entry.split_once("://") {
+            Some(("redis" | "rediss", "")) => {
+                return Err(ConfigError(format!(
+                    "REDIS_CLUSTER_NODES: {entry:?} has no host"
+                )));
+            }
+            Some(("redis" | "rediss", _)) => entry.to_owned(),
+            Some((scheme, _)) => {
+                return Err(ConfigError(format!(
+                    "REDIS_CLUSTER_NODES: {} is not a redis:// or rediss:// URL (scheme {scheme:?})",
+                    redact_url(entry)
+                )));
+            }
+            None if entry.contains('@') || entry.contains('/') => {
+                // Userinfo or a path needs a scheme; the entry may hold a password, so it
+                // is not shown.
+                return Err(ConfigError(
+                    "REDIS_CLUSTER_NODES: an entry with a user, password or path must be a \
+                     full redis:// or rediss:// URL"
+                        .to_owned(),
+                ));
+            }
+            None => {
+                check_host_port(entry).map_err(|why| {
+                    ConfigError(format!(
+                        "REDIS_CLUSTER_NODES: {entry:?} is not host:port ({why})"
+                    ))
+                })?;
+                format!("redis://{entry}")
+            }
+        };
+        nodes.push(node);
+    }
+    // The client takes TLS from the first node and refuses a mix; say so here, by name.
+    let tls = |node: &String| node.starts_with("rediss://");
+    if nodes.iter().any(tls) && !nodes.iter().all(tls) {
+        return Err(ConfigError(
+            "REDIS_CLUSTER_NODES mixes rediss:// (TLS) and plain nodes: a cluster is reached \
+             one way, write every node as rediss://host:port or none"
+                .to_owned(),
+        ));
+    }
+    Ok(nodes)
+}
+
+/// Checks a `host:port` (`[v6]:port` for an IPv6 address) without a scheme.
+fn check_host_port(entry: &str) -> Result<(), &'static str> {
+    let (host, port) = match entry.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']').ok_or("an unclosed `[`")?;
+            let port = after.strip_prefix(':').ok_or("no port")?;
+            host.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| "not an IPv6 address between `[` and `]`")?;
+            (host, port)
+        }
+        None => entry.rsplit_once(':').ok_or("no port")?,
+    };
+    if host.is_empty() || (host.contains(':') && !entry.starts_with('[')) {
+        return Err("a host, or an IPv6 address in brackets, comes before the port");
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err("the port must be a number from 1 to 65535"),
+        Ok(_) => Ok(()),
     }
 }
 
@@ -207,6 +318,121 @@ mod tests {
             Some(key)
         );
         assert_eq!(config(&[("CURSOR_KEY", "")]).unwrap().cursor_key, None);
+    }
+
+    #[test]
+    fn cluster_nodes_are_host_ports_or_urls() {
+        let config = config(&[(
+            "REDIS_CLUSTER_NODES",
+            " 10.0.0.1:7000, redis-2.internal:7001,[::1]:7002 ,redis://:pw@10.0.0.4:7003,",
+        )])
+        .unwrap();
+        assert_eq!(
+            config.redis_cluster_nodes,
+            [
+                "redis://10.0.0.1:7000",
+                "redis://redis-2.internal:7001",
+                "redis://[::1]:7002",
+                "redis://:pw@10.0.0.4:7003",
+            ]
+        );
+        assert_eq!(config.redis_url, None);
+        let tls = config_with(&[(
+            "REDIS_CLUSTER_NODES",
+            "rediss://cache:pw@a:6380,rediss://cache:pw@b:6380",
+        )]);
+        assert_eq!(tls.redis_cluster_nodes.len(), 2);
+        for unset in ["", " , "] {
+            let config = config_with(&[("REDIS_CLUSTER_NODES", unset)]);
+            assert!(config.redis_cluster_nodes.is_empty(), "{unset:?}");
+        }
+        assert!(config_with(&[]).redis_cluster_nodes.is_empty());
+    }
+
+    fn config_with(pairs: &[(&str, &str)]) -> Config {
+        config(pairs).unwrap()
+    }
+
+    #[test]
+    fn redis_url_and_cluster_nodes_together_are_refused() {
+        let error = config_error(&[
+            ("REDIS_URL", "redis://:hunter2@127.0.0.1:6379"),
+            ("REDIS_CLUSTER_NODES", "127.0.0.1:7000,127.0.0.1:7001"),
+        ]);
+        assert!(
+            error.contains("REDIS_URL") && error.contains("REDIS_CLUSTER_NODES"),
+            "{error}"
+        );
+        assert!(!error.contains("hunter2"), "{error}");
+        // An empty REDIS_URL is unset, as before.
+        let config = config_with(&[("REDIS_URL", ""), ("REDIS_CLUSTER_NODES", "h:7000")]);
+        assert_eq!(config.redis_cluster_nodes, ["redis://h:7000"]);
+    }
+
+    #[test]
+    fn bad_cluster_nodes_are_named_without_their_passwords() {
+        for (list, expected) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("h:0", "from 1 to 65535"),
+            ("h:70000", "from 1 to 65535"),
+            ("h:port", "from 1 to 65535"),
+            (":7000", "host"),
+            ("::1:7000", "IPv6 address in brackets"),
+            ("[::1]7000", "no port"),
+            ("[nope]:7000", "IPv6"),
+            ("http://h:7000", "\"http\""),
+            ("redis://", "no host"),
+            ("a:1,rediss://b:2", "mixes rediss://"),
+        ] {
+            let error = config_error(&[("REDIS_CLUSTER_NODES", list)]);
+            assert!(error.starts_with("REDIS_CLUSTER_NODES"), "{list}: {error}");
+            assert!(error.contains(expected), "{list}: {error}");
+        }
+        for list in [
+            "user:hunter2@h:7000",
+            "http://u:hunter2@h:7000",
+            "h:1/hunter2",
+        ] {
+            let error = config_error(&[("REDIS_CLUSTER_NODES", list)]);
+            assert!(error.starts_with("REDIS_CLUSTER_NODES"), "{list}: {error}");
+            assert!(!error.contains("hunter2"), "{list}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_ca_certificate_needs_tls_cluster_nodes() {
+        let error = config_error(&[
+            ("REDIS_CLUSTER_NODES", "h:7000,h:7001"),
+            ("REDIS_CA_CERT", "/etc/redis/ca.pem"),
+        ]);
+        assert!(
+            error.contains("REDIS_CA_CERT") && error.contains("rediss://"),
+            "{error}"
+        );
+        let config = config_with(&[
+            ("REDIS_CLUSTER_NODES", "rediss://h:7000,rediss://h:7001"),
+            ("REDIS_CA_CERT", "/etc/redis/ca.pem"),
+        ]);
+        assert_eq!(
+            config.redis_ca_cert.as_deref(),
+            Some(std::path::Path::new("/etc/redis/ca.pem"))
+        );
+    }
+
+    #[test]
+    fn debug_shows_the_cluster_nodes_without_their_passwords() {
+        let config = config_with(&[(
+            "REDIS_CLUSTER_NODES",
+            "rediss://cache:hunter2@a.internal:6380,rediss://cache:hunter2@b.internal:6380",
+        )]);
+        for debug in [format!("{config:?}"), format!("{config:#?}")] {
+            assert!(!debug.contains("hunter2"), "{debug}");
+            assert!(
+                debug.contains("rediss://cache:***@a.internal:6380")
+                    && debug.contains("rediss://cache:***@b.internal:6380"),
+                "{debug}"
+            );
+        }
     }
 
     #[test]

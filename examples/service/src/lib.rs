@@ -8,19 +8,21 @@
 //!
 //! Writes (`POST`, `PUT`, `DELETE` under `/api`) need `Authorization: Bearer <token>` with
 //! one of the `API_TOKENS` ([`auth`]); reads are public. `Debug` output and logs never show
-//! the passwords of `DATABASE_URL` and `REDIS_URL` ([`secret`]), and request traces mask
-//! `Authorization` and `Cookie`.
+//! the passwords of `DATABASE_URL`, `REDIS_URL` and `REDIS_CLUSTER_NODES` ([`secret`]), and
+//! request traces mask `Authorization` and `Cookie`.
 //!
 //! # Production checklist
 //!
 //! - Set `API_TOKENS` (long random tokens; two while rotating), `DATABASE_URL` and
-//!   `REDIS_URL` from a secret store. Without `API_TOKENS` every write is refused.
+//!   `REDIS_URL` (or `REDIS_CLUSTER_NODES`) from a secret store. Without `API_TOKENS` every
+//!   write is refused.
 //! - Keep `ADMIN_BIND_ADDR` on loopback or a private interface: `/metrics` has no token.
-//! - On more than one instance, set `REDIS_URL` (and the same `CACHE_REDIS_PREFIX`) so the
-//!   instances share cached responses and invalidations, and `PUBLIC_URL` to the origin
-//!   clients use. Each instance stores at most `CACHE_CAPACITY_MB` of responses in memory,
-//!   keyed on method, path and query (and the request headers a response `Vary`s on);
-//!   requests with `Authorization` or `Cookie` are neither served from nor stored in it.
+//! - On more than one instance, set `REDIS_URL`, or `REDIS_CLUSTER_NODES` for a Redis
+//!   Cluster (and the same `CACHE_REDIS_PREFIX`) so the instances share cached responses
+//!   and invalidations, and `PUBLIC_URL` to the origin clients use. Each instance stores
+//!   at most `CACHE_CAPACITY_MB` of responses in memory, keyed on method, path and query
+//!   (and the request headers a response `Vary`s on); requests with `Authorization` or
+//!   `Cookie` are neither served from nor stored in it.
 //! - The same `CURSOR_KEY` secret on every instance: cursors must verify on every instance,
 //!   including on pages cached in Redis by another one.
 //! - Buffers: each JSON layer (nulls, fields, pagination) holds up to 8 MiB of a response.
@@ -121,24 +123,38 @@ impl AppState {
             Layers::None => None,
             Layers::All => {
                 let memory = MemoryStore::new(config.cache_capacity_bytes);
-                let builder = match &config.redis_url {
+                let prefix = config
+                    .redis_prefix
+                    .clone()
+                    .unwrap_or_else(|| "example-service:".to_owned());
+                let redis = match (&config.redis_url, config.redis_cluster_nodes.as_slice()) {
+                    (None, []) => None,
+                    (Some(_), [_, ..]) => {
+                        return Err(StartError(
+                            "REDIS_URL and REDIS_CLUSTER_NODES are both set: set one".to_owned(),
+                        ));
+                    }
+                    (Some(url), []) => Some(("REDIS_URL", RedisStore::builder(url.clone()))),
+                    (None, nodes) => Some((
+                        "REDIS_CLUSTER_NODES",
+                        RedisStore::cluster(nodes.iter().cloned()),
+                    )),
+                };
+                let builder = match redis {
                     // Tiered: each instance answers hot keys from memory, shares the rest
-                    // through Redis, and Redis pub/sub carries invalidations to every instance.
-                    Some(url) => {
-                        let mut redis = RedisStore::builder(url.clone()).prefix(
-                            config
-                                .redis_prefix
-                                .clone()
-                                .unwrap_or_else(|| "example-service:".to_owned()),
-                        );
-                        // `rediss://` with a private CA: its root certificate, PEM.
+                    // through Redis (one server or a cluster), and Redis pub/sub carries
+                    // invalidations to every instance.
+                    Some((variable, redis)) => {
+                        let mut redis = redis.prefix(prefix);
+                        // `rediss://` with a private CA: its root certificate, PEM (for
+                        // every node of a cluster).
                         if let Some(path) = &config.redis_ca_cert {
                             let pem = std::fs::read(path).map_err(|e| {
                                 fail("REDIS_CA_CERT", &format!("{}: {e}", path.display()))
                             })?;
                             redis = redis.tls_root_certificate(pem);
                         }
-                        let redis = redis.connect().await.map_err(|e| fail("REDIS_URL", &e))?;
+                        let redis = redis.connect().await.map_err(|e| fail(variable, &e))?;
                         CacheLayer::builder(TieredStore::new(memory, redis))
                     }
                     None => CacheLayer::builder(memory),

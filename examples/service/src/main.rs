@@ -1,17 +1,30 @@
 //! Starts the example service: `cargo xtask run`, or `cargo run -p example-service` with
 //! the environment described in `example_service::Config`.
 
+use std::process::ExitCode;
+
 use example_service::{AppState, Config, admin_app, app, secret::redact_url};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")),
         )
         .init();
+    // The error's message, not its `Debug`: a configuration mistake reads as a sentence.
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("example-service: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
     let address = config.bind_addr.clone();
     let admin_address = config.admin_bind_addr.clone();
@@ -19,14 +32,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if config.api_tokens.is_empty() {
         tracing::warn!("API_TOKENS is not set: every write (POST, PUT, DELETE) gets a 401");
     }
+    let redis = match (&config.redis_url, config.redis_cluster_nodes.as_slice()) {
+        (Some(url), _) => redact_url(url),
+        (None, []) => "unset".to_owned(),
+        (None, nodes) => {
+            let nodes: Vec<String> = nodes.iter().map(|node| redact_url(node)).collect();
+            format!("cluster {}", nodes.join(","))
+        }
+    };
     tracing::info!(
         database = %redact_url(&config.database_url),
-        redis = %config.redis_url.as_deref().map_or_else(|| "unset".to_owned(), redact_url),
+        %redis,
         api_tokens = config.api_tokens.len(),
         "starting"
     );
     let state = AppState::connect(config).await?;
-    let listener = tokio::net::TcpListener::bind(&address).await?;
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| format!("BIND_ADDR {address}: {e}"))?;
     let admin_listener = tokio::net::TcpListener::bind(&admin_address)
         .await
         .map_err(|e| format!("ADMIN_BIND_ADDR {admin_address}: {e}"))?;

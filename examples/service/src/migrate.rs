@@ -31,14 +31,20 @@ impl std::error::Error for MigrateError {}
 
 /// Applies the migrations not yet applied; returns how many ran.
 pub async fn migrate(db: &Db) -> Result<usize, MigrateError> {
-    let fail = |e: &dyn std::fmt::Display| MigrateError(e.to_string());
+    let fail = |e: &dyn std::error::Error| MigrateError(with_sources(e));
     let mut client = db.pool().get().await.map_err(|e| fail(&e))?;
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-        )
+    // Under the lock too: two instances creating the table at once on an empty database
+    // collide in the catalog (`IF NOT EXISTS` does not serialise them).
+    let tx = client.transaction().await.map_err(|e| fail(&e))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
         .await
         .map_err(|e| fail(&e))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await
+    .map_err(|e| fail(&e))?;
+    tx.commit().await.map_err(|e| fail(&e))?;
     let mut applied = 0;
     for (version, sql) in MIGRATIONS {
         let tx = client.transaction().await.map_err(|e| fail(&e))?;
@@ -57,7 +63,7 @@ pub async fn migrate(db: &Db) -> Result<usize, MigrateError> {
         }
         tx.batch_execute(sql)
             .await
-            .map_err(|e| MigrateError(format!("{version}: {e}")))?;
+            .map_err(|e| MigrateError(format!("{version}: {}", with_sources(&e))))?;
         tx.execute(
             "INSERT INTO schema_migrations (version) VALUES ($1)",
             &[version],
@@ -69,4 +75,20 @@ pub async fn migrate(db: &Db) -> Result<usize, MigrateError> {
         applied += 1;
     }
     Ok(applied)
+}
+
+/// An error with its sources: tokio-postgres says only `db error`, and the server's
+/// message (which names the object, never a password) is its source.
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -1,5 +1,6 @@
-//! Passwords from `DATABASE_URL` and `REDIS_URL`, and the bearer tokens clients send, never
-//! show up in anything the service prints: logs, errors, `Debug` output, problem bodies.
+//! Passwords from `DATABASE_URL`, `REDIS_URL` and `REDIS_CLUSTER_NODES`, and the bearer
+//! tokens clients send, never show up in anything the service prints: logs, errors, `Debug`
+//! output, problem bodies.
 
 mod support;
 
@@ -134,6 +135,43 @@ async fn an_unreachable_redis_with_a_password_leaks_it_nowhere() {
     assert!(
         text.contains("redis cache store unavailable"),
         "the Redis failure was logged:\n{text}"
+    );
+    assert_secret_free("the logs", &text);
+}
+
+#[tokio::test]
+async fn unreachable_cluster_nodes_with_a_password_leak_it_nowhere() {
+    let logs = Logs::capture();
+    let nodes = format!(
+        "redis://app:{REDIS_PASSWORD}@127.0.0.1:{},redis://app:{REDIS_PASSWORD}@127.0.0.1:{}",
+        closed_port(),
+        closed_port()
+    );
+    let parsed = config(&[("REDIS_CLUSTER_NODES", nodes)]);
+    assert_secret_free("Config's Debug", &format!("{parsed:?}"));
+    let app = TestApp::start_with(|c| {
+        c.redis_cluster_nodes = parsed.redis_cluster_nodes.clone();
+        c.redis_prefix = Some(support::unique("secrets_cluster"));
+    })
+    .await;
+    let mut seen = String::new();
+    for path in ["/api/products/1", "/api/products/1"] {
+        let reply = app.get(path).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "an unreachable cluster costs misses"
+        );
+        seen.push_str(&everything(&reply));
+    }
+    seen.push_str(&app.admin_get("/metrics").await.text());
+    assert_secret_free("responses and /metrics", &seen);
+    let text = logs.text();
+    // The store's own words may change; that it warned about the cluster may not.
+    assert!(
+        text.lines()
+            .any(|line| line.contains("WARN") && line.to_lowercase().contains("redis")),
+        "the cluster failure was logged:\n{text}"
     );
     assert_secret_free("the logs", &text);
 }

@@ -130,6 +130,41 @@ impl TestApp {
         }
     }
 
+    /// `count` instances started at the same moment on one new, empty database, as
+    /// `cargo xtask run --instances N` or a rolling deployment starts them: each
+    /// `AppState::connect` (migrations included) runs concurrently on a connection of its
+    /// own. The results in start order; the first `Ok` owns the database.
+    pub async fn start_together(count: usize) -> Vec<Result<TestApp, String>> {
+        let database = TestDatabase::create().await;
+        let mut config = Config::from_lookup(|_| None).expect("default configuration");
+        config.database_url = database.url.clone();
+        config.redis_url = None;
+        config.api_tokens = ApiTokens::parse(TOKEN).expect("a valid token");
+        let starts: Vec<_> = (0..count)
+            .map(|_| tokio::spawn(AppState::connect(config.clone())))
+            .collect();
+        let mut apps = Vec::with_capacity(count);
+        let mut database = Some(database);
+        for start in starts {
+            let app = match start.await {
+                Ok(Ok(state)) => Ok(TestApp {
+                    router: app(state.clone()),
+                    admin: admin_app(state),
+                    config: config.clone(),
+                    database: None,
+                }),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(panic) => Err(panic.to_string()),
+            };
+            apps.push(app);
+        }
+        // The database lives as long as the first app that started.
+        if let Some(Ok(first)) = apps.iter_mut().find(|app| app.is_ok()) {
+            first.database = database.take();
+        }
+        apps
+    }
+
     /// Another instance of the service on the same database and cache configuration.
     pub async fn second_instance(&self) -> TestApp {
         let state = AppState::connect(self.config.clone())
