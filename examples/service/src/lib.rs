@@ -51,7 +51,7 @@ use towerkit::compress::CompressionLayer;
 use towerkit::db::{Db, DbConfig};
 use towerkit::nulls::StripNullsLayer;
 use towerkit::paginate::{PaginateLayer, SelectFieldsLayer};
-use towerkit::timing::TimingLayer;
+use towerkit::timing::{QueryTimer, TimingLayer};
 
 pub use auth::ApiTokens;
 pub use config::{Config, Layers};
@@ -105,9 +105,16 @@ impl AppState {
         let pagination = pagination
             .build()
             .map_err(|e| fail("PUBLIC_URL or CURSOR_KEY", &e))?;
+        // `SLOW_WARN_MS` / `SLOW_ERROR_MS` are the query thresholds too, not only the
+        // request ones `app` gives `TimingLayer`.
+        let timer = QueryTimer::builder("postgresql")
+            .slow(config.slow_warn, config.slow_error)
+            .build()
+            .map_err(|e| fail("SLOW_WARN_MS or SLOW_ERROR_MS", &e))?;
         let db_config = DbConfig::builder()
             .url(config.database_url.clone())
             .application_name("example-service")
+            .timer(timer)
             .build()
             .map_err(|e| fail("DATABASE_URL", &e))?;
         let db = Db::connect(db_config)
