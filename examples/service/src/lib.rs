@@ -1,10 +1,11 @@
 //! The towerkit example service: a PostgreSQL-backed catalog API with every towerkit layer,
 //! composed the way a production service would. Copy it to start a new service.
 //!
-//! [`AppState::connect`] builds what the service needs from a [`Config`] (the pool, the
-//! migrations, the cache, the metrics recorder); [`app`] turns that into the public
-//! `Router` and [`admin_app`] into the operations one (`/metrics`, health), served on a
-//! separate, loopback listener. Tests drive both with `oneshot`.
+//! [`install_metrics_recorder`] installs the Prometheus recorder and describes every
+//! metric; [`AppState::connect`] builds what the service needs from a [`Config`] (the pool,
+//! the migrations, the cache); [`app`] turns that into the public `Router` and
+//! [`admin_app`] into the operations one (`/metrics`, health), served on a separate,
+//! loopback listener. Tests drive both with `oneshot`.
 //!
 //! Writes (`POST`, `PUT`, `DELETE` under `/api`) need `Authorization: Bearer <token>` with
 //! one of the `API_TOKENS` ([`auth`]); reads are public. `Debug` output and logs never show
@@ -64,15 +65,13 @@ const STORE_DURATION_BUCKETS: [f64; 8] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// What handlers share: the database, the cache's handle (absent with `LAYERS=none`) and
-/// the metrics exporter.
+/// What handlers share: the database and the cache's handle (absent with `LAYERS=none`).
 #[derive(Clone, Debug)]
 pub struct AppState {
     /// The pooled, timed PostgreSQL client.
     pub db: Db,
     /// The cache layer itself, when the service runs with layers.
     cache: Option<CacheLayer>,
-    metrics: PrometheusHandle,
     pagination: PaginateLayer,
     config: Arc<Config>,
 }
@@ -160,7 +159,6 @@ impl AppState {
         Ok(AppState {
             db,
             cache,
-            metrics: metrics_recorder(),
             pagination,
             config: Arc::new(config),
         })
@@ -281,12 +279,14 @@ pub fn admin_app(state: AppState) -> Router {
         .merge(state.db.health_routes())
 }
 
-/// `GET /metrics`: Prometheus text, with the pool gauges refreshed first.
+/// `GET /metrics`: Prometheus text, with the pool gauges refreshed first. The recorder is
+/// the one [`install_metrics_recorder`] installed (installed now if `main` did not).
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let recorder = install_metrics_recorder();
     state.db.record_pool_metrics();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        recorder.render(),
     )
 }
 
@@ -294,9 +294,16 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 /// exporter's own default).
 const METRICS_UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The process-wide Prometheus recorder, with OpenTelemetry's histogram buckets for the
-/// HTTP and DB durations. Installed once; later calls (tests building several apps) reuse it.
-fn metrics_recorder() -> PrometheusHandle {
+/// Installs the process-wide Prometheus recorder, with OpenTelemetry's histogram buckets
+/// for the HTTP and DB durations, and gives every towerkit metric its help text and unit
+/// ([`towerkit::describe_metrics`]). Installed once; later calls (tests building several
+/// apps, each `/metrics` scrape) return the same handle.
+///
+/// `main` calls it first, so that nothing recorded at start-up is lost: a metric recorded
+/// before a recorder exists goes nowhere. Whether the layers are built before or after
+/// makes no difference to the help texts: this gives them to the recorder itself. `GET
+/// /metrics` calls it too, so a service that leaves it out exports from its first scrape on.
+pub fn install_metrics_recorder() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
@@ -340,8 +347,13 @@ fn metrics_recorder() -> PrometheusHandle {
                 });
             // Another recorder may already be installed (a test harness): then this handle
             // renders nothing, which the metrics test would show.
-            let _ = metrics::set_global_recorder(recorder);
-            towerkit::timing::metrics::describe();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!(
+                    "another metrics recorder is installed: /metrics will render nothing"
+                );
+            }
+            // After installing: descriptions go to the recorder installed at the time.
+            towerkit::describe_metrics();
             handle
         })
         .clone()

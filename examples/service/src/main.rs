@@ -1,7 +1,9 @@
 //! Starts the example service: `cargo xtask run`, or `cargo run -p example-service` with
 //! the environment described in `example_service::Config`.
 
-use example_service::{AppState, Config, admin_app, app, secret::redact_url};
+use example_service::{
+    AppState, Config, admin_app, app, install_metrics_recorder, secret::redact_url,
+};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -12,6 +14,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")),
         )
         .init();
+    // First: metrics recorded before the recorder exists are lost.
+    install_metrics_recorder();
     let config = Config::from_env()?;
     let address = config.bind_addr.clone();
     let admin_address = config.admin_bind_addr.clone();
