@@ -210,7 +210,7 @@ pub fn app(state: AppState) -> Router {
 
     let api = match (&state.cache, state.config.layers) {
         (Some(cache), Layers::All) => api.layer(
-            // Outermost first, the order of DESIGN.md's data flow.
+            // Outermost first; README.md's "How it is put together" says why this order.
             ServiceBuilder::new()
                 // Measures the whole request (cache hits included), logs slow ones, and
                 // writes Server-Timing with the DB time of this request's queries and the
