@@ -1,6 +1,6 @@
 //! `cargo xtask ci`: every check CI runs, in the order that shares the most build work.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::{Result, cargo, run_command};
 
@@ -194,13 +194,10 @@ fn install_if_missing(subcommand: &str, krate: &str) -> Result {
     )
 }
 
-/// `cargo deny check bans licenses sources`, installing cargo-deny when missing. Advisories
-/// need the RustSec database from the network, which CI machines may not reach: skipped.
+/// `cargo deny check bans licenses sources`, installing cargo-deny when missing, then
+/// [`advisories`].
 fn deny() -> Result {
     install_if_missing("deny", "cargo-deny")?;
-    eprintln!(
-        "xtask ci: skipping `cargo deny check advisories` (it needs the advisory database from the network)"
-    );
     step(
         "cargo deny",
         cargo().args([
@@ -210,6 +207,72 @@ fn deny() -> Result {
             "bans",
             "licenses",
             "sources",
+        ]),
+    )?;
+    advisories()
+}
+
+/// How long fetching the advisory database may take before it counts as unreachable.
+const ADVISORY_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// `cargo deny check advisories` when RustSec's advisory database (a git repository on
+/// GitHub) can be fetched: `cargo deny fetch db` first, then the check against what it
+/// fetched, which fails the run on a vulnerable, unsound or unmaintained dependency. When
+/// the database cannot be fetched (no network, only a registry mirror), the check is
+/// skipped and the reason printed.
+fn advisories() -> Result {
+    eprintln!("xtask ci: cargo deny fetch db");
+    let mut fetch = cargo()
+        .args(["deny", "fetch", "db"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start cargo deny fetch: {e}"))?;
+    // The error output is small; read it on a thread so the deadline below holds.
+    let stderr = fetch.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+            text
+        })
+    });
+    let deadline = std::time::Instant::now() + ADVISORY_FETCH_TIMEOUT;
+    let fetched = loop {
+        match fetch.try_wait() {
+            Ok(Some(status)) => break status.success(),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            _ => {
+                let _ = fetch.kill();
+                let _ = fetch.wait();
+                break false;
+            }
+        }
+    };
+    let why = stderr
+        .and_then(|reader| reader.join().ok())
+        .unwrap_or_default();
+    if !fetched {
+        let why = why
+            .lines()
+            .rev()
+            .find(|line| !line.trim().is_empty())
+            .unwrap_or("no answer in time");
+        eprintln!(
+            "xtask ci: skipping `cargo deny check advisories`: the advisory database cannot be fetched ({})",
+            why.trim()
+        );
+        return Ok(());
+    }
+    step(
+        "cargo deny check advisories",
+        cargo().args([
+            "deny",
+            "--all-features",
+            "check",
+            "--disable-fetch",
+            "advisories",
         ]),
     )
 }

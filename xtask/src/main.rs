@@ -1,7 +1,8 @@
 //! Project automation for towerkit, run as `cargo xtask <task>`.
 //!
 //! - `test [ARGS]`: makes sure PostgreSQL and Redis are reachable (starting throwaway ones
-//!   when they are not), then runs every test in the workspace.
+//!   when they are not) and that promtool runs (extracting it from Debian's `prometheus`
+//!   package when missing), then runs every test in the workspace.
 //! - `run [--instances N]`: the same service check, then the example service, with a
 //!   development `API_TOKENS` and the admin listener on `ADMIN_BIND_ADDR` (both printed)
 //!   unless set; with `--instances N`, N instances on consecutive ports (API and admin)
@@ -17,6 +18,7 @@ mod bench;
 mod ci;
 mod fuzz;
 mod load;
+mod promtool;
 mod run;
 mod services;
 
@@ -80,6 +82,10 @@ fn test(extra: &[String]) -> Result {
     }
     command.args(extra);
     services.export(&mut command);
+    // The example service's metrics tests lint `/metrics` with promtool, and fail without it.
+    if promtool::needed_by(extra) {
+        command.env("PROMTOOL", promtool::ensure()?);
+    }
     run_command(&mut command)
 }
 

@@ -12,6 +12,13 @@
 //! | `http_cache_lease_events_total` | counter | events | `event` = `acquired`, `waited`, `filled`, `timed_out`, `hit_for_miss`, `unavailable` | cross-instance collapsing: leases taken by this instance, waits for another instance's lease, waits answered from the stored fill, waits that reached `coalesce_timeout` (then the origin), keys passed to the origin because their last response was not storable, and claims or waits that failed on the store (then coalescing stays within the process) |
 //! | `http_cache_l1_entries` | gauge | entries | | keys held in process memory |
 //! | `http_cache_l1_bytes` | gauge | bytes | | bytes held in process memory |
+//!
+//! Call [`describe`] once after installing the recorder (or the facade's
+//! `towerkit::describe_metrics()`, which describes every towerkit crate): it gives each
+//! metric its help text and unit (`# HELP` lines with `metrics-exporter-prometheus`). It
+//! speaks to the recorder installed at the time of the call, so building the layers before
+//! or after installing the recorder makes no difference; describing before installing it
+//! reaches nothing.
 
 /// Requests by outcome: labels `result` (`hit`, `stale`, `miss`, `bypass`) and `tier`
 /// (`l1`, `l2`, `none`).
@@ -106,4 +113,106 @@ pub(crate) fn redis_error(operation: &'static str, node: &str) {
 pub(crate) fn l1_gauges(entries: u64, bytes: u64) {
     ::metrics::gauge!(L1_ENTRIES).set(entries as f64);
     ::metrics::gauge!(L1_BYTES).set(bytes as f64);
+}
+
+/// Gives every metric above its help text and unit, in the recorder installed now (see the
+/// module docs). Idempotent; metrics work without it, with no help text.
+pub fn describe() {
+    use ::metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        REQUESTS_TOTAL,
+        Unit::Count,
+        "Requests through the HTTP cache, by result (hit, stale, miss, bypass) and the tier that answered or was asked last"
+    );
+    describe_counter!(
+        COALESCED_REQUESTS_TOTAL,
+        Unit::Count,
+        "Requests that waited for another request's origin call instead of making their own"
+    );
+    describe_histogram!(
+        STORE_OPERATION_DURATION_SECONDS,
+        Unit::Seconds,
+        "Duration of remote cache store operations, in seconds"
+    );
+    describe_counter!(
+        REDIS_ERRORS_TOTAL,
+        Unit::Count,
+        "Redis operations of the cache that failed or timed out, and those skipped while Redis was known to be down"
+    );
+    describe_counter!(
+        NOT_STORED_TOTAL,
+        Unit::Count,
+        "Origin responses the cache did not store, by reason"
+    );
+    describe_counter!(
+        LEASE_EVENTS_TOTAL,
+        Unit::Count,
+        "Events of cross-instance miss collapsing through the shared store, by event"
+    );
+    describe_gauge!(
+        L1_ENTRIES,
+        Unit::Count,
+        "Cached responses held in this process's memory"
+    );
+    describe_gauge!(
+        L1_BYTES,
+        Unit::Bytes,
+        "Bytes of cached responses held in this process's memory"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_util::debugging::DebuggingRecorder;
+
+    use super::*;
+
+    /// The metrics `register` records after [`describe`], each with its unit and help text
+    /// (a description given for another kind of metric is not found).
+    fn described(
+        register: impl FnOnce(),
+    ) -> Vec<(
+        String,
+        Option<::metrics::Unit>,
+        Option<::metrics::SharedString>,
+    )> {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        ::metrics::with_local_recorder(&recorder, || {
+            describe();
+            register();
+        });
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, unit, help, _)| (key.key().name().to_owned(), unit, help))
+            .collect()
+    }
+
+    #[test]
+    fn describe_gives_every_metric_its_kind_a_unit_and_a_help_text() {
+        let described = described(|| {
+            for name in [
+                REQUESTS_TOTAL,
+                COALESCED_REQUESTS_TOTAL,
+                REDIS_ERRORS_TOTAL,
+                NOT_STORED_TOTAL,
+                LEASE_EVENTS_TOTAL,
+            ] {
+                ::metrics::counter!(name).increment(1);
+            }
+            ::metrics::histogram!(STORE_OPERATION_DURATION_SECONDS).record(0.001);
+            ::metrics::gauge!(L1_ENTRIES).set(1.0);
+            ::metrics::gauge!(L1_BYTES).set(1.0);
+        });
+        assert_eq!(described.len(), 8);
+        for (name, unit, help) in described {
+            assert!(unit.is_some(), "{name} has no unit");
+            assert!(
+                help.is_some_and(|h| !h.is_empty()),
+                "{name} has no help text"
+            );
+        }
+    }
 }

@@ -148,7 +148,7 @@ impl Db {
         PoolStatus::of(&self.inner.pool)
     }
 
-    /// Sets the pool gauges (`db_client_connection_count{db_client_connection_state}`,
+    /// Sets the pool gauges (`db_client_connections{db_client_connection_state}`,
     /// `db_client_connection_max`, `db_client_connection_pending_requests`) and records
     /// the quick checkouts counted since the last time in
     /// `db_client_connection_wait_time_seconds` (see [`QUICK_CHECKOUT`](crate::QUICK_CHECKOUT)),

@@ -11,8 +11,7 @@ use towerkit_timing::metrics::HistogramCell;
 
 use crate::error::DbError;
 use crate::metrics::{
-    CONNECTION_COUNT, CONNECTION_MAX, CONNECTION_PENDING_REQUESTS, CONNECTION_WAIT_TIME,
-    POOL_NAME_LABEL,
+    CONNECTION_MAX, CONNECTION_PENDING_REQUESTS, CONNECTION_WAIT_TIME, CONNECTIONS, POOL_NAME_LABEL,
 };
 
 /// The longest pause between two rounds of upkeep (gauges refreshed, connections retired).
@@ -55,7 +54,7 @@ impl PoolStatus {
 pub(crate) fn record_gauges(pool: &Pool, name: &SharedString) {
     let status = PoolStatus::of(pool);
     for (state, count) in [("idle", status.idle), ("used", status.used)] {
-        metrics::gauge!(CONNECTION_COUNT, POOL_NAME_LABEL => name.clone(), "db_client_connection_state" => state)
+        metrics::gauge!(CONNECTIONS, POOL_NAME_LABEL => name.clone(), "db_client_connection_state" => state)
             .set(count as f64);
     }
     metrics::gauge!(CONNECTION_MAX, POOL_NAME_LABEL => name.clone()).set(status.max as f64);

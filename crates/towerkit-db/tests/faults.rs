@@ -266,11 +266,11 @@ async fn pool_gauges_and_checkout_time_are_recorded() {
         })
     };
     assert_eq!(
-        gauge(towerkit_db::metrics::CONNECTION_COUNT, Some("used")),
+        gauge(towerkit_db::metrics::CONNECTIONS, Some("used")),
         Some(1.0)
     );
     assert_eq!(
-        gauge(towerkit_db::metrics::CONNECTION_COUNT, Some("idle")),
+        gauge(towerkit_db::metrics::CONNECTIONS, Some("idle")),
         Some(0.0)
     );
     assert_eq!(gauge(towerkit_db::metrics::CONNECTION_MAX, None), Some(3.0));

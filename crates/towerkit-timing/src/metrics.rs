@@ -9,6 +9,16 @@
 //! | `db_client_operation_duration_seconds` | histogram | seconds | `db_system_name`, `db_operation_name`, `db_collection_name`, `db_query_summary` |
 //! | `towerkit_n_plus_one_total` | counter | requests | `operation` (route template or operation name), `db_query_summary` |
 //!
+//! The first three are OpenTelemetry's `http.server.request.duration`, a towerkit
+//! operation histogram, and `db.client.operation.duration`; the counter is towerkit's own.
+//!
+//! Call [`describe`] once after installing the recorder (or the facade's
+//! `towerkit::describe_metrics()`, which describes every towerkit crate): it gives each
+//! metric its help text and unit (`# HELP` lines with `metrics-exporter-prometheus`). It
+//! speaks to the recorder installed at the time of the call, so building the layers before
+//! or after installing the recorder makes no difference; describing before installing it
+//! reaches nothing.
+//!
 //! Histogram buckets are chosen by the exporter. With `metrics-exporter-prometheus`, use
 //! OpenTelemetry's boundaries:
 //!
@@ -52,26 +62,79 @@ pub const HTTP_DURATION_BUCKETS: [f64; 14] = [
 /// OpenTelemetry's bucket boundaries for `db.client.operation.duration`, in seconds.
 pub const DB_DURATION_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
 
-/// Registers units and help texts of this crate's metrics with the installed recorder.
-/// Call it once after installing the recorder; metrics work without it.
+/// Gives every metric above its help text and unit, in the recorder installed now (see the
+/// module docs). Idempotent; metrics work without it, with no help text.
 pub fn describe() {
     ::metrics::describe_histogram!(
         HTTP_SERVER_REQUEST_DURATION,
         ::metrics::Unit::Seconds,
-        "Duration of HTTP server requests"
+        "Duration of HTTP server requests, in seconds"
     );
     ::metrics::describe_histogram!(
         OPERATION_DURATION,
         ::metrics::Unit::Seconds,
-        "Duration of calls through a TimingLayer"
+        "Duration of operations timed by a TimingLayer, in seconds"
     );
     ::metrics::describe_histogram!(
         DB_CLIENT_OPERATION_DURATION,
         ::metrics::Unit::Seconds,
-        "Duration of database client operations"
+        "Duration of database client operations (SQL statements), in seconds"
     );
     ::metrics::describe_counter!(
         N_PLUS_ONE_TOTAL,
+        ::metrics::Unit::Count,
         "Requests that ran one query summary more than the N+1 threshold"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_util::debugging::DebuggingRecorder;
+
+    use super::*;
+
+    /// The metrics `register` records after [`describe`], each with its unit and help text
+    /// (a description given for another kind of metric is not found).
+    fn described(
+        register: impl FnOnce(),
+    ) -> Vec<(
+        String,
+        Option<::metrics::Unit>,
+        Option<::metrics::SharedString>,
+    )> {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        ::metrics::with_local_recorder(&recorder, || {
+            describe();
+            register();
+        });
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, unit, help, _)| (key.key().name().to_owned(), unit, help))
+            .collect()
+    }
+
+    #[test]
+    fn describe_gives_every_metric_its_kind_a_unit_and_a_help_text() {
+        let described = described(|| {
+            for name in [
+                HTTP_SERVER_REQUEST_DURATION,
+                OPERATION_DURATION,
+                DB_CLIENT_OPERATION_DURATION,
+            ] {
+                ::metrics::histogram!(name).record(0.001);
+            }
+            ::metrics::counter!(N_PLUS_ONE_TOTAL).increment(1);
+        });
+        assert_eq!(described.len(), 4);
+        for (name, unit, help) in described {
+            assert!(unit.is_some(), "{name} has no unit");
+            assert!(
+                help.is_some_and(|h| !h.is_empty()),
+                "{name} has no help text"
+            );
+        }
+    }
 }

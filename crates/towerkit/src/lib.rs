@@ -49,6 +49,24 @@
 //!     .layer(StripNullsLayer::new());
 //! # let _ = app;
 //! ```
+//!
+//! # Metrics
+//!
+//! The layers record metrics through the [`metrics`](https://docs.rs/metrics) crate; the
+//! application installs the recorder (for example `metrics-exporter-prometheus`) and
+//! exports them. Each crate's `metrics` module has the table of its names, types, units,
+//! labels and OpenTelemetry instruments. Call [`describe_metrics`] once after installing the
+//! recorder so that every metric has a help text and a unit (Prometheus' `# HELP` lines):
+//!
+//! ```
+//! let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+//! let handle = recorder.handle();
+//! metrics::set_global_recorder(recorder).expect("no recorder installed yet");
+//! towerkit::describe_metrics();
+//! // ... build the layers (before or after: it makes no difference), serve ...
+//! # metrics::counter!(towerkit::cache::metrics::REQUESTS_TOTAL).increment(1);
+//! assert!(handle.render().contains("# HELP http_cache_requests_total "));
+//! ```
 
 // docs.rs documents with a nightly rustdoc and `--cfg docsrs`: mark what each feature enables.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -67,6 +85,23 @@ pub use towerkit_nulls as nulls;
 pub use towerkit_paginate as paginate;
 #[cfg(feature = "timing")]
 pub use towerkit_timing as timing;
+
+/// Gives every metric of the enabled crates its help text and unit, in the recorder
+/// installed now: `cache::metrics::describe()`, `compress::metrics::describe()`,
+/// `db::metrics::describe()` and `timing::metrics::describe()`, as the features allow (the
+/// JSON layers record no metrics). Call it once after installing the recorder; the order
+/// in which layers and the recorder are created does not matter, but a recorder installed
+/// after this call needs another one. Idempotent; metrics work without it, with no help text.
+pub fn describe_metrics() {
+    #[cfg(feature = "cache")]
+    towerkit_cache::metrics::describe();
+    #[cfg(feature = "compress")]
+    towerkit_compress::metrics::describe();
+    #[cfg(feature = "db")]
+    towerkit_db::metrics::describe();
+    #[cfg(feature = "timing")]
+    towerkit_timing::metrics::describe();
+}
 
 /// The README's examples, compiled and run as doc tests.
 #[doc = include_str!("../../../README.md")]

@@ -1,10 +1,11 @@
 //! The towerkit example service: a PostgreSQL-backed catalog API with every towerkit layer,
 //! composed the way a production service would. Copy it to start a new service.
 //!
-//! [`AppState::connect`] builds what the service needs from a [`Config`] (the pool, the
-//! migrations, the cache, the metrics recorder); [`app`] turns that into the public
-//! `Router` and [`admin_app`] into the operations one (`/metrics`, health), served on a
-//! separate, loopback listener. Tests drive both with `oneshot`.
+//! [`install_metrics_recorder`] installs the Prometheus recorder and describes every
+//! metric; [`AppState::connect`] builds what the service needs from a [`Config`] (the pool,
+//! the migrations, the cache); [`app`] turns that into the public `Router` and
+//! [`admin_app`] into the operations one (`/metrics`, health), served on a separate,
+//! loopback listener. Tests drive both with `oneshot`.
 //!
 //! Writes (`POST`, `PUT`, `DELETE` under `/api`) need `Authorization: Bearer <token>` with
 //! one of the `API_TOKENS` ([`auth`]); reads are public. `Debug` output and logs never show
@@ -53,7 +54,7 @@ use towerkit::compress::CompressionLayer;
 use towerkit::db::{Db, DbConfig};
 use towerkit::nulls::StripNullsLayer;
 use towerkit::paginate::{PaginateLayer, SelectFieldsLayer};
-use towerkit::timing::TimingLayer;
+use towerkit::timing::{QueryTimer, TimingLayer};
 
 pub use auth::ApiTokens;
 pub use config::{Config, Layers};
@@ -66,15 +67,13 @@ const STORE_DURATION_BUCKETS: [f64; 8] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// What handlers share: the database, the cache's handle (absent with `LAYERS=none`) and
-/// the metrics exporter.
+/// What handlers share: the database and the cache's handle (absent with `LAYERS=none`).
 #[derive(Clone, Debug)]
 pub struct AppState {
     /// The pooled, timed PostgreSQL client.
     pub db: Db,
     /// The cache layer itself, when the service runs with layers.
     cache: Option<CacheLayer>,
-    metrics: PrometheusHandle,
     pagination: PaginateLayer,
     config: Arc<Config>,
 }
@@ -107,9 +106,16 @@ impl AppState {
         let pagination = pagination
             .build()
             .map_err(|e| fail("PUBLIC_URL or CURSOR_KEY", &e))?;
+        // `SLOW_WARN_MS` / `SLOW_ERROR_MS` are the query thresholds too, not only the
+        // request ones `app` gives `TimingLayer`.
+        let timer = QueryTimer::builder("postgresql")
+            .slow(config.slow_warn, config.slow_error)
+            .build()
+            .map_err(|e| fail("SLOW_WARN_MS or SLOW_ERROR_MS", &e))?;
         let db_config = DbConfig::builder()
             .url(config.database_url.clone())
             .application_name("example-service")
+            .timer(timer)
             .build()
             .map_err(|e| fail("DATABASE_URL", &e))?;
         let db = Db::connect(db_config)
@@ -169,7 +175,6 @@ impl AppState {
         Ok(AppState {
             db,
             cache,
-            metrics: metrics_recorder(),
             pagination,
             config: Arc::new(config),
         })
@@ -221,7 +226,7 @@ pub fn app(state: AppState) -> Router {
 
     let api = match (&state.cache, state.config.layers) {
         (Some(cache), Layers::All) => api.layer(
-            // Outermost first, the order of DESIGN.md's data flow.
+            // Outermost first; README.md's "How it is put together" says why this order.
             ServiceBuilder::new()
                 // Measures the whole request (cache hits included), logs slow ones, and
                 // writes Server-Timing with the DB time of this request's queries and the
@@ -290,12 +295,14 @@ pub fn admin_app(state: AppState) -> Router {
         .merge(state.db.health_routes())
 }
 
-/// `GET /metrics`: Prometheus text, with the pool gauges refreshed first.
+/// `GET /metrics`: Prometheus text, with the pool gauges refreshed first. The recorder is
+/// the one [`install_metrics_recorder`] installed (installed now if `main` did not).
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let recorder = install_metrics_recorder();
     state.db.record_pool_metrics();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        recorder.render(),
     )
 }
 
@@ -303,9 +310,16 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 /// exporter's own default).
 const METRICS_UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The process-wide Prometheus recorder, with OpenTelemetry's histogram buckets for the
-/// HTTP and DB durations. Installed once; later calls (tests building several apps) reuse it.
-fn metrics_recorder() -> PrometheusHandle {
+/// Installs the process-wide Prometheus recorder, with OpenTelemetry's histogram buckets
+/// for the HTTP and DB durations, and gives every towerkit metric its help text and unit
+/// ([`towerkit::describe_metrics`]). Installed once; later calls (tests building several
+/// apps, each `/metrics` scrape) return the same handle.
+///
+/// `main` calls it first, so that nothing recorded at start-up is lost: a metric recorded
+/// before a recorder exists goes nowhere. Whether the layers are built before or after
+/// makes no difference to the help texts: this gives them to the recorder itself. `GET
+/// /metrics` calls it too, so a service that leaves it out exports from its first scrape on.
+pub fn install_metrics_recorder() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
@@ -349,8 +363,13 @@ fn metrics_recorder() -> PrometheusHandle {
                 });
             // Another recorder may already be installed (a test harness): then this handle
             // renders nothing, which the metrics test would show.
-            let _ = metrics::set_global_recorder(recorder);
-            towerkit::timing::metrics::describe();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!(
+                    "another metrics recorder is installed: /metrics will render nothing"
+                );
+            }
+            // After installing: descriptions go to the recorder installed at the time.
+            towerkit::describe_metrics();
             handle
         })
         .clone()

@@ -3,7 +3,9 @@
 
 use std::process::ExitCode;
 
-use example_service::{AppState, Config, admin_app, app, secret::redact_url};
+use example_service::{
+    AppState, Config, admin_app, app, install_metrics_recorder, secret::redact_url,
+};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -14,6 +16,8 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")),
         )
         .init();
+    // First: metrics recorded before the recorder exists are lost.
+    install_metrics_recorder();
     // The error's message, not its `Debug`: a configuration mistake reads as a sentence.
     match run().await {
         Ok(()) => ExitCode::SUCCESS,

@@ -418,3 +418,45 @@ async fn a_short_cursor_key_stops_the_start() {
     };
     assert!(error.to_string().contains("CURSOR_KEY"), "{error}");
 }
+
+/// `SLOW_WARN_MS` / `SLOW_ERROR_MS` reach the queries' timer, not only `TimingLayer`: a
+/// 100 ms query is under the defaults (500 ms / 1 s) and logged at the configured ones.
+#[tokio::test]
+async fn slow_thresholds_apply_to_queries() {
+    use std::time::Duration;
+    use towerkit_test_support::Logs;
+
+    let app = TestApp::start().await;
+    let query_lines = |logs: &Logs| logs.lines_with("towerkit_timing::query");
+    let sleep = "SELECT pg_sleep(0.1)";
+    for (warn, error, level, message) in [
+        (40, 10_000, "WARN", "slow query"),
+        (20, 40, "ERROR", "very slow query"),
+    ] {
+        let mut config = app.config.clone();
+        config.slow_warn = Duration::from_millis(warn);
+        config.slow_error = Duration::from_millis(error);
+        let state = example_service::AppState::connect(config)
+            .await
+            .expect("the service starts");
+        let logs = Logs::capture();
+        state.db.execute(sleep, &[]).await.expect("the query runs");
+        let lines = query_lines(&logs);
+        let threshold = if level == "WARN" { warn } else { error };
+        assert!(
+            lines.len() == 1
+                && lines[0].contains(level)
+                && lines[0].contains(message)
+                && lines[0].contains(&format!("threshold_ms={threshold}")),
+            "SLOW_WARN_MS={warn} SLOW_ERROR_MS={error}: expected one {level} {message:?} over {threshold} ms, got {lines:?}"
+        );
+    }
+
+    // The defaults: the same query is not slow.
+    let state = example_service::AppState::connect(app.config.clone())
+        .await
+        .expect("the service starts");
+    let logs = Logs::capture();
+    state.db.execute(sleep, &[]).await.expect("the query runs");
+    assert_eq!(query_lines(&logs), Vec::<String>::new());
+}

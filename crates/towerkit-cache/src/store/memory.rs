@@ -175,11 +175,10 @@ impl MemoryStore {
     /// be served as it is; a stale one would be refreshed or revalidated again.
     #[cfg(feature = "redis")]
     pub(crate) fn remove_stale(&self, key: &str, now: u64) {
-        let stale = self.cache.get(key).is_some_and(|variants| {
-            variants
-                .iter()
-                .all(|entry| entry.meta.fresh_until() <= now)
-        });
+        let stale = self
+            .cache
+            .get(key)
+            .is_some_and(|variants| variants.iter().all(|entry| entry.meta.fresh_until() <= now));
         if stale {
             self.remove(key);
         }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod exposition;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use axum::body::Body;
