@@ -13,6 +13,10 @@
 //! - `cache/hit/towerkit_redis_tls`: the same over TLS (rustls, a private CA), against a
 //!   throwaway `redis-server --tls-port` on a free port with certificates made here (rcgen);
 //!   skipped with a note on stderr when it cannot start.
+//! - `cache/hit/towerkit_redis_cluster`: a `RedisStore::cluster` on a throwaway six-node
+//!   Redis Cluster (three primaries, three replicas, towerkit-test-support's
+//!   `RedisCluster`) on free ports, removed once measured: one round trip to the primary
+//!   owning the key's slot per hit; skipped with a note on stderr when it cannot start.
 //! - `cache/hit/{tower_http_cache,axum_response_cache,http_cache_tower_server}`: the peers'
 //!   in-memory layers (tower-http-cache 0.6 with its Moka backend, axum-response-cache 0.5,
 //!   http-cache-tower-server 0.2 with its Moka manager), each warmed the same way.
@@ -267,6 +271,50 @@ fn redis_tls_store(
     Some((server, store))
 }
 
+/// A throwaway six-node Redis Cluster and a `RedisStore` on it, or a note on stderr.
+fn redis_cluster_store(
+    rt: &tokio::runtime::Runtime,
+) -> Option<(towerkit_test_support::servers::RedisCluster, RedisStore)> {
+    let skip = |why: String| eprintln!("cache/hit/towerkit_redis_cluster skipped: {why}");
+    let cluster = match towerkit_test_support::servers::RedisCluster::start() {
+        Ok(cluster) => cluster,
+        Err(error) => {
+            skip(error.to_string());
+            return None;
+        }
+    };
+    let store = rt.block_on(
+        RedisStore::cluster(cluster.urls())
+            .prefix("towerkit-bench-cluster:")
+            .timeout(Duration::from_secs(1))
+            .connect(),
+    );
+    let store = match store {
+        Ok(store) => store,
+        Err(error) => {
+            skip(error.to_string());
+            return None;
+        }
+    };
+    let reachable = (0..50).any(|_| {
+        let ok = rt
+            .block_on(towerkit_cache::Store::get(&store, "/probe"))
+            .is_ok();
+        if !ok {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ok
+    });
+    if !reachable {
+        skip(format!(
+            "the cluster at {:?} does not answer",
+            cluster.urls()
+        ));
+        return None;
+    }
+    Some((cluster, store))
+}
+
 fn hits(c: &mut Criterion) {
     install_metrics_recorder();
     let rt = runtime();
@@ -316,6 +364,23 @@ fn hits(c: &mut Criterion) {
         group.bench_function("towerkit_redis_tls", |b| bench(b, &rt, remote_tls.clone()));
         // The throwaway server goes once its bench is done.
         drop(server);
+    }
+
+    if let Some((cluster, redis_cluster)) = redis_cluster_store(&rt) {
+        let remote_cluster = CacheLayer::builder(redis_cluster)
+            .store_timeout(Duration::from_secs(1))
+            .build()
+            .expect("valid cache configuration")
+            .layer(handler(calls.clone()));
+        warm(&rt, "towerkit_redis_cluster", &remote_cluster, &calls);
+        group.bench_function("towerkit_redis_cluster", |b| {
+            bench(b, &rt, remote_cluster.clone())
+        });
+        // The store's connections first (nothing left to reconnect to the nodes in the
+        // background of the next benches), then the six redis-server processes and their
+        // directories.
+        drop(remote_cluster);
+        drop(cluster);
     }
 
     let tower_http_cache = tower_http_cache::prelude::CacheLayer::builder(

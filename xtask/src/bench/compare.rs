@@ -284,8 +284,8 @@ mod tests {
         Figure {
             id: id.to_owned(),
             ns,
-            bytes: None,
             instructions,
+            ..Figure::default()
         }
     }
 

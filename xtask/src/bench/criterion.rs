@@ -33,22 +33,26 @@ pub(crate) struct WallTime {
 }
 
 /// Runs every criterion bench of `towerkit-benches` (the instruction-count bench is not a
-/// default bench target) and returns the figures they wrote.
+/// default bench target) and returns the figures they wrote. The benches that are not
+/// criterion's run too, and write their results under `results_dir` (see `custom`).
 pub(crate) fn run(
     filter: Option<&str>,
     quick: bool,
     criterion_dir: &Path,
+    results_dir: &Path,
 ) -> Result<Vec<WallTime>> {
     let started = SystemTime::now();
     let mut command = cargo();
-    command.args([
-        "bench",
-        "--locked",
-        "--all-features",
-        "--package",
-        "towerkit-benches",
-        "--",
-    ]);
+    command
+        .args([
+            "bench",
+            "--locked",
+            "--all-features",
+            "--package",
+            "towerkit-benches",
+            "--",
+        ])
+        .env(super::custom::RESULTS_ENV, results_dir);
     if let Some(filter) = filter {
         command.arg(filter);
     }

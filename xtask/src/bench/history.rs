@@ -125,8 +125,8 @@ mod tests {
             figures: vec![Figure {
                 id: "layer/none/passthrough".to_owned(),
                 ns: Some(120.5),
-                bytes: None,
                 instructions: Some(instructions),
+                ..Figure::default()
             }],
         };
         append(&path, &run("aaa", 3583)).unwrap();

@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+use super::Figure;
 use super::compare::{Row, Verdict, format_count, format_delta, format_ns, format_ratio};
+use super::custom::format_value;
 use super::history::Run;
 
 const CHART_WIDTH: f64 = 300.0;
@@ -86,6 +88,40 @@ pub(crate) fn render(runs: &[Run], rows: &[Row], baseline_label: Option<&str>) -
     }
     out.push_str("</table>\n");
 
+    let custom: Vec<&Figure> = runs
+        .last()
+        .into_iter()
+        .flat_map(|run| run.figures.iter())
+        .filter(|figure| !figure.values.is_empty())
+        .collect();
+    if !custom.is_empty() {
+        out.push_str(
+            "<h2>Not a time per iteration</h2>\n<p>Figures of the benches that measure something \
+             else (origin calls, added waits), as they reported them; never gated.</p>\n\
+             <table>\n<tr><th>bench</th><th>figure</th><th>value</th></tr>\n",
+        );
+        for figure in custom {
+            for (name, value) in &figure.values {
+                let _ = writeln!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+                    escape(&figure.id),
+                    escape(name),
+                    format_value(*value)
+                );
+            }
+            if let Some(note) = &figure.note {
+                let _ = writeln!(
+                    out,
+                    "<tr><td>{}</td><td colspan=\"2\">{}</td></tr>",
+                    escape(&figure.id),
+                    escape(note)
+                );
+            }
+        }
+        out.push_str("</table>\n");
+    }
+
     out.push_str("<h2>History</h2>\n");
     let _ = writeln!(
         out,
@@ -97,7 +133,8 @@ pub(crate) fn render(runs: &[Run], rows: &[Row], baseline_label: Option<&str>) -
     out.push_str("<div class=\"charts\">\n");
     let ids: BTreeSet<&str> = runs
         .iter()
-        .flat_map(|run| run.figures.iter().map(|f| f.id.as_str()))
+        .flat_map(|run| run.figures.iter().filter(|f| f.is_timed()))
+        .map(|f| f.id.as_str())
         .collect();
     for id in ids {
         out.push_str(&chart(id, runs));
@@ -252,7 +289,6 @@ fn escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Figure;
     use super::super::compare::rows;
     use super::*;
 
@@ -266,8 +302,8 @@ mod tests {
                 .map(|&(id, ns, instructions)| Figure {
                     id: id.to_owned(),
                     ns: Some(ns),
-                    bytes: None,
                     instructions: Some(instructions),
+                    ..Figure::default()
                 })
                 .collect(),
         }
@@ -309,6 +345,24 @@ mod tests {
         assert!(html.contains("<tr class=\"warning\">"), "{html}");
         assert!(!html.contains("<tr class=\"regression\">"), "{html}");
         assert!(!html.contains("<script"));
+    }
+
+    #[test]
+    fn custom_results_get_a_table_and_no_empty_chart() {
+        let mut latest = run("abc", &[("layer/none/passthrough", 100.0, 3500)]);
+        latest.figures.push(Figure {
+            id: "cache/collapse/4_instances".to_owned(),
+            values: vec![("origin_calls_per_round_mean".to_owned(), 4.0)],
+            note: Some("target: not <met>".to_owned()),
+            ..Figure::default()
+        });
+        let html = render(&[latest], &[], None);
+        assert_eq!(html.matches("<svg").count(), 1, "{html}");
+        assert!(html.contains("<h2>Not a time per iteration</h2>"));
+        assert!(html.contains(
+            "<tr><td>cache/collapse/4_instances</td><td>origin_calls_per_round_mean</td><td class=\"n\">4</td></tr>"
+        ));
+        assert!(html.contains("target: not &lt;met&gt;"));
     }
 
     #[test]

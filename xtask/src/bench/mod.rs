@@ -16,9 +16,14 @@
 //!   from the workspace root (the committed baseline is `benches/baseline/instructions.json`).
 //! - Every run renders `target/xtask-bench/report.html`: the table, and one chart per bench
 //!   over the saved history.
+//! - Benches whose figure is not a time per iteration (`cache/collapse/4_instances`: origin
+//!   calls and added waits) are `harness = false` benches that write their results to
+//!   `$TOWERKIT_BENCH_RESULTS` ([`custom`]); they are shown below the table and recorded in
+//!   `latest.json` with `"values": {name: number}` and a `"note"`, never gated.
 
 mod compare;
 mod criterion;
+mod custom;
 mod history;
 mod html;
 mod instructions;
@@ -59,7 +64,7 @@ struct Options {
 }
 
 /// One bench's figures in one run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Figure {
     pub(crate) id: String,
     /// Median wall time per iteration (criterion).
@@ -68,6 +73,18 @@ pub(crate) struct Figure {
     pub(crate) bytes: Option<u64>,
     /// Instructions per iteration (Callgrind).
     pub(crate) instructions: Option<u64>,
+    /// Named figures of a bench that is not a time per iteration ([`custom`]), in the
+    /// bench's order.
+    pub(crate) values: Vec<(String, f64)>,
+    /// What such a bench concluded (whether a target was met), for reading.
+    pub(crate) note: Option<String>,
+}
+
+impl Figure {
+    /// Whether the figure has a time or an instruction count: a row of the table.
+    fn is_timed(&self) -> bool {
+        self.ns.is_some() || self.instructions.is_some()
+    }
 }
 
 pub(crate) fn bench(args: &[String]) -> Result {
@@ -77,17 +94,20 @@ pub(crate) fn bench(args: &[String]) -> Result {
 
     let mut figures: Vec<Figure> = Vec::new();
     if options.measure != Measure::Instructions {
+        let results = dir.join("results");
         let walls = criterion::run(
             options.filter.as_deref(),
             options.quick,
             &target_dir().join("criterion"),
+            &results,
         )?;
         figures.extend(walls.into_iter().map(|w| Figure {
             id: w.id,
             ns: Some(w.ns),
             bytes: w.bytes,
-            instructions: None,
+            ..Figure::default()
         }));
+        figures.extend(custom::collect(&results, started));
     }
     if options.measure != Measure::Wall {
         match instructions::run() {
@@ -131,13 +151,18 @@ pub(crate) fn bench(args: &[String]) -> Result {
             None => (None, None),
         },
     };
-    let rows = compare::rows(&figures, baseline.as_deref(), options.threshold);
+    let timed: Vec<Figure> = figures.iter().filter(|f| f.is_timed()).cloned().collect();
+    let rows = compare::rows(&timed, baseline.as_deref(), options.threshold);
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     println!();
-    print!(
-        "{}",
-        compare::render(&rows, baseline_label.as_deref(), color)
-    );
+    // A run of custom benches only (a filter such as `collapse`) has no table to show.
+    if !rows.is_empty() || timed.len() == figures.len() {
+        print!(
+            "{}",
+            compare::render(&rows, baseline_label.as_deref(), color)
+        );
+    }
+    print!("{}", custom::render(&figures));
     if let Some(baseline) = &baseline {
         let missing = compare::missing(&figures, baseline);
         if !missing.is_empty() && options.filter.is_none() {
@@ -225,9 +250,8 @@ fn merge_instructions(
             Some(figure) => figure.instructions = Some(count),
             None => figures.push(Figure {
                 id,
-                ns: None,
-                bytes: None,
                 instructions: Some(count),
+                ..Figure::default()
             }),
         }
     }
@@ -258,6 +282,17 @@ pub(crate) fn figures_to_json(figures: &[Figure]) -> Value {
             if let Some(instructions) = f.instructions {
                 result["instructions"] = json!(instructions);
             }
+            if !f.values.is_empty() {
+                let values: serde_json::Map<String, Value> = f
+                    .values
+                    .iter()
+                    .map(|(name, value)| (name.clone(), json!(value)))
+                    .collect();
+                result["values"] = Value::Object(values);
+            }
+            if let Some(note) = &f.note {
+                result["note"] = json!(note);
+            }
             result
         })
         .collect()
@@ -275,6 +310,8 @@ pub(crate) fn figures_from(report: &Value) -> Vec<Figure> {
                 ns: r["ns"].as_f64(),
                 bytes: r["bytes"].as_u64(),
                 instructions: r["instructions"].as_u64(),
+                values: custom::values(&r["values"]),
+                note: r["note"].as_str().map(str::to_owned),
             })
         })
         .collect()
@@ -366,8 +403,7 @@ mod tests {
         let mut figures = vec![Figure {
             id: "layer/none/passthrough".to_owned(),
             ns: Some(120.0),
-            bytes: None,
-            instructions: None,
+            ..Figure::default()
         }];
         let counts = [
             ("layer/none/passthrough".to_owned(), 3583),
@@ -399,12 +435,21 @@ mod tests {
                 ns: Some(1.5e6),
                 bytes: Some(1_000_000),
                 instructions: Some(14_480_005),
+                ..Figure::default()
             },
             Figure {
                 id: "json/strip_nulls/peer/1MB".to_owned(),
                 ns: Some(9.0e6),
-                bytes: None,
-                instructions: None,
+                ..Figure::default()
+            },
+            Figure {
+                id: "cache/collapse/4_instances".to_owned(),
+                values: vec![
+                    ("origin_calls_per_round_mean".to_owned(), 4.0),
+                    ("added_wait_p99_ms".to_owned(), 3.25),
+                ],
+                note: Some("target: not met".to_owned()),
+                ..Figure::default()
             },
         ];
         let report = report_json("abc", "2026-11-23T05:55:42Z", &figures);
@@ -416,6 +461,11 @@ mod tests {
         assert_eq!(
             report["results"][1],
             json!({"id": "json/strip_nulls/peer/1MB", "ns": 9.0e6, "bytes": null})
+        );
+        // A custom result keeps its values in the bench's order, and its note.
+        assert_eq!(
+            serde_json::to_string(&report["results"][2]).unwrap(),
+            r#"{"id":"cache/collapse/4_instances","ns":null,"bytes":null,"values":{"origin_calls_per_round_mean":4.0,"added_wait_p99_ms":3.25},"note":"target: not met"}"#
         );
         assert_eq!(figures_from(&report), figures);
     }
