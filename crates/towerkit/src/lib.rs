@@ -1,5 +1,8 @@
 //! towerkit: composable tower middleware for axum and hyper services, one dependency.
 //!
+//! New here? The [guide] adds the whole stack to an existing axum app, beside tower-http's
+//! layers, and says what goes wrong in each wrong order.
+//!
 //! Each module re-exports one towerkit crate and is enabled by the feature of the same name:
 //!
 //! | module | crate | what it gives |
@@ -75,7 +78,11 @@ pub use towerkit_paginate as paginate;
 #[cfg(feature = "timing")]
 pub use towerkit_timing as timing;
 
-/// The README's examples, compiled and run as doc tests.
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../GUIDE.md")]
+pub mod guide {}
+
+/// This crate's README (the crates.io page): its examples, compiled and run as doc tests.
+/// (The workspace README holds no Rust: its examples are the guide's and this README's.)
+#[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
