@@ -69,6 +69,14 @@ impl<B> CacheBody<B> {
     }
 }
 
+/// An empty body: what tower-http's `CorsLayer` (preflight answers), `TimeoutLayer` and
+/// `ValidateRequestHeaderLayer` answer with, so they can sit directly outside the cache.
+impl<B> Default for CacheBody<B> {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
 impl<B> fmt::Debug for CacheBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {

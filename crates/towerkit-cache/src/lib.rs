@@ -286,3 +286,9 @@ pub use store::{
 };
 #[cfg(feature = "redis")]
 pub use store::{RedisNode, RedisStore, RedisStoreBuilder, TieredStore};
+
+/// The README's examples, compiled and run as doc tests (the README is in the package, so
+/// `cargo test --doc` on the published crate runs them too).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

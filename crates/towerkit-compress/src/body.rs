@@ -85,6 +85,15 @@ impl<B: Body> CompressionBody<B> {
     }
 }
 
+/// The inner body's default, uncompressed: what tower-http's `CorsLayer` (preflight
+/// answers), `TimeoutLayer` and `ValidateRequestHeaderLayer` answer with, so they can sit
+/// directly outside the compression layer (as tower-http's own `CompressionBody` allows).
+impl<B: Body + Default> Default for CompressionBody<B> {
+    fn default() -> Self {
+        Self::identity(B::default())
+    }
+}
+
 impl<B: Body> fmt::Debug for CompressionBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let encoding = match &self.kind {

@@ -165,3 +165,9 @@ pub use tower_http::compression::Predicate;
 
 #[cfg(test)]
 mod tests;
+
+/// The README's examples, compiled and run as doc tests (the README is in the package, so
+/// `cargo test --doc` on the published crate runs them too).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

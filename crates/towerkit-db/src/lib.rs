@@ -156,3 +156,9 @@ pub use tx::Tx;
 pub use deadpool_postgres;
 /// The driver, re-exported for its types (`Row`, `types::ToSql`, `error::SqlState`).
 pub use tokio_postgres;
+
+/// The README's examples, compiled and run as doc tests (the README is in the package, so
+/// `cargo test --doc` on the published crate runs them too).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

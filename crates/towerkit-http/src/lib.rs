@@ -182,3 +182,9 @@ mod tests {
         assert!(lists_token(&star, &vary, "origin"));
     }
 }
+
+/// The README's examples, compiled and run as doc tests (the README is in the package, so
+/// `cargo test --doc` on the published crate runs them too).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -92,6 +92,14 @@ impl<B: Body> JsonBody<B> {
     }
 }
 
+/// An empty body: what tower-http's `CorsLayer` (preflight answers), `TimeoutLayer` and
+/// `ValidateRequestHeaderLayer` answer with, so they can sit directly outside a JSON layer.
+impl<B: Body> Default for JsonBody<B> {
+    fn default() -> Self {
+        Self::full(Bytes::new())
+    }
+}
+
 impl<B: Body> fmt::Debug for JsonBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {

@@ -105,3 +105,9 @@ pub use service::{
     DEFAULT_MAX_BODY, Decision, ResponseFuture, RewriteJson, RewriteJsonLayer, RewritePolicy,
     Rewriter, is_eligible,
 };
+
+/// The README's examples, compiled and run as doc tests (the README is in the package, so
+/// `cargo test --doc` on the published crate runs them too).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

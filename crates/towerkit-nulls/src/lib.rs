@@ -345,3 +345,9 @@ impl Rewriter for StripRewriter {
         strip_nulls(json, out, &self.config.options)
     }
 }
+
+/// The README's examples, compiled and run as doc tests (the README is in the package, so
+/// `cargo test --doc` on the published crate runs them too).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

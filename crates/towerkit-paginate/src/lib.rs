@@ -181,3 +181,9 @@ pub mod transform {
     pub use crate::pointer::{JsonPointer, TransformError};
     pub use crate::slice::paginate;
 }
+
+/// The README's examples, compiled and run as doc tests (the README is in the package, so
+/// `cargo test --doc` on the published crate runs them too).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

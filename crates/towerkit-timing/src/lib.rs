@@ -141,3 +141,9 @@ pub mod measure {
     pub use crate::measure_traits::{CallInfo, Completed, Measure, MeasureCall};
     pub use crate::operation::{Operation, OperationCall};
 }
+
+/// The README's examples, compiled and run as doc tests (the README is in the package, so
+/// `cargo test --doc` on the published crate runs them too).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,7 +1,9 @@
 //! towerkit: composable tower middleware for axum and hyper services, one dependency.
 //!
-//! Each module re-exports one towerkit crate and is enabled by the feature of the same name
-//! (all on by default):
+//! New here? The [guide] adds the whole stack to an existing axum app, beside tower-http's
+//! layers, and says what goes wrong in each wrong order.
+//!
+//! Each module re-exports one towerkit crate and is enabled by the feature of the same name:
 //!
 //! | module | crate | what it gives |
 //! |---|---|---|
@@ -15,8 +17,11 @@
 //!
 //! # Features
 //!
-//! Every sub-crate's own features pass through, prefixed with the module's name, so
-//! `default-features = false` plus a list gives exactly what is asked for:
+//! The defaults are every layer with nothing that connects to another server: Redis,
+//! PostgreSQL and their TLS stacks (redis, deadpool-postgres, tokio-postgres, rustls) are
+//! compiled only when asked for. Every sub-crate's own features pass through, prefixed with
+//! the module's name, so `default-features = false` plus a list gives exactly what is asked
+//! for:
 //!
 //! | feature | default | what it enables |
 //! |---|---|---|
@@ -24,20 +29,25 @@
 //! | `json-axum` | yes | `IntoResponse` for `json::Problem` |
 //! | `nulls` | yes | `towerkit::nulls` |
 //! | `paginate` | yes | `towerkit::paginate` |
-//! | `cache` | yes | `towerkit::cache` with the memory and tiered stores |
-//! | `cache-redis` | yes | the Redis store |
+//! | `cache` | yes | `towerkit::cache` with the memory store |
+//! | `cache-axum` | yes | cache keys from axum's `OriginalUri`, so nested routers keep their entries apart |
+//! | `cache-redis` | no | the Redis and tiered stores |
+//! | `cache-redis-tls` | no | Redis over TLS: `rediss://` URLs, a private CA (rustls, ring) |
 //! | `cache-redis-cluster` | no | Redis Cluster for the Redis store |
 //! | `compress` | yes | `towerkit::compress`, always with gzip |
 //! | `compress-gzip`, `compress-br`, `compress-zstd`, `compress-deflate` | yes | one codec each (gzip is always on with `compress`) |
 //! | `timing` | yes | `towerkit::timing`, for any tower service |
 //! | `timing-axum` | yes | route templates from axum's `MatchedPath` |
-//! | `db` | yes | `towerkit::db` (with `timing` and `json`) |
-//! | `db-tls` | yes | PostgreSQL over TLS: `sslmode=require`, `verify-ca`, `verify-full` (rustls, ring) |
+//! | `db` | no | `towerkit::db` (with `timing` and `json`) |
+//! | `db-tls` | no | PostgreSQL over TLS: `sslmode=require`, `verify-ca`, `verify-full` (rustls, ring) |
 //!
-//! For example, compression with zstd and gzip only, and the cache without Redis:
+//! For example, the defaults plus a cache shared through Redis over TLS and PostgreSQL;
+//! compression with zstd and gzip only; the cache alone, without Redis:
 //!
 //! ```toml
-//! towerkit = { version = "0.1", default-features = false, features = ["compress-zstd", "cache"] }
+//! towerkit = { version = "0.1", features = ["cache-redis-tls", "db-tls"] }
+//! towerkit = { version = "0.1", default-features = false, features = ["compress-zstd"] }
+//! towerkit = { version = "0.1", default-features = false, features = ["cache-axum"] }
 //! ```
 //!
 //! ```
@@ -103,7 +113,11 @@ pub fn describe_metrics() {
     towerkit_timing::metrics::describe();
 }
 
-/// The README's examples, compiled and run as doc tests.
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../GUIDE.md")]
+pub mod guide {}
+
+/// This crate's README (the crates.io page): its examples, compiled and run as doc tests.
+/// (The workspace README holds no Rust: its examples are the guide's and this README's.)
+#[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
