@@ -216,8 +216,8 @@ fn deny() -> Result {
 const ADVISORY_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
 
 /// `cargo deny check advisories` when RustSec's advisory database (a git repository on
-/// GitHub) can be fetched: `cargo deny fetch db` first, then the check against what it
-/// fetched, which fails the run on a vulnerable, unsound or unmaintained dependency. When
+/// GitHub) can be fetched: `cargo deny fetch db` first, then the check, offline, against
+/// what it fetched, which fails the run on a vulnerable, unsound or unmaintained dependency. When
 /// the database cannot be fetched (no network, only a registry mirror), the check is
 /// skipped and the reason printed.
 fn advisories() -> Result {
@@ -267,13 +267,8 @@ fn advisories() -> Result {
     }
     step(
         "cargo deny check advisories",
-        cargo().args([
-            "deny",
-            "--all-features",
-            "check",
-            "--disable-fetch",
-            "advisories",
-        ]),
+        // `--offline`: no second fetch; the check reads what `fetch` just brought.
+        cargo().args(["deny", "--all-features", "--offline", "check", "advisories"]),
     )
 }
 

@@ -175,6 +175,8 @@ async fn without_api_tokens_every_write_is_refused() {
 
 #[tokio::test]
 async fn metrics_is_on_the_admin_listener_not_the_public_one() {
+    // First, as `main` does: what is recorded before a recorder exists goes nowhere.
+    example_service::install_metrics_recorder();
     let app = TestApp::start().await;
     app.get("/api/products/1").await;
     let public = app.get("/metrics").await;
