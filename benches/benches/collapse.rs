@@ -208,10 +208,13 @@ fn measure(url: &str, prefix: &str, rounds: usize) -> Result<Vec<Round>, String>
     let start = Arc::new(Barrier::new(INSTANCES + 1));
     let done = Arc::new(Barrier::new(INSTANCES + 1));
     let (waits_tx, waits_rx) = mpsc::channel::<Result<Vec<Duration>, String>>();
+    // Instances done with their requests, over all rounds.
+    let finished = Arc::new(AtomicUsize::new(0));
     let mut threads = Vec::new();
     for instance in 0..INSTANCES {
         let (url, prefix) = (url.to_owned(), prefix.to_owned());
         let (origin_calls, start, done) = (origin_calls.clone(), start.clone(), done.clone());
+        let finished = finished.clone();
         let waits_tx = waits_tx.clone();
         let thread = std::thread::Builder::new()
             .name(format!("instance-{instance}"))
@@ -224,8 +227,21 @@ fn measure(url: &str, prefix: &str, rounds: usize) -> Result<Vec<Round>, String>
                 for round in 0..=rounds {
                     start.wait();
                     let waits = match &layer {
-                        Ok(layer) => Ok(rt.block_on(one_round(layer, &origin_calls, round))),
-                        Err(error) => Err(error.clone()),
+                        // The runtime keeps running until every instance is done with the
+                        // round, as a server's would: the leader's store write and lease
+                        // release (spawned after its responses) wake the other instances.
+                        Ok(layer) => Ok(rt.block_on(async {
+                            let waits = one_round(layer, &origin_calls, round).await;
+                            finished.fetch_add(1, Ordering::SeqCst);
+                            while finished.load(Ordering::SeqCst) < INSTANCES * (round + 1) {
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                            }
+                            waits
+                        })),
+                        Err(error) => {
+                            finished.fetch_add(1, Ordering::SeqCst);
+                            Err(error.clone())
+                        }
                     };
                     let _ = waits_tx.send(waits);
                     done.wait();
