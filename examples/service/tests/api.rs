@@ -6,7 +6,6 @@ mod support;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::{TestApp, header};
-use towerkit_test_support::servers::Postgres;
 
 #[tokio::test]
 async fn list_is_paged_in_sql_with_links_and_total() {
@@ -341,40 +340,6 @@ async fn health_and_request_ids() {
 }
 
 #[tokio::test]
-async fn health_turns_503_when_the_database_goes_away() {
-    let cluster = Postgres::start().unwrap_or_else(|e| {
-        panic!("PostgreSQL server binaries are needed for this test (initdb, pg_ctl): {e}")
-    });
-    let app = TestApp::start_with(|c| c.database_url = cluster.url()).await;
-    assert_eq!(app.get("/health/ready").await.status, StatusCode::OK);
-    cluster.stop_immediately();
-    let started = std::time::Instant::now();
-    let mut status = StatusCode::OK;
-    while started.elapsed() < std::time::Duration::from_secs(5) {
-        status = app.get("/health/ready").await.status;
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(app.get("/health/live").await.status, StatusCode::OK);
-    let during = app.get("/api/products/1").await;
-    assert_eq!(during.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(header(&during, "content-type"), "application/problem+json");
-    cluster.start_again().expect("PostgreSQL starts again");
-    let started = std::time::Instant::now();
-    while started.elapsed() < std::time::Duration::from_secs(10) {
-        status = app.get("/health/ready").await.status;
-        if status == StatusCode::OK {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, StatusCode::OK);
-}
-
-#[tokio::test]
 async fn head_never_announces_the_unrewritten_length_on_a_miss_or_a_hit() {
     let app = TestApp::start().await;
     // Paged by the layer: the upstream length is the whole list's, GET's the page's.
@@ -417,46 +382,4 @@ async fn a_short_cursor_key_stops_the_start() {
         panic!("a 5-byte cursor key must not start the service");
     };
     assert!(error.to_string().contains("CURSOR_KEY"), "{error}");
-}
-
-/// `SLOW_WARN_MS` / `SLOW_ERROR_MS` reach the queries' timer, not only `TimingLayer`: a
-/// 100 ms query is under the defaults (500 ms / 1 s) and logged at the configured ones.
-#[tokio::test]
-async fn slow_thresholds_apply_to_queries() {
-    use std::time::Duration;
-    use towerkit_test_support::Logs;
-
-    let app = TestApp::start().await;
-    let query_lines = |logs: &Logs| logs.lines_with("towerkit_timing::query");
-    let sleep = "SELECT pg_sleep(0.1)";
-    for (warn, error, level, message) in [
-        (40, 10_000, "WARN", "slow query"),
-        (20, 40, "ERROR", "very slow query"),
-    ] {
-        let mut config = app.config.clone();
-        config.slow_warn = Duration::from_millis(warn);
-        config.slow_error = Duration::from_millis(error);
-        let state = example_service::AppState::connect(config)
-            .await
-            .expect("the service starts");
-        let logs = Logs::capture();
-        state.db.execute(sleep, &[]).await.expect("the query runs");
-        let lines = query_lines(&logs);
-        let threshold = if level == "WARN" { warn } else { error };
-        assert!(
-            lines.len() == 1
-                && lines[0].contains(level)
-                && lines[0].contains(message)
-                && lines[0].contains(&format!("threshold_ms={threshold}")),
-            "SLOW_WARN_MS={warn} SLOW_ERROR_MS={error}: expected one {level} {message:?} over {threshold} ms, got {lines:?}"
-        );
-    }
-
-    // The defaults: the same query is not slow.
-    let state = example_service::AppState::connect(app.config.clone())
-        .await
-        .expect("the service starts");
-    let logs = Logs::capture();
-    state.db.execute(sleep, &[]).await.expect("the query runs");
-    assert_eq!(query_lines(&logs), Vec::<String>::new());
 }

@@ -1,5 +1,6 @@
 //! PostgreSQL restarted under load: a throwaway cluster on a free port is stopped and started
-//! again while a bounded number of concurrent clients keep requesting products.
+//! again while a bounded number of concurrent clients keep requesting products, and
+//! readiness following the database down and up.
 
 mod support;
 
@@ -113,4 +114,38 @@ async fn postgres_restart_under_load_turns_ready_503_and_back_without_slow_or_fa
     assert!(max <= POOL_TIMEOUTS, "a request waited {max:?}");
     // Served normally once the database is back.
     assert_eq!(app.get("/api/products/2").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn health_turns_503_when_the_database_goes_away() {
+    let cluster = Postgres::start().unwrap_or_else(|e| {
+        panic!("PostgreSQL server binaries are needed for this test (initdb, pg_ctl): {e}")
+    });
+    let app = TestApp::start_with(|c| c.database_url = cluster.url()).await;
+    assert_eq!(app.get("/health/ready").await.status, StatusCode::OK);
+    cluster.stop_immediately();
+    let started = Instant::now();
+    let mut status = StatusCode::OK;
+    while started.elapsed() < Duration::from_secs(5) {
+        status = app.get("/health/ready").await.status;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(app.get("/health/live").await.status, StatusCode::OK);
+    let during = app.get("/api/products/1").await;
+    assert_eq!(during.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&during, "content-type"), "application/problem+json");
+    cluster.start_again().expect("PostgreSQL starts again");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        status = app.get("/health/ready").await.status;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, StatusCode::OK);
 }

@@ -1,6 +1,7 @@
 //! Passwords from `DATABASE_URL`, `REDIS_URL` and `REDIS_CLUSTER_NODES`, and the bearer
 //! tokens clients send, never show up in anything the service prints: logs, errors, `Debug`
-//! output, problem bodies.
+//! output, problem bodies. And the log lines themselves: the slow-query thresholds the
+//! configuration sets are the ones queries are logged at.
 
 mod support;
 
@@ -202,4 +203,45 @@ async fn the_bearer_token_is_masked_in_request_traces() {
         "the write went through the whole stack"
     );
     assert_secret_free("the logs", &text);
+}
+
+/// `SLOW_WARN_MS` / `SLOW_ERROR_MS` reach the queries' timer, not only `TimingLayer`: a
+/// 100 ms query is under the defaults (500 ms / 1 s) and logged at the configured ones.
+#[tokio::test]
+async fn slow_thresholds_apply_to_queries() {
+    use std::time::Duration;
+
+    let app = TestApp::start().await;
+    let query_lines = |logs: &Logs| logs.lines_with("towerkit_timing::query");
+    let sleep = "SELECT pg_sleep(0.1)";
+    for (warn, error, level, message) in [
+        (40, 10_000, "WARN", "slow query"),
+        (20, 40, "ERROR", "very slow query"),
+    ] {
+        let mut config = app.config.clone();
+        config.slow_warn = Duration::from_millis(warn);
+        config.slow_error = Duration::from_millis(error);
+        let state = AppState::connect(config)
+            .await
+            .expect("the service starts");
+        let logs = Logs::capture();
+        state.db.execute(sleep, &[]).await.expect("the query runs");
+        let lines = query_lines(&logs);
+        let threshold = if level == "WARN" { warn } else { error };
+        assert!(
+            lines.len() == 1
+                && lines[0].contains(level)
+                && lines[0].contains(message)
+                && lines[0].contains(&format!("threshold_ms={threshold}")),
+            "SLOW_WARN_MS={warn} SLOW_ERROR_MS={error}: expected one {level} {message:?} over {threshold} ms, got {lines:?}"
+        );
+    }
+
+    // The defaults: the same query is not slow.
+    let state = AppState::connect(app.config.clone())
+        .await
+        .expect("the service starts");
+    let logs = Logs::capture();
+    state.db.execute(sleep, &[]).await.expect("the query runs");
+    assert_eq!(query_lines(&logs), Vec::<String>::new());
 }

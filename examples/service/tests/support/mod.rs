@@ -1,6 +1,7 @@
 //! Test harness: each `TestApp` gets a database of its own (created from scratch, migrated,
-//! seeded, dropped afterwards) and drives the real `app()` with `oneshot`. Throwaway Redis and
-//! PostgreSQL servers come from towerkit-test-support's `servers`.
+//! seeded, dropped afterwards) and drives the real `app()` with `oneshot`. It needs only
+//! PostgreSQL and Redis (`DATABASE_URL`, `REDIS_URL`): the tests that start throwaway servers
+//! import towerkit-test-support's `servers` themselves.
 
 #![allow(dead_code, unreachable_pub)]
 
