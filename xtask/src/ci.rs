@@ -4,8 +4,8 @@ use std::process::{Command, Stdio};
 
 use crate::{Result, cargo, run_command};
 
-/// Formatting, lints, docs, the facade's features, tests, the bench build, packaging and
-/// the dependency policy.
+/// Formatting, lints, docs, the facade's features, tests, the template and the minimal app
+/// outside the workspace, the bench build, packaging and the dependency policy.
 pub(crate) fn ci() -> Result {
     step(
         "cargo fmt --check",
@@ -38,6 +38,7 @@ pub(crate) fn ci() -> Result {
     )?;
     facade_features()?;
     crate::test(&[])?;
+    outside()?;
     step(
         "cargo bench --no-run",
         cargo().args([
@@ -53,6 +54,19 @@ pub(crate) fn ci() -> Result {
     deny()?;
     eprintln!("xtask ci: all checks passed");
     Ok(())
+}
+
+/// `cargo xtask outside`: the template and the minimal app, built and tested outside the
+/// workspace with its target directory (after the tests, whose release build they share).
+fn outside() -> Result {
+    eprintln!("xtask ci: cargo xtask outside template minimal-app");
+    let started = std::time::Instant::now();
+    let result = crate::outside::outside(&["template".to_owned(), "minimal-app".to_owned()]);
+    eprintln!(
+        "xtask ci: cargo xtask outside took {:.0?}",
+        started.elapsed()
+    );
+    result
 }
 
 /// The committed instruction-count baseline CI compares with (`cargo xtask bench
@@ -106,20 +120,7 @@ fn package() -> Result {
 
 /// The workspace members that may be published, from `cargo metadata`.
 fn publishable_packages() -> Result<Vec<String>> {
-    let output = cargo()
-        .args(["metadata", "--no-deps", "--format-version", "1", "--locked"])
-        .output()
-        .map_err(|e| format!("could not run cargo metadata: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "cargo metadata failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| format!("cargo metadata printed invalid JSON: {e}"))?;
-    let names = publishable(&metadata)?;
+    let names = publishable(&crate::metadata::workspace()?)?;
     if names.is_empty() {
         return Err("no publishable package in the workspace".to_owned());
     }
@@ -129,11 +130,8 @@ fn publishable_packages() -> Result<Vec<String>> {
 /// The names of the packages in `cargo metadata` output whose `publish` allows a registry:
 /// `null` when any registry may take the package, `[]` for `publish = false`.
 fn publishable(metadata: &serde_json::Value) -> Result<Vec<String>> {
-    let packages = metadata["packages"]
-        .as_array()
-        .ok_or("cargo metadata printed no `packages` list")?;
     let mut names = Vec::new();
-    for package in packages {
+    for package in crate::metadata::packages(metadata)? {
         let allowed = package["publish"]
             .as_array()
             .is_none_or(|registries| !registries.is_empty());

@@ -12,12 +12,21 @@
 //! - `load <smoke|baseline|stress|spike|soak> [--duration D]`: load scenarios against the
 //!   example service, with wrk.
 //! - `fuzz [--seconds N] [TARGET...]`: the libFuzzer targets in `fuzz/targets`.
-//! - `ci`: formatting, clippy, docs, tests, bench build, cargo-deny: what `.ci/run` runs.
+//! - `new <name> [--path DIR]`: a standalone service from the example service (its own
+//!   `Cargo.toml` with versions, lints, sources, migrations, tests and README), in `DIR`
+//!   (default `./<name>`).
+//! - `outside [template|minimal-app]`: builds and tests, outside the workspace, a service
+//!   from `new` and a minimal axum app that adds three towerkit layers (both by default).
+//! - `ci`: formatting, clippy, docs, tests, the outside checks, bench build, packaging,
+//!   cargo-deny: what `.ci/run` runs.
 
 mod bench;
 mod ci;
 mod fuzz;
 mod load;
+mod metadata;
+mod new;
+mod outside;
 mod promtool;
 mod run;
 mod services;
@@ -35,9 +44,11 @@ fn main() -> ExitCode {
         "bench" => bench::bench(&rest),
         "fuzz" => fuzz::fuzz(&rest),
         "load" => load::load(&rest),
+        "new" => new::new(&rest),
+        "outside" => outside::outside(&rest),
         "ci" => ci::ci(),
         _ => {
-            eprintln!("usage: cargo xtask <test|run|bench|load|fuzz|ci> [ARGS]\n");
+            eprintln!("usage: cargo xtask <test|run|bench|load|fuzz|new|outside|ci> [ARGS]\n");
             eprintln!("  test [CARGO TEST ARGS]  start PostgreSQL/Redis if needed, run every test");
             eprintln!(
                 "  run [--instances N]     start PostgreSQL/Redis if needed, run the example service (N instances on consecutive ports)"
@@ -51,7 +62,15 @@ fn main() -> ExitCode {
             eprintln!(
                 "  fuzz [--seconds N] [TARGET...]  run the libFuzzer targets (default 60 s each)"
             );
-            eprintln!("  ci                      fmt, clippy, doc, test, bench build, cargo-deny");
+            eprintln!(
+                "  new <name> [--path DIR]  write a standalone service from the example (default ./<name>)"
+            );
+            eprintln!(
+                "  outside [template|minimal-app]  build and test a generated service / a minimal app outside the workspace"
+            );
+            eprintln!(
+                "  ci                      fmt, clippy, doc, test, outside checks, bench build, package, cargo-deny"
+            );
             return ExitCode::FAILURE;
         }
     };
