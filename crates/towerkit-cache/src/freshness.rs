@@ -10,7 +10,7 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use crate::control::{MAX_DELTA, ResponseDirectives, SurrogateDirectives, parse_delta};
+use crate::control::{ResponseDirectives, SurrogateDirectives, parse_delta};
 
 /// The current time as Unix milliseconds.
 pub(crate) fn now_ms() -> u64 {
@@ -39,32 +39,34 @@ pub(crate) fn date_header(headers: &HeaderMap, name: &HeaderName) -> Option<u64>
     parse_http_date(first)
 }
 
-/// What the `Age` header says: `None` when absent, `Some(None)` when invalid.
+/// The `Age` a response carries, in seconds (RFC 9111 §5.1): `None` when absent or invalid.
 ///
-/// Anything but exactly one field line holding `1*DIGIT` is invalid (a list, a parameter,
-/// a sign, a fraction), and an invalid `Age` makes the response stale on arrival: a shared
-/// cache that cannot tell how old a response is must not assume it is new.
-pub(crate) fn parse_age(headers: &HeaderMap) -> Option<Option<u64>> {
-    let mut values = headers.get_all(AGE).iter();
-    let first = values.next()?;
-    if values.next().is_some() {
-        return Some(None);
+/// Only the first member counts: that of the first field line, and of a comma-separated
+/// list within it (`Age: 0, 7200` is 0; `Age: 7200` then `Age: 0` is 7200). A member that is
+/// not `1*DIGIT` (negative, a fraction, a prefix or suffix such as `a100` or `100a`) is
+/// invalid, and an invalid `Age` is ignored as if absent, as §5.1 asks: the response's
+/// `Date` still ages it. Parameters after the digits (`7200;foo=bar`, the form a structured
+/// field reading of `Age` allows) are ignored rather than taken as invalid, which would make
+/// a response older than its sender said fresh. Values beyond 2^31 saturate.
+pub(crate) fn parse_age(headers: &HeaderMap) -> Option<u64> {
+    let first_line = headers.get(AGE)?;
+    let member = first_line
+        .as_bytes()
+        .split(|&b| b == b',')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    let digits = member.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (number, rest) = member.split_at(digits);
+    if !(rest.is_empty() || rest.starts_with(b";")) {
+        return None;
     }
-    Some(
-        first
-            .to_str()
-            .ok()
-            .and_then(|text| parse_delta(text.trim())),
-    )
+    std::str::from_utf8(number).ok().and_then(parse_delta)
 }
 
 /// The corrected initial age in milliseconds (RFC 9111 §4.2.3).
 pub(crate) fn initial_age_ms(headers: &HeaderMap, request_time: u64, response_time: u64) -> u64 {
-    let age_value = match parse_age(headers) {
-        None => 0,
-        Some(Some(seconds)) => seconds.saturating_mul(1000),
-        Some(None) => MAX_DELTA * 1000,
-    };
+    let age_value = parse_age(headers).map_or(0, |seconds| seconds.saturating_mul(1000));
     let apparent_age = date_header(headers, &DATE).map_or(0, |date| {
         response_time.saturating_sub(date.saturating_mul(1000))
     });
@@ -513,17 +515,62 @@ mod tests {
         assert_eq!(initial_age_ms(&aged, NOW - 10, NOW), 30_010);
     }
 
+    /// The corrected initial age, in seconds, of a response received at once with these
+    /// `Age` field lines and no `Date`.
+    fn age_of(lines: &[&str]) -> u64 {
+        let pairs: Vec<(&str, &str)> = lines.iter().map(|line| ("age", *line)).collect();
+        initial_age_ms(&headers(&pairs), NOW, NOW) / 1000
+    }
+
     #[test]
-    fn invalid_age_makes_a_response_stale() {
-        for value in ["abc", "-7200", "7200.0", "7200,0", "0, 0", "7200;foo=bar"] {
-            let received = headers(&[("age", value)]);
-            assert!(
-                initial_age_ms(&received, NOW, NOW) >= MAX_DELTA * 1000,
-                "{value}"
-            );
+    fn an_invalid_age_is_ignored_not_taken_as_stale() {
+        // The suite's age-parse-nonnumeric, -negative and -float, and prefixed values.
+        for value in ["abc", "-7200", "7200.0", "a100", "100a", "+7200", "", "7 200"] {
+            assert_eq!(age_of(&[value]), 0, "{value:?}");
         }
-        let twice = headers(&[("age", "0"), ("age", "0")]);
-        assert!(initial_age_ms(&twice, NOW, NOW) >= MAX_DELTA * 1000);
+        // Ignored, the Age leaves the Date to age the response.
+        let dated = headers(&[("date", &date(-30)), ("age", "abc")]);
+        assert_eq!(initial_age_ms(&dated, NOW, NOW), 30_000);
+    }
+
+    #[test]
+    fn the_first_member_of_an_age_list_counts() {
+        // age-parse-prefix and age-parse-suffix: one line holding a list.
+        assert_eq!(age_of(&["0, 7200"]), 0);
+        assert_eq!(age_of(&["7200, 0"]), 7200);
+        // age-parse-prefix-twoline and age-parse-suffix-twoline: repeated lines.
+        assert_eq!(age_of(&["0", "7200"]), 0);
+        assert_eq!(age_of(&["7200", "0"]), 7200);
+        // age-parse-dup-0, age-parse-dup-0-twoline, age-parse-dup-old.
+        assert_eq!(age_of(&["0, 0"]), 0);
+        assert_eq!(age_of(&["0", "0"]), 0);
+        assert_eq!(age_of(&["3600", "3600"]), 3600);
+        // An invalid first member is not replaced by a valid later one.
+        assert_eq!(age_of(&["abc, 7200"]), 0);
+        assert_eq!(age_of(&["abc", "7200"]), 0);
+    }
+
+    #[test]
+    fn age_parameters_are_ignored_and_huge_ages_saturate() {
+        assert_eq!(age_of(&["7200;foo=bar"]), 7200);
+        assert_eq!(age_of(&[" 7200 ;foo=111"]), 0);
+        for value in ["2147483647", "2147483648", "2147483649", "99999999999999999999"] {
+            assert!(age_of(&[value]) >= 2_147_483_647, "{value}");
+        }
+    }
+
+    #[test]
+    fn an_age_beyond_the_lifetime_makes_the_response_stale_and_one_within_it_does_not() {
+        let fresh = |age: &str, max_age: &str| {
+            let response = headers(&[("cache-control", max_age), ("age", age)]);
+            let lifetime = lifetime(200, &[("cache-control", max_age)], &RULES).0;
+            lifetime > initial_age_ms(&response, NOW, NOW)
+        };
+        // age-parse-dup-old: two lines of 3600 against max-age=10000 is fresh.
+        assert!(fresh("3600", "max-age=10000"));
+        assert!(!fresh("7200", "max-age=3600"));
+        assert!(fresh("7200.0", "max-age=3600"));
+        assert!(fresh("-7200", "max-age=3600"));
     }
 
     fn check_storable(
@@ -646,9 +693,11 @@ mod tests {
     }
 
     #[test]
-    fn parse_age_distinguishes_absent_from_invalid() {
+    fn parse_age_reads_the_first_member_and_ignores_invalid_values() {
         assert_eq!(parse_age(&HeaderMap::new()), None);
-        assert_eq!(parse_age(&headers(&[("age", "42")])), Some(Some(42)));
-        assert_eq!(parse_age(&headers(&[("age", "4 2")])), Some(None));
+        assert_eq!(parse_age(&headers(&[("age", "42")])), Some(42));
+        assert_eq!(parse_age(&headers(&[("age", " 42 ")])), Some(42));
+        assert_eq!(parse_age(&headers(&[("age", "4 2")])), None);
+        assert_eq!(parse_age(&headers(&[("age", "42, 7")])), Some(42));
     }
 }
