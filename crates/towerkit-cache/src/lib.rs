@@ -269,6 +269,7 @@ mod respond;
 mod service;
 mod status;
 mod store;
+mod targeted;
 #[cfg(test)]
 mod test_support;
 
