@@ -21,12 +21,79 @@ pub(crate) fn now_ms() -> u64 {
 
 /// An HTTP date (IMF-fixdate, RFC 850 or asctime) as Unix seconds.
 pub(crate) fn parse_http_date(value: &HeaderValue) -> Option<u64> {
-    let text = value.to_str().ok()?;
-    let time = httpdate::parse_http_date(text.trim()).ok()?;
+    parse_date_text(value.to_str().ok()?.trim())
+}
+
+/// An `Expires` value as Unix seconds: an HTTP date, read robustly as RFC 9110 §5.6.7
+/// encourages (day and month names and `GMT` in any case, a weekday that does not match the
+/// date ignored, since the date says it already). Anything else stays invalid, and an
+/// invalid `Expires` means "already expired" (RFC 9111 §5.3): `0`, another zone than
+/// `GMT`, a missing comma, a two-digit hour or year.
+pub(crate) fn parse_expires(value: &HeaderValue) -> Option<u64> {
+    parse_http_date(value).or_else(|| {
+        let text = canonical_case(value.to_str().ok()?.trim());
+        parse_date_text(&text).or_else(|| with_matching_weekday(&text))
+    })
+}
+
+fn parse_date_text(text: &str) -> Option<u64> {
+    let time = httpdate::parse_http_date(text).ok()?;
     Some(
         time.duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_secs()),
     )
+}
+
+const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const LONG_DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// `text` with every day name, month name and `GMT` spelled as an HTTP date spells them.
+fn canonical_case(text: &str) -> String {
+    let mut canonical = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_alphabetic()) {
+        canonical.push_str(&rest[..start]);
+        let word = &rest[start..];
+        let word = &word[..word
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(word.len())];
+        let known = DAYS
+            .iter()
+            .chain(&LONG_DAYS)
+            .chain(&MONTHS)
+            .chain(&["GMT"])
+            .find(|name| name.eq_ignore_ascii_case(word));
+        canonical.push_str(known.copied().unwrap_or(word));
+        rest = &rest[start + word.len()..];
+    }
+    canonical.push_str(rest);
+    canonical
+}
+
+/// Parses `text` with its leading weekday replaced by the one its date falls on.
+fn with_matching_weekday(text: &str) -> Option<u64> {
+    let len = text.find(|c: char| !c.is_ascii_alphabetic())?;
+    let names = if LONG_DAYS.contains(&&text[..len]) {
+        &LONG_DAYS
+    } else if DAYS.contains(&&text[..len]) {
+        &DAYS
+    } else {
+        return None;
+    };
+    names
+        .iter()
+        .find_map(|day| parse_date_text(&format!("{day}{}", &text[len..])))
 }
 
 /// The single value of a date header, as Unix seconds; absent, repeated or invalid is `None`.
@@ -142,7 +209,7 @@ pub(crate) fn lifetime_ms(
         let deadline = if expires.next().is_some() {
             None
         } else {
-            parse_http_date(first)
+            parse_expires(first)
         };
         let lifetime = deadline.map_or(0, |expires| {
             let date =
@@ -401,6 +468,48 @@ mod tests {
             lifetime(200, &[("expires", &expires), ("expires", &expires)], &RULES).0,
             0
         );
+    }
+
+    #[test]
+    fn expires_is_read_robustly_but_not_loosely() {
+        let expires = |text: &str| parse_expires(&HeaderValue::from_str(text).unwrap());
+        let aug_18 = expires("Thu, 18 Aug 2050 02:01:18 GMT").unwrap();
+        // freshness-expires-wrong-case-weekday, -month and -tz.
+        for text in [
+            "THU, 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18 AUG 2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 02:01:18 gMT",
+            "thursday, 18-aug-50 02:01:18 gmt",
+        ] {
+            assert_eq!(expires(text), Some(aug_18), "{text}");
+        }
+        // freshness-expires-ansi-c: asctime, with a weekday the date does not fall on.
+        let aug_8 = expires("Mon, 08 Aug 2050 02:01:18 GMT").unwrap();
+        assert_eq!(expires("Thu Aug  8 02:01:18 2050"), Some(aug_8));
+        assert_eq!(expires("Fri, 08 Aug 2050 02:01:18 GMT"), Some(aug_8));
+        for text in [
+            "0",
+            "Thu, 18 Aug 2050 02:01:18 UTC",
+            "Thu, 18 Aug 2050 02:01:18",
+            "Thu 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 2:01:18 GMT",
+            "Thu, 18 Aug 50 02:01:18 GMT",
+            "Thu, 18 Aug 2050 02.01.18 GMT",
+            "Thu, 18 Aug 2050 02:01:18 AEST",
+            "Thu,  18 Aug 2050 02:01:18 GMT",
+            "Thx, 18 Aug 2050 02:01:18 GMT",
+            "Thu, 31 Feb 2050 02:01:18 GMT",
+        ] {
+            assert_eq!(expires(text), None, "{text}");
+        }
+        // The robust reading is for Expires only: other dates stay strict.
+        let shouting = HeaderValue::from_static("THU, 18 Aug 2050 02:01:18 GMT");
+        assert_eq!(parse_http_date(&shouting), None);
+        assert_eq!(
+            lifetime(200, &[("expires", "THU, 18 AUG 2050 02:01:18 gmt")], &RULES).1,
+            Source::Explicit
+        );
+        assert!(lifetime(200, &[("expires", "THU, 18 AUG 2050 02:01:18 gmt")], &RULES).0 > 0);
     }
 
     #[test]
