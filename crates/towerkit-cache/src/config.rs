@@ -138,6 +138,7 @@ impl Config {
                 heuristic_max: Duration::from_secs(86_400),
                 tag_header: DEFAULT_TAG_HEADER,
                 surrogate: None,
+                targets: crate::targeted::Targets::default(),
                 keep_stale: Duration::from_secs(600),
                 grace: Duration::ZERO,
                 default_ttl_statuses: DEFAULT_TTL_STATUSES.into(),

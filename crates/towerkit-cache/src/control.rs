@@ -287,6 +287,9 @@ pub(crate) struct ResponseDirectives {
     pub(crate) must_understand: bool,
     pub(crate) stale_while_revalidate: Option<u64>,
     pub(crate) stale_if_error: Option<u64>,
+    /// Parsed from a targeted field (RFC 9213) rather than `Cache-Control`: `Expires` does
+    /// not count then (§2.1).
+    pub(crate) targeted: bool,
 }
 
 impl ResponseDirectives {

@@ -16,6 +16,7 @@ use towerkit_http::CACHE_STATUS;
 use crate::control::{ResponseDirectives, SURROGATE_CONTROL, SurrogateDirectives};
 use crate::freshness::{self, NotStorable, Rules};
 use crate::key::{self, Vary, VaryRule};
+use crate::targeted::Targets;
 
 /// A stored response: status, headers and body as they will be served, the request header
 /// values it was selected by (`Vary`), its tags, and its freshness deadlines.
@@ -190,6 +191,8 @@ pub(crate) struct Policy {
     pub(crate) tag_header: HeaderName,
     /// The device token this cache answers to in `Surrogate-Control`, if it honours it.
     pub(crate) surrogate: Option<Box<str>>,
+    /// The targeted cache-control fields (RFC 9213) this cache obeys.
+    pub(crate) targets: Targets,
     /// How long past its freshness an entry is kept: for revalidation, `max-stale`
     /// requests and serving on error.
     pub(crate) keep_stale: Duration,
@@ -327,7 +330,11 @@ pub(crate) fn prepare(
         heuristic: policy.heuristic,
         heuristic_max: policy.heuristic_max,
     };
-    let directives = ResponseDirectives::parse(response);
+    // A valid targeted field aimed at this cache replaces Cache-Control (and Expires).
+    let directives = policy
+        .targets
+        .directives(response)
+        .unwrap_or_else(|| ResponseDirectives::parse(response));
     let surrogate = match &policy.surrogate {
         Some(token) => SurrogateDirectives::parse(response, token),
         None => SurrogateDirectives::default(),
@@ -390,6 +397,7 @@ pub(crate) fn prepare(
     strip_hop_by_hop(&mut headers);
     headers.remove(AGE);
     headers.remove(&policy.tag_header);
+    headers.remove(&policy.targets.own);
     if policy.surrogate.is_some() {
         headers.remove(SURROGATE_CONTROL);
     }
@@ -457,6 +465,7 @@ impl Entry {
                 strip_hop_by_hop(&mut headers);
                 headers.remove(AGE);
                 headers.remove(&policy.tag_header);
+                headers.remove(&policy.targets.own);
                 Err(Box::new(Entry {
                     head: response_head(&headers),
                     headers,
@@ -581,5 +590,136 @@ mod tests {
         assert_eq!(fresh.meta.lifetime, 3_600_000);
         assert_eq!(fresh.meta.response_time, NOW + 5000);
         assert_eq!(&fresh.body[..], b"hello");
+    }
+
+    /// What `prepare` makes of a `200` with `response` headers under an edge policy (one
+    /// that obeys `CDN-Cache-Control`).
+    fn edge(response: &[(&str, &str)]) -> Result<Prepared, NotStorable> {
+        let mut policy = policy();
+        policy.targets.cdn = true;
+        let request = HeaderMap::new();
+        prepare(
+            StatusCode::OK,
+            &headers(response),
+            &exchange(&request, "/p", NOW, &policy),
+        )
+    }
+
+    #[test]
+    fn a_targeted_field_replaces_cache_control_and_expires() {
+        let lifetime = |response: &[(&str, &str)]| edge(response).map(|p| p.meta.lifetime);
+        let future = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(NOW + 10_000_000));
+        let past = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(NOW - 10_000_000));
+        let now = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(NOW));
+        // cdn-max-age-short-cc-max-age and cdn-max-age-long-cc-max-age.
+        assert_eq!(
+            lifetime(&[
+                ("cache-control", "max-age=1"),
+                ("cdn-cache-control", "max-age=3600")
+            ]),
+            Ok(3_600_000)
+        );
+        assert_eq!(
+            lifetime(&[
+                ("cache-control", "max-age=3600"),
+                ("cdn-cache-control", "max-age=1")
+            ]),
+            Ok(1000)
+        );
+        // cdn-max-age-expires, cdn-max-age-cc-max-age-invalid-expires: Expires is ignored.
+        for expires in [past.as_str(), "0"] {
+            assert_eq!(
+                lifetime(&[
+                    ("cdn-cache-control", "max-age=3600"),
+                    ("expires", expires),
+                    ("date", &now)
+                ]),
+                Ok(3_600_000)
+            );
+        }
+        // cdn-max-age-0-expires: a future Expires does not make max-age=0 fresh.
+        let zero = edge(&[
+            ("cdn-cache-control", "max-age=0"),
+            ("expires", &future),
+            ("date", &now),
+            ("etag", "\"a\""),
+        ])
+        .unwrap();
+        assert_eq!(zero.meta.fresh_until(), NOW);
+        // cdn-max-age-age: Age still counts.
+        let aged = edge(&[
+            ("cdn-cache-control", "max-age=3600"),
+            ("age", "7200"),
+            ("etag", "\"a\""),
+        ])
+        .unwrap();
+        assert!(aged.meta.fresh_until() <= NOW);
+    }
+
+    #[test]
+    fn a_targeted_field_decides_storage() {
+        let not_stored = |response: &[(&str, &str)]| edge(response).err();
+        // cdn-fresh-cc-nostore: stored despite Cache-Control: no-store.
+        assert_eq!(
+            not_stored(&[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=10000")
+            ]),
+            None
+        );
+        assert_eq!(
+            not_stored(&[
+                ("cache-control", "max-age=60"),
+                ("cdn-cache-control", "no-store")
+            ]),
+            Some(NotStorable::NoStore)
+        );
+        assert_eq!(
+            not_stored(&[
+                ("cache-control", "max-age=60"),
+                ("cdn-cache-control", "private")
+            ]),
+            Some(NotStorable::Private)
+        );
+        // no-cache: stored only to be revalidated (here it has a validator).
+        let no_cache = edge(&[
+            ("cache-control", "max-age=60"),
+            ("cdn-cache-control", "no-cache"),
+            ("etag", "\"a\""),
+        ])
+        .unwrap();
+        assert!(no_cache.meta.has(NO_CACHE) && no_cache.meta.has(FORBIDS_STALE));
+        // An invalid targeted field is ignored: Cache-Control decides.
+        assert_eq!(
+            not_stored(&[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=\"1\"")
+            ]),
+            Some(NotStorable::NoStore)
+        );
+        // Without the edge setting, CDN-Cache-Control is not this cache's.
+        let request = HeaderMap::new();
+        let policy = policy();
+        let inner = prepare(
+            StatusCode::OK,
+            &headers(&[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=60"),
+            ]),
+            &exchange(&request, "/p", NOW, &policy),
+        );
+        assert_eq!(inner.err(), Some(NotStorable::NoStore));
+    }
+
+    #[test]
+    fn the_own_targeted_field_is_not_stored_but_cdn_cache_control_is() {
+        let prepared = edge(&[
+            ("towerkit-cache-control", "max-age=60"),
+            ("cdn-cache-control", "max-age=5"),
+        ])
+        .unwrap();
+        assert_eq!(prepared.meta.lifetime, 60_000);
+        assert!(!prepared.headers.contains_key("towerkit-cache-control"));
+        assert_eq!(prepared.headers["cdn-cache-control"], "max-age=5");
     }
 }

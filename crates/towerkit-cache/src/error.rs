@@ -16,6 +16,13 @@ pub enum ConfigError {
         /// The value given.
         value: String,
     },
+    /// `targeted_field` names `Cache-Control` or `CDN-Cache-Control`, which are not this
+    /// cache's own to consume and remove.
+    #[error("invalid `targeted_field`: {name} is not a field of this cache's own")]
+    TargetedField {
+        /// The name given.
+        name: String,
+    },
     /// The URL (or a cluster node's) is not a valid Redis URL. With the `redis` feature.
     #[cfg(feature = "redis")]
     #[error("invalid redis url: {0}")]

@@ -10,7 +10,7 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use crate::control::{MAX_DELTA, ResponseDirectives, SurrogateDirectives, parse_delta};
+use crate::control::{ResponseDirectives, SurrogateDirectives, parse_delta};
 
 /// The current time as Unix milliseconds.
 pub(crate) fn now_ms() -> u64 {
@@ -21,12 +21,79 @@ pub(crate) fn now_ms() -> u64 {
 
 /// An HTTP date (IMF-fixdate, RFC 850 or asctime) as Unix seconds.
 pub(crate) fn parse_http_date(value: &HeaderValue) -> Option<u64> {
-    let text = value.to_str().ok()?;
-    let time = httpdate::parse_http_date(text.trim()).ok()?;
+    parse_date_text(value.to_str().ok()?.trim())
+}
+
+/// An `Expires` value as Unix seconds: an HTTP date, read robustly as RFC 9110 §5.6.7
+/// encourages (day and month names and `GMT` in any case, a weekday that does not match the
+/// date ignored, since the date says it already). Anything else stays invalid, and an
+/// invalid `Expires` means "already expired" (RFC 9111 §5.3): `0`, another zone than
+/// `GMT`, a missing comma, a two-digit hour or year.
+pub(crate) fn parse_expires(value: &HeaderValue) -> Option<u64> {
+    parse_http_date(value).or_else(|| {
+        let text = canonical_case(value.to_str().ok()?.trim());
+        parse_date_text(&text).or_else(|| with_matching_weekday(&text))
+    })
+}
+
+fn parse_date_text(text: &str) -> Option<u64> {
+    let time = httpdate::parse_http_date(text).ok()?;
     Some(
         time.duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_secs()),
     )
+}
+
+const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const LONG_DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// `text` with every day name, month name and `GMT` spelled as an HTTP date spells them.
+fn canonical_case(text: &str) -> String {
+    let mut canonical = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_alphabetic()) {
+        canonical.push_str(&rest[..start]);
+        let word = &rest[start..];
+        let word = &word[..word
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(word.len())];
+        let known = DAYS
+            .iter()
+            .chain(&LONG_DAYS)
+            .chain(&MONTHS)
+            .chain(&["GMT"])
+            .find(|name| name.eq_ignore_ascii_case(word));
+        canonical.push_str(known.copied().unwrap_or(word));
+        rest = &rest[start + word.len()..];
+    }
+    canonical.push_str(rest);
+    canonical
+}
+
+/// Parses `text` with its leading weekday replaced by the one its date falls on.
+fn with_matching_weekday(text: &str) -> Option<u64> {
+    let len = text.find(|c: char| !c.is_ascii_alphabetic())?;
+    let names = if LONG_DAYS.contains(&&text[..len]) {
+        &LONG_DAYS
+    } else if DAYS.contains(&&text[..len]) {
+        &DAYS
+    } else {
+        return None;
+    };
+    names
+        .iter()
+        .find_map(|day| parse_date_text(&format!("{day}{}", &text[len..])))
 }
 
 /// The single value of a date header, as Unix seconds; absent, repeated or invalid is `None`.
@@ -39,32 +106,34 @@ pub(crate) fn date_header(headers: &HeaderMap, name: &HeaderName) -> Option<u64>
     parse_http_date(first)
 }
 
-/// What the `Age` header says: `None` when absent, `Some(None)` when invalid.
+/// The `Age` a response carries, in seconds (RFC 9111 §5.1): `None` when absent or invalid.
 ///
-/// Anything but exactly one field line holding `1*DIGIT` is invalid (a list, a parameter,
-/// a sign, a fraction), and an invalid `Age` makes the response stale on arrival: a shared
-/// cache that cannot tell how old a response is must not assume it is new.
-pub(crate) fn parse_age(headers: &HeaderMap) -> Option<Option<u64>> {
-    let mut values = headers.get_all(AGE).iter();
-    let first = values.next()?;
-    if values.next().is_some() {
-        return Some(None);
+/// Only the first member counts: that of the first field line, and of a comma-separated
+/// list within it (`Age: 0, 7200` is 0; `Age: 7200` then `Age: 0` is 7200). A member that is
+/// not `1*DIGIT` (negative, a fraction, a prefix or suffix such as `a100` or `100a`) is
+/// invalid, and an invalid `Age` is ignored as if absent, as §5.1 asks: the response's
+/// `Date` still ages it. Parameters after the digits (`7200;foo=bar`, the form a structured
+/// field reading of `Age` allows) are ignored rather than taken as invalid, which would make
+/// a response older than its sender said fresh. Values beyond 2^31 saturate.
+pub(crate) fn parse_age(headers: &HeaderMap) -> Option<u64> {
+    let first_line = headers.get(AGE)?;
+    let member = first_line
+        .as_bytes()
+        .split(|&b| b == b',')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    let digits = member.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (number, rest) = member.split_at(digits);
+    if !(rest.is_empty() || rest.starts_with(b";")) {
+        return None;
     }
-    Some(
-        first
-            .to_str()
-            .ok()
-            .and_then(|text| parse_delta(text.trim())),
-    )
+    std::str::from_utf8(number).ok().and_then(parse_delta)
 }
 
 /// The corrected initial age in milliseconds (RFC 9111 §4.2.3).
 pub(crate) fn initial_age_ms(headers: &HeaderMap, request_time: u64, response_time: u64) -> u64 {
-    let age_value = match parse_age(headers) {
-        None => 0,
-        Some(Some(seconds)) => seconds.saturating_mul(1000),
-        Some(None) => MAX_DELTA * 1000,
-    };
+    let age_value = parse_age(headers).map_or(0, |seconds| seconds.saturating_mul(1000));
     let apparent_age = date_header(headers, &DATE).map_or(0, |date| {
         response_time.saturating_sub(date.saturating_mul(1000))
     });
@@ -135,12 +204,12 @@ pub(crate) fn lifetime_ms(
         return (seconds * 1000, Source::Explicit);
     }
     let mut expires = headers.get_all(EXPIRES).iter();
-    if let Some(first) = expires.next() {
+    if let Some(first) = expires.next().filter(|_| !directives.targeted) {
         // An invalid Expires, or more than one, means "already expired" (§5.3).
         let deadline = if expires.next().is_some() {
             None
         } else {
-            parse_http_date(first)
+            parse_expires(first)
         };
         let lifetime = deadline.map_or(0, |expires| {
             let date =
@@ -402,6 +471,48 @@ mod tests {
     }
 
     #[test]
+    fn expires_is_read_robustly_but_not_loosely() {
+        let expires = |text: &str| parse_expires(&HeaderValue::from_str(text).unwrap());
+        let aug_18 = expires("Thu, 18 Aug 2050 02:01:18 GMT").unwrap();
+        // freshness-expires-wrong-case-weekday, -month and -tz.
+        for text in [
+            "THU, 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18 AUG 2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 02:01:18 gMT",
+            "thursday, 18-aug-50 02:01:18 gmt",
+        ] {
+            assert_eq!(expires(text), Some(aug_18), "{text}");
+        }
+        // freshness-expires-ansi-c: asctime, with a weekday the date does not fall on.
+        let aug_8 = expires("Mon, 08 Aug 2050 02:01:18 GMT").unwrap();
+        assert_eq!(expires("Thu Aug  8 02:01:18 2050"), Some(aug_8));
+        assert_eq!(expires("Fri, 08 Aug 2050 02:01:18 GMT"), Some(aug_8));
+        for text in [
+            "0",
+            "Thu, 18 Aug 2050 02:01:18 UTC",
+            "Thu, 18 Aug 2050 02:01:18",
+            "Thu 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 2:01:18 GMT",
+            "Thu, 18 Aug 50 02:01:18 GMT",
+            "Thu, 18 Aug 2050 02.01.18 GMT",
+            "Thu, 18 Aug 2050 02:01:18 AEST",
+            "Thu,  18 Aug 2050 02:01:18 GMT",
+            "Thx, 18 Aug 2050 02:01:18 GMT",
+            "Thu, 31 Feb 2050 02:01:18 GMT",
+        ] {
+            assert_eq!(expires(text), None, "{text}");
+        }
+        // The robust reading is for Expires only: other dates stay strict.
+        let shouting = HeaderValue::from_static("THU, 18 Aug 2050 02:01:18 GMT");
+        assert_eq!(parse_http_date(&shouting), None);
+        assert_eq!(
+            lifetime(200, &[("expires", "THU, 18 AUG 2050 02:01:18 gmt")], &RULES).1,
+            Source::Explicit
+        );
+        assert!(lifetime(200, &[("expires", "THU, 18 AUG 2050 02:01:18 gmt")], &RULES).0 > 0);
+    }
+
+    #[test]
     fn expires_is_measured_from_date_not_from_now() {
         // Expires 300 s and Date 400 s after now: already expired.
         assert_eq!(
@@ -513,17 +624,69 @@ mod tests {
         assert_eq!(initial_age_ms(&aged, NOW - 10, NOW), 30_010);
     }
 
+    /// The corrected initial age, in seconds, of a response received at once with these
+    /// `Age` field lines and no `Date`.
+    fn age_of(lines: &[&str]) -> u64 {
+        let pairs: Vec<(&str, &str)> = lines.iter().map(|line| ("age", *line)).collect();
+        initial_age_ms(&headers(&pairs), NOW, NOW) / 1000
+    }
+
     #[test]
-    fn invalid_age_makes_a_response_stale() {
-        for value in ["abc", "-7200", "7200.0", "7200,0", "0, 0", "7200;foo=bar"] {
-            let received = headers(&[("age", value)]);
-            assert!(
-                initial_age_ms(&received, NOW, NOW) >= MAX_DELTA * 1000,
-                "{value}"
-            );
+    fn an_invalid_age_is_ignored_not_taken_as_stale() {
+        // The suite's age-parse-nonnumeric, -negative and -float, and prefixed values.
+        for value in [
+            "abc", "-7200", "7200.0", "a100", "100a", "+7200", "", "7 200",
+        ] {
+            assert_eq!(age_of(&[value]), 0, "{value:?}");
         }
-        let twice = headers(&[("age", "0"), ("age", "0")]);
-        assert!(initial_age_ms(&twice, NOW, NOW) >= MAX_DELTA * 1000);
+        // Ignored, the Age leaves the Date to age the response.
+        let dated = headers(&[("date", &date(-30)), ("age", "abc")]);
+        assert_eq!(initial_age_ms(&dated, NOW, NOW), 30_000);
+    }
+
+    #[test]
+    fn the_first_member_of_an_age_list_counts() {
+        // age-parse-prefix and age-parse-suffix: one line holding a list.
+        assert_eq!(age_of(&["0, 7200"]), 0);
+        assert_eq!(age_of(&["7200, 0"]), 7200);
+        // age-parse-prefix-twoline and age-parse-suffix-twoline: repeated lines.
+        assert_eq!(age_of(&["0", "7200"]), 0);
+        assert_eq!(age_of(&["7200", "0"]), 7200);
+        // age-parse-dup-0, age-parse-dup-0-twoline, age-parse-dup-old.
+        assert_eq!(age_of(&["0, 0"]), 0);
+        assert_eq!(age_of(&["0", "0"]), 0);
+        assert_eq!(age_of(&["3600", "3600"]), 3600);
+        // An invalid first member is not replaced by a valid later one.
+        assert_eq!(age_of(&["abc, 7200"]), 0);
+        assert_eq!(age_of(&["abc", "7200"]), 0);
+    }
+
+    #[test]
+    fn age_parameters_are_ignored_and_huge_ages_saturate() {
+        assert_eq!(age_of(&["7200;foo=bar"]), 7200);
+        assert_eq!(age_of(&[" 7200 ;foo=111"]), 0);
+        for value in [
+            "2147483647",
+            "2147483648",
+            "2147483649",
+            "99999999999999999999",
+        ] {
+            assert!(age_of(&[value]) >= 2_147_483_647, "{value}");
+        }
+    }
+
+    #[test]
+    fn an_age_beyond_the_lifetime_makes_the_response_stale_and_one_within_it_does_not() {
+        let fresh = |age: &str, max_age: &str| {
+            let response = headers(&[("cache-control", max_age), ("age", age)]);
+            let lifetime = lifetime(200, &[("cache-control", max_age)], &RULES).0;
+            lifetime > initial_age_ms(&response, NOW, NOW)
+        };
+        // age-parse-dup-old: two lines of 3600 against max-age=10000 is fresh.
+        assert!(fresh("3600", "max-age=10000"));
+        assert!(!fresh("7200", "max-age=3600"));
+        assert!(fresh("7200.0", "max-age=3600"));
+        assert!(fresh("-7200", "max-age=3600"));
     }
 
     fn check_storable(
@@ -646,9 +809,11 @@ mod tests {
     }
 
     #[test]
-    fn parse_age_distinguishes_absent_from_invalid() {
+    fn parse_age_reads_the_first_member_and_ignores_invalid_values() {
         assert_eq!(parse_age(&HeaderMap::new()), None);
-        assert_eq!(parse_age(&headers(&[("age", "42")])), Some(Some(42)));
-        assert_eq!(parse_age(&headers(&[("age", "4 2")])), Some(None));
+        assert_eq!(parse_age(&headers(&[("age", "42")])), Some(42));
+        assert_eq!(parse_age(&headers(&[("age", " 42 ")])), Some(42));
+        assert_eq!(parse_age(&headers(&[("age", "4 2")])), None);
+        assert_eq!(parse_age(&headers(&[("age", "42, 7")])), Some(42));
     }
 }

@@ -231,6 +231,43 @@ impl CacheLayerBuilder {
         self
     }
 
+    /// The name of this cache's own targeted cache-control field (RFC 9213). A response that
+    /// carries it with a valid value is cached by its directives (`max-age`, `s-maxage`,
+    /// `no-store`, `no-cache`, `private`, `must-revalidate`, `stale-while-revalidate`…),
+    /// and `Cache-Control` and `Expires` are ignored for this cache's storage and freshness
+    /// decisions; so an application can give this cache a policy of its own
+    /// (`Towerkit-Cache-Control: max-age=300` beside `Cache-Control: no-store` for
+    /// browsers). The field is a Structured Field Dictionary (RFC 8941): one that does not
+    /// parse, or gives a directive a value of the wrong type (`max-age="300"`), is ignored
+    /// and `Cache-Control` applies. It is removed from every response this cache sends on,
+    /// stored or not; a `304` that revalidates an entry should repeat it, as it repeats
+    /// `Cache-Control`, or the entry is judged by `Cache-Control` from then on.
+    /// Default: `Towerkit-Cache-Control`. [`build`](Self::build) fails for `Cache-Control`
+    /// and `CDN-Cache-Control` (see [`cdn_cache_control`](Self::cdn_cache_control)).
+    #[must_use]
+    pub fn targeted_field(mut self, name: HeaderName) -> Self {
+        if name == http::header::CACHE_CONTROL || name == crate::targeted::CDN_CACHE_CONTROL {
+            self.error.get_or_insert(ConfigError::TargetedField {
+                name: name.as_str().to_owned(),
+            });
+        }
+        self.config.policy.targets.own = name;
+        self
+    }
+
+    /// Whether this cache also obeys `CDN-Cache-Control` (RFC 9213 §3), after its own
+    /// [`targeted_field`](Self::targeted_field), with the same precedence over
+    /// `Cache-Control`. Turn it on where the cache is the edge in front of an application (a
+    /// reverse proxy or CDN node, as in the example cache proxy); leave it off for a cache
+    /// inside an application that sends `CDN-Cache-Control` to a CDN in front of it, so that
+    /// the application's cache does not consume what is meant for the CDN.
+    /// `CDN-Cache-Control` is forwarded either way, for caches further on. Default: off.
+    #[must_use]
+    pub fn cdn_cache_control(mut self, on: bool) -> Self {
+        self.config.policy.targets.cdn = on;
+        self
+    }
+
     /// The cache's name in `Cache-Status` (RFC 9211). Default: `towerkit`. [`build`](Self::build)
     /// fails unless `name` is an HTTP token.
     #[must_use]
@@ -408,6 +445,23 @@ mod tests {
             "invalid `cache_name`: \"my cache\" is not an HTTP token"
         );
         assert!(builder().surrogate("").build().is_err());
+        for name in ["cache-control", "cdn-cache-control"] {
+            let error = builder()
+                .targeted_field(HeaderName::from_static(name))
+                .build()
+                .unwrap_err();
+            assert!(
+                matches!(&error, ConfigError::TargetedField { name: given } if given == name),
+                "{error:?}"
+            );
+        }
+        assert!(
+            builder()
+                .targeted_field(HeaderName::from_static("edge-cache-control"))
+                .cdn_cache_control(true)
+                .build()
+                .is_ok()
+        );
         assert!(builder().surrogate("edge-1").build().is_ok());
     }
 

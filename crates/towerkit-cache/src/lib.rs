@@ -59,7 +59,15 @@
 //! - Freshness from `Surrogate-Control` (when enabled), `s-maxage`, `max-age`, `Expires`,
 //!   then the route's default TTL, then heuristics (10 % of the `Last-Modified` age for
 //!   heuristically cacheable statuses). `Age` is computed and sent on every stored answer;
-//!   an invalid `Age` from upstream makes the response stale.
+//!   of an upstream `Age`, the first member counts (of a list or of repeated field lines)
+//!   and an invalid one is ignored as if absent (RFC 9111 §5.1). `Expires` is read
+//!   robustly: names and `GMT` in any case, a weekday that does not match the date ignored.
+//! - Targeted cache-control fields (RFC 9213): a valid `Towerkit-Cache-Control` (the name
+//!   is [`targeted_field`](CacheLayerBuilder::targeted_field)) and, on an edge cache
+//!   ([`cdn_cache_control`](CacheLayerBuilder::cdn_cache_control)), `CDN-Cache-Control`
+//!   replace `Cache-Control` and `Expires` for this cache's storage and freshness; an
+//!   invalid one is ignored. The own field is removed from responses; `CDN-Cache-Control`
+//!   is forwarded.
 //! - Storage: not for `no-store`, `private`, `Vary: *`, partial (206) responses, unknown
 //!   statuses with `must-understand`, or responses to `no-store` requests. Responses with
 //!   `Set-Cookie` are not stored unless `private="Set-Cookie"` says the cookie may be
@@ -269,6 +277,7 @@ mod respond;
 mod service;
 mod status;
 mod store;
+mod targeted;
 #[cfg(test)]
 mod test_support;
 

@@ -155,8 +155,8 @@ pub(crate) fn respond<B>(
     response
 }
 
-/// An origin response passed through unstored: tag header (and `Surrogate-Control` when
-/// acting as a surrogate) removed, `Cache-Status` added.
+/// An origin response passed through unstored: tag header, this cache's own targeted field
+/// (and `Surrogate-Control` when acting as a surrogate) removed, `Cache-Status` added.
 pub(crate) fn forwarded<B>(
     response: Response<B>,
     config: &Config,
@@ -171,6 +171,7 @@ pub(crate) fn forwarded<B>(
 /// Removes what only the cache may see from a response going to the client.
 pub(crate) fn strip_private_headers(headers: &mut HeaderMap, config: &Config) {
     headers.remove(&config.policy.tag_header);
+    headers.remove(&config.policy.targets.own);
     if config.policy.surrogate.is_some() {
         headers.remove(SURROGATE_CONTROL);
     }

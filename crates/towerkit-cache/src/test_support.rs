@@ -29,6 +29,7 @@ pub(crate) fn policy() -> Policy {
         heuristic_max: Duration::from_secs(86_400),
         tag_header: HeaderName::from_static("cache-tag"),
         surrogate: None,
+        targets: crate::targeted::Targets::default(),
         keep_stale: Duration::from_secs(600),
         grace: Duration::ZERO,
         default_ttl_statuses: crate::freshness::DEFAULT_TTL_STATUSES.into(),

@@ -1049,3 +1049,123 @@ async fn a_store_slower_than_its_timeout_counts_as_a_miss() {
     );
     assert_eq!(origin.calls(), 4);
 }
+
+#[tokio::test]
+async fn the_own_targeted_field_overrides_cache_control_and_is_not_forwarded() {
+    let origin = Origin::default();
+    let app = cached(
+        &layer(),
+        &origin,
+        &[
+            ("cache-control", "no-store"),
+            ("towerkit-cache-control", "max-age=60"),
+            ("cdn-cache-control", "no-store"),
+        ],
+    );
+    let first = send(&app, get_req("/a")).await;
+    assert_eq!(first.header("cache-status"), "towerkit; fwd=miss; stored");
+    assert!(!first.headers.contains_key("towerkit-cache-control"));
+    // CDN-Cache-Control is not this cache's (not an edge by default), and goes on.
+    assert_eq!(first.header("cdn-cache-control"), "no-store");
+    assert_eq!(first.header("cache-control"), "no-store");
+    let second = send(&app, get_req("/a")).await;
+    assert!(second.is_hit(), "{second:?}");
+    assert!(!second.headers.contains_key("towerkit-cache-control"));
+    assert_eq!(second.header("cdn-cache-control"), "no-store");
+    assert_eq!(origin.calls(), 1);
+}
+
+#[tokio::test]
+async fn the_own_targeted_field_is_removed_from_responses_it_forbids_storing() {
+    let origin = Origin::default();
+    let app = cached(
+        &layer(),
+        &origin,
+        &[
+            ("cache-control", "max-age=60"),
+            ("towerkit-cache-control", "private"),
+        ],
+    );
+    let first = send(&app, get_req("/a")).await;
+    assert_eq!(
+        first.header("cache-status"),
+        "towerkit; fwd=miss; detail=private"
+    );
+    assert!(!first.headers.contains_key("towerkit-cache-control"));
+    send(&app, get_req("/a")).await;
+    assert_eq!(origin.calls(), 2);
+}
+
+#[tokio::test]
+async fn an_edge_cache_obeys_cdn_cache_control_and_forwards_it() {
+    for (headers, stored) in [
+        // cdn-fresh-cc-nostore
+        (
+            &[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=10000"),
+            ][..],
+            true,
+        ),
+        // cdn-no-store-cc-fresh
+        (
+            &[
+                ("cache-control", "max-age=10000"),
+                ("cdn-cache-control", "no-store"),
+            ],
+            false,
+        ),
+        // cdn-private, cdn-no-cache
+        (
+            &[
+                ("cache-control", "max-age=10000"),
+                ("cdn-cache-control", "private"),
+            ],
+            false,
+        ),
+        (
+            &[
+                ("cache-control", "max-age=10000"),
+                ("cdn-cache-control", "no-cache"),
+            ],
+            false,
+        ),
+        // cdn-max-age-long-cc-max-age: a zero lifetime is never reused.
+        (
+            &[
+                ("cache-control", "max-age=10000"),
+                ("cdn-cache-control", "max-age=0"),
+            ],
+            false,
+        ),
+        // An invalid CDN-Cache-Control is ignored: Cache-Control applies.
+        (
+            &[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=\"10000\""),
+            ],
+            false,
+        ),
+        (
+            &[
+                ("cache-control", "max-age=10000"),
+                ("cdn-cache-control", "no-store, &&&"),
+            ],
+            true,
+        ),
+    ] {
+        let origin = Origin::default();
+        let headers: &'static [(&'static str, &'static str)] =
+            Box::leak(headers.to_vec().into_boxed_slice());
+        let edge = builder().cdn_cache_control(true).build().unwrap();
+        let app = cached(&edge, &origin, headers);
+        let first = send(&app, get_req("/a")).await;
+        let cdn = headers
+            .iter()
+            .find(|(name, _)| *name == "cdn-cache-control");
+        assert_eq!(first.header("cdn-cache-control"), cdn.unwrap().1);
+        let second = send(&app, get_req("/a")).await;
+        assert_eq!(second.is_hit(), stored, "{headers:?}: {second:?}");
+        assert_eq!(origin.calls(), if stored { 1 } else { 2 }, "{headers:?}");
+    }
+}

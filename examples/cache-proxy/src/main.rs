@@ -11,7 +11,8 @@
 //! takes a Redis Cluster's seed nodes, each `host:port` or a full `redis://` / `rediss://`
 //! URL. A `rediss://` URL speaks TLS, trusting the system's roots or, with `--redis-ca`, a
 //! private CA's root certificate (PEM). The proxy acts as a surrogate named `towerkit` (it
-//! honours `Surrogate-Control` aimed at it). It shows the layer working on a plain hyper
+//! honours `Surrogate-Control` aimed at it) and as the edge in front of its upstream: it
+//! obeys `CDN-Cache-Control` (RFC 9213), which it also forwards. It shows the layer working on a plain hyper
 //! service, not only on axum: the whole stack is `hyper server -> CacheLayer -> hyper
 //! client`.
 
@@ -232,7 +233,10 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     };
-    let layer = builder.surrogate("towerkit").build()?;
+    let layer = builder
+        .surrogate("towerkit")
+        .cdn_cache_control(true)
+        .build()?;
 
     let client: Client<HttpConnector, ProxyBody> =
         Client::builder(TokioExecutor::new()).build_http();

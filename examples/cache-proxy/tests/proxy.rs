@@ -132,6 +132,85 @@ async fn the_second_get_is_answered_by_the_proxy() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
+/// An origin written by hand, to send what a hyper server cannot: a `103 Early Hints`
+/// before each final response, which says `Cache-Control: no-store` to browsers and
+/// `CDN-Cache-Control: max-age=60` to the edge.
+async fn early_hints_origin() -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0; 1024];
+                while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                let body = format!("origin {n}");
+                let response = format!(
+                    "HTTP/1.1 103 Early Hints\r\nlink: </s.css>; rel=preload\r\nx-hint: 1\r\n\r\n\
+                     HTTP/1.1 200 OK\r\ncache-control: no-store\r\ncdn-cache-control: max-age=60\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (addr, calls)
+}
+
+/// A `GET` through the proxy over a raw connection: everything the proxy sent, interim
+/// responses included.
+async fn raw_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: proxy\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received).await.unwrap();
+    String::from_utf8(received).unwrap()
+}
+
+#[tokio::test]
+async fn the_edge_obeys_cdn_cache_control_and_never_stores_an_interim_response() {
+    let (upstream, calls) = early_hints_origin().await;
+    let proxy = Proxy::start(upstream, &[]);
+    let first = raw_get(proxy.port, "/hinted").await.to_ascii_lowercase();
+    // hyper's server cannot send a 1xx before the final response: the 103 is dropped, not
+    // forwarded (see the README), and its fields are not merged into the final response.
+    assert!(first.starts_with("http/1.1 200 ok\r\n"), "{first}");
+    assert!(
+        !first.contains("x-hint") && !first.contains("link:"),
+        "{first}"
+    );
+    assert!(
+        first.contains("cache-status: towerkit; fwd=miss; stored"),
+        "{first}"
+    );
+    // CDN-Cache-Control is obeyed over Cache-Control: no-store, and forwarded.
+    assert!(first.contains("cdn-cache-control: max-age=60"), "{first}");
+    assert!(first.ends_with("origin 1"), "{first}");
+    let second = raw_get(proxy.port, "/hinted").await.to_ascii_lowercase();
+    assert!(second.starts_with("http/1.1 200 ok\r\n"), "{second}");
+    assert!(second.contains("cache-status: towerkit; hit"), "{second}");
+    assert!(!second.contains("x-hint"), "{second}");
+    assert!(second.ends_with("origin 1"), "{second}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn an_unreachable_upstream_is_a_bad_gateway() {
     let upstream: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
