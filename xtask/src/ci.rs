@@ -294,6 +294,7 @@ mod tests {
                 "towerkit-nulls",
                 "towerkit-paginate",
                 "towerkit-timing",
+                "towerkit-validators",
             ]
         );
     }
