@@ -267,7 +267,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn list_parsing_never_panics_and_finds_every_tag(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+        fn list_parsing_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
             let _ = members(&bytes).count();
             let _ = parse_tag(&bytes);
         }
