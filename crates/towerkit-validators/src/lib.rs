@@ -81,9 +81,13 @@
 //! - **Stores:** nothing between requests.
 //! - **Buffers:** up to `max_body` bytes (default 8 MiB) of each `200` `GET`/`HEAD` response
 //!   of known size without an `ETag`; the worst case is `max_body` × concurrent requests.
-//! - **CPU:** one XXH3-128 pass over the body (tens of GB/s per core; 10 KB costs well under
-//!   a microsecond) plus a copy when the body arrives in several chunks; see the bench ids
-//!   `layer/etag/json_10KB` and `layer/etag/not_modified`.
+//! - **CPU:** one XXH3-128 pass over the body plus a copy when the body arrives in several
+//!   chunks. Measured on the project's 2-core machine (`cargo xtask bench --instructions
+//!   layer`, `cargo bench -p towerkit-benches --bench layers -- layer/`): a 10 KB JSON
+//!   response tagged, `layer/etag/json_10KB`, 12,828 instructions and about 0.77 µs; the same
+//!   answered `304`, `layer/etag/not_modified`, 15,719 instructions and about 1.0 µs (its
+//!   request carries a header, whose map the bare request does not allocate); the bare
+//!   service with a 1 KB body, `layer/none/passthrough`, 3,619 instructions and 0.31 µs.
 //! - **Keys on:** `If-None-Match` only; nothing to add to `Vary`.
 //! - **More than one instance:** tags depend on the bytes only, so every instance gives the
 //!   same tag for the same body and a `304` does not depend on which instance answers.
