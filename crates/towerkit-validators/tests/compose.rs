@@ -38,6 +38,10 @@ fn document() -> String {
 /// `/products`, cacheable for a minute, with the layers in the example service's order;
 /// counts the handler's calls. Without the cache when `cached` is false.
 fn app(calls: Arc<AtomicUsize>, cached: bool) -> Router {
+    app_with(calls, cached, "max-age=60")
+}
+
+fn app_with(calls: Arc<AtomicUsize>, cached: bool, cache_control: &'static str) -> Router {
     let router = Router::new()
         .route(
             "/products",
@@ -47,7 +51,7 @@ fn app(calls: Arc<AtomicUsize>, cached: bool) -> Router {
                     (
                         [
                             (CONTENT_TYPE, "application/json"),
-                            (CACHE_CONTROL, "max-age=60"),
+                            (CACHE_CONTROL, cache_control),
                         ],
                         document(),
                     )
@@ -157,4 +161,25 @@ async fn a_conditional_miss_reaches_the_origin_and_comes_back_304_with_the_varia
     assert_eq!(parts.status, StatusCode::NOT_MODIFIED);
     assert_eq!(parts.headers[ETAG], br_tag.as_str());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_stale_variant_is_revalidated_with_its_tag_and_kept_on_304() {
+    // `max-age=0` with a tag: stored, and revalidated on every use.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let app = app_with(calls.clone(), true, "max-age=0");
+    let br_tag = format!("\"{}-br\"", base());
+    let (first, first_body) = get_products(&app, "br", None).await;
+    assert_eq!(first.headers[ETAG], br_tag.as_str());
+    let (parts, body) = get_products(&app, "br", None).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    let status = parts.headers["cache-status"].to_str().unwrap();
+    assert!(
+        status.contains("fwd-status=304"),
+        "revalidated with a 304: {status}"
+    );
+    assert_eq!(parts.headers[ETAG], br_tag.as_str());
+    assert_eq!(parts.headers[CONTENT_ENCODING], "br");
+    assert_eq!(body, first_body, "the stored brotli bytes");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
