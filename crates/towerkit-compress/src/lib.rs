@@ -26,7 +26,9 @@
 //!   when a coding is negotiated, the request's `If-None-Match` tags of that coding's
 //!   variant (`"v1-br"` when brotli is chosen) are passed inward as the identity tag, and a
 //!   `304` coming back for a tag the client named with the suffix carries the suffixed tag,
-//!   the one of the variant the client holds. Tags of another coding's variant pass inward
+//!   the one of the variant the client holds (a `304` for `*` or for the identity tag keeps
+//!   the identity tag: without a body the layer cannot tell whether the `200` would have
+//!   been compressed). Tags of another coding's variant pass inward
 //!   unchanged and match nothing: the client holds a variant it would not get now, and gets
 //!   the new one with a `200`. `If-Match` is left alone: it guards writes, whose handlers
 //!   compare the base tag themselves (towerkit-validators' `Preconditions` matches
