@@ -22,9 +22,9 @@ use http::header::{ETAG, HeaderMap, HeaderName, HeaderValue};
 /// The `Cache-Status` response field (RFC 9211).
 pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
-/// Turns a strong `ETag` into a weak one: a layer that changes the body (compression, a JSON
-/// rewrite) no longer serves the bytes a strong validator names (RFC 9110 §8.8.1), so `"x"`
-/// becomes `W/"x"`.
+/// Turns a strong `ETag` into a weak one: a layer that changes the body (a JSON rewrite) no
+/// longer serves the bytes a strong validator names (RFC 9110 §8.8.1), so `"x"` becomes
+/// `W/"x"`. (A content coding gets a tag of its own instead: [`etag_with_coding`].)
 ///
 /// A weak tag is left as it is, and so is a malformed one (anything that does not start with
 /// a double quote): odd upstream output passes through untouched, and a value that is not an
