@@ -95,6 +95,8 @@ fn json(mut scenario: Scenario) -> Scenario {
 #[bench::layer__paginate__json_1KB(setup = layer_paginate_json)]
 #[bench::layer__cache__passthrough(setup = layer_cache_passthrough)]
 #[bench::layer__cache__hit(setup = layer_cache_hit)]
+#[bench::layer__etag__json_10KB(setup = layer_etag_json)]
+#[bench::layer__etag__not_modified(setup = layer_etag_not_modified)]
 #[bench::stack__full__hit(setup = stack_full_hit)]
 fn layer(mut scenario: Scenario) -> Scenario {
     black_box((scenario.0)());
@@ -251,6 +253,14 @@ fn layer_cache_passthrough() -> Scenario {
 fn layer_cache_hit() -> Scenario {
     // The warm-up calls store the response; the measured call is a hit.
     serve(services::cache_hit(), plain_get)
+}
+
+fn layer_etag_json() -> Scenario {
+    serve(services::etag(), plain_get)
+}
+
+fn layer_etag_not_modified() -> Scenario {
+    serve(services::etag(), services::not_modified_get)
 }
 
 fn stack_full_hit() -> Scenario {

@@ -12,7 +12,7 @@ mod services;
 use criterion::{Criterion, criterion_group, criterion_main};
 use towerkit_benches::{bench_service, install_metrics_recorder, runtime};
 
-use crate::services::{fields_get, no_store_get, page_get, plain_get};
+use crate::services::{fields_get, no_store_get, not_modified_get, page_get, plain_get};
 
 fn layers(c: &mut Criterion) {
     install_metrics_recorder();
@@ -59,6 +59,8 @@ fn layers(c: &mut Criterion) {
         plain_get
     );
     bench!("paginate/json_1KB", services::paginate_json(), page_get);
+    bench!("etag/json_10KB", services::etag(), plain_get);
+    bench!("etag/not_modified", services::etag(), not_modified_get);
     group.finish();
 }
 

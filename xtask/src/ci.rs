@@ -292,6 +292,7 @@ mod tests {
                 "towerkit-nulls",
                 "towerkit-paginate",
                 "towerkit-timing",
+                "towerkit-validators",
             ]
         );
     }

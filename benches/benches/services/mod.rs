@@ -5,19 +5,21 @@
 
 use std::convert::Infallible;
 use std::fmt::Debug;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use http_body::Body;
 use http_body_util::Full;
 use tower::{Layer, Service, ServiceBuilder};
-use towerkit_benches::{fixed_service, small_json};
+use towerkit_benches::{corpus, fixed_service, small_json};
 use towerkit_cache::{CacheLayer, MemoryStore};
 use towerkit_compress::CompressionLayer;
 use towerkit_nulls::StripNullsLayer;
 use towerkit_paginate::{PaginateLayer, SelectFieldsLayer};
 use towerkit_timing::TimingLayer;
+use towerkit_validators::{ETagLayer, etag_of};
 
 /// What the services here are: cloneable tower services answering `Request<()>`.
 pub(crate) trait BenchService:
@@ -74,6 +76,20 @@ pub(crate) fn page_get() -> Request<()> {
         .expect("request")
 }
 
+/// The 10 KB JSON array of `layer/etag/...`.
+static JSON_10KB: LazyLock<Bytes> = LazyLock::new(|| Bytes::from(corpus(10_000)));
+
+/// Its strong tag, as `ETagLayer` computes it.
+static JSON_10KB_TAG: LazyLock<HeaderValue> = LazyLock::new(|| etag_of(&JSON_10KB));
+
+/// `GET /` with `If-None-Match` naming the 10 KB array's tag: `layer/etag/not_modified`.
+pub(crate) fn not_modified_get() -> Request<()> {
+    Request::get("/")
+        .header("if-none-match", JSON_10KB_TAG.clone())
+        .body(())
+        .expect("request")
+}
+
 /// `layer/none/passthrough`: the bare service, answering a 1 KB JSON array, the reference
 /// of every `layer/...` bench.
 pub(crate) fn none()
@@ -97,6 +113,14 @@ pub(crate) fn strip_nulls_passthrough() -> impl BenchService {
 /// `layer/strip_nulls/json_1KB`: the 1 KB array stripped; with [`plain_get`].
 pub(crate) fn strip_nulls_json() -> impl BenchService {
     StripNullsLayer::new().layer(none())
+}
+
+/// `layer/etag/json_10KB` (with [`plain_get`]: the 10 KB body read, hashed, tagged) and
+/// `layer/etag/not_modified` (with [`not_modified_get`]: read, hashed, answered `304`
+/// without a body). The bare service answers 10 KB here, ten times `layer/none/passthrough`'s
+/// body, so the difference includes moving the larger body.
+pub(crate) fn etag() -> impl BenchService {
+    ETagLayer::new().layer(fixed_service(JSON_10KB.clone(), "application/json"))
 }
 
 /// An in-memory cache keeping responses for an hour (the bare service sends no

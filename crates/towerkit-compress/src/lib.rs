@@ -17,9 +17,22 @@
 //!   `Content-Encoding` or a `Content-Range`, carries `Cache-Control: no-transform`, or has
 //!   no content (1xx, 204, 304). These pass through untouched.
 //! - **Headers**: every response gets `Vary: Accept-Encoding`; a compressed one loses
-//!   `Content-Length` and `Accept-Ranges`, and a strong `ETag` becomes weak (`"v1"` →
-//!   `W/"v1"`). A HEAD response gets the headers its GET would get (compression runs only as
-//!   a body is read, and a HEAD body is not sent).
+//!   `Content-Length` and `Accept-Ranges`, and its `ETag` gets the coding as a suffix
+//!   (`"v1"` → `"v1-br"`, `W/"v1"` → `W/"v1-gzip"`; a malformed tag is left as it is), so
+//!   each coding's variant has a strong tag of its own and no two codings share one (RFC
+//!   9110 §8.8.3). A HEAD response gets the headers its GET would get (compression runs only
+//!   as a body is read, and a HEAD body is not sent).
+//! - **Conditional requests**: the service inside knows only the identity tag (`"v1"`), so
+//!   when a coding is negotiated, the request's `If-None-Match` tags of that coding's
+//!   variant (`"v1-br"` when brotli is chosen) are passed inward as the identity tag, and a
+//!   `304` coming back for a tag the client named with the suffix carries the suffixed tag,
+//!   the one of the variant the client holds (a `304` for `*` or for the identity tag keeps
+//!   the identity tag: without a body the layer cannot tell whether the `200` would have
+//!   been compressed). Tags of another coding's variant pass inward
+//!   unchanged and match nothing: the client holds a variant it would not get now, and gets
+//!   the new one with a `200`. `If-Match` is left alone: it guards writes, whose handlers
+//!   compare the base tag themselves (towerkit-validators' `Preconditions` matches
+//!   `"v1-br"` against `"v1"`), whether or not compression sits in front of them.
 //! - **Streaming bodies** are compressed as they stream, and the body is fused before
 //!   tower-http sees it: tower-http 0.7.1 polls a body once more after its end, which panics
 //!   for bodies built on a non-fused stream (tower-http issue #732).
@@ -124,7 +137,7 @@
 //!   keeps one variant per coding.
 //! - Passes through untouched: bodies under 1 KiB, already-compressed media types, gRPC,
 //!   server-sent events, `Cache-Control: no-transform`, ranges and already-encoded
-//!   responses; strong `ETag`s become weak when a body is compressed.
+//!   responses; a compressed body's `ETag` gets its coding's suffix (`"v1-br"`).
 //! - More than one instance: nothing to share; keep the same codecs and levels everywhere, so
 //!   that instances sharing a cache store the same variants.
 //!
@@ -154,6 +167,7 @@ pub mod metrics;
 mod negotiate;
 mod predicate;
 mod service;
+mod variant;
 
 pub use body::CompressionBody;
 pub use encoding::Encoding;

@@ -15,13 +15,14 @@ use tower_http::compression::{
     Compression as HttpCompression, CompressionLevel, Predicate, ResponseFuture as HttpFuture,
 };
 use tower_service::Service;
-use towerkit_http::{lists_token, weaken_etag};
+use towerkit_http::lists_token;
 
 use crate::body::{CompressionBody, Fused};
 use crate::encoding::Encoding;
 use crate::levels::Levels;
 use crate::negotiate::negotiate;
 use crate::predicate::{DefaultPredicate, has_no_transform};
+use crate::variant::{restore_suffix, strip_variant_tags, suffix_etag};
 
 /// The service produced by [`CompressionLayer`](crate::CompressionLayer).
 #[derive(Debug, Clone)]
@@ -58,13 +59,16 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let choice = negotiate(request.headers(), &self.levels);
+        let revalidating =
+            choice.and_then(|(encoding, _)| strip_variant_tags(request.headers_mut(), encoding));
         ResponseFuture {
             state: State::Inner {
                 future: self.inner.call(request),
             },
             choice,
+            revalidating,
             predicate: self.predicate.clone(),
         }
     }
@@ -83,6 +87,9 @@ pin_project! {
         #[pin]
         state: State<F, B>,
         choice: Option<(Encoding, i32)>,
+        // The request's `If-None-Match` lines before variant tags were turned into
+        // identity tags: a `304` gets its variant's suffix back.
+        revalidating: Option<Box<[HeaderValue]>>,
         predicate: P,
     }
 }
@@ -129,6 +136,12 @@ where
                 StateProj::Inner { future } => {
                     let mut response = std::task::ready!(future.poll(cx))?;
                     add_vary(response.headers_mut());
+                    if response.status() == StatusCode::NOT_MODIFIED
+                        && let (Some(original), Some((encoding, _))) =
+                            (this.revalidating.as_deref(), *this.choice)
+                    {
+                        restore_suffix(response.headers_mut(), original, encoding);
+                    }
                     let encoding = match *this.choice {
                         Some((encoding, level)) if should_compress(&response, this.predicate) => {
                             (encoding, level)
@@ -153,7 +166,7 @@ where
                         .get(CONTENT_ENCODING)
                         .is_some_and(|value| value == encoding.as_str());
                     if applied {
-                        weaken_etag(&mut parts.headers);
+                        suffix_etag(&mut parts.headers, encoding);
                     }
                     let body = CompressionBody::compressed(body, applied.then_some(encoding));
                     return Poll::Ready(Ok(Response::from_parts(parts, body)));

@@ -560,7 +560,7 @@ async fn not_modified_keeps_its_headers_and_gets_vary() {
 }
 
 #[tokio::test]
-async fn compressed_response_gets_a_weak_etag_and_no_accept_ranges() {
+async fn compressed_response_gets_a_coding_suffixed_etag_and_no_accept_ranges() {
     let inner = fixed(
         json(10_000),
         &[
@@ -569,19 +569,122 @@ async fn compressed_response_gets_a_weak_etag_and_no_accept_ranges() {
             ("accept-ranges", "bytes"),
         ],
     );
-    let (parts, _) = send(
-        CompressionLayer::new(),
-        inner.clone(),
-        request(Some("gzip")),
-    )
-    .await;
-    assert_eq!(parts.headers[ETAG], "W/\"v1\"");
-    assert!(!parts.headers.contains_key(ACCEPT_RANGES));
+    let mut tags = Vec::new();
+    for encoding in codings() {
+        let (parts, _) = send(
+            CompressionLayer::new(),
+            inner.clone(),
+            request(Some(encoding.as_str())),
+        )
+        .await;
+        assert_eq!(parts.headers[CONTENT_ENCODING], encoding.as_str());
+        assert_eq!(parts.headers[ETAG], format!("\"v1-{encoding}\"").as_str());
+        assert!(!parts.headers.contains_key(ACCEPT_RANGES));
+        tags.push(parts.headers[ETAG].clone());
+    }
     let (parts, _) = send(CompressionLayer::new(), inner, request(None)).await;
     assert_eq!(
         parts.headers[ETAG], "\"v1\"",
-        "an uncompressed response keeps its strong tag"
+        "an uncompressed response keeps its tag"
     );
+    tags.push(parts.headers[ETAG].clone());
+    let distinct: std::collections::HashSet<_> = tags.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        tags.len(),
+        "no two codings share a tag: {tags:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_weak_etag_stays_weak_with_the_suffix() {
+    let inner = fixed(
+        json(10_000),
+        &[("content-type", "application/json"), ("etag", "W/\"v1\"")],
+    );
+    let (parts, _) = send(CompressionLayer::new(), inner, request(Some("gzip"))).await;
+    assert_eq!(parts.headers[ETAG], "W/\"v1-gzip\"");
+}
+
+/// A route tagged `"v1"` that answers `If-None-Match: "v1"` with a 304 itself (as
+/// towerkit-validators' `ETagLayer` does) and records the `If-None-Match` it saw.
+fn revalidating_app(seen: Arc<std::sync::Mutex<Vec<String>>>) -> Router {
+    Router::new()
+        .route(
+            "/doc",
+            get(move |headers: HeaderMap| {
+                let seen = seen.clone();
+                async move {
+                    let condition = headers
+                        .get(http::header::IF_NONE_MATCH)
+                        .map(|v| v.to_str().unwrap().to_owned())
+                        .unwrap_or_default();
+                    seen.lock().unwrap().push(condition.clone());
+                    let status = if condition.split(',').any(|tag| tag.trim() == "\"v1\"") {
+                        StatusCode::NOT_MODIFIED
+                    } else {
+                        StatusCode::OK
+                    };
+                    (
+                        status,
+                        [(ETAG, "\"v1\""), (CONTENT_TYPE, "application/json")],
+                        json(4_000),
+                    )
+                }
+            }),
+        )
+        .layer(CompressionLayer::new())
+}
+
+async fn conditional_get(
+    app: &Router,
+    accept: &str,
+    if_none_match: &str,
+) -> Response<axum::body::Body> {
+    let request = Request::get("/doc")
+        .header(ACCEPT_ENCODING, accept)
+        .header(http::header::IF_NONE_MATCH, if_none_match)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    app.clone().oneshot(request).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_variant_tag_is_revalidated_as_the_identity_tag_and_the_304_names_the_variant() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let app = revalidating_app(seen.clone());
+    let response = conditional_get(&app, "br", "\"x\", \"v1-br\"").await;
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(response.headers()[ETAG], "\"v1-br\"");
+    assert_eq!(response.headers()[VARY], "accept-encoding");
+    assert_eq!(seen.lock().unwrap().last().unwrap(), "\"x\", \"v1\"");
+}
+
+#[tokio::test]
+async fn a_304_for_the_identity_tag_keeps_the_identity_tag() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let app = revalidating_app(seen.clone());
+    let response = conditional_get(&app, "br", "\"v1\"").await;
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(response.headers()[ETAG], "\"v1\"");
+    assert_eq!(seen.lock().unwrap().last().unwrap(), "\"v1\"");
+}
+
+#[tokio::test]
+async fn another_codings_variant_tag_does_not_revalidate() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let app = revalidating_app(seen.clone());
+    // The client holds the gzip variant but now negotiates brotli: it gets the br variant.
+    let response = conditional_get(&app, "br", "\"v1-gzip\"").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[CONTENT_ENCODING], "br");
+    assert_eq!(response.headers()[ETAG], "\"v1-br\"");
+    assert_eq!(seen.lock().unwrap().last().unwrap(), "\"v1-gzip\"");
+    // Without a negotiated coding nothing is rewritten.
+    let response = conditional_get(&app, "identity", "\"v1-br\"").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[ETAG], "\"v1\"");
+    assert_eq!(seen.lock().unwrap().last().unwrap(), "\"v1-br\"");
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! Small HTTP helpers shared by the towerkit layers, so each exists once.
 //!
 //! - [`weaken_etag`]: what a layer that changes a body does to a strong `ETag`.
+//! - [`etag_with_coding`], [`strip_coding_suffix`]: the tag of a content-coded variant
+//!   (`"abc"` → `"abc-br"`) and back.
 //! - [`media_type_essence`]: `text/html; charset=utf-8` gives `text/html`.
 //! - [`is_token`], [`is_tchar`], [`lists_token`]: RFC 9110 tokens and token lists.
 //! - [`CACHE_STATUS`]: the RFC 9211 `Cache-Status` field name.
@@ -20,9 +22,9 @@ use http::header::{ETAG, HeaderMap, HeaderName, HeaderValue};
 /// The `Cache-Status` response field (RFC 9211).
 pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
-/// Turns a strong `ETag` into a weak one: a layer that changes the body (compression, a JSON
-/// rewrite) no longer serves the bytes a strong validator names (RFC 9110 §8.8.1), so `"x"`
-/// becomes `W/"x"`.
+/// Turns a strong `ETag` into a weak one: a layer that changes the body (a JSON rewrite) no
+/// longer serves the bytes a strong validator names (RFC 9110 §8.8.1), so `"x"` becomes
+/// `W/"x"`. (A content coding gets a tag of its own instead: [`etag_with_coding`].)
 ///
 /// A weak tag is left as it is, and so is a malformed one (anything that does not start with
 /// a double quote): odd upstream output passes through untouched, and a value that is not an
@@ -42,6 +44,62 @@ pub fn weaken_etag(headers: &mut HeaderMap) {
     if let Ok(weak) = HeaderValue::from_bytes(&weak) {
         headers.insert(ETAG, weak);
     }
+}
+
+/// The content codings whose variants get a suffixed entity tag, with their suffixes:
+/// `"abc"` compressed with brotli is `"abc-br"`.
+pub const CODING_SUFFIXES: [&str; 4] = ["-zstd", "-br", "-gzip", "-deflate"];
+
+/// The entity tag of a variant of `etag` encoded with `coding` (a `Content-Encoding` token):
+/// the opaque tag gets `-coding` appended inside its quotes, so `"abc"` becomes `"abc-br"`
+/// and `W/"abc"` becomes `W/"abc-br"`. Each coding's variant has different bytes, so it
+/// needs a tag of its own (RFC 9110 §8.8.3); the suffix keeps the identity tag recoverable
+/// ([`strip_coding_suffix`]), so a precondition can compare the base tag.
+///
+/// `None` when `etag` is not an entity tag (no quoted opaque tag), or `coding` is not a token.
+///
+/// ```
+/// use http::HeaderValue;
+///
+/// let tag = HeaderValue::from_static("\"abc\"");
+/// assert_eq!(towerkit_http::etag_with_coding(&tag, "br").unwrap(), "\"abc-br\"");
+/// let weak = HeaderValue::from_static("W/\"abc\"");
+/// assert_eq!(towerkit_http::etag_with_coding(&weak, "gzip").unwrap(), "W/\"abc-gzip\"");
+/// ```
+pub fn etag_with_coding(etag: &HeaderValue, coding: &str) -> Option<HeaderValue> {
+    let bytes = etag.as_bytes();
+    let quoted = bytes.strip_prefix(b"W/").unwrap_or(bytes);
+    if quoted.len() < 2 || !quoted.starts_with(b"\"") || !quoted.ends_with(b"\"") {
+        return None;
+    }
+    if !is_token(coding) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() + coding.len() + 1);
+    out.extend_from_slice(&bytes[..bytes.len() - 1]);
+    out.push(b'-');
+    out.extend_from_slice(coding.as_bytes());
+    out.push(b'"');
+    HeaderValue::from_bytes(&out).ok()
+}
+
+/// The opaque tag (the part between the quotes) without a [coding suffix](CODING_SUFFIXES):
+/// `abc-br` gives `abc`; a tag without one is returned as it is.
+///
+/// ```
+/// assert_eq!(towerkit_http::strip_coding_suffix(b"abc-zstd"), b"abc");
+/// assert_eq!(towerkit_http::strip_coding_suffix(b"abc"), b"abc");
+/// assert_eq!(towerkit_http::strip_coding_suffix(b"-br"), b"-br");
+/// ```
+pub fn strip_coding_suffix(opaque: &[u8]) -> &[u8] {
+    for suffix in CODING_SUFFIXES {
+        if let Some(base) = opaque.strip_suffix(suffix.as_bytes())
+            && !base.is_empty()
+        {
+            return base;
+        }
+    }
+    opaque
 }
 
 /// The `type/subtype` part of a `Content-Type` value, trimmed, without parameters:
@@ -149,6 +207,31 @@ mod tests {
     #[test]
     fn no_tag_stays_no_tag() {
         assert_eq!(weakened(None), None);
+    }
+
+    #[test]
+    fn coding_suffixes_round_trip() {
+        for (tag, coded) in [
+            ("\"a\"", "\"a-br\""),
+            ("W/\"a\"", "W/\"a-br\""),
+            ("\"\"", "\"-br\""),
+        ] {
+            let value = etag_with_coding(&HeaderValue::from_static(tag), "br").unwrap();
+            assert_eq!(value, coded);
+        }
+        for malformed in ["a", "\"a", "W/a", "w/\"a\""] {
+            assert_eq!(
+                etag_with_coding(&HeaderValue::from_static(malformed), "br"),
+                None
+            );
+        }
+        assert_eq!(
+            etag_with_coding(&HeaderValue::from_static("\"a\""), "b r"),
+            None
+        );
+        assert_eq!(strip_coding_suffix(b"a-br-gzip"), b"a-br");
+        assert_eq!(strip_coding_suffix(b"a-deflate"), b"a");
+        assert_eq!(strip_coding_suffix(b"a-identity"), b"a-identity");
     }
 
     #[test]

@@ -74,8 +74,10 @@ impl<B: Body> JsonBody<B> {
         }
     }
 
-    /// Replays `chunks` (and trailers or an error met while reading them), then streams `rest`.
-    pub(crate) fn replay(
+    /// Replays `chunks` (and trailers or an error met while reading them), then streams `rest`:
+    /// the body of a response that a layer started reading and then decided to pass through
+    /// (too large, trailers, an error), so the client gets exactly what the upstream sent.
+    pub fn replay(
         chunks: Vec<Bytes>,
         trailers: Option<HeaderMap>,
         error: Option<B::Error>,

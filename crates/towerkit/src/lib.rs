@@ -13,6 +13,7 @@
 //! | `cache` | `towerkit-cache` | `CacheLayer`: RFC 9111 caching with memory, Redis and tiered stores |
 //! | `compress` | `towerkit-compress` | `CompressionLayer`: tower-http's compression with production defaults and metrics |
 //! | `timing` | `towerkit-timing` | `TimingLayer`: durations, slow-call logs, `Server-Timing`, SQL query timing |
+//! | `validators` | `towerkit-validators` | `ETagLayer` (strong `ETag`s, `304`), `Preconditions` and `RequirePreconditionsLayer` for writes (`412`, `428`) |
 //! | `db` | `towerkit-db` | `Db`: pooled PostgreSQL with timed queries, transactions and health checks |
 //!
 //! # Features
@@ -38,6 +39,7 @@
 //! | `compress-gzip`, `compress-br`, `compress-zstd`, `compress-deflate` | yes | one codec each (gzip is always on with `compress`) |
 //! | `timing` | yes | `towerkit::timing`, for any tower service |
 //! | `timing-axum` | yes | route templates from axum's `MatchedPath` |
+//! | `validators` | yes | `towerkit::validators` (with `json-axum`) |
 //! | `db` | no | `towerkit::db` (with `timing` and `json`) |
 //! | `db-tls` | no | PostgreSQL over TLS: `sslmode=require`, `verify-ca`, `verify-full` (rustls, ring) |
 //!
@@ -95,6 +97,8 @@ pub use towerkit_nulls as nulls;
 pub use towerkit_paginate as paginate;
 #[cfg(feature = "timing")]
 pub use towerkit_timing as timing;
+#[cfg(feature = "validators")]
+pub use towerkit_validators as validators;
 
 /// Gives every metric of the enabled crates its help text and unit, in the recorder
 /// installed now: `cache::metrics::describe()`, `compress::metrics::describe()`,

@@ -29,6 +29,7 @@ use towerkit::nulls::StripNullsLayer;
 use towerkit::paginate::{PaginateLayer, SelectFieldsLayer};
 use towerkit::timing::measure::Http;
 use towerkit::timing::{OnSlow, SlowCall, TimingLayer};
+use towerkit::validators::ETagLayer;
 
 const API_KEY: &str = "a-key-long-enough-to-be-real";
 const SHOP: &str = "https://shop.example.com";
@@ -224,6 +225,27 @@ impl Spy {
     fn seen(&self) -> Vec<String> {
         self.0.lock().expect("unpoisoned").clone()
     }
+}
+
+#[tokio::test]
+async fn etags_inside_the_json_layers_are_weakened() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let request = || get_with("/products", &[("accept-encoding", "br")]);
+    // Wrong: the tag names the bytes before nulls are stripped, and the JSON layer weakens it.
+    let wrong = products(&calls)
+        .layer(ETagLayer::new())
+        .layer(StripNullsLayer::new())
+        .layer(CompressionLayer::new());
+    let (response, _) = send(&wrong, request()).await;
+    assert!(header(&response, "etag").starts_with("W/\""), "weakened");
+    // Right: a strong tag of the stripped body, with the brotli variant's suffix.
+    let right = products(&calls)
+        .layer(StripNullsLayer::new())
+        .layer(ETagLayer::new())
+        .layer(CompressionLayer::new());
+    let (response, _) = send(&right, request()).await;
+    let tag = header(&response, "etag");
+    assert!(tag.starts_with('"') && tag.ends_with("-br\""), "{tag}");
 }
 
 #[tokio::test]
