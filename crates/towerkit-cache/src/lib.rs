@@ -278,6 +278,7 @@ mod service;
 mod status;
 mod store;
 mod targeted;
+mod warm;
 #[cfg(test)]
 mod test_support;
 
@@ -289,6 +290,7 @@ pub use handle::{CacheHandle, CacheStats};
 pub use layer::{CacheLayer, CacheLayerBuilder};
 pub use predicate::Predicate;
 pub use service::Cache;
+pub use warm::{WarmOutcome, WarmReport, WarmResult};
 pub use store::{
     Claim, DecodeError, LeaseEnd, LeaseToken, Leases, Lookup, MemoryStore, Store, StoreError,
     StoreFuture, StoreStats, Tier, Variants,

@@ -126,6 +126,7 @@ impl Refresh {
                     Arc::new(updated),
                     (Some(guard), lease),
                     config.store_timeout,
+                    None,
                 );
             }
             return;
@@ -155,6 +156,7 @@ impl Refresh {
             Arc::new(prepared.finish(body)),
             (Some(guard), lease),
             config.store_timeout,
+            None,
         );
     }
 }
