@@ -501,12 +501,19 @@ mod tests {
             );
         }
         assert_eq!(
-            builder().refresh_ahead(2.0).build().unwrap_err().to_string(),
+            builder()
+                .refresh_ahead(2.0)
+                .build()
+                .unwrap_err()
+                .to_string(),
             "invalid `refresh_ahead`: 2 is not a fraction strictly between 0 and 1"
         );
         let layer = builder().refresh_ahead(0.1).build().unwrap();
         assert_eq!(layer.config.refresh_ahead, Some(0.1));
-        assert_eq!(CacheLayer::new(MemoryStore::new(1024)).config.refresh_ahead, None);
+        assert_eq!(
+            CacheLayer::new(MemoryStore::new(1024)).config.refresh_ahead,
+            None
+        );
     }
 
     #[test]

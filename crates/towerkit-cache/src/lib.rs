@@ -278,9 +278,9 @@ mod service;
 mod status;
 mod store;
 mod targeted;
-mod warm;
 #[cfg(test)]
 mod test_support;
+mod warm;
 
 pub use body::CacheBody;
 pub use entry::Entry;
@@ -290,13 +290,13 @@ pub use handle::{CacheHandle, CacheStats};
 pub use layer::{CacheLayer, CacheLayerBuilder};
 pub use predicate::Predicate;
 pub use service::Cache;
-pub use warm::{WarmOutcome, WarmReport, WarmResult};
 pub use store::{
     Claim, DecodeError, LeaseEnd, LeaseToken, Leases, Lookup, MemoryStore, Store, StoreError,
     StoreFuture, StoreStats, Tier, Variants,
 };
 #[cfg(feature = "redis")]
 pub use store::{RedisNode, RedisStore, RedisStoreBuilder, TieredStore};
+pub use warm::{WarmOutcome, WarmReport, WarmResult};
 
 /// The README's examples, compiled and run as doc tests (the README is in the package, so
 /// `cargo test --doc` on the published crate runs them too).

@@ -26,8 +26,8 @@ use crate::metrics::{self, LeaseEvent, Outcome};
 use crate::record::{Commit, Recorder, put};
 use crate::respond::{respond, strip_private_headers};
 use crate::status::{Fwd, Status, label};
-use crate::warm::{Probe, WarmOutcome};
 use crate::store::{LeaseEnd, Lookup, StoreFuture, Tier};
+use crate::warm::{Probe, WarmOutcome};
 
 /// What the cache knows of a request, owned, for the paths that wait (a remote lookup, the
 /// origin, another request's origin call).

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
+use futures_util::stream::FuturesOrdered;
 use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
 use http::{Extensions, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
@@ -144,16 +145,27 @@ where
     S::Error: fmt::Display,
     ResBody: Body,
 {
-    let results = futures_util::stream::iter(requests)
-        .map(|request| warm_one(shared, service.clone(), request))
-        .buffered(concurrency.max(1))
-        .collect()
-        .await;
+    let limit = concurrency.max(1);
+    let mut requests = requests.into_iter();
+    let mut running = FuturesOrdered::new();
+    let mut results = Vec::new();
+    loop {
+        while running.len() < limit {
+            let Some(request) = requests.next() else {
+                break;
+            };
+            running.push_back(warm_one(shared.clone(), service.clone(), request));
+        }
+        match running.next().await {
+            Some(result) => results.push(result),
+            None => break,
+        }
+    }
     WarmReport { results }
 }
 
 async fn warm_one<S, ReqBody, ResBody>(
-    shared: &Arc<Shared>,
+    shared: Arc<Shared>,
     mut service: S,
     request: Request<ReqBody>,
 ) -> WarmResult
@@ -182,15 +194,12 @@ where
     for name in [AUTHORIZATION, PROXY_AUTHORIZATION, COOKIE] {
         parts.headers.remove(name);
     }
-    let probe = Probe::new(shared);
+    let probe = Probe::new(&shared);
     parts.extensions.insert(probe.clone());
     if let Err(error) = poll_fn(|cx| service.poll_ready(cx)).await {
         return failed(None, error.to_string());
     }
-    let response = match service
-        .call(Request::from_parts(parts, body))
-        .await
-    {
+    let response = match service.call(Request::from_parts(parts, body)).await {
         Ok(response) => response,
         Err(error) => return failed(None, error.to_string()),
     };

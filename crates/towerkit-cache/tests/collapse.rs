@@ -541,13 +541,18 @@ async fn one_warm_call_across(stores: Vec<impl Store>) {
     };
     let (a, b) = tokio::join!(tokio::spawn(warm(0)), tokio::spawn(warm(1)));
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(origin.calls(), 1, "one origin call for two warming instances");
-    let mut outcomes = [
-        a.results[0].outcome.clone(),
-        b.results[0].outcome.clone(),
-    ];
+    assert_eq!(
+        origin.calls(),
+        1,
+        "one origin call for two warming instances"
+    );
+    let mut outcomes = [a.results[0].outcome.clone(), b.results[0].outcome.clone()];
     outcomes.sort_by_key(|o| format!("{o:?}"));
-    assert_eq!(outcomes, [WarmOutcome::Filled, WarmOutcome::Stored], "{a:?} {b:?}");
+    assert_eq!(
+        outcomes,
+        [WarmOutcome::Filled, WarmOutcome::Stored],
+        "{a:?} {b:?}"
+    );
     // Both instances now answer from the store.
     for instance in &instances {
         let seen = send(instance, get_req("/warm/cold")).await;
@@ -582,7 +587,10 @@ async fn two_instances_warming_one_key_make_one_origin_call_through_tiered_store
 async fn one_refresh_ahead_across_instances() {
     let prefix = unique_prefix();
     // A 2 s lifetime refreshed in its last half: hits after 1 s start the refresh.
-    let origin = SlowOrigin::new(Duration::from_millis(100), &[("cache-control", "max-age=2")]);
+    let origin = SlowOrigin::new(
+        Duration::from_millis(100),
+        &[("cache-control", "max-age=2")],
+    );
     let mut instances = Vec::new();
     for _ in 0..4 {
         let layer = CacheLayer::builder(redis_store(&prefix).await)
@@ -596,7 +604,10 @@ async fn one_refresh_ahead_across_instances() {
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let seen = stampede(&instances, 5, "/ahead").await;
     for response in &seen {
-        assert!(response.is_hit() && response.body == "call 1", "{response:?}");
+        assert!(
+            response.is_hit() && response.body == "call 1",
+            "{response:?}"
+        );
     }
     let started = Instant::now();
     while origin.calls() < 2 && started.elapsed() < Duration::from_secs(5) {

@@ -51,7 +51,11 @@ fn app(layer: &CacheLayer, calls: &Arc<AtomicUsize>) -> Router {
                 // A request with credentials would be answered privately.
                 let credentialed =
                     headers.contains_key("authorization") || headers.contains_key("cookie");
-                let cache_control = if credentialed { "private" } else { "max-age=60" };
+                let cache_control = if credentialed {
+                    "private"
+                } else {
+                    "max-age=60"
+                };
                 ([("cache-control", cache_control)], body)
             }
         })
@@ -79,7 +83,12 @@ async fn after_warm_the_first_request_to_each_warmed_route_is_a_hit() {
     let cache = layer.handle();
     let calls = Arc::new(AtomicUsize::new(0));
     let app = app(&layer, &calls);
-    let routes = ["/products", "/categories", "/products/1", "/products?page=2"];
+    let routes = [
+        "/products",
+        "/categories",
+        "/products/1",
+        "/products?page=2",
+    ];
 
     let report = cache.warm(&app, routes.map(warm_get), 2).await;
     assert!(report.is_complete(), "{report}");
@@ -94,11 +103,19 @@ async fn after_warm_the_first_request_to_each_warmed_route_is_a_hit() {
         assert_eq!(status, StatusCode::OK);
         assert!(cache_status.contains("; hit"), "{route}: {cache_status}");
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 4, "no origin call after warming");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        4,
+        "no origin call after warming"
+    );
 
     // Warming again finds every key fresh and calls nothing.
     let again = cache.warm(&app, routes.map(warm_get), 2).await;
-    assert_eq!(again.count(|o| *o == WarmOutcome::AlreadyFresh), 4, "{again}");
+    assert_eq!(
+        again.count(|o| *o == WarmOutcome::AlreadyFresh),
+        4,
+        "{again}"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 4);
     assert_eq!(
         again.to_string(),
@@ -183,7 +200,11 @@ async fn warm_concurrency_is_bounded() {
     let requests = (0..8).map(|n| warm_get(&format!("/slow/{n}")));
     let report = cache.warm(&app, requests, 3).await;
     assert!(report.is_complete(), "{report}");
-    assert_eq!(most.load(Ordering::SeqCst), 3, "at most 3 at a time, and 3 used");
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        3,
+        "at most 3 at a time, and 3 used"
+    );
 }
 
 #[tokio::test]
@@ -264,7 +285,10 @@ async fn a_refresh_ahead_window_makes_one_origin_call_and_labels_the_trigger() {
     assert_eq!(send(&service, get_req("/k")).await.body, "call 1");
     // Before the window: plain hits, no refresh.
     let seen = send(&service, get_req("/k")).await;
-    assert!(!seen.header("cache-status").contains("refresh-ahead"), "{seen:?}");
+    assert!(
+        !seen.header("cache-status").contains("refresh-ahead"),
+        "{seen:?}"
+    );
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     // In the window: 20 concurrent hits, one refresh, one response naming it (the others
     // are answered from the old entry or, once the refresh stored it, the new one).

@@ -221,9 +221,7 @@ async fn slow_thresholds_apply_to_queries() {
         let mut config = app.config.clone();
         config.slow_warn = Duration::from_millis(warn);
         config.slow_error = Duration::from_millis(error);
-        let state = AppState::connect(config)
-            .await
-            .expect("the service starts");
+        let state = AppState::connect(config).await.expect("the service starts");
         let logs = Logs::capture();
         state.db.execute(sleep, &[]).await.expect("the query runs");
         let lines = query_lines(&logs);
