@@ -107,6 +107,9 @@ pub(crate) struct Config {
     /// How long a key whose response was not storable skips leases.
     pub(crate) hit_for_miss: Duration,
     pub(crate) origin_timeout: Option<Duration>,
+    /// The last part of an entry's freshness lifetime (a fraction of it) in which a hit
+    /// starts a background refresh; `None`: off.
+    pub(crate) refresh_ahead: Option<f64>,
     pub(crate) name: Box<str>,
     pub(crate) x_cache: bool,
     /// Whether `Cache-Status` says why a response was not stored (`detail=…`).
@@ -156,6 +159,7 @@ impl Config {
             lease_ttl: DEFAULT_LEASE_TTL,
             hit_for_miss: DEFAULT_HIT_FOR_MISS,
             origin_timeout: None,
+            refresh_ahead: None,
             name: DEFAULT_CACHE_NAME.into(),
             x_cache: false,
             status_detail: true,
@@ -203,6 +207,7 @@ impl fmt::Debug for Config {
             .field("lease_ttl", &self.lease_ttl)
             .field("hit_for_miss", &self.hit_for_miss)
             .field("origin_timeout", &self.origin_timeout)
+            .field("refresh_ahead", &self.refresh_ahead)
             .field("name", &self.name)
             .field("x_cache", &self.x_cache)
             .field("status_detail", &self.status_detail)

@@ -23,6 +23,12 @@ pub enum ConfigError {
         /// The name given.
         name: String,
     },
+    /// `refresh_ahead` is not a fraction strictly between 0 and 1.
+    #[error("invalid `refresh_ahead`: {fraction} is not a fraction strictly between 0 and 1")]
+    RefreshAhead {
+        /// The fraction given.
+        fraction: f64,
+    },
     /// The URL (or a cluster node's) is not a valid Redis URL. With the `redis` feature.
     #[cfg(feature = "redis")]
     #[error("invalid redis url: {0}")]

@@ -3,12 +3,17 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
 use crate::config::Shared;
 use crate::key::path_tag;
 use crate::store::{StoreError, StoreStats};
+use crate::warm::WarmReport;
 
 /// A clonable handle on a [`CacheLayer`](crate::CacheLayer)'s store, for application code
-/// outside the request path: invalidate after a write, purge, read counts. Keep it in your
+/// outside the request path: invalidate after a write, purge, warm, read counts. Keep it in your
 /// application state.
 ///
 /// ```
@@ -64,6 +69,63 @@ impl CacheHandle {
     /// Removes every entry.
     pub async fn purge(&self) -> Result<(), StoreError> {
         self.shared.store.purge().await
+    }
+
+    /// Warms the cache: sends `requests` through `service`, at most `concurrency` at a time
+    /// (`0` counts as 1), and reports what this handle's cache did with each, in order.
+    ///
+    /// `service` is the whole service the cache layer sits in, as clients reach it (with
+    /// axum, the router after `Router::layer`, which wraps each route separately): warm
+    /// requests pass the cache like any request, so they are stored by the same rules
+    /// (keys, `Vary`, TTLs, predicates), coalesce with concurrent misses, and take the key's
+    /// lease in a shared store, so that instances warming the same keys at once make one
+    /// origin call per key. A key already fresh in the store is reported
+    /// [`AlreadyFresh`](crate::WarmOutcome::AlreadyFresh) and not fetched again; a stale one is
+    /// revalidated or refetched. Each body is drained as it streams (nothing is kept);
+    /// the report waits until the store has taken the entry.
+    ///
+    /// Only `GET` requests are sent (others are reported
+    /// [`Bypassed`](crate::WarmOutcome::Bypassed)); `Authorization`, `Proxy-Authorization` and
+    /// `Cookie` are removed, since a warmed entry is for everyone. Set the headers the cache
+    /// keys or varies on (`Accept-Encoding` for a compressed variant, a key header) to warm
+    /// those variants. The service's own timeouts bound each request; wrap the call in
+    /// `tokio::time::timeout` to bound the whole.
+    ///
+    /// ```
+    /// use axum::{Router, body::Body, routing::get};
+    /// use http::Request;
+    /// use towerkit_cache::{CacheLayer, MemoryStore, WarmOutcome};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let layer = CacheLayer::builder(MemoryStore::new(16 * 1024 * 1024))
+    ///     .default_ttl(std::time::Duration::from_secs(60))
+    ///     .build()
+    ///     .unwrap();
+    /// let cache = layer.handle();
+    /// let app = Router::new()
+    ///     .route("/products", get(|| async { "[]" }))
+    ///     .layer(layer);
+    ///
+    /// let requests = ["/products", "/products"].map(|uri| Request::get(uri).body(Body::empty()).unwrap());
+    /// let report = cache.warm(&app, requests, 4).await;
+    /// assert!(report.is_complete());
+    /// assert_eq!(report.results[0].outcome, WarmOutcome::Stored);
+    /// assert_eq!(report.results[1].outcome, WarmOutcome::AlreadyFresh);
+    /// # }
+    /// ```
+    pub async fn warm<S, ReqBody, ResBody>(
+        &self,
+        service: &S,
+        requests: impl IntoIterator<Item = Request<ReqBody>>,
+        concurrency: usize,
+    ) -> WarmReport
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+        S::Error: std::fmt::Display,
+        ResBody: Body,
+    {
+        crate::warm::warm(&self.shared, service, requests, concurrency).await
     }
 
     /// Request counts since the layer was built, and the store's counts.

@@ -409,6 +409,31 @@ impl CacheLayerBuilder {
         self
     }
 
+    /// Refresh-ahead: a fresh hit in the last `fraction` of its entry's freshness lifetime
+    /// (`0.1`: the last 10 %, the last 6 s of a 60 s TTL) is answered from the entry and
+    /// starts one background refresh of the key, so that a key requested steadily is
+    /// replaced before it expires and its clients never see it miss. The refresh is the one
+    /// `stale-while-revalidate` uses: conditional when the entry has validators, one at a
+    /// time per key in this process, and, with a shared store, under the key's lease so
+    /// that one instance of the cluster refreshes it. The request that starts it says
+    /// `Cache-Status: towerkit; hit; ttl=…; detail=refresh-ahead`; the refreshes started are
+    /// counted in [`REFRESH_AHEAD_TOTAL`](crate::metrics::REFRESH_AHEAD_TOTAL). A key that
+    /// is not requested in its window expires as usual, so the extra origin load is at most
+    /// one call per entry lifetime, for keys requested near their end.
+    ///
+    /// Default: off, as in the HTTP caches users know: the origin sees requests only for
+    /// misses and revalidations unless asked otherwise. [`build`](Self::build) fails with
+    /// [`ConfigError::RefreshAhead`] unless `0 < fraction < 1`.
+    #[must_use]
+    pub fn refresh_ahead(mut self, fraction: f64) -> Self {
+        if !(fraction > 0.0 && fraction < 1.0) {
+            self.error
+                .get_or_insert(ConfigError::RefreshAhead { fraction });
+        }
+        self.config.refresh_ahead = Some(fraction);
+        self
+    }
+
     /// Act as a surrogate (Edge Architecture 1.0) named `token`: advertise
     /// `Surrogate-Capability: token="Surrogate/1.0"` to the origin, let `Surrogate-Control`
     /// directives aimed at this cache (untargeted, or `;token`) take precedence over
@@ -463,6 +488,32 @@ mod tests {
                 .is_ok()
         );
         assert!(builder().surrogate("edge-1").build().is_ok());
+    }
+
+    #[test]
+    fn refresh_ahead_must_be_a_fraction_strictly_between_0_and_1() {
+        let builder = || CacheLayer::builder(MemoryStore::new(1024));
+        for fraction in [0.0, 1.0, -0.1, 1.5, f64::NAN, f64::INFINITY] {
+            let error = builder().refresh_ahead(fraction).build().unwrap_err();
+            assert!(
+                matches!(error, ConfigError::RefreshAhead { .. }),
+                "{fraction}: {error:?}"
+            );
+        }
+        assert_eq!(
+            builder()
+                .refresh_ahead(2.0)
+                .build()
+                .unwrap_err()
+                .to_string(),
+            "invalid `refresh_ahead`: 2 is not a fraction strictly between 0 and 1"
+        );
+        let layer = builder().refresh_ahead(0.1).build().unwrap();
+        assert_eq!(layer.config.refresh_ahead, Some(0.1));
+        assert_eq!(
+            CacheLayer::new(MemoryStore::new(1024)).config.refresh_ahead,
+            None
+        );
     }
 
     #[test]

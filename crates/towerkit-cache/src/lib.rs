@@ -106,7 +106,21 @@
 //!   [`ignore_query_param`](CacheLayerBuilder::ignore_query_param),
 //!   [`predicate`](CacheLayerBuilder::predicate), tags from the `Cache-Tag` response header
 //!   (removed before the client sees it) and a [`CacheHandle`] to invalidate by tag or
-//!   path, purge and read counts.
+//!   path, purge, warm and read counts.
+//! - Warming: [`CacheHandle::warm`] sends a list of `GET` requests through the service the
+//!   caller passes in (with axum, the router after `Router::layer`, which wraps each route
+//!   separately), so they pass the cache like any request and are stored by the same
+//!   rules; at most `concurrency` at a time, without credentials, and reported one by one
+//!   ([`WarmReport`]: stored, already fresh, filled by a concurrent call, not stored and
+//!   why, failed). A key already fresh is not fetched again. With a shared store, warming
+//!   instances take the key's lease like any miss: one origin call per key cluster-wide.
+//! - Refresh-ahead ([`refresh_ahead`](CacheLayerBuilder::refresh_ahead), off by default): a
+//!   hit in the last part of its entry's freshness lifetime (`0.1`: the last 10 %) is
+//!   answered from the entry and refreshes the key once in the background, by the
+//!   `stale-while-revalidate` machinery (conditional, one per key, under the key's lease),
+//!   so that a key requested steadily never expires. The triggering response says
+//!   `Cache-Status: towerkit; hit; ttl=5; detail=refresh-ahead` (RFC 9211 has no parameter
+//!   for it; `detail` is the one meant for implementation-specific information).
 //!
 //! Every response through the layer carries `Cache-Status` (RFC 9211):
 //! `towerkit; hit; ttl=42` (a negative ttl: served stale), `towerkit; fwd=miss; stored`,
@@ -188,7 +202,8 @@
 //! |---|---|
 //! | one origin call per cold key at a time ([`coalesce`](CacheLayerBuilder::coalesce)) | every instance sharing a [`RedisStore`] or [`TieredStore`] (leases in Redis), else the process |
 //! | followers get the leader's stored response even when the store write fails | the process (handed over directly) |
-//! | one `stale-while-revalidate` refresh, one revalidation per key | every instance sharing the store |
+//! | one `stale-while-revalidate` or refresh-ahead refresh, one revalidation per key | every instance sharing the store (while one refreshes, the others skip; a refresh that finds a newer entry than the one it was started for skips too) |
+//! | one origin call per key when instances warm the same keys ([`CacheHandle::warm`]) | every instance sharing the store (warming takes the miss path's lease) |
 //! | a response not storable reaches nobody else; the key is "hit-for-miss" for [`hit_for_miss`](CacheLayerBuilder::hit_for_miss) (10 s) | every instance sharing the store |
 //! | entries, tags, `invalidate_*`, `purge` | every instance sharing the store (a `TieredStore`'s memory tier through pub/sub) |
 //!
@@ -280,6 +295,7 @@ mod store;
 mod targeted;
 #[cfg(test)]
 mod test_support;
+mod warm;
 
 pub use body::CacheBody;
 pub use entry::Entry;
@@ -295,6 +311,7 @@ pub use store::{
 };
 #[cfg(feature = "redis")]
 pub use store::{RedisNode, RedisStore, RedisStoreBuilder, TieredStore};
+pub use warm::{WarmOutcome, WarmReport, WarmResult};
 
 /// The README's examples, compiled and run as doc tests (the README is in the package, so
 /// `cargo test --doc` on the published crate runs them too).

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::control::RequestDirectives;
 use crate::entry::{AUTHORIZED, Entry, FORBIDS_STALE, Meta, NO_CACHE};
 use crate::key;
-use crate::metrics::Outcome;
+use crate::metrics::{self, Outcome};
 use crate::refresh::Refresh;
 use crate::respond::respond;
 use crate::status::{Fwd, Status};
@@ -112,7 +112,11 @@ where
         tier,
     } = found;
     let shared = &config.shared;
-    let status = match usable {
+    let ahead = usable == Usable::Fresh
+        && config
+            .refresh_ahead
+            .is_some_and(|fraction| in_refresh_window(&entry.meta, now, fraction));
+    let mut status = match usable {
         Usable::Fresh => {
             shared.count(Outcome::Hit, Some(tier));
             Status::Hit { coalesced }
@@ -125,9 +129,22 @@ where
     if coalesced {
         shared.count_coalesced();
     }
-    if usable == Usable::StaleWhileRevalidate
+    crate::warm::seen(
+        &parts.extensions,
+        shared,
+        match usable {
+            Usable::Fresh if coalesced => crate::warm::WarmOutcome::Filled,
+            Usable::Fresh => crate::warm::WarmOutcome::AlreadyFresh,
+            _ => crate::warm::WarmOutcome::Stale,
+        },
+    );
+    if (usable == Usable::StaleWhileRevalidate || ahead)
         && let Some(guard) = shared.flights.try_lead(key, config.coalesce_timeout)
     {
+        if ahead {
+            metrics::refresh_ahead();
+            status = Status::RefreshAhead;
+        }
         let refresh = Refresh {
             config: config.clone(),
             key: key.to_owned(),
@@ -215,6 +232,13 @@ pub(crate) fn usability(meta: &Meta, now: u64, request: &RequestDirectives) -> U
     Usable::Validate
 }
 
+/// Whether a fresh entry is in the last `fraction` of its freshness lifetime at `now`, where
+/// a hit refreshes it ahead of its expiry.
+pub(crate) fn in_refresh_window(meta: &Meta, now: u64, fraction: f64) -> bool {
+    let remaining = meta.lifetime.saturating_sub(meta.age(now));
+    (remaining as f64) <= meta.lifetime as f64 * fraction
+}
+
 /// Whether an entry may be served because the origin failed: within its own
 /// `stale-if-error`, the request's, or the configured grace period, and never when it must
 /// be revalidated.
@@ -261,6 +285,17 @@ mod tests {
             usability(&stored.meta, NOW + 16_000, &none),
             Usable::Validate
         );
+    }
+
+    #[test]
+    fn refresh_window_is_the_last_fraction_of_the_lifetime() {
+        let stored = entry(&[("cache-control", "max-age=100")]);
+        assert!(!in_refresh_window(&stored.meta, NOW, 0.1));
+        assert!(!in_refresh_window(&stored.meta, NOW + 89_000, 0.1));
+        assert!(in_refresh_window(&stored.meta, NOW + 90_000, 0.1));
+        assert!(in_refresh_window(&stored.meta, NOW + 99_000, 0.1));
+        assert!(in_refresh_window(&stored.meta, NOW + 50_000, 0.5));
+        assert!(!in_refresh_window(&stored.meta, NOW + 49_000, 0.5));
     }
 
     #[test]

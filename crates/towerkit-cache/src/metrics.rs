@@ -10,6 +10,7 @@
 //! | `http_cache_redis_errors_total` | counter | operations | `operation` = `get`, `put`, `delete`, `invalidate_tag`, `purge`, `publish`, `lease`, `skipped`; `node` = the server's or cluster node's `host:port` (`cluster` before a cluster's slot map is known) | failed or timed-out Redis operations, and operations skipped while their node is known to be down (`skipped`) |
 //! | `http_cache_not_stored_total` | counter | responses | `reason` = the `Cache-Status` `detail` tokens (`status`, `no-store`, `private`, `authorization`, `cookie`, `set-cookie`, `vary-star`, `no-freshness`, `event-stream`, `too-large`, `must-understand`, `method`) | origin responses not stored, by reason; `too-large` also counts entries a memory store refused |
 //! | `http_cache_lease_events_total` | counter | events | `event` = `acquired`, `waited`, `filled`, `timed_out`, `hit_for_miss`, `unavailable` | cross-instance collapsing: leases taken by this instance, waits for another instance's lease, waits answered from the stored fill, waits that reached `coalesce_timeout` (then the origin), keys passed to the origin because their last response was not storable, and claims or waits that failed on the store (then coalescing stays within the process) |
+//! | `http_cache_refresh_ahead_total` | counter | refreshes | | background refreshes started by refresh-ahead (a fresh hit in the last part of its entry's lifetime; at most one at a time per key and process, and one per cluster while the key's lease is held elsewhere: a refresh that finds the lease held, or a newer entry already stored, is counted but makes no origin call) |
 //! | `http_cache_l1_entries` | gauge | entries | | keys held in process memory |
 //! | `http_cache_l1_bytes` | gauge | bytes | | bytes held in process memory |
 //!
@@ -33,6 +34,8 @@ pub const REDIS_ERRORS_TOTAL: &str = "http_cache_redis_errors_total";
 pub const NOT_STORED_TOTAL: &str = "http_cache_not_stored_total";
 /// Cross-instance collapsing: label `event`.
 pub const LEASE_EVENTS_TOTAL: &str = "http_cache_lease_events_total";
+/// Background refreshes started by refresh-ahead.
+pub const REFRESH_AHEAD_TOTAL: &str = "http_cache_refresh_ahead_total";
 /// Keys held in process memory.
 pub const L1_ENTRIES: &str = "http_cache_l1_entries";
 /// Bytes held in process memory.
@@ -94,6 +97,10 @@ pub(crate) fn not_stored(reason: crate::freshness::NotStorable) {
     ::metrics::counter!(NOT_STORED_TOTAL, "reason" => reason.as_str()).increment(1);
 }
 
+pub(crate) fn refresh_ahead() {
+    ::metrics::counter!(REFRESH_AHEAD_TOTAL).increment(1);
+}
+
 pub(crate) fn coalesced() {
     ::metrics::counter!(COALESCED_REQUESTS_TOTAL).increment(1);
 }
@@ -149,6 +156,11 @@ pub fn describe() {
         Unit::Count,
         "Events of cross-instance miss collapsing through the shared store, by event"
     );
+    describe_counter!(
+        REFRESH_AHEAD_TOTAL,
+        Unit::Count,
+        "Background refreshes started by refresh-ahead: fresh hits in the last part of their entry's lifetime"
+    );
     describe_gauge!(
         L1_ENTRIES,
         Unit::Count,
@@ -199,6 +211,7 @@ mod tests {
                 REDIS_ERRORS_TOTAL,
                 NOT_STORED_TOTAL,
                 LEASE_EVENTS_TOTAL,
+                REFRESH_AHEAD_TOTAL,
             ] {
                 ::metrics::counter!(name).increment(1);
             }
@@ -206,7 +219,7 @@ mod tests {
             ::metrics::gauge!(L1_ENTRIES).set(1.0);
             ::metrics::gauge!(L1_BYTES).set(1.0);
         });
-        assert_eq!(described.len(), 8);
+        assert_eq!(described.len(), 9);
         for (name, unit, help) in described {
             assert!(unit.is_some(), "{name} has no unit");
             assert!(

@@ -27,6 +27,7 @@ use crate::record::{Commit, Recorder, put};
 use crate::respond::{respond, strip_private_headers};
 use crate::status::{Fwd, Status, label};
 use crate::store::{LeaseEnd, Lookup, StoreFuture, Tier};
+use crate::warm::{Probe, WarmOutcome};
 
 /// What the cache knows of a request, owned, for the paths that wait (a remote lookup, the
 /// origin, another request's origin call).
@@ -41,6 +42,8 @@ pub(crate) struct CacheRequest {
     default_ttl: Option<Duration>,
     /// Whether the request may wait for another request's origin call for its key.
     coalescable: bool,
+    /// A warm request's probe, told what the cache did.
+    probe: Option<Probe>,
 }
 
 impl CacheRequest {
@@ -73,6 +76,7 @@ impl CacheRequest {
                 && !directives.no_cache
                 && directives.max_age.is_none()
                 && directives.min_fresh.is_none(),
+            probe: crate::warm::probe(&parts.extensions, &config.shared),
         }
     }
 
@@ -331,6 +335,11 @@ where
         (Some(Ok(response)), _) => response,
         (Some(Err(error)), None) => {
             shared.count(Outcome::Miss, Some(tier));
+            if let Some(probe) = &request.probe {
+                probe.done(WarmOutcome::Failed {
+                    error: "the service failed".to_owned(),
+                });
+            }
             return Err(error);
         }
         (Some(Err(_)) | None, fallback) => {
@@ -380,6 +389,11 @@ where
             if let Some(lease) = lease.take() {
                 lease.settle(LeaseEnd::NotStorable);
             }
+            if let Some(probe) = &request.probe {
+                probe.done(WarmOutcome::NotStored {
+                    reason: reason.as_str(),
+                });
+            }
             (None, config.status_detail.then_some(reason))
         }
     };
@@ -400,6 +414,7 @@ where
                 guard: guard.take(),
                 lease: lease.take(),
                 timeout: config.store_timeout,
+                done: request.probe.as_ref().map(Probe::storing),
             };
             if body.is_end_stream() {
                 commit.store(Bytes::new());
@@ -448,6 +463,9 @@ fn stale_on_error<B>(
 ) -> Response<CacheBody<B>> {
     let config = &request.config;
     config.shared.count(Outcome::Stale, None);
+    if let Some(probe) = &request.probe {
+        probe.done(WarmOutcome::Stale);
+    }
     match fallback {
         Some(entry) => respond(
             &entry,
@@ -480,12 +498,18 @@ fn freshened<B, R>(
     let (entry, stored) = match entry.freshen(response.headers(), exchange) {
         Ok(updated) => {
             let updated = Arc::new(updated);
+            // Reported as revalidated whatever the store write does: the response is
+            // fresh either way, and a failed write is logged.
+            if let Some(probe) = &request.probe {
+                probe.done(WarmOutcome::Revalidated);
+            }
             put(
                 config.shared.store.clone(),
                 request.key.clone(),
                 updated.clone(),
                 (guard, lease),
                 config.store_timeout,
+                None,
             );
             (updated, true)
         }
@@ -495,6 +519,11 @@ fn freshened<B, R>(
                 lease.settle(LeaseEnd::NotStorable);
             }
             drop(config.shared.store.delete(&request.key).now());
+            if let Some(probe) = &request.probe {
+                probe.done(WarmOutcome::NotStored {
+                    reason: NotStorable::Useless.as_str(),
+                });
+            }
             (Arc::from(merged), false)
         }
     };

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
 
 use crate::collapse::LeaseGuard;
 use crate::entry::{Entry, Prepared};
@@ -69,6 +70,9 @@ pub(crate) struct Commit {
     pub(crate) guard: Option<FlightGuard>,
     pub(crate) lease: Option<LeaseGuard>,
     pub(crate) timeout: Duration,
+    /// Told whether the store took the entry (a warm request's probe); dropped unsent
+    /// when the body stops before its end.
+    pub(crate) done: Option<oneshot::Sender<bool>>,
 }
 
 impl Commit {
@@ -81,6 +85,7 @@ impl Commit {
             entry,
             (self.guard, self.lease),
             self.timeout,
+            self.done,
         );
     }
 }
@@ -89,18 +94,22 @@ impl Commit {
 /// then does), and releases the lease once the store has it, as filled (or as abandoned
 /// if the write failed, so that waiters elsewhere claim it again). A store that is not
 /// done at once finishes on a spawned task (and nothing is stored outside a Tokio
-/// runtime).
+/// runtime). `done`, if any, is told whether the store took it.
 pub(crate) fn put(
     store: Arc<dyn Store>,
     key: String,
     entry: Arc<Entry>,
     (guard, lease): (Option<FlightGuard>, Option<LeaseGuard>),
     timeout: Duration,
+    done: Option<oneshot::Sender<bool>>,
 ) {
     if let Some(guard) = guard {
         guard.hand_over(entry.clone());
     }
     let settle = |stored: bool| {
+        if let Some(done) = done {
+            let _ = done.send(stored);
+        }
         if let Some(lease) = lease {
             lease.settle(if stored {
                 LeaseEnd::Filled

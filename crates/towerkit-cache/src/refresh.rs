@@ -91,6 +91,14 @@ impl Refresh {
             },
             None => None,
         };
+        // A request that saw the old entry may start its refresh just after another refresh
+        // (here, or on another instance) stored a newer one: then there is nothing to do.
+        if refreshed_since(&config, &key, &entry).await {
+            if let Some(lease) = lease {
+                lease.settle(LeaseEnd::Filled);
+            }
+            return;
+        }
         let request_headers = parts.headers.clone();
         let path = crate::key::target_uri(&parts).path().to_owned();
         parts.method = Method::GET;
@@ -126,6 +134,7 @@ impl Refresh {
                     Arc::new(updated),
                     (Some(guard), lease),
                     config.store_timeout,
+                    None,
                 );
             }
             return;
@@ -155,8 +164,24 @@ impl Refresh {
             Arc::new(prepared.finish(body)),
             (Some(guard), lease),
             config.store_timeout,
+            None,
         );
     }
+}
+
+/// Whether the store holds a variant of `key` received after `entry`; a lookup that fails
+/// or times out says no (the refresh goes ahead).
+async fn refreshed_since(config: &Config, key: &str, entry: &Entry) -> bool {
+    let found = match config.shared.store.get(key).now() {
+        Ok(result) => result.ok().flatten(),
+        Err(pending) => pending.within(config.store_timeout).await.ok().flatten(),
+    };
+    found.is_some_and(|lookup| {
+        lookup
+            .variants
+            .iter()
+            .any(|stored| stored.meta.response_time > entry.meta.response_time)
+    })
 }
 
 /// Reads a whole body of at most `limit` bytes; `None` if larger, broken or with trailers.

@@ -45,6 +45,9 @@ impl Fwd {
 pub(crate) enum Status {
     /// Served from the cache without contacting the origin.
     Hit { coalesced: bool },
+    /// Served fresh from the cache, in the entry's refresh-ahead window: this request
+    /// started a background refresh (`detail=refresh-ahead`).
+    RefreshAhead,
     /// Served stale from the cache.
     Stale,
     /// Forwarded to the origin.
@@ -105,6 +108,9 @@ pub(crate) fn cache_status(name: &str, status: Status, ttl: i64) -> HeaderValue 
                 value.push_str("; collapsed");
             }
         }
+        Status::RefreshAhead => {
+            let _ = write!(value, "; hit; ttl={ttl}; detail=refresh-ahead");
+        }
         Status::Stale => {
             let _ = write!(value, "; hit; ttl={ttl}");
         }
@@ -138,7 +144,7 @@ pub(crate) const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 /// The `X-Cache` value for `status`.
 pub(crate) fn x_cache(status: Status) -> HeaderValue {
     HeaderValue::from_static(match status {
-        Status::Hit { .. } => "HIT",
+        Status::Hit { .. } | Status::RefreshAhead => "HIT",
         Status::Stale => "STALE",
         Status::Forward {
             fwd: Fwd::Bypass | Fwd::Method,
@@ -190,5 +196,10 @@ mod tests {
             cache_status("edge", not_stored, 0),
             "edge; fwd=miss; detail=no-freshness"
         );
+        assert_eq!(
+            cache_status("edge", Status::RefreshAhead, 7),
+            "edge; hit; ttl=7; detail=refresh-ahead"
+        );
+        assert_eq!(x_cache(Status::RefreshAhead), "HIT");
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::http::{Request, Response};
 use tower::util::BoxCloneSyncService;
-use towerkit_cache::{CacheBody, CacheLayer, RedisStore, Store};
+use towerkit_cache::{CacheBody, CacheLayer, RedisStore, Store, WarmOutcome};
 use towerkit_test_support::servers::free_port;
 
 mod common;
@@ -522,5 +522,98 @@ async fn collapsing_across_instances_can_be_turned_off() {
     }
     stampede(&instances, 10, "/local").await;
     assert_eq!(origin.calls(), 3, "one call per instance");
+    remove_prefix(&prefix);
+}
+
+/// Two instances warm the same cold key at once: one origin call; one reports it stored,
+/// the other that it was filled by that call (it waited on the key's lease).
+async fn one_warm_call_across(stores: Vec<impl Store>) {
+    let origin = SlowOrigin::new(Duration::from_millis(300), SHARED);
+    let layers: Vec<CacheLayer> = stores.into_iter().map(layer).collect();
+    let instances: Vec<Svc> = layers.iter().map(|l| origin.behind(l)).collect();
+    let warm = |i: usize| {
+        let handle = layers[i].handle();
+        let instance = instances[i].clone();
+        async move {
+            let requests = [get_req("/warm/cold")];
+            handle.warm(&instance, requests, 4).await
+        }
+    };
+    let (a, b) = tokio::join!(tokio::spawn(warm(0)), tokio::spawn(warm(1)));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        origin.calls(),
+        1,
+        "one origin call for two warming instances"
+    );
+    let mut outcomes = [a.results[0].outcome.clone(), b.results[0].outcome.clone()];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(
+        outcomes,
+        [WarmOutcome::Filled, WarmOutcome::Stored],
+        "{a:?} {b:?}"
+    );
+    // Both instances now answer from the store.
+    for instance in &instances {
+        let seen = send(instance, get_req("/warm/cold")).await;
+        assert!(seen.is_hit() && seen.body == "call 1", "{seen:?}");
+    }
+    assert_eq!(origin.calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_warming_one_key_make_one_origin_call_on_redis() {
+    let prefix = unique_prefix();
+    one_warm_call_across(vec![redis_store(&prefix).await, redis_store(&prefix).await]).await;
+    remove_prefix(&prefix);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_warming_one_key_make_one_origin_call_through_tiered_stores() {
+    let prefix = unique_prefix();
+    let mut stores = Vec::new();
+    for _ in 0..2 {
+        let l1 = towerkit_cache::MemoryStore::new(1 << 20);
+        stores.push(towerkit_cache::TieredStore::new(
+            l1,
+            redis_store(&prefix).await,
+        ));
+    }
+    one_warm_call_across(stores).await;
+    remove_prefix(&prefix);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_refresh_ahead_across_instances() {
+    let prefix = unique_prefix();
+    // A 2 s lifetime refreshed in its last half: hits after 1 s start the refresh.
+    let origin = SlowOrigin::new(
+        Duration::from_millis(100),
+        &[("cache-control", "max-age=2")],
+    );
+    let mut instances = Vec::new();
+    for _ in 0..4 {
+        let layer = CacheLayer::builder(redis_store(&prefix).await)
+            .store_timeout(Duration::from_millis(500))
+            .refresh_ahead(0.5)
+            .build()
+            .unwrap();
+        instances.push(origin.behind(&layer));
+    }
+    assert_eq!(send(&instances[0], get_req("/ahead")).await.body, "call 1");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let seen = stampede(&instances, 5, "/ahead").await;
+    for response in &seen {
+        assert!(
+            response.is_hit() && response.body == "call 1",
+            "{response:?}"
+        );
+    }
+    let started = Instant::now();
+    while origin.calls() < 2 && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(origin.calls(), 2, "one refresh for all four instances");
     remove_prefix(&prefix);
 }

@@ -52,6 +52,15 @@ pub struct Config {
     pub cache_ttl: Duration,
     /// `CACHE_CAPACITY_MB`: the in-memory cache's size. Default 64.
     pub cache_capacity_bytes: u64,
+    /// `CACHE_WARM`: the paths (with their query) warmed at start-up, comma-separated, each
+    /// starting with `/`; `off` (or empty) for none. Default [`DEFAULT_CACHE_WARM`]: the
+    /// first product page and the categories.
+    pub cache_warm: Vec<String>,
+    /// `CACHE_REFRESH_AHEAD`: the last fraction of a cached response's lifetime in which a
+    /// hit refreshes it in the background (`CacheLayerBuilder::refresh_ahead`), strictly
+    /// between 0 and 1; `off` (or `0`) to turn it off. Default `0.1`: a hot list page is
+    /// refreshed in the last 6 s of its 60 s and never expires under load.
+    pub cache_refresh_ahead: Option<f64>,
     /// `SLOW_WARN_MS` / `SLOW_ERROR_MS`: slow request and query thresholds. Default 500 / 1000.
     pub slow_warn: Duration,
     /// See `slow_warn`.
@@ -59,6 +68,9 @@ pub struct Config {
     /// `REQUEST_TIMEOUT_SECS`: a request taking longer gets a 503. Default 10.
     pub request_timeout: Duration,
 }
+
+/// The paths warmed at start-up unless `CACHE_WARM` says otherwise.
+pub const DEFAULT_CACHE_WARM: &str = "/api/products,/api/categories";
 
 /// Which layers the service runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +125,24 @@ impl Config {
                 "SLOW_WARN_MS must not exceed SLOW_ERROR_MS".to_owned(),
             ));
         }
+        let cache_warm = warm_paths(
+            lookup("CACHE_WARM")
+                .as_deref()
+                .unwrap_or(DEFAULT_CACHE_WARM),
+        )?;
+        let cache_refresh_ahead = match lookup("CACHE_REFRESH_AHEAD").as_deref().map(str::trim) {
+            None => Some(0.1),
+            Some("" | "off" | "0") => None,
+            Some(text) => match text.parse::<f64>() {
+                Ok(fraction) if fraction > 0.0 && fraction < 1.0 => Some(fraction),
+                _ => {
+                    return Err(ConfigError(format!(
+                        "CACHE_REFRESH_AHEAD must be a fraction strictly between 0 and 1 \
+                         (0.1: the last 10 % of a lifetime) or `off`, got {text:?}"
+                    )));
+                }
+            },
+        };
         let bind_addr = lookup("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:3000".to_owned());
         let api_tokens = ApiTokens::parse(lookup("API_TOKENS").as_deref().unwrap_or(""))
             .map_err(|e| ConfigError(e.to_string()))?;
@@ -156,6 +186,8 @@ impl Config {
             layers,
             cache_ttl: Duration::from_secs(number("CACHE_TTL_SECS", 60)?),
             cache_capacity_bytes: number("CACHE_CAPACITY_MB", 64)? * 1024 * 1024,
+            cache_warm,
+            cache_refresh_ahead,
             slow_warn,
             slow_error,
             request_timeout: Duration::from_secs(number("REQUEST_TIMEOUT_SECS", 10)?.max(1)),
@@ -185,11 +217,35 @@ impl fmt::Debug for Config {
             .field("layers", &self.layers)
             .field("cache_ttl", &self.cache_ttl)
             .field("cache_capacity_bytes", &self.cache_capacity_bytes)
+            .field("cache_warm", &self.cache_warm)
+            .field("cache_refresh_ahead", &self.cache_refresh_ahead)
             .field("slow_warn", &self.slow_warn)
             .field("slow_error", &self.slow_error)
             .field("request_timeout", &self.request_timeout)
             .finish_non_exhaustive()
     }
+}
+
+/// The paths of `CACHE_WARM`: `off` or nothing for none; each entry a path (and query)
+/// starting with `/` that parses as a request target.
+fn warm_paths(list: &str) -> Result<Vec<String>, ConfigError> {
+    if list.trim() == "off" {
+        return Ok(Vec::new());
+    }
+    let mut paths = Vec::new();
+    for entry in list
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        if !entry.starts_with('/') || entry.parse::<axum::http::Uri>().is_err() {
+            return Err(ConfigError(format!(
+                "CACHE_WARM must list paths starting with `/` (or be `off`), got {entry:?}"
+            )));
+        }
+        paths.push(entry.to_owned());
+    }
+    Ok(paths)
 }
 
 /// The seed nodes of `REDIS_CLUSTER_NODES` as URLs: `host:port` becomes `redis://host:port`,
@@ -304,6 +360,33 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!(defaults.cache_warm, ["/api/products", "/api/categories"]);
+        assert_eq!(defaults.cache_refresh_ahead, Some(0.1));
+        let custom = config(&[
+            ("CACHE_WARM", "/api/products?page=1, /api/products?page=2,"),
+            ("CACHE_REFRESH_AHEAD", "0.25"),
+        ])
+        .unwrap();
+        assert_eq!(
+            custom.cache_warm,
+            ["/api/products?page=1", "/api/products?page=2"]
+        );
+        assert_eq!(custom.cache_refresh_ahead, Some(0.25));
+        let off = config(&[("CACHE_WARM", "off"), ("CACHE_REFRESH_AHEAD", "off")]).unwrap();
+        assert!(off.cache_warm.is_empty());
+        assert_eq!(off.cache_refresh_ahead, None);
+        for (name, value) in [
+            ("CACHE_WARM", "api/products"),
+            ("CACHE_WARM", "/a b"),
+            ("CACHE_REFRESH_AHEAD", "1"),
+            ("CACHE_REFRESH_AHEAD", "-0.1"),
+            ("CACHE_REFRESH_AHEAD", "NaN"),
+            ("CACHE_REFRESH_AHEAD", "lots"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err();
+            assert!(error.to_string().contains(name), "{error}");
+        }
         let error = config(&[("CACHE_TTL_SECS", "soon")]).unwrap_err();
         assert!(error.to_string().contains("CACHE_TTL_SECS"));
         assert!(config(&[("LAYERS", "some")]).is_err());

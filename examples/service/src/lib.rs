@@ -37,8 +37,9 @@ pub mod secret;
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, Request, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
@@ -49,7 +50,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultMakeSpan, TraceLayer};
-use towerkit::cache::{CacheHandle, CacheLayer, MemoryStore, RedisStore, TieredStore};
+use towerkit::cache::{CacheHandle, CacheLayer, MemoryStore, RedisStore, TieredStore, WarmReport};
 use towerkit::compress::CompressionLayer;
 use towerkit::db::{Db, DbConfig};
 use towerkit::nulls::StripNullsLayer;
@@ -64,6 +65,9 @@ const BODY_LIMIT: usize = 64 * 1024;
 
 /// Buckets for the cache's remote store calls, which time out at 50 ms by default.
 const STORE_DURATION_BUCKETS: [f64; 8] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
+
+/// The `Accept-Encoding` current browsers send, warmed beside the plain variant.
+const BROWSER_ACCEPT_ENCODING: &str = "gzip, deflate, br, zstd";
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -165,10 +169,13 @@ impl AppState {
                     }
                     None => CacheLayer::builder(memory),
                 };
-                let layer = builder
-                    .default_ttl(config.cache_ttl)
-                    .build()
-                    .map_err(|e| fail("cache", &e))?;
+                let builder = builder.default_ttl(config.cache_ttl);
+                // Hot keys are refreshed before they expire (`CACHE_REFRESH_AHEAD`).
+                let builder = match config.cache_refresh_ahead {
+                    Some(fraction) => builder.refresh_ahead(fraction),
+                    None => builder,
+                };
+                let layer = builder.build().map_err(|e| fail("cache", &e))?;
                 Some(layer)
             }
         };
@@ -183,6 +190,43 @@ impl AppState {
     /// The cache's handle, for invalidation and statistics (`None` with `LAYERS=none`).
     pub fn cache(&self) -> Option<CacheHandle> {
         self.cache.as_ref().map(CacheLayer::handle)
+    }
+
+    /// Warms the cache with the `CACHE_WARM` paths, through `router` (the application
+    /// [`app`] built), so that the first clients after a start find them cached; logs the
+    /// report (INFO) and each path that did not end up cached (WARN). Each path is warmed
+    /// as plain clients ask for it and as browsers do (`Accept-Encoding: gzip, deflate, br,
+    /// zstd`), since the cache keeps one entry per negotiated encoding; two requests at a
+    /// time. `None` without a cache or paths. `main` spawns it once the listeners are bound,
+    /// so readiness does not wait for it; with several instances on one Redis, each path
+    /// costs one database query in all (the cache's lease).
+    pub async fn warm_cache(&self, router: &Router) -> Option<WarmReport> {
+        let cache = self.cache()?;
+        if self.config.cache_warm.is_empty() {
+            return None;
+        }
+        let mut requests = Vec::with_capacity(self.config.cache_warm.len() * 2);
+        for path in &self.config.cache_warm {
+            for encoding in [None, Some(BROWSER_ACCEPT_ENCODING)] {
+                let mut request = Request::get(path.as_str());
+                if let Some(encoding) = encoding {
+                    request = request.header(header::ACCEPT_ENCODING, encoding);
+                }
+                // `Config` checked every path: none fails to build.
+                requests.push(request.body(Body::empty()).unwrap_or_default());
+            }
+        }
+        let report = cache.warm(router, requests, 2).await;
+        tracing::info!(%report, "cache warmed");
+        for result in report.results.iter().filter(|r| !r.outcome.is_warm()) {
+            tracing::warn!(
+                uri = %result.uri,
+                status = ?result.status,
+                outcome = ?result.outcome,
+                "cache warming left a path uncached"
+            );
+        }
+        Some(report)
     }
 
     /// Drops cached responses tagged with any of `tags`. A failure (Redis down) is logged,

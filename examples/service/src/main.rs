@@ -72,7 +72,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 .await
         }
     });
-    let public = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+    let router = app(state.clone());
+    // Warming runs beside serving: readiness does not wait for it, and early requests for a
+    // path being warmed join its origin call.
+    tokio::spawn({
+        let router = router.clone();
+        async move { state.warm_cache(&router).await }
+    });
+    let public = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown().await;
         let _ = stop.send(());
     });

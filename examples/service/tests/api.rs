@@ -383,3 +383,44 @@ async fn a_short_cursor_key_stops_the_start() {
     };
     assert!(error.to_string().contains("CURSOR_KEY"), "{error}");
 }
+
+#[tokio::test]
+async fn warming_at_start_makes_the_first_requests_to_its_paths_hits() {
+    let app = TestApp::start().await;
+    let report = app
+        .state
+        .warm_cache(&app.router)
+        .await
+        .expect("a cache and the default paths");
+    assert!(report.is_complete(), "{report}");
+    assert_eq!(
+        report.count(|o| *o == towerkit::cache::WarmOutcome::Stored),
+        4,
+        "two paths, two encodings each: {report}"
+    );
+    for path in ["/api/products", "/api/categories"] {
+        for encoding in [None, Some("gzip, deflate, br, zstd")] {
+            let mut request = app.request(Method::GET, path);
+            if let Some(encoding) = encoding {
+                request = request.header("accept-encoding", encoding);
+            }
+            let reply = app.send(request).await;
+            assert_eq!(reply.status, StatusCode::OK, "{path}");
+            let status = header(&reply, "cache-status");
+            assert!(status.contains("; hit"), "{path} {encoding:?}: {status}");
+        }
+    }
+    // Warming again finds them fresh.
+    let again = app.state.warm_cache(&app.router).await.expect("a report");
+    assert_eq!(
+        again.count(|o| *o == towerkit::cache::WarmOutcome::AlreadyFresh),
+        4,
+        "{again}"
+    );
+}
+
+#[tokio::test]
+async fn cache_warm_off_warms_nothing() {
+    let app = TestApp::start_with(|config| config.cache_warm.clear()).await;
+    assert!(app.state.warm_cache(&app.router).await.is_none());
+}

@@ -96,6 +96,8 @@ fn with_database(url: &str, database: &str) -> String {
 /// The application on a database of its own.
 pub struct TestApp {
     pub router: axum::Router,
+    /// The state the routers share (the cache's handle, warming).
+    pub state: AppState,
     /// The operations router (`/metrics`, health): the admin listener's.
     pub admin: axum::Router,
     pub config: Config,
@@ -127,7 +129,8 @@ impl TestApp {
             .expect("the service starts");
         TestApp {
             router: app(state.clone()),
-            admin: admin_app(state),
+            admin: admin_app(state.clone()),
+            state,
             config,
             database,
         }
@@ -152,7 +155,8 @@ impl TestApp {
             let app = match start.await {
                 Ok(Ok(state)) => Ok(TestApp {
                     router: app(state.clone()),
-                    admin: admin_app(state),
+                    admin: admin_app(state.clone()),
+                    state,
                     config: config.clone(),
                     database: None,
                 }),
@@ -175,7 +179,8 @@ impl TestApp {
             .expect("the service starts");
         TestApp {
             router: app(state.clone()),
-            admin: admin_app(state),
+            admin: admin_app(state.clone()),
+            state,
             config: self.config.clone(),
             database: None,
         }
