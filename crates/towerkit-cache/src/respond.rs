@@ -170,9 +170,22 @@ pub(crate) fn forwarded<B>(
 
 /// Removes what only the cache may see from a response going to the client.
 pub(crate) fn strip_private_headers(headers: &mut HeaderMap, config: &Config) {
-    headers.remove(&config.policy.tag_header);
-    headers.remove(&config.policy.targets.own);
-    if config.policy.surrogate.is_some() {
+    let policy = &config.policy;
+    // Most responses carry none of these: one pass over the few names present costs less
+    // than a hashed lookup of each private field (the names are not standard headers).
+    let (mut tag, mut own, mut surrogate) = (false, false, false);
+    for name in headers.keys() {
+        tag |= *name == policy.tag_header;
+        own |= *name == policy.targets.own;
+        surrogate |= *name == SURROGATE_CONTROL;
+    }
+    if tag {
+        headers.remove(&policy.tag_header);
+    }
+    if own {
+        headers.remove(&policy.targets.own);
+    }
+    if surrogate && policy.surrogate.is_some() {
         headers.remove(SURROGATE_CONTROL);
     }
 }
