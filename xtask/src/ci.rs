@@ -107,6 +107,7 @@ fn instruction_counts() -> Result {
 /// rebuilt; their dependencies are not).
 fn package() -> Result {
     let packages = publishable_packages()?;
+    forget_unpacked_packages(&packages)?;
     let mut command = cargo();
     command.args(["package", "--locked", "--allow-dirty"]);
     for name in &packages {
@@ -116,6 +117,51 @@ fn package() -> Result {
         &format!("cargo package ({})", packages.join(", ")),
         &mut command,
     )
+}
+
+/// Removes what an earlier `cargo package` unpacked of these packages. To build a package
+/// against the others, cargo serves the freshly packaged `.crate` files as a local registry
+/// and unpacks them under `$CARGO_HOME/registry/src/-<hash of that registry's path>/`;
+/// when `<name>-<version>` is already there it is reused, so a crate changed since the last
+/// run without a version bump would be verified against its old sources (seen: a new
+/// function of towerkit-http "missing" for towerkit-compress). Only those local-registry
+/// directories (their names start with `-`) are touched, never crates.io's.
+fn forget_unpacked_packages(packages: &[String]) -> Result {
+    let cargo_home = match std::env::var_os("CARGO_HOME") {
+        Some(home) => std::path::PathBuf::from(home),
+        None => match std::env::var_os("HOME") {
+            Some(home) => std::path::PathBuf::from(home).join(".cargo"),
+            None => return Ok(()),
+        },
+    };
+    let Ok(registries) = std::fs::read_dir(cargo_home.join("registry/src")) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let Ok(unpacked) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for dir in unpacked.flatten() {
+            let name = dir.file_name().to_string_lossy().into_owned();
+            if is_unpacked_package(&name, packages) {
+                std::fs::remove_dir_all(dir.path())
+                    .map_err(|e| format!("remove {}: {e}", dir.path().display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `dir` (`<name>-<version>`) is one of `packages` unpacked.
+fn is_unpacked_package(dir: &str, packages: &[String]) -> bool {
+    packages.iter().any(|name| {
+        dir.strip_prefix(name.as_str())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()))
+    })
 }
 
 /// The workspace members that may be published, from `cargo metadata`.
@@ -295,6 +341,16 @@ mod tests {
                 "towerkit-validators",
             ]
         );
+    }
+
+    #[test]
+    fn unpacked_packages_are_told_by_name_and_version() {
+        let packages = ["towerkit".to_owned(), "towerkit-http".to_owned()];
+        assert!(is_unpacked_package("towerkit-0.1.0", &packages));
+        assert!(is_unpacked_package("towerkit-http-0.1.0", &packages));
+        assert!(!is_unpacked_package("towerkit-cache-0.1.0", &packages));
+        assert!(!is_unpacked_package("towerkit-httpx-0.1.0", &packages));
+        assert!(!is_unpacked_package("serde-1.0.0", &packages));
     }
 
     #[test]
