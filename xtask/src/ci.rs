@@ -108,6 +108,7 @@ fn instruction_counts() -> Result {
 fn package() -> Result {
     let packages = publishable_packages()?;
     forget_unpacked_packages(&packages)?;
+    forget_package_builds(&packages)?;
     let mut command = cargo();
     command.args(["package", "--locked", "--allow-dirty"]);
     for name in &packages {
@@ -153,6 +154,34 @@ fn forget_unpacked_packages(packages: &[String]) -> Result {
         }
     }
     Ok(())
+}
+
+/// Removes the dev-profile fingerprints of `packages` from the target directory. Packaged
+/// files carry a fixed modification time (2006), so a package built from a fresh unpacking
+/// still looks up to date to cargo and its old library would be linked: rebuilding the
+/// workspace's own crates in the dev profile costs a few seconds.
+fn forget_package_builds(packages: &[String]) -> Result {
+    let fingerprints = crate::target_dir().join("debug/.fingerprint");
+    let Ok(entries) = std::fs::read_dir(&fingerprints) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_build_of(&name, packages) {
+            std::fs::remove_dir_all(entry.path())
+                .map_err(|e| format!("remove {}: {e}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether a fingerprint directory (`<name>-<16 hex digits>`) belongs to one of `packages`.
+fn is_build_of(dir: &str, packages: &[String]) -> bool {
+    packages.iter().any(|name| {
+        dir.strip_prefix(name.as_str())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|hash| hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()))
+    })
 }
 
 /// Whether `dir` (`<name>-<version>`) is one of `packages` unpacked.
@@ -351,6 +380,10 @@ mod tests {
         assert!(!is_unpacked_package("towerkit-cache-0.1.0", &packages));
         assert!(!is_unpacked_package("towerkit-httpx-0.1.0", &packages));
         assert!(!is_unpacked_package("serde-1.0.0", &packages));
+        assert!(is_build_of("towerkit-http-4fd15fc7bfc67956", &packages));
+        assert!(is_build_of("towerkit-06a4454fd592cb4f", &packages));
+        assert!(!is_build_of("towerkit-cache-06a4454fd592cb4f", &packages));
+        assert!(!is_build_of("towerkit-http-0.1.0", &packages));
     }
 
     #[test]
