@@ -131,6 +131,19 @@ async fn redis_store(prefix: &str) -> RedisStore {
         .unwrap()
 }
 
+/// `count` instances' tiered stores: a small memory tier each in front of one Redis prefix.
+async fn tiered_stores(prefix: &str, count: usize) -> Vec<towerkit_cache::TieredStore> {
+    let mut stores = Vec::with_capacity(count);
+    for _ in 0..count {
+        let l1 = towerkit_cache::MemoryStore::new(1 << 20);
+        stores.push(towerkit_cache::TieredStore::new(
+            l1,
+            redis_store(prefix).await,
+        ));
+    }
+    stores
+}
+
 const SHARED: &[(&str, &str)] = &[("cache-control", "max-age=60")];
 const PRIVATE: &[(&str, &str)] = &[("cache-control", "private, max-age=60")];
 
@@ -170,15 +183,7 @@ async fn four_instances_make_one_origin_call_on_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_instances_make_one_origin_call_through_tiered_stores() {
     let prefix = unique_prefix();
-    let mut stores = Vec::new();
-    for _ in 0..4 {
-        let l1 = towerkit_cache::MemoryStore::new(1 << 20);
-        stores.push(towerkit_cache::TieredStore::new(
-            l1,
-            redis_store(&prefix).await,
-        ));
-    }
-    one_call_across(stores).await;
+    one_call_across(tiered_stores(&prefix, 4).await).await;
     remove_prefix(&prefix);
 }
 
@@ -571,15 +576,7 @@ async fn two_instances_warming_one_key_make_one_origin_call_on_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_warming_one_key_make_one_origin_call_through_tiered_stores() {
     let prefix = unique_prefix();
-    let mut stores = Vec::new();
-    for _ in 0..2 {
-        let l1 = towerkit_cache::MemoryStore::new(1 << 20);
-        stores.push(towerkit_cache::TieredStore::new(
-            l1,
-            redis_store(&prefix).await,
-        ));
-    }
-    one_warm_call_across(stores).await;
+    one_warm_call_across(tiered_stores(&prefix, 2).await).await;
     remove_prefix(&prefix);
 }
 
