@@ -3,8 +3,10 @@
 //! The first request to miss a key leads: it registers a flight and calls the origin.
 //! Requests missing the same key meanwhile follow: they wait (bounded) for the flight to
 //! end. A leader whose response is storable hands the entry to its followers directly
-//! ([`FlightGuard::hand_over`]), before and whatever the store does with it; a flight that
-//! ends otherwise (the response not storable, the leader gave up: client gone, body too
+//! ([`FlightGuard::hand_over`]), before and whatever the store does with it, and ends the
+//! flight only once the store has been given the entry (`record.rs`): a request that missed
+//! the store just before then follows and is handed the entry, or finds it stored when it
+//! looks again. A flight that ends otherwise (the response not storable, the leader gave up: client gone, body too
 //! large) hands nothing, and followers look the key up again. A response that is not
 //! storable thus never reaches a follower.
 //!
@@ -119,8 +121,9 @@ impl FlightGuard {
         self.until
     }
 
-    /// Ends the flight, handing `entry` (a storable response, as stored) to the followers.
-    pub(crate) fn hand_over(self, entry: Arc<Entry>) {
+    /// Hands `entry` (a storable response, as stored) to the followers, and to every
+    /// request that joins the flight until the guard drops.
+    pub(crate) fn hand_over(&self, entry: Arc<Entry>) {
         self.done.send_replace(Some(entry));
     }
 }
@@ -155,17 +158,17 @@ pub(crate) enum Waited {
 }
 
 impl Follower {
-    /// Waits until the flight ends or its bound passes.
+    /// Waits until the leader hands over an entry, the flight ends, or its bound passes.
     pub(crate) async fn wait(mut self) -> Waited {
-        let ended = tokio::time::timeout_at(self.until, async {
-            // `changed` fails once the sender is dropped, which ends every flight.
-            while self.receiver.changed().await.is_ok() {}
-        })
-        .await;
+        // `wait_for` sees an entry already handed over at once, and fails once the sender
+        // is dropped, which ends every flight.
+        let ended = tokio::time::timeout_at(self.until, self.receiver.wait_for(Option::is_some))
+            .await
+            .is_ok();
         match (ended, self.receiver.borrow().clone()) {
             (_, Some(entry)) => Waited::Handed(entry),
-            (Ok(()), None) => Waited::Ended,
-            (Err(_), None) => Waited::TimedOut,
+            (true, None) => Waited::Ended,
+            (false, None) => Waited::TimedOut,
         }
     }
 }
@@ -215,12 +218,41 @@ mod tests {
             b"body",
         ));
         guard.hand_over(entry.clone());
+        drop(guard);
         for follower in followers {
             let Waited::Handed(handed) = follower.await.unwrap() else {
                 panic!("the entry must be handed over")
             };
             assert!(Arc::ptr_eq(&handed, &entry));
         }
+        assert_eq!(flights.in_progress(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_joining_after_the_hand_over_is_handed_the_entry_at_once() {
+        let flights = Arc::new(Flights::default());
+        let Join::Lead(guard) = flights.join("k", BOUND) else {
+            panic!("first join must lead")
+        };
+        let entry = Arc::new(crate::test_support::entry(
+            &[("cache-control", "max-age=60")],
+            &[],
+            "/k",
+            b"body",
+        ));
+        guard.hand_over(entry.clone());
+        // The store has not taken the entry yet: the flight is still open.
+        let Join::Follow(follower) = flights.join("k", BOUND) else {
+            panic!("a request joining while the store writes must follow")
+        };
+        let waited = tokio::time::timeout(Duration::from_secs(1), follower.wait())
+            .await
+            .expect("an entry handed over ends the wait without the guard dropping");
+        let Waited::Handed(handed) = waited else {
+            panic!("the entry must be handed over")
+        };
+        assert!(Arc::ptr_eq(&handed, &entry));
+        drop(guard);
         assert_eq!(flights.in_progress(), 0);
     }
 

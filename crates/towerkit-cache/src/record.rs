@@ -91,10 +91,10 @@ impl Commit {
 }
 
 /// Puts `entry` under `key`: hands it to `guard`'s followers at once (whatever the store
-/// then does), and releases the lease once the store has it, as filled (or as abandoned
-/// if the write failed, so that waiters elsewhere claim it again). A store that is not
-/// done at once finishes on a spawned task (and nothing is stored outside a Tokio
-/// runtime). `done`, if any, is told whether the store took it.
+/// then does), ends the flight once the store has been given it, and releases the lease
+/// once the store has it, as filled (or as abandoned if the write failed, so that waiters
+/// elsewhere claim it again). A store that is not done at once finishes on a spawned task
+/// (and nothing is stored outside a Tokio runtime). `done`, if any, is told whether the store took it.
 pub(crate) fn put(
     store: Arc<dyn Store>,
     key: String,
@@ -103,10 +103,10 @@ pub(crate) fn put(
     timeout: Duration,
     done: Option<oneshot::Sender<bool>>,
 ) {
-    if let Some(guard) = guard {
+    if let Some(guard) = &guard {
         guard.hand_over(entry.clone());
     }
-    let settle = |stored: bool| {
+    let settle = move |stored: bool| {
         if let Some(done) = done {
             let _ = done.send(stored);
         }
@@ -118,7 +118,14 @@ pub(crate) fn put(
             });
         }
     };
-    match store.put(&key, entry).now() {
+    let put = store.put(&key, entry);
+    // The flight ends once the store has run the write's synchronous part: a memory store
+    // (or a tiered store's L1) then holds the entry, so a request that missed just before
+    // finds it when it looks again, instead of leading a second origin call. A remote
+    // write still in progress does not hold the flight open: an invalidation meanwhile
+    // must not be answered from the entry handed over.
+    drop(guard);
+    match put.now() {
         Ok(result) => {
             if let Err(error) = &result {
                 tracing::debug!(%error, "cache store put failed");
