@@ -32,6 +32,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
 use tower::{Layer, ServiceExt, service_fn};
+use towerkit_benches::custom::{Options, ms};
 use towerkit_benches::{install_metrics_recorder, runtime};
 use towerkit_cache::{CacheLayer, RedisStore, Store};
 
@@ -48,15 +49,11 @@ const TARGET_P99: Duration = Duration::from_millis(10);
 const TARGET_ORIGIN_CALLS: usize = 1;
 
 fn main() {
-    let options = Options::parse(std::env::args().skip(1));
-    if options.list {
-        println!("{ID}: bench");
+    let options = Options::parse(std::env::args().skip(1), ROUNDS);
+    if !options.selects(ID) {
         return;
     }
-    if options.filter.as_deref().is_some_and(|f| !ID.contains(f)) {
-        return;
-    }
-    let rounds = if options.bench { options.rounds } else { 1 };
+    let rounds = options.rounds_to_run();
     install_metrics_recorder();
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let nanos = std::time::SystemTime::now()
@@ -79,82 +76,7 @@ fn main() {
         }
     };
     println!("{}", report.text(started.elapsed()));
-    if options.bench
-        && let Some(dir) = std::env::var_os("TOWERKIT_BENCH_RESULTS")
-    {
-        let dir = std::path::PathBuf::from(dir);
-        let path = dir.join(format!("{}.json", ID.replace('/', "_")));
-        let written = std::fs::create_dir_all(&dir).and_then(|()| {
-            std::fs::write(
-                &path,
-                serde_json::to_vec_pretty(&report.json()).unwrap_or_default(),
-            )
-        });
-        if let Err(error) = written {
-            println!("{ID}: cannot write {}: {error}", path.display());
-        }
-    }
-}
-
-/// What the command line asks for.
-#[derive(Debug)]
-struct Options {
-    /// `--bench`: measure (else one round, as a check).
-    bench: bool,
-    list: bool,
-    filter: Option<String>,
-    rounds: usize,
-}
-
-impl Options {
-    fn parse(args: impl Iterator<Item = String>) -> Self {
-        // criterion's options that take a value, so that the value is not read as a filter.
-        const WITH_VALUE: &[&str] = &[
-            "--warm-up-time",
-            "--measurement-time",
-            "--sample-size",
-            "--nresamples",
-            "--noise-threshold",
-            "--confidence-level",
-            "--significance-level",
-            "--save-baseline",
-            "--baseline",
-            "--baseline-lenient",
-            "--load-baseline",
-            "--profile-time",
-            "--output-format",
-            "--color",
-            "--plotting-backend",
-            "--format",
-            "-c",
-            "-s",
-            "-b",
-        ];
-        let mut options = Options {
-            bench: false,
-            list: false,
-            filter: None,
-            rounds: ROUNDS,
-        };
-        let mut args = args;
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--bench" => options.bench = true,
-                "--list" => options.list = true,
-                "--sample-size" => {
-                    if let Some(n) = args.next().and_then(|n| n.parse().ok()) {
-                        options.rounds = std::cmp::max(n, 1);
-                    }
-                }
-                flag if WITH_VALUE.contains(&flag) => {
-                    args.next();
-                }
-                flag if flag.starts_with('-') => {}
-                filter => options.filter = Some(filter.to_owned()),
-            }
-        }
-        options
-    }
+    options.write_result(ID, &report.json());
 }
 
 /// One measured round: the origin calls it made and each request's added wait.
@@ -437,8 +359,4 @@ fn percentile(sorted: &[Duration], percent: f64) -> Duration {
     }
     let rank = (percent / 100.0 * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(duration: Duration) -> String {
-    format!("{:.2} ms", duration.as_secs_f64() * 1e3)
 }

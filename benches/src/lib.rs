@@ -13,6 +13,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use tower::{Service, ServiceExt, service_fn};
 
+pub mod custom;
 pub mod naive;
 
 /// Installs, once per process, the metrics recorder a service runs with: the Prometheus
