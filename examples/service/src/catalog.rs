@@ -3,13 +3,33 @@
 //! Handlers stay plain: SQL through `Db` (timed, counted into `Server-Timing`), rows into
 //! serde structs, and a `Cache-Tag` response header naming what the response depends on so
 //! writes can invalidate exactly that. Everything else (paging the category list, field
-//! selection, stripping nulls, compression, caching, timing) is done by the layers.
+//! selection, stripping nulls, compression, caching, timing, `ETag`s of the lists) is done
+//! by the layers.
+//!
+//! # Validators
+//!
+//! A product is the one resource clients write, so its `ETag` is one a write can check in
+//! the same SQL statement as it writes: `"p{id}-v{version}-{view}"`, from the row's
+//! `version` column (migration 0003; every `UPDATE` increments it) and the *view*, a hash of
+//! whatever else decides the bytes (see [`REPRESENTATION_REVISION`] and `view`). The handler
+//! cannot put it in the `ETag` header itself: the JSON layers between it and the client
+//! rewrite the body and so weaken any strong tag they pass (`W/"..."`), and a weak tag never
+//! satisfies `If-Match` (strong comparison, RFC 9110 §13.1.1). So it travels as a
+//! [`RepresentationTag`] response extension, which the layers leave alone, and
+//! [`expose_etag`], outside the JSON layers, makes it the `ETag`. That is sound because
+//! the layers' rewrite is a deterministic function of the handler's bytes and the request's
+//! query string, both of which the tag covers: equal tags mean equal bytes. Compression,
+//! further out, gives each coding its own tag (`"...-br"`), and `Preconditions` compares
+//! the base tag, so `If-Match` with the tag of any coding of the current version holds.
+//! The lists and categories have no version: `ETagLayer` hashes their bytes.
+
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::header::LOCATION;
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::header::{CONTENT_LOCATION, ETAG, IF_MATCH, LOCATION};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -20,8 +40,10 @@ use towerkit::db::tokio_postgres::error::SqlState;
 use towerkit::db::tokio_postgres::types::ToSql;
 use towerkit::json::Problem;
 use towerkit::paginate::{Page, Pagination};
+use towerkit::validators::{PreconditionError, Preconditions, etag_of};
 
 use crate::AppState;
+use crate::config::Layers;
 
 /// The response header the cache reads tags from (and strips before the client sees it).
 pub const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
@@ -40,6 +62,9 @@ pub struct Product {
     stock: i32,
     created_at: String,
     updated_at: String,
+    /// The row's version (counts writes), named by the `ETag` rather than shown in the body.
+    #[serde(skip)]
+    version: i64,
 }
 
 /// A category.
@@ -50,9 +75,11 @@ pub struct Category {
     description: Option<String>,
 }
 
+/// The columns a [`Product`] is read from. A change to what they give for an unchanged row
+/// (another date format) changes the product's bytes: bump [`REPRESENTATION_REVISION`].
 const PRODUCT_COLUMNS: &str = "id, category_id, name, description, price_cents, discount_percent, image_url, stock, \
      to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-     to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+     to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), version";
 
 impl Product {
     fn from_row(row: &Row) -> Self {
@@ -67,6 +94,7 @@ impl Product {
             stock: row.get(7),
             created_at: row.get(8),
             updated_at: row.get(9),
+            version: row.get(10),
         }
     }
 }
@@ -150,10 +178,12 @@ pub async fn list_products(
     Ok(([(CACHE_TAG, HeaderValue::from_static("products"))], page).into_response())
 }
 
-/// `GET /api/products/{id}`.
+/// `GET /api/products/{id}`, with the product's strong `ETag` (see the [module docs](self)).
+/// `If-None-Match` is answered by `ETagLayer` (or the cache) with a `304`.
 pub async fn get_product(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let id = product_id(id)?;
     let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1");
@@ -166,12 +196,16 @@ pub async fn get_product(
         .as_ref()
         .map(Product::from_row)
         .ok_or_else(|| not_found(id))?;
-    Ok(([(CACHE_TAG, product_tag(id))], Json(product)).into_response())
+    let etag = product_etag(id, product.version, &view(&state, query.as_deref()));
+    let response = ([(CACHE_TAG, product_tag(id))], Json(product)).into_response();
+    Ok(with_representation_tag(response, etag))
 }
 
-/// `POST /api/products`: 201 with the product and its `Location`.
+/// `POST /api/products`: 201 with the product, its `Location` and its `ETag`, so a client
+/// can go on to change it with `If-Match` without reading it first.
 pub async fn create_product(
     State(state): State<AppState>,
+    RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let input = ProductInput::parse(&body)?;
@@ -189,52 +223,86 @@ pub async fn create_product(
     state.invalidate(&["products"]).await;
     let location = HeaderValue::try_from(format!("/api/products/{}", product.id))
         .map_err(|_| not_found(product.id))?;
-    Ok((StatusCode::CREATED, [(LOCATION, location)], Json(product)).into_response())
+    let (id, version) = (product.id, product.version);
+    let content_location = content_location(id, query.as_deref());
+    let etag = product_etag(id, version, &view(&state, query.as_deref()));
+    let response = (
+        StatusCode::CREATED,
+        [(LOCATION, location), (CONTENT_LOCATION, content_location)],
+        Json(product),
+    )
+        .into_response();
+    Ok(with_representation_tag(response, etag))
 }
 
-/// `PUT /api/products/{id}`: replaces every writable field.
+/// `PUT /api/products/{id}`: replaces every writable field. With `If-Match` (or
+/// `If-Unmodified-Since`), only the version the client names: otherwise `412`, never a lost
+/// update. The `200` carries the new product, `Content-Location` naming it as the resource's
+/// new representation, and its new `ETag`, ready for the next `If-Match`.
 pub async fn replace_product(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let id = product_id(id)?;
+    // Preconditions before the content (RFC 9110 §13.2.1): a stale write is a 412 whatever
+    // its body, and a missing product a 404.
+    let expected = expected_version(&state, id, &headers).await?;
     let input = ProductInput::parse(&body)?;
+    // The version check and the increment are in the statement that writes: a writer that
+    // read the same version as another, and lost the race for the row's lock, finds the
+    // version changed when PostgreSQL re-evaluates the WHERE clause, and updates nothing.
+    // (The migration's trigger bumps `version` on every UPDATE too, to the same value.)
     let sql = format!(
         "UPDATE products SET category_id = $1, name = $2, description = $3, price_cents = $4, discount_percent = $5, \
-         image_url = $6, stock = $7, updated_at = now() WHERE id = $8 RETURNING {PRODUCT_COLUMNS}"
+         image_url = $6, stock = $7, updated_at = now(), version = version + 1 \
+         WHERE id = $8 AND ($9::bigint IS NULL OR version = $9) RETURNING {PRODUCT_COLUMNS}"
     );
     let mut params = input.params();
     params.push(&id);
+    params.push(&expected);
     let row = state
         .db
         .named("update_product")
         .query_opt(&sql, &params)
         .await
         .map_err(input_error)?;
-    let product = row
-        .as_ref()
-        .map(Product::from_row)
-        .ok_or_else(|| not_found(id))?;
+    let Some(product) = row.as_ref().map(Product::from_row) else {
+        return Err(missed_write(&state, id, expected).await);
+    };
     state
         .invalidate(&[&format!("product:{id}"), "products"])
         .await;
-    Ok(Json(product).into_response())
+    let etag = product_etag(id, product.version, &view(&state, query.as_deref()));
+    let response = (
+        [(CONTENT_LOCATION, content_location(id, query.as_deref()))],
+        Json(product),
+    )
+        .into_response();
+    Ok(with_representation_tag(response, etag))
 }
 
-/// `DELETE /api/products/{id}`: 204.
+/// `DELETE /api/products/{id}`: 204. With `If-Match` (or `If-Unmodified-Since`), only the
+/// version the client names: otherwise `412`.
 pub async fn delete_product(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = product_id(id)?;
+    let expected = expected_version(&state, id, &headers).await?;
     let deleted = state
         .db
         .named("delete_product")
-        .execute("DELETE FROM products WHERE id = $1", &[&id])
+        .execute(
+            "DELETE FROM products WHERE id = $1 AND ($2::bigint IS NULL OR version = $2)",
+            &[&id, &expected],
+        )
         .await?;
     if deleted == 0 {
-        return Err(not_found(id).into());
+        return Err(missed_write(&state, id, expected).await);
     }
     state
         .invalidate(&[&format!("product:{id}"), "products"])
@@ -387,6 +455,153 @@ fn product_id(id: Result<Path<i64>, PathRejection>) -> Result<i64, Problem> {
 fn product_tag(id: i64) -> HeaderValue {
     // Digits and ASCII letters only: always a valid header value.
     HeaderValue::try_from(format!("product:{id}")).unwrap_or(HeaderValue::from_static("products"))
+}
+
+/// Bump when a product's JSON changes for rows that did not (a field added to [`Product`],
+/// another format in [`PRODUCT_COLUMNS`], a towerkit upgrade that strips or orders
+/// differently): `version` counts writes only, and this is what gives the new bytes new
+/// tags, so that a client revalidating a copy in the old format is not told `304`. It
+/// also changes every product's tag, so `If-Match` from before the deploy gets a `412`.
+pub const REPRESENTATION_REVISION: u32 = 1;
+
+/// The strong `ETag` a handler gives its response, carried as a response extension past
+/// the JSON layers (which would weaken an `ETag` header) to [`expose_etag`].
+#[derive(Debug, Clone)]
+pub struct RepresentationTag(HeaderValue);
+
+/// Makes a handler's [`RepresentationTag`] the response's `ETag`, on a success only (a
+/// strict `fields=` turns a `200` into a `400` on the way). `app` runs it just outside the
+/// JSON layers and inside `ETagLayer`, which then answers `If-None-Match` with this tag
+/// instead of hashing the body, and inside compression, which suffixes it per coding.
+pub fn expose_etag<B>(mut response: axum::http::Response<B>) -> axum::http::Response<B> {
+    if let Some(RepresentationTag(etag)) = response.extensions_mut().remove::<RepresentationTag>()
+        && response.status().is_success()
+    {
+        response.headers_mut().insert(ETAG, etag);
+    }
+    response
+}
+
+fn with_representation_tag(mut response: Response, etag: HeaderValue) -> Response {
+    response.extensions_mut().insert(RepresentationTag(etag));
+    response
+}
+
+/// The strong `ETag` of product `id` at `version` in `view`: `"p{id}-v{version}-{view}"`.
+/// Equal tags mean equal identity bytes: the row is the same (`version` changes with every
+/// write; ids are never reused, `bigserial`), and so is everything else that shapes the
+/// bytes (`view`). It never ends in a coding suffix (`-br`, `-gzip`, ...): `view` is hex.
+fn product_etag(id: i64, version: i64, view: &str) -> HeaderValue {
+    // Digits, ASCII letters and `-` in quotes: always a valid header value.
+    HeaderValue::try_from(format!("\"p{id}-v{version}-{view}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+}
+
+/// What decides a product's bytes besides its row, as 16 hex digits (64 bits of XXH3): the
+/// [`REPRESENTATION_REVISION`]; whether the JSON layers run (`LAYERS=none` keeps the
+/// nulls); and the query string, since `fields=` projects the body. Any query string
+/// counts, even one no layer reads: a different URL may get a different tag for the same
+/// bytes, which costs a revalidation at most, never a wrong `304`. The request headers do
+/// not change the identity bytes: `Accept-Encoding` is compression's, which suffixes the
+/// tag per coding.
+fn view(state: &AppState, query: Option<&str>) -> String {
+    let layers = match state.config.layers {
+        Layers::All => "all",
+        Layers::None => "none",
+    };
+    let described = format!(
+        "{REPRESENTATION_REVISION}\n{layers}\n{}",
+        query.unwrap_or_default()
+    );
+    let hashed = etag_of(described.as_bytes());
+    // `"` and 32 hex digits and `"`: the first 16 digits.
+    hashed
+        .to_str()
+        .ok()
+        .and_then(|tag| tag.get(1..17))
+        .unwrap_or("0")
+        .to_owned()
+}
+
+/// `Content-Location` of a write's `2xx`: the product's URL (with the request's query, which
+/// shaped the body), telling the client that the body is the resource's new
+/// representation, and the `ETag` that of this body (RFC 9110 §8.7).
+fn content_location(id: i64, query: Option<&str>) -> HeaderValue {
+    let location = match query {
+        Some(query) if !query.is_empty() => format!("/api/products/{id}?{query}"),
+        _ => format!("/api/products/{id}"),
+    };
+    // The query came in a valid request target: still a valid header value.
+    HeaderValue::try_from(location).unwrap_or_else(|_| HeaderValue::from_static("/api/products"))
+}
+
+/// Evaluates a write's preconditions (`If-Match`, else `If-Unmodified-Since`) against
+/// product `id`'s current version, with `Preconditions` (strong comparison; a coding's
+/// suffix matches its base tag): the version the write must still find, or `None` for a
+/// write without preconditions (`REQUIRE_PRECONDITIONS=on` answers those with a `428`
+/// before this) and for `If-Match: *`, which any current version satisfies. A missing
+/// product is a `404`; a stale or malformed precondition a `412` or `400`. The tag it
+/// compares with is the one `GET /api/products/{id}` (without a query) shows.
+async fn expected_version(
+    state: &AppState,
+    id: i64,
+    headers: &HeaderMap,
+) -> Result<Option<i64>, ApiError> {
+    let preconditions = Preconditions::from_headers(headers);
+    if !preconditions.is_present() {
+        return Ok(None);
+    }
+    let row = state
+        .db
+        .named("product_version")
+        .query_opt(
+            "SELECT version, extract(epoch FROM date_trunc('second', updated_at))::bigint \
+             FROM products WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Err(not_found(id).into());
+    };
+    let version: i64 = row.get(0);
+    let modified_secs: i64 = row.get(1);
+    let modified = UNIX_EPOCH + Duration::from_secs(u64::try_from(modified_secs).unwrap_or(0));
+    let current = product_etag(id, version, &view(state, None));
+    preconditions
+        .check(Some(&current), Some(modified))
+        .map_err(precondition_problem)?;
+    if if_match_is_any(headers) {
+        return Ok(None);
+    }
+    Ok(Some(version))
+}
+
+/// Whether `If-Match` is `*` (on every line): the write needs a current version, any one.
+fn if_match_is_any(headers: &HeaderMap) -> bool {
+    let mut lines = headers.get_all(IF_MATCH).iter().peekable();
+    lines.peek().is_some() && lines.all(|line| line.as_bytes().trim_ascii() == b"*")
+}
+
+/// A write that found no row to change: the product is gone (`404`), or it changed after
+/// `expected_version` checked it (`412`, as if it had changed before).
+async fn missed_write(state: &AppState, id: i64, expected: Option<i64>) -> ApiError {
+    if expected.is_none() {
+        return not_found(id).into();
+    }
+    match state
+        .db
+        .named("product_exists")
+        .query_opt("SELECT 1 FROM products WHERE id = $1", &[&id])
+        .await
+    {
+        Ok(Some(_)) => precondition_problem(PreconditionError::Failed),
+        Ok(None) => not_found(id).into(),
+        Err(error) => error.into(),
+    }
+}
+
+fn precondition_problem(error: PreconditionError) -> ApiError {
+    ApiError::Problem(error.to_problem())
 }
 
 /// A write rejected by a constraint is the client's mistake: a 422 naming the field.

@@ -18,6 +18,12 @@ pub struct Config {
     /// `API_TOKENS`: comma-separated bearer tokens that may write (`POST`/`PUT`/`DELETE`),
     /// each at least 16 characters; list two while rotating. Unset: every write gets a 401.
     pub api_tokens: ApiTokens,
+    /// `REQUIRE_PRECONDITIONS`: `on` answers `PUT` and `DELETE /api/products/{id}` without
+    /// `If-Match` (or `If-Unmodified-Since`) with `428 Precondition Required`, so no client
+    /// can overwrite a version it has not read. Default `off`: such a write replaces
+    /// whatever is there, as before validators existed; a write that sends `If-Match` is
+    /// checked either way (`412` when stale).
+    pub require_preconditions: bool,
     /// `PUBLIC_URL`: the origin clients use, for absolute `Link` URLs. Default
     /// `http://{BIND_ADDR}`. Links never come from the request's `Host` header, which a
     /// client controls and the cache does not key on.
@@ -146,6 +152,16 @@ impl Config {
         let bind_addr = lookup("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:3000".to_owned());
         let api_tokens = ApiTokens::parse(lookup("API_TOKENS").as_deref().unwrap_or(""))
             .map_err(|e| ConfigError(e.to_string()))?;
+        let require_preconditions = match lookup("REQUIRE_PRECONDITIONS").as_deref().map(str::trim)
+        {
+            None | Some("" | "off") => false,
+            Some("on") => true,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "REQUIRE_PRECONDITIONS must be `on` or `off`, got {other:?}"
+                )));
+            }
+        };
         let redis_url = lookup("REDIS_URL").filter(|url| !url.trim().is_empty());
         let redis_cluster_nodes =
             cluster_nodes(lookup("REDIS_CLUSTER_NODES").as_deref().unwrap_or(""))?;
@@ -174,6 +190,7 @@ impl Config {
             admin_bind_addr: lookup("ADMIN_BIND_ADDR")
                 .unwrap_or_else(|| "127.0.0.1:9000".to_owned()),
             api_tokens,
+            require_preconditions,
             public_url: lookup("PUBLIC_URL").unwrap_or_else(|| format!("http://{bind_addr}")),
             bind_addr,
             cursor_key: lookup("CURSOR_KEY").filter(|key| !key.is_empty()),
@@ -201,6 +218,7 @@ impl fmt::Debug for Config {
             .field("bind_addr", &self.bind_addr)
             .field("admin_bind_addr", &self.admin_bind_addr)
             .field("api_tokens", &self.api_tokens)
+            .field("require_preconditions", &self.require_preconditions)
             .field("public_url", &self.public_url)
             .field("database_url", &redact_url(&self.database_url))
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
@@ -516,6 +534,26 @@ mod tests {
                 "{debug}"
             );
         }
+    }
+
+    #[test]
+    fn preconditions_are_required_only_when_on() {
+        assert!(
+            !config(&[]).unwrap().require_preconditions,
+            "off by default"
+        );
+        assert!(
+            config(&[("REQUIRE_PRECONDITIONS", "on")])
+                .unwrap()
+                .require_preconditions
+        );
+        assert!(
+            !config(&[("REQUIRE_PRECONDITIONS", "off")])
+                .unwrap()
+                .require_preconditions
+        );
+        let error = config_error(&[("REQUIRE_PRECONDITIONS", "yes")]);
+        assert!(error.contains("REQUIRE_PRECONDITIONS"), "{error}");
     }
 
     #[test]

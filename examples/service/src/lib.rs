@@ -45,6 +45,7 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower::ServiceBuilder;
+use tower::util::MapResponseLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -56,6 +57,7 @@ use towerkit::db::{Db, DbConfig};
 use towerkit::nulls::StripNullsLayer;
 use towerkit::paginate::{PaginateLayer, SelectFieldsLayer};
 use towerkit::timing::{QueryTimer, TimingLayer};
+use towerkit::validators::{ETagLayer, RequirePreconditionsLayer};
 
 pub use auth::ApiTokens;
 pub use config::{Config, Layers};
@@ -251,6 +253,12 @@ pub fn app(state: AppState) -> Router {
     // check runs before the handler reads the body or touches the database. It applies
     // with `LAYERS=none` too.
     let locked = from_fn_with_state(state.config.api_tokens.clone(), auth::require_bearer);
+    // `REQUIRE_PRECONDITIONS=on`: a PUT or DELETE without If-Match gets a 428, after the
+    // token check (a client without a token learns nothing about the resource).
+    let mut product_writes = put(catalog::replace_product).merge(delete(catalog::delete_product));
+    if state.config.require_preconditions {
+        product_writes = product_writes.route_layer(RequirePreconditionsLayer::new());
+    }
     let api = Router::new()
         .route(
             "/api/products",
@@ -259,11 +267,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/api/products/{id}",
-            get(catalog::get_product).merge(
-                put(catalog::replace_product)
-                    .merge(delete(catalog::delete_product))
-                    .route_layer(locked),
-            ),
+            get(catalog::get_product).merge(product_writes.route_layer(locked)),
         )
         .route("/api/categories", get(catalog::list_categories))
         .with_state(state.clone());
@@ -291,8 +295,19 @@ pub fn app(state: AppState) -> Router {
                 )
                 // A hit returns stored bytes, already compressed, and skips everything below.
                 .layer(cache.clone())
-                // Compresses what the cache stores, once per negotiated encoding.
+                // Compresses what the cache stores, once per negotiated encoding; a coded
+                // variant's ETag gets the coding as a suffix ("...-br"), so no two byte
+                // representations share a strong tag.
                 .layer(CompressionLayer::new())
+                // Every 200 GET gets a strong ETag and If-None-Match a 304: the lists and
+                // categories by a hash of the bytes the client decodes (it sits outside
+                // the JSON layers, so it hashes their output and no rewrite weakens it),
+                // a product by the version tag set just below.
+                .layer(ETagLayer::new())
+                // A product handler's version tag (`catalog::RepresentationTag`, which a
+                // write's If-Match is compared with) becomes its ETag here, past the JSON
+                // layers, which would weaken a strong ETag header; see catalog's docs.
+                .layer(MapResponseLayer::new(catalog::expose_etag))
                 // The JSON layers need plain JSON, so they sit inside compression.
                 .layer(StripNullsLayer::new())
                 // `fields=` applies to each item of the page envelope built below it.
@@ -301,7 +316,9 @@ pub fn app(state: AppState) -> Router {
                 // gives the `Pagination` extractor its configuration.
                 .layer(state.pagination.clone()),
         ),
-        _ => api,
+        // No towerkit layer, but the product's version tag all the same: writes check
+        // If-Match against it in both modes.
+        _ => api.layer(MapResponseLayer::new(catalog::expose_etag)),
     };
 
     api.merge(state.db.health_routes()).layer(

@@ -12,6 +12,10 @@ use towerkit::db::Db;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_schema", include_str!("../migrations/0001_schema.sql")),
     ("0002_seed", include_str!("../migrations/0002_seed.sql")),
+    (
+        "0003_product_version",
+        include_str!("../migrations/0003_product_version.sql"),
+    ),
 ];
 
 /// An arbitrary key for `pg_advisory_xact_lock`, the same for every instance.
