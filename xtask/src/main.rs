@@ -1,8 +1,9 @@
 //! Project automation for towerkit, run as `cargo xtask <task>`.
 //!
 //! - `test [ARGS]`: makes sure PostgreSQL and Redis are reachable (starting throwaway ones
-//!   when they are not) and that promtool runs (extracting it from Debian's `prometheus`
-//!   package when missing), then runs every test in the workspace.
+//!   when they are not), that promtool runs (extracting it from Debian's `prometheus`
+//!   package when missing) and that Varnish loads the xkey module (installing Debian's
+//!   `varnish` and `varnish-modules` when missing), then runs every test in the workspace.
 //! - `run [--instances N]`: the same service check, then the example service, with a
 //!   development `API_TOKENS` and the admin listener on `ADMIN_BIND_ADDR` (both printed)
 //!   unless set; with `--instances N`, N instances on consecutive ports (API and admin)
@@ -30,6 +31,7 @@ mod outside;
 mod promtool;
 mod run;
 mod services;
+mod varnish;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -101,9 +103,11 @@ fn test(extra: &[String]) -> Result {
     }
     command.args(extra);
     services.export(&mut command);
-    // The example service's metrics tests lint `/metrics` with promtool, and fail without it.
+    // The example service's metrics tests lint `/metrics` with promtool, and its Varnish
+    // test runs Varnish with the xkey module: both fail without them.
     if promtool::needed_by(extra) {
         command.env("PROMTOOL", promtool::ensure()?);
+        command.env("VARNISHD", varnish::ensure()?);
     }
     run_command(&mut command)
 }

@@ -11,6 +11,7 @@ use http::{HeaderName, HeaderValue};
 use crate::entry::Policy;
 use crate::flight::Flights;
 use crate::freshness::DEFAULT_TTL_STATUSES;
+use crate::hook::Hooks;
 use crate::key::KeyRules;
 use crate::metrics::{self, Outcome};
 use crate::predicate::Predicate;
@@ -116,6 +117,8 @@ pub(crate) struct Config {
     pub(crate) status_detail: bool,
     /// `Cache-Status` values of fresh hits, by ttl, for `name`; shared by clones.
     pub(crate) hit_statuses: Arc<OnceLock<Box<[HeaderValue]>>>,
+    /// What the layer's handles call after an invalidation.
+    pub(crate) hooks: Hooks,
 }
 
 impl Config {
@@ -140,6 +143,7 @@ impl Config {
                 heuristic: true,
                 heuristic_max: Duration::from_secs(86_400),
                 tag_header: DEFAULT_TAG_HEADER,
+                send_tags: Box::default(),
                 surrogate: None,
                 targets: crate::targeted::Targets::default(),
                 keep_stale: Duration::from_secs(600),
@@ -164,6 +168,7 @@ impl Config {
             x_cache: false,
             status_detail: true,
             hit_statuses: Arc::default(),
+            hooks: Arc::new([]),
         }
     }
 
@@ -211,6 +216,7 @@ impl fmt::Debug for Config {
             .field("name", &self.name)
             .field("x_cache", &self.x_cache)
             .field("status_detail", &self.status_detail)
+            .field("hooks", &self.hooks.len())
             .finish()
     }
 }

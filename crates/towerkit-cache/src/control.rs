@@ -242,6 +242,52 @@ fn parse_quoted(text: &str) -> Option<(Cow<'_, str>, &str)> {
     None
 }
 
+/// Whether `value` is a `Surrogate-Control` value a surrogate can read whole: every
+/// comma-separated member a directive (`name`, `name=token`, `name="quoted"`, optionally
+/// `;device-token`), and `max-age` a delta-seconds with an optional `+extension`.
+pub(crate) fn valid_surrogate_control(value: &HeaderValue) -> bool {
+    let Ok(text) = value.to_str() else {
+        return false;
+    };
+    let mut directives = 0;
+    for directive in (Parser {
+        rest: text,
+        targets: true,
+    }) {
+        directives += 1;
+        let valid = match &directive.arg {
+            Arg::Malformed => false,
+            _ if !directive.is("max-age") => true,
+            Arg::None => false,
+            Arg::Value(value) => match value.split_once('+') {
+                Some((age, extension)) => {
+                    parse_delta(age).is_some() && parse_delta(extension).is_some()
+                }
+                None => parse_delta(value).is_some(),
+            },
+        };
+        if !valid {
+            return false;
+        }
+    }
+    // The parser skips members that do not start with a name: count them back in.
+    directives > 0 && directives == members(text)
+}
+
+/// The number of non-empty top-level members of a comma-separated list.
+fn members(text: &str) -> usize {
+    let mut count = 0;
+    let mut rest = text;
+    loop {
+        let member = rest.trim_start_matches([' ', '\t', ',']);
+        if member.is_empty() {
+            return count;
+        }
+        count += 1;
+        rest = skip_member(member);
+    }
+}
+
 /// Skips to the next top-level comma, stepping over quoted strings.
 fn skip_member(text: &str) -> &str {
     let bytes = text.as_bytes();

@@ -13,6 +13,7 @@ use http::header::{
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use towerkit_http::CACHE_STATUS;
 
+use crate::cdn;
 use crate::control::{ResponseDirectives, SURROGATE_CONTROL, SurrogateDirectives};
 use crate::freshness::{self, NotStorable, Rules};
 use crate::key::{self, Vary, VaryRule};
@@ -189,6 +190,9 @@ pub(crate) struct Policy {
     /// The cap on a heuristic lifetime.
     pub(crate) heuristic_max: Duration,
     pub(crate) tag_header: HeaderName,
+    /// The fields an entry's tags are sent on in, as surrogate keys (`Surrogate-Key`,
+    /// `xkey`); none by default.
+    pub(crate) send_tags: Box<[HeaderName]>,
     /// The device token this cache answers to in `Surrogate-Control`, if it honours it.
     pub(crate) surrogate: Option<Box<str>>,
     /// The targeted cache-control fields (RFC 9213) this cache obeys.
@@ -407,6 +411,11 @@ pub(crate) fn prepare(
 
     let mut tags = parse_tags(response, &policy.tag_header);
     tags.push(key::path_tag(path).into_boxed_str());
+    cdn::set_tag_fields(
+        &mut headers,
+        &policy.send_tags,
+        tags.iter().map(|tag| &**tag),
+    );
     let vary = key::vary_rules(&vary_names, request, response);
     Ok(Prepared {
         status,
@@ -454,12 +463,17 @@ impl Entry {
         }
         let has_tags = not_modified.contains_key(&policy.tag_header);
         match prepare(self.status, &headers, exchange) {
-            Ok(prepared) => {
-                let mut entry = prepared.finish(self.body.clone());
+            Ok(mut prepared) => {
                 if !has_tags {
-                    entry.tags = self.tags.clone();
+                    // The 304 named no tags: the entry keeps its own, in the tag fields too.
+                    prepared.tags = self.tags.to_vec();
+                    cdn::set_tag_fields(
+                        &mut prepared.headers,
+                        &policy.send_tags,
+                        prepared.tags.iter().map(|tag| &**tag),
+                    );
                 }
-                Ok(entry)
+                Ok(prepared.finish(self.body.clone()))
             }
             Err(_) => {
                 strip_hop_by_hop(&mut headers);

@@ -23,12 +23,37 @@ pub enum ConfigError {
         /// The name given.
         name: String,
     },
+    /// A field name or value the setting cannot send: a `CdnHeadersLayer` value a CDN would
+    /// ignore as invalid (`cdn_cache_control`, `surrogate_control`), or a `send_tags_as`
+    /// field that HTTP or the cache gives a meaning of its own (`Cache-Control`, `Vary`, …).
+    #[error("invalid `{setting}`: {value:?}")]
+    InvalidField {
+        /// The setting's name.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+    },
     /// `refresh_ahead` is not a fraction strictly between 0 and 1.
     #[error("invalid `refresh_ahead`: {fraction} is not a fraction strictly between 0 and 1")]
     RefreshAhead {
         /// The fraction given.
         fraction: f64,
     },
+    /// A Varnish node given to `VarnishPurger::builder` cannot be purged: not an
+    /// `http://host[:port]` URL (`https` needs a TLS terminator, which purges do not go
+    /// through; credentials in the URL are not sent). With the `varnish` feature.
+    #[cfg(feature = "varnish")]
+    #[error("invalid varnish node {node:?}: {reason}")]
+    PurgeNode {
+        /// The node as given.
+        node: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// No node was given to `VarnishPurger::builder`. With the `varnish` feature.
+    #[cfg(feature = "varnish")]
+    #[error("no varnish node given")]
+    NoPurgeNodes,
     /// The URL (or a cluster node's) is not a valid Redis URL. With the `redis` feature.
     #[cfg(feature = "redis")]
     #[error("invalid redis url: {0}")]

@@ -8,6 +8,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use crate::config::Shared;
+use crate::hook::{self, Hooks, Invalidation};
 use crate::key::path_tag;
 use crate::store::{StoreError, StoreStats};
 use crate::warm::WarmReport;
@@ -29,9 +30,20 @@ use crate::warm::WarmReport;
 /// assert_eq!(cache.stats().hits, 0);
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CacheHandle {
     pub(crate) shared: Arc<Shared>,
+    /// The layer's invalidation hooks.
+    pub(crate) hooks: Hooks,
+}
+
+impl std::fmt::Debug for CacheHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheHandle")
+            .field("shared", &self.shared)
+            .field("hooks", &self.hooks.len())
+            .finish()
+    }
 }
 
 /// Counts of a cache's requests by outcome, and its store's own counts.
@@ -54,21 +66,30 @@ pub struct CacheStats {
 
 impl CacheHandle {
     /// Removes every entry tagged `tag` (from the `Cache-Tag` response header); returns how
-    /// many keys were removed.
+    /// many keys were removed. Then calls the layer's
+    /// [invalidation hooks](crate::CacheLayerBuilder::invalidation_hook) with
+    /// [`Invalidation::Tag`], even when the store failed, and returns once they are done.
     pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, StoreError> {
-        self.shared.store.invalidate_tag(tag).await
+        let removed = self.shared.store.invalidate_tag(tag).await;
+        hook::notify(&self.hooks, || Invalidation::Tag(tag.to_owned())).await;
+        removed
     }
 
     /// Removes every entry for `path` (for example `/products/42`), whatever its query
-    /// string, host or key headers; returns how many keys were removed.
+    /// string, host or key headers; returns how many keys were removed. Then calls the
+    /// hooks with [`Invalidation::Path`] (the path without query or fragment).
     pub async fn invalidate_path(&self, path: &str) -> Result<u64, StoreError> {
         let path = path.split(['?', '#']).next().unwrap_or_default();
-        self.shared.store.invalidate_tag(&path_tag(path)).await
+        let removed = self.shared.store.invalidate_tag(&path_tag(path)).await;
+        hook::notify(&self.hooks, || Invalidation::Path(path.to_owned())).await;
+        removed
     }
 
-    /// Removes every entry.
+    /// Removes every entry. Then calls the hooks with [`Invalidation::Purge`].
     pub async fn purge(&self) -> Result<(), StoreError> {
-        self.shared.store.purge().await
+        let purged = self.shared.store.purge().await;
+        hook::notify(&self.hooks, || Invalidation::Purge).await;
+        purged
     }
 
     /// Warms the cache: sends `requests` through `service`, at most `concurrency` at a time

@@ -10,6 +10,7 @@ use tower_layer::Layer;
 use crate::config::Config;
 use crate::error::{ConfigError, check_token};
 use crate::handle::CacheHandle;
+use crate::hook::InvalidationHook;
 use crate::predicate::Predicate;
 use crate::service::Cache;
 use crate::store::Store;
@@ -68,6 +69,7 @@ impl CacheLayer {
     pub fn handle(&self) -> CacheHandle {
         CacheHandle {
             shared: self.config.shared.clone(),
+            hooks: self.config.hooks.clone(),
         }
     }
 }
@@ -228,6 +230,60 @@ impl CacheLayerBuilder {
     #[must_use]
     pub fn tag_header(mut self, name: HeaderName) -> Self {
         self.config.policy.tag_header = name;
+        self
+    }
+
+    /// Sends each response's tags on to caches further out (a CDN), space-separated, in
+    /// each of the fields `names` (`Surrogate-Key` for Fastly and most CDNs that purge by
+    /// key, [`XKEY`](crate::XKEY) for Varnish's xkey module), instead of only removing the
+    /// [`tag_header`](Self::tag_header): `Cache-Tag: products, product:42` goes out as
+    /// `Surrogate-Key: products product:42 path:/products/42`. The keys are the tags this
+    /// cache invalidates by: the tag header's, and the path tag (`path:` and the request's
+    /// path, with a comma or space in it percent-encoded) that
+    /// [`CacheHandle::invalidate_path`] removes, so that an
+    /// [`InvalidationHook`](crate::InvalidationHook) can purge the CDN by the same names.
+    /// The fields are written when the response is stored, so a hit costs nothing more;
+    /// a value the handler put in one of them is replaced. Responses the cache does not
+    /// handle (bypassed by the [`predicate`](Self::predicate) or a `no-store` request,
+    /// unsafe methods) carry only their own tags, without the path tag. Mind the CDN's
+    /// limits on the field (Fastly: 16 KB, 1 KB a key; Varnish: `http_resp_hdr_len`,
+    /// 8 KB by default).
+    ///
+    /// Default: none (tags are removed). [`build`](Self::build) fails with
+    /// [`ConfigError::InvalidField`] for a field HTTP or the cache gives a meaning of its
+    /// own (`Cache-Control`, `CDN-Cache-Control`, `Surrogate-Control`, `Vary`, `ETag`,
+    /// `Content-*`, `Set-Cookie`, `Cache-Status`, …) or the cache's
+    /// [`targeted_field`](Self::targeted_field).
+    ///
+    /// [`CacheHandle::invalidate_path`]: crate::CacheHandle::invalidate_path
+    #[must_use]
+    pub fn send_tags_as(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        let names: Vec<HeaderName> = names.into_iter().collect();
+        for name in &names {
+            if crate::cdn::reserved_tag_field(name) || *name == self.config.policy.targets.own {
+                self.error.get_or_insert(ConfigError::InvalidField {
+                    setting: "send_tags_as",
+                    value: name.as_str().to_owned(),
+                });
+            }
+        }
+        self.config.policy.send_tags = names.into_boxed_slice();
+        self
+    }
+
+    /// Adds a hook that [`CacheHandle`]'s `invalidate_tag`, `invalidate_path` and `purge`
+    /// call once the store is done (whether it succeeded or not), to purge caches further
+    /// out: a CDN, Varnish ([`VarnishPurger`](crate::VarnishPurger), feature `varnish`).
+    /// Every handle of this layer (and of layers made from it by
+    /// [`to_builder`](CacheLayer::to_builder)) calls it; hooks run concurrently, and the
+    /// handle's method returns once all are done. A hook that fails is logged (WARN), and
+    /// the method still returns the store's result. Invalidation the layer does by itself
+    /// (after an unsafe method, RFC 9111 §4.4) does not call hooks. Default: none.
+    #[must_use]
+    pub fn invalidation_hook(mut self, hook: impl InvalidationHook) -> Self {
+        let mut hooks = self.config.hooks.to_vec();
+        hooks.push(Arc::new(hook));
+        self.config.hooks = hooks.into();
         self
     }
 

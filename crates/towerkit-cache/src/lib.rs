@@ -107,6 +107,13 @@
 //!   [`predicate`](CacheLayerBuilder::predicate), tags from the `Cache-Tag` response header
 //!   (removed before the client sees it) and a [`CacheHandle`] to invalidate by tag or
 //!   path, purge, warm and read counts.
+//! - A CDN in front: [`CdnHeadersLayer`] adds `CDN-Cache-Control` (RFC 9213) and
+//!   `Surrogate-Control` to a route's cacheable responses;
+//!   [`send_tags_as`](CacheLayerBuilder::send_tags_as) sends each response's tags on as
+//!   `Surrogate-Key` or `xkey` (with the path tag, written into the stored entry: a hit
+//!   costs nothing more); [`invalidation_hook`](CacheLayerBuilder::invalidation_hook)s are
+//!   called by the handle after the store, to purge the CDN by the same keys
+//!   ([`InvalidationHook`]; `VarnishPurger` with the `varnish` feature).
 //! - Warming: [`CacheHandle::warm`] sends a list of `GET` requests through the service the
 //!   caller passes in (with axum, the router after `Router::layer`, which wraps each route
 //!   separately), so they pass the cache like any request and are stored by the same
@@ -261,6 +268,7 @@
 //! | `redis` | yes | `RedisStore`, `RedisStoreBuilder` and `TieredStore` |
 //! | `redis-cluster` | no | `RedisStore::cluster`: a store on a Redis Cluster (turns on `redis`) |
 //! | `redis-tls` | no | `rediss://` URLs and `RedisStoreBuilder::tls_root_certificate` (rustls, ring; turns on `redis`) |
+//! | `varnish` | no | `VarnishPurger`: an invalidation hook purging Varnish nodes by surrogate key (xkey), with hyper's client |
 
 // docs.rs documents with a nightly rustdoc and `--cfg docsrs`: mark what each feature enables.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -270,6 +278,7 @@
 // stale-on-error), `refresh` (stale-while-revalidate), `invalidate` (unsafe methods), with
 // `respond`, `status` and `record` for the responses they build and the entries they store.
 mod body;
+mod cdn;
 mod collapse;
 mod config;
 mod control;
@@ -279,6 +288,7 @@ mod flight;
 mod freshness;
 mod future;
 mod handle;
+mod hook;
 mod invalidate;
 mod key;
 mod layer;
@@ -295,13 +305,20 @@ mod store;
 mod targeted;
 #[cfg(test)]
 mod test_support;
+#[cfg(feature = "varnish")]
+mod varnish;
 mod warm;
 
 pub use body::CacheBody;
+pub use cdn::{
+    CDN_CACHE_CONTROL, CdnHeaders, CdnHeadersFuture, CdnHeadersLayer, CdnHeadersLayerBuilder,
+    SURROGATE_CONTROL, SURROGATE_KEY, XKEY,
+};
 pub use entry::Entry;
 pub use error::ConfigError;
 pub use future::ResponseFuture;
 pub use handle::{CacheHandle, CacheStats};
+pub use hook::{HookError, HookFuture, Invalidation, InvalidationHook};
 pub use layer::{CacheLayer, CacheLayerBuilder};
 pub use predicate::Predicate;
 pub use service::Cache;
@@ -311,6 +328,8 @@ pub use store::{
 };
 #[cfg(feature = "redis")]
 pub use store::{RedisNode, RedisStore, RedisStoreBuilder, TieredStore};
+#[cfg(feature = "varnish")]
+pub use varnish::{VarnishPurger, VarnishPurgerBuilder};
 pub use warm::{WarmOutcome, WarmReport, WarmResult};
 
 /// The README's examples, compiled and run as doc tests (the README is in the package, so

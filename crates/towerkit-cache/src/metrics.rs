@@ -11,6 +11,7 @@
 //! | `http_cache_not_stored_total` | counter | responses | `reason` = the `Cache-Status` `detail` tokens (`status`, `no-store`, `private`, `authorization`, `cookie`, `set-cookie`, `vary-star`, `no-freshness`, `event-stream`, `too-large`, `must-understand`, `method`) | origin responses not stored, by reason; `too-large` also counts entries a memory store refused |
 //! | `http_cache_lease_events_total` | counter | events | `event` = `acquired`, `waited`, `filled`, `timed_out`, `hit_for_miss`, `unavailable` | cross-instance collapsing: leases taken by this instance, waits for another instance's lease, waits answered from the stored fill, waits that reached `coalesce_timeout` (then the origin), keys passed to the origin because their last response was not storable, and claims or waits that failed on the store (then coalescing stays within the process) |
 //! | `http_cache_refresh_ahead_total` | counter | refreshes | | background refreshes started by refresh-ahead (a fresh hit in the last part of its entry's lifetime; at most one at a time per key and process, and one per cluster while the key's lease is held elsewhere: a refresh that finds the lease held, or a newer entry already stored, is counted but makes no origin call) |
+//! | `http_cache_cdn_purge_failures_total` | counter | purges | `node` = the Varnish node's `host:port` | purges a [`VarnishPurger`](crate::VarnishPurger) gave up on after its retries (feature `varnish`): the node still serves what was invalidated until it expires there |
 //! | `http_cache_l1_entries` | gauge | entries | | keys held in process memory |
 //! | `http_cache_l1_bytes` | gauge | bytes | | bytes held in process memory |
 //!
@@ -36,6 +37,8 @@ pub const NOT_STORED_TOTAL: &str = "http_cache_not_stored_total";
 pub const LEASE_EVENTS_TOTAL: &str = "http_cache_lease_events_total";
 /// Background refreshes started by refresh-ahead.
 pub const REFRESH_AHEAD_TOTAL: &str = "http_cache_refresh_ahead_total";
+/// Purges of a Varnish node that failed after every retry: label `node`.
+pub const CDN_PURGE_FAILURES_TOTAL: &str = "http_cache_cdn_purge_failures_total";
 /// Keys held in process memory.
 pub const L1_ENTRIES: &str = "http_cache_l1_entries";
 /// Bytes held in process memory.
@@ -117,6 +120,11 @@ pub(crate) fn redis_error(operation: &'static str, node: &str) {
         .increment(1);
 }
 
+#[cfg(feature = "varnish")]
+pub(crate) fn cdn_purge_failure(node: &str) {
+    ::metrics::counter!(CDN_PURGE_FAILURES_TOTAL, "node" => node.to_owned()).increment(1);
+}
+
 pub(crate) fn l1_gauges(entries: u64, bytes: u64) {
     ::metrics::gauge!(L1_ENTRIES).set(entries as f64);
     ::metrics::gauge!(L1_BYTES).set(bytes as f64);
@@ -160,6 +168,11 @@ pub fn describe() {
         REFRESH_AHEAD_TOTAL,
         Unit::Count,
         "Background refreshes started by refresh-ahead: fresh hits in the last part of their entry's lifetime"
+    );
+    describe_counter!(
+        CDN_PURGE_FAILURES_TOTAL,
+        Unit::Count,
+        "Purges of a CDN or Varnish node that failed after every retry, by node"
     );
     describe_gauge!(
         L1_ENTRIES,
@@ -212,6 +225,7 @@ mod tests {
                 NOT_STORED_TOTAL,
                 LEASE_EVENTS_TOTAL,
                 REFRESH_AHEAD_TOTAL,
+                CDN_PURGE_FAILURES_TOTAL,
             ] {
                 ::metrics::counter!(name).increment(1);
             }
@@ -219,7 +233,7 @@ mod tests {
             ::metrics::gauge!(L1_ENTRIES).set(1.0);
             ::metrics::gauge!(L1_BYTES).set(1.0);
         });
-        assert_eq!(described.len(), 9);
+        assert_eq!(described.len(), 10);
         for (name, unit, help) in described {
             assert!(unit.is_some(), "{name} has no unit");
             assert!(

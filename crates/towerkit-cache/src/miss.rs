@@ -397,7 +397,7 @@ where
             (None, config.status_detail.then_some(reason))
         }
     };
-    strip_private_headers(&mut head.headers, &config);
+    strip_private_headers(&mut head.headers, &config, Some(&request.path));
     let status = Status::Forward {
         fwd,
         fwd_status: None,

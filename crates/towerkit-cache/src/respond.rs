@@ -12,10 +12,12 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use towerkit_http::CACHE_STATUS;
 
 use crate::body::CacheBody;
+use crate::cdn;
 use crate::config::Config;
 use crate::control::SURROGATE_CONTROL;
-use crate::entry::Entry;
+use crate::entry::{Entry, Policy, parse_tags};
 use crate::freshness::{date_header, parse_http_date};
+use crate::key::path_tag;
 use crate::status::{Labels, Status, TABLE_MAX, X_CACHE, cache_status, hit_status, label, x_cache};
 
 /// `Age` values `0..=TABLE_MAX`, built once: a hit clones one instead of formatting.
@@ -156,20 +158,23 @@ pub(crate) fn respond<B>(
 }
 
 /// An origin response passed through unstored: tag header, this cache's own targeted field
-/// (and `Surrogate-Control` when acting as a surrogate) removed, `Cache-Status` added.
+/// (and `Surrogate-Control` when acting as a surrogate) removed, `Cache-Status` added. The
+/// cache did not handle the request (a bypass, an unsafe method), so the tag fields carry
+/// the response's own tags, without a path tag.
 pub(crate) fn forwarded<B>(
     response: Response<B>,
     config: &Config,
     status: Status,
 ) -> Response<CacheBody<B>> {
     let (mut head, body) = response.into_parts();
-    strip_private_headers(&mut head.headers, config);
+    strip_private_headers(&mut head.headers, config, None);
     label(&mut head.headers, &config.labels(), status, 0);
     Response::from_parts(head, CacheBody::stream(body))
 }
 
-/// Removes what only the cache may see from a response going to the client.
-pub(crate) fn strip_private_headers(headers: &mut HeaderMap, config: &Config) {
+/// Removes what only the cache may see from a response going to the client, and writes the
+/// tag fields (`send_tags_as`) from its tags and, when given, the request's path tag.
+pub(crate) fn strip_private_headers(headers: &mut HeaderMap, config: &Config, path: Option<&str>) {
     let policy = &config.policy;
     // Most responses carry none of these: one pass over the few names present costs less
     // than a hashed lookup of each private field (the names are not standard headers).
@@ -179,7 +184,9 @@ pub(crate) fn strip_private_headers(headers: &mut HeaderMap, config: &Config) {
         own |= *name == policy.targets.own;
         surrogate |= *name == SURROGATE_CONTROL;
     }
-    if tag {
+    if !policy.send_tags.is_empty() {
+        send_tags(headers, policy, tag, path);
+    } else if tag {
         headers.remove(&policy.tag_header);
     }
     if own {
@@ -188,6 +195,24 @@ pub(crate) fn strip_private_headers(headers: &mut HeaderMap, config: &Config) {
     if surrogate && policy.surrogate.is_some() {
         headers.remove(SURROGATE_CONTROL);
     }
+}
+
+/// Replaces the tag header with the tag fields: the response's tags (`tag`: it has the tag
+/// header) and the path tag, as [`prepare`](crate::entry::prepare) stores them.
+#[cold]
+fn send_tags(headers: &mut HeaderMap, policy: &Policy, tag: bool, path: Option<&str>) {
+    let mut tags = if tag {
+        parse_tags(headers, &policy.tag_header)
+    } else {
+        Vec::new()
+    };
+    if tag {
+        headers.remove(&policy.tag_header);
+    }
+    if let Some(path) = path {
+        tags.push(path_tag(path).into_boxed_str());
+    }
+    cdn::set_tag_fields(headers, &policy.send_tags, tags.iter().map(|tag| &**tag));
 }
 
 /// Whether the request's conditionals say the client's copy is current (RFC 9110 §13.2.2):

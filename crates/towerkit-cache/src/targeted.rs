@@ -77,6 +77,14 @@ pub(crate) fn parse(headers: &HeaderMap, name: &HeaderName) -> Option<ResponseDi
     Some(directives)
 }
 
+/// The directives of one targeted field value (as [`parse`] reads a field line); `None`
+/// when it is empty or invalid.
+pub(crate) fn parse_value(value: &http::HeaderValue) -> Option<ResponseDirectives> {
+    let mut headers = HeaderMap::with_capacity(1);
+    headers.insert(CDN_CACHE_CONTROL, value.clone());
+    parse(&headers, &CDN_CACHE_CONTROL)
+}
+
 /// Applies one dictionary member; `None` when its value has the wrong type for a directive
 /// this cache implements, which makes the field invalid. Unknown directives (extensions)
 /// are ignored whatever their value, and so are parameters.

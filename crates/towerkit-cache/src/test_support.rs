@@ -28,6 +28,7 @@ pub(crate) fn policy() -> Policy {
         heuristic: true,
         heuristic_max: Duration::from_secs(86_400),
         tag_header: HeaderName::from_static("cache-tag"),
+        send_tags: Box::default(),
         surrogate: None,
         targets: crate::targeted::Targets::default(),
         keep_stale: Duration::from_secs(600),

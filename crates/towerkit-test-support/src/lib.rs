@@ -1,7 +1,7 @@
 //! Helpers for towerkit's own tests (a dev-dependency only, never published): the
 //! `tracing` output and the `metrics` a test's code writes on its thread, odd
 //! upstream responses for the layers that rewrite bodies ([`upstream`]), and throwaway
-//! Redis and PostgreSQL servers ([`servers`]).
+//! Redis, PostgreSQL and Varnish servers ([`servers`]).
 //!
 //! Features: `layers` (on by default) brings `Logs`, `Metrics` and `upstream`; without it
 //! only the std-only [`servers`] module is built, for xtask.

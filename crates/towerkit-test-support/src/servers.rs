@@ -1,6 +1,7 @@
-//! Throwaway Redis and PostgreSQL servers on free ports, started from the installed binaries,
-//! for the tests that kill, pause or restart a server (never the shared ones) and for
-//! `cargo xtask` when no server answers. Each is stopped and its data directory removed when
+//! Throwaway Redis, PostgreSQL and Varnish servers on free ports, started from the installed
+//! binaries, for the tests that kill, pause or restart a server (never the shared ones), for
+//! the tests that need a server of another shape (Varnish), and for `cargo xtask` when no
+//! server answers. Each is stopped and its data directory removed when
 //! it is dropped, even when a test fails.
 //!
 //! This module uses the standard library only, so xtask can depend on the crate with
@@ -861,6 +862,179 @@ impl Drop for Postgres {
 
 /// A fresh directory name under the system temporary directory, which every user
 /// (PostgreSQL's included) can traverse, unlike a target directory in a home.
+/// A `varnishd` of its own (Varnish Cache, with whatever VCL the test gives) listening on
+/// a port of 127.0.0.1, its working directory in a scratch directory (`-n`), storage in
+/// memory; stopped and the directory removed on drop.
+///
+/// Varnish is not on every machine: [`Varnish::start`] fails with a message saying how to
+/// install it (`cargo xtask test` installs Debian's `varnish` and `varnish-modules` when
+/// missing). `VARNISHD` may name the binary; else it is looked for on `PATH` and in
+/// `/usr/sbin`, `/usr/local/sbin`.
+#[derive(Debug)]
+pub struct Varnish {
+    port: u16,
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Varnish {
+    /// Starts `varnishd` with `vcl` on a free port and waits (up to 30 s: the VCL is
+    /// compiled with the C compiler first) until its child runs.
+    pub fn start(vcl: &str) -> io::Result<Self> {
+        Self::start_on(free_port()?, vcl)
+    }
+
+    /// As [`start`](Self::start), on `port` (chosen beforehand, for a backend that must
+    /// know where Varnish will be).
+    pub fn start_on(port: u16, vcl: &str) -> io::Result<Self> {
+        let varnishd = Self::find().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "varnishd is not installed: run the tests with `cargo xtask test`, which \
+                 installs it, or install Varnish and its modules yourself (Debian/Ubuntu: \
+                 `apt-get install varnish varnish-modules`), or set VARNISHD to its path",
+            )
+        })?;
+        let dir = scratch_dir("varnish", port);
+        std::fs::create_dir_all(&dir)?;
+        let mut server = Varnish {
+            port,
+            child: None,
+            dir,
+        };
+        let vcl_path = server.dir.join("test.vcl");
+        std::fs::write(&vcl_path, vcl)?;
+        let log = std::fs::File::create(server.dir.join("varnishd.log"))?;
+        let child = Command::new(&varnishd)
+            .arg("-n")
+            .arg(server.dir.join("work"))
+            .args(["-a", &format!("127.0.0.1:{port}")])
+            .args(["-T", "127.0.0.1:0"])
+            .arg("-f")
+            .arg(&vcl_path)
+            .args(["-s", "malloc,64m"])
+            // No privilege separation: the scratch directory is the test's, whoever runs it.
+            .args(["-j", "none", "-F"])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot start varnishd: {e}")))?;
+        server.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(child) = server.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let log =
+                    std::fs::read_to_string(server.dir.join("varnishd.log")).unwrap_or_default();
+                server.child = None;
+                return Err(io::Error::other(format!(
+                    "varnishd exited ({status}) before it was ready:\n{log}"
+                )));
+            }
+            if server
+                .admin(&["status"])
+                .is_ok_and(|status| status.contains("running"))
+                && accepts(port)
+            {
+                return Ok(server);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("varnishd on port {port} did not start"),
+        ))
+    }
+
+    /// The `varnishd` to run: `VARNISHD`, else from `PATH`, `/usr/sbin` or `/usr/local/sbin`.
+    pub fn find() -> Option<PathBuf> {
+        if let Some(path) = std::env::var_os("VARNISHD") {
+            return Some(PathBuf::from(path));
+        }
+        which("varnishd").or_else(|| {
+            ["/usr/sbin/varnishd", "/usr/local/sbin/varnishd"]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|path| path.is_file())
+        })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A counter or gauge from `varnishstat` (`MAIN.n_object`: the objects it holds).
+    pub fn stat(&self, name: &str) -> io::Result<u64> {
+        let output = run(Command::new(self.tool("varnishstat"))
+            .arg("-n")
+            .arg(self.dir.join("work"))
+            .args(["-1", "-f", name]))?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        text.lines()
+            .find_map(|line| {
+                let mut fields = line.split_whitespace();
+                (fields.next() == Some(name))
+                    .then(|| fields.next()?.parse().ok())
+                    .flatten()
+            })
+            .ok_or_else(|| io::Error::other(format!("varnishstat has no {name}: {text}")))
+    }
+
+    /// `varnishadm` with `args` (a CLI command, such as `["ban.list"]`): its output.
+    pub fn admin(&self, args: &[&str]) -> io::Result<String> {
+        let output = run(Command::new(self.tool("varnishadm"))
+            .arg("-n")
+            .arg(self.dir.join("work"))
+            .args(args))?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// A Varnish tool (`varnishstat`, `varnishadm`): beside `varnishd`'s directory's
+    /// `bin` sibling, on `PATH`, or by name.
+    fn tool(&self, name: &str) -> PathBuf {
+        which(name)
+            .or_else(|| {
+                let sbin = Self::find()?;
+                let bin = sbin.parent()?.parent()?.join("bin").join(name);
+                bin.is_file().then_some(bin)
+            })
+            .unwrap_or_else(|| PathBuf::from(name))
+    }
+
+    /// Stops `varnishd` (`SIGTERM`, which stops its child too; `SIGKILL` after 5 s).
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Varnish {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn scratch_dir(kind: &str, port: u16) -> PathBuf {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()

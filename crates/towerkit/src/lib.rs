@@ -35,6 +35,7 @@
 //! | `cache-redis` | no | the Redis and tiered stores |
 //! | `cache-redis-tls` | no | Redis over TLS: `rediss://` URLs, a private CA (rustls, ring) |
 //! | `cache-redis-cluster` | no | Redis Cluster for the Redis store |
+//! | `cache-varnish` | no | `cache::VarnishPurger`: purges Varnish nodes by surrogate key (xkey) on invalidation (hyper's client) |
 //! | `compress` | yes | `towerkit::compress`, always with gzip |
 //! | `compress-gzip`, `compress-br`, `compress-zstd`, `compress-deflate` | yes | one codec each (gzip is always on with `compress`) |
 //! | `timing` | yes | `towerkit::timing`, for any tower service |

@@ -3,6 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use axum::http::HeaderName;
+use towerkit::cache::{CdnHeadersLayer, VarnishPurger};
+
 use crate::auth::ApiTokens;
 use crate::secret::redact_url;
 
@@ -67,6 +70,20 @@ pub struct Config {
     /// between 0 and 1; `off` (or `0`) to turn it off. Default `0.1`: a hot list page is
     /// refreshed in the last 6 s of its 60 s and never expires under load.
     pub cache_refresh_ahead: Option<f64>,
+    /// `CDN_CACHE_CONTROL`: the `CDN-Cache-Control` (RFC 9213) the cacheable API responses
+    /// carry for a CDN in front (`CdnHeadersLayer`), a Structured Field Dictionary such as
+    /// `max-age=600`; `off` (or empty) for none. Default `max-age=60`. The service's own
+    /// cache ignores it.
+    pub cdn_cache_control: Option<String>,
+    /// `CDN_TAG_HEADERS`: the response fields a response's cache tags go out in, for a CDN
+    /// to purge by (`surrogate-key`, `xkey`, comma-separated); `off` (or empty) for none.
+    /// Default `surrogate-key`.
+    pub cdn_tag_headers: Vec<HeaderName>,
+    /// `VARNISH_PURGE_NODES`: comma-separated base URLs of the Varnish nodes in front
+    /// (`http://10.0.0.5:6081`), purged by surrogate key (xkey) whenever a write invalidates
+    /// the cache; their VCL must let this service purge (see `varnish/default.vcl`). Empty
+    /// when unset: no purge.
+    pub varnish_purge_nodes: Vec<String>,
     /// `SLOW_WARN_MS` / `SLOW_ERROR_MS`: slow request and query thresholds. Default 500 / 1000.
     pub slow_warn: Duration,
     /// See `slow_warn`.
@@ -149,6 +166,7 @@ impl Config {
                 }
             },
         };
+        let cdn = cdn_settings(&lookup)?;
         let bind_addr = lookup("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:3000".to_owned());
         let api_tokens = ApiTokens::parse(lookup("API_TOKENS").as_deref().unwrap_or(""))
             .map_err(|e| ConfigError(e.to_string()))?;
@@ -205,6 +223,9 @@ impl Config {
             cache_capacity_bytes: number("CACHE_CAPACITY_MB", 64)? * 1024 * 1024,
             cache_warm,
             cache_refresh_ahead,
+            cdn_cache_control: cdn.cache_control,
+            cdn_tag_headers: cdn.tag_headers,
+            varnish_purge_nodes: cdn.purge_nodes,
             slow_warn,
             slow_error,
             request_timeout: Duration::from_secs(number("REQUEST_TIMEOUT_SECS", 10)?.max(1)),
@@ -237,11 +258,77 @@ impl fmt::Debug for Config {
             .field("cache_capacity_bytes", &self.cache_capacity_bytes)
             .field("cache_warm", &self.cache_warm)
             .field("cache_refresh_ahead", &self.cache_refresh_ahead)
+            .field("cdn_cache_control", &self.cdn_cache_control)
+            .field("cdn_tag_headers", &self.cdn_tag_headers)
+            .field("varnish_purge_nodes", &self.varnish_purge_nodes)
             .field("slow_warn", &self.slow_warn)
             .field("slow_error", &self.slow_error)
             .field("request_timeout", &self.request_timeout)
             .finish_non_exhaustive()
     }
+}
+
+/// What the service tells a CDN in front, and which Varnish nodes it purges.
+struct CdnSettings {
+    cache_control: Option<String>,
+    tag_headers: Vec<HeaderName>,
+    purge_nodes: Vec<String>,
+}
+
+/// `CDN_CACHE_CONTROL`, `CDN_TAG_HEADERS` and `VARNISH_PURGE_NODES`, each checked as the
+/// layers will use it.
+fn cdn_settings(lookup: impl Fn(&str) -> Option<String>) -> Result<CdnSettings, ConfigError> {
+    let off = |value: &str| matches!(value.trim(), "" | "off");
+    let cache_control = match lookup("CDN_CACHE_CONTROL") {
+        None => Some("max-age=60".to_owned()),
+        Some(value) if off(&value) => None,
+        Some(value) => {
+            let value = value.trim().to_owned();
+            CdnHeadersLayer::builder()
+                .cdn_cache_control(&value)
+                .build()
+                .map_err(|_| {
+                    ConfigError(format!(
+                        "CDN_CACHE_CONTROL must be a CDN-Cache-Control value such as                          `max-age=600` (a Structured Field Dictionary), or `off`, got {value:?}"
+                    ))
+                })?;
+            Some(value)
+        }
+    };
+    let tag_headers = lookup("CDN_TAG_HEADERS").unwrap_or_else(|| "surrogate-key".to_owned());
+    let tag_headers = if off(&tag_headers) {
+        Vec::new()
+    } else {
+        tag_headers
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(|name| {
+                HeaderName::try_from(name).map_err(|_| {
+                    ConfigError(format!(
+                        "CDN_TAG_HEADERS must list header names (surrogate-key, xkey), got {name:?}"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let purge_nodes: Vec<String> = lookup("VARNISH_PURGE_NODES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|node| !node.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if !purge_nodes.is_empty() {
+        VarnishPurger::builder(purge_nodes.iter().cloned())
+            .build()
+            .map_err(|e| ConfigError(format!("VARNISH_PURGE_NODES: {e}")))?;
+    }
+    Ok(CdnSettings {
+        cache_control,
+        tag_headers,
+        purge_nodes,
+    })
 }
 
 /// The paths of `CACHE_WARM`: `off` or nothing for none; each entry a path (and query)
@@ -554,6 +641,49 @@ mod tests {
         );
         let error = config_error(&[("REQUIRE_PRECONDITIONS", "yes")]);
         assert!(error.contains("REQUIRE_PRECONDITIONS"), "{error}");
+    }
+
+    #[test]
+    fn cdn_settings_have_defaults_and_bad_values_are_named() {
+        let defaults = config_with(&[]);
+        assert_eq!(defaults.cdn_cache_control.as_deref(), Some("max-age=60"));
+        assert_eq!(defaults.cdn_tag_headers, ["surrogate-key"]);
+        assert!(defaults.varnish_purge_nodes.is_empty());
+        let custom = config_with(&[
+            (
+                "CDN_CACHE_CONTROL",
+                " max-age=600, stale-while-revalidate=30 ",
+            ),
+            ("CDN_TAG_HEADERS", "xkey, Surrogate-Key"),
+            (
+                "VARNISH_PURGE_NODES",
+                "http://10.0.0.5:6081, http://10.0.0.6:6081,",
+            ),
+        ]);
+        assert_eq!(
+            custom.cdn_cache_control.as_deref(),
+            Some("max-age=600, stale-while-revalidate=30")
+        );
+        assert_eq!(custom.cdn_tag_headers, ["xkey", "surrogate-key"]);
+        assert_eq!(
+            custom.varnish_purge_nodes,
+            ["http://10.0.0.5:6081", "http://10.0.0.6:6081"]
+        );
+        let off = config_with(&[("CDN_CACHE_CONTROL", "off"), ("CDN_TAG_HEADERS", "off")]);
+        assert_eq!(off.cdn_cache_control, None);
+        assert!(off.cdn_tag_headers.is_empty());
+        for (name, value) in [
+            ("CDN_CACHE_CONTROL", "max-age=ten"),
+            ("CDN_CACHE_CONTROL", "Max-Age=60"),
+            ("CDN_TAG_HEADERS", "surrogate key"),
+            ("VARNISH_PURGE_NODES", "https://10.0.0.5:6443"),
+            ("VARNISH_PURGE_NODES", "10.0.0.5:6081"),
+        ] {
+            let error = config_error(&[(name, value)]);
+            assert!(error.starts_with(name), "{value}: {error}");
+        }
+        let error = config_error(&[("VARNISH_PURGE_NODES", "http://admin:hunter2@v:6081")]);
+        assert!(!error.contains("hunter2"), "{error}");
     }
 
     #[test]

@@ -51,7 +51,10 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultMakeSpan, TraceLayer};
-use towerkit::cache::{CacheHandle, CacheLayer, MemoryStore, RedisStore, TieredStore, WarmReport};
+use towerkit::cache::{
+    CacheHandle, CacheLayer, CdnHeadersLayer, MemoryStore, RedisStore, TieredStore, VarnishPurger,
+    WarmReport,
+};
 use towerkit::compress::CompressionLayer;
 use towerkit::db::{Db, DbConfig};
 use towerkit::nulls::StripNullsLayer;
@@ -80,6 +83,8 @@ pub struct AppState {
     pub db: Db,
     /// The cache layer itself, when the service runs with layers.
     cache: Option<CacheLayer>,
+    /// `CDN-Cache-Control` for a CDN in front (`CDN_CACHE_CONTROL`; adds nothing when off).
+    cdn: CdnHeadersLayer,
     pagination: PaginateLayer,
     config: Arc<Config>,
 }
@@ -172,6 +177,18 @@ impl AppState {
                     None => CacheLayer::builder(memory),
                 };
                 let builder = builder.default_ttl(config.cache_ttl);
+                // A CDN in front learns each response's tags (`CDN_TAG_HEADERS`), and
+                // Varnish nodes (`VARNISH_PURGE_NODES`) are purged by them on every
+                // invalidation, after this cache.
+                let builder = builder.send_tags_as(config.cdn_tag_headers.iter().cloned());
+                let builder = match config.varnish_purge_nodes.as_slice() {
+                    [] => builder,
+                    nodes => builder.invalidation_hook(
+                        VarnishPurger::builder(nodes.iter().cloned())
+                            .build()
+                            .map_err(|e| fail("VARNISH_PURGE_NODES", &e))?,
+                    ),
+                };
                 // Hot keys are refreshed before they expire (`CACHE_REFRESH_AHEAD`).
                 let builder = match config.cache_refresh_ahead {
                     Some(fraction) => builder.refresh_ahead(fraction),
@@ -181,9 +198,15 @@ impl AppState {
                 Some(layer)
             }
         };
+        let mut cdn = CdnHeadersLayer::builder();
+        if let Some(value) = &config.cdn_cache_control {
+            cdn = cdn.cdn_cache_control(value);
+        }
+        let cdn = cdn.build().map_err(|e| fail("CDN_CACHE_CONTROL", &e))?;
         Ok(AppState {
             db,
             cache,
+            cdn,
             pagination,
             config: Arc::new(config),
         })
@@ -295,6 +318,9 @@ pub fn app(state: AppState) -> Router {
                 )
                 // A hit returns stored bytes, already compressed, and skips everything below.
                 .layer(cache.clone())
+                // CDN-Cache-Control for a CDN in front, on cacheable GETs: stored with each
+                // entry, so hits carry it for free.
+                .layer(state.cdn.clone())
                 // Compresses what the cache stores, once per negotiated encoding; a coded
                 // variant's ETag gets the coding as a suffix ("...-br"), so no two byte
                 // representations share a strong tag.

@@ -1,4 +1,5 @@
-//! The example's sources, migrations, dashboards and tests, copied with the package renamed.
+//! The example's sources, migrations, dashboards, Varnish configuration and tests, copied
+//! with the package renamed.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -6,7 +7,13 @@ use std::path::{Path, PathBuf};
 use crate::Result;
 
 /// The directories copied whole, relative to the example's directory.
-const COPIED_DIRS: &[&str] = &["src", "migrations", "dashboards", "tests/support"];
+const COPIED_DIRS: &[&str] = &[
+    "src",
+    "migrations",
+    "dashboards",
+    "varnish",
+    "tests/support",
+];
 
 /// What a test file that needs the workspace's throwaway servers (Redis Cluster, TLS-only
 /// Redis, a PostgreSQL to stop) or its log capture imports; those tests stay in the
