@@ -25,7 +25,7 @@ pub(crate) fn render(report: &Report) -> String {
          <title>{}</title>\n<style>\n\
          body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2em; color: #222; max-width: 1200px; }}\n\
          table {{ border-collapse: collapse; margin: 0.5em 0 1em; }}\n\
-         th, td {{ padding: 3px 9px; border-bottom: 1px solid #ddd; }}\n\
+         th, td {{ padding: 3px 9px; border-bottom: 1px solid #ddd; white-space: nowrap; }}\n\
          th {{ text-align: left; background: #f4f4f4; }}\n\
          td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}\n\
          .met {{ color: #1d7a35; }} .exceeded {{ color: #b01e1e; }}\n\

@@ -55,7 +55,8 @@ pub(crate) fn ensure() -> Result<PathBuf> {
     let started = std::time::Instant::now();
     crate::run_command(
         cargo()
-            .args(["install", "oha", "--locked", "--no-default-features"])
+            // With its default features: oha does not build without a TLS backend.
+            .args(["install", "oha", "--locked"])
             .args(["--version", &format!("={OHA_VERSION}")])
             .arg("--root")
             .arg(&root)
