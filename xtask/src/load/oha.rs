@@ -8,6 +8,10 @@
 //! SQLite file read back with the `sqlite3` command) give each request's scheduled, sent
 //! and end times, from which the step's percentiles, late sends and per-second timeline are
 //! computed here.
+//!
+//! One limit, oha's: a request's scheduled time is when oha's timer task woke for it, so
+//! if the generator itself is starved of CPU (it shares two cores with the service,
+//! PostgreSQL and Redis here), that delay is not counted; a busy connection pool is.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
