@@ -966,7 +966,11 @@ fn markdown(report: &Value) -> String {
             "\n| step | target req/s | achieved req/s | errors | late | unsent | latency (ms) | cache hit ratio |\n|---|---|---|---|---|---|---|---|\n",
         );
         for step in steps {
-            let optional = |v: &Value| if v.is_null() { "-".to_owned() } else { f(v) };
+            let optional = |v: &Value| match v {
+                Value::Null => "-".to_owned(),
+                Value::Number(n) if n.is_u64() => n.to_string(),
+                v => f(v),
+            };
             let latency = step["latency_ms"]
                 .as_object()
                 .map(|l| {
