@@ -1,12 +1,15 @@
 //! `cargo xtask load <smoke|baseline|stress|spike|soak> [--duration D]`: load scenarios
 //! against the example service with wrk, on 127.0.0.1 only, bounded in time.
+//! `cargo xtask load fixed-rate --rate R[,R...] [--duration D] [--connections N]` holds a
+//! request rate instead (open loop, with oha: see [`oha`]).
 //!
 //! Each run builds and starts the service (release), sends a request mix (list pages, field
 //! selections, detail reads, a small share of writes) and reports requests/s, latency
 //! percentiles, error rate, cache hit ratio (from `/metrics` on the admin listener before
 //! and after), DB pool
 //! saturation and the service's RSS at start and end: a table on the terminal,
-//! `target/xtask-load/<scenario>.json` and `target/xtask-load/<scenario>.md`. `baseline`
+//! `target/xtask-load/<scenario>.json`, `target/xtask-load/<scenario>.md` and
+//! `target/xtask-load/<scenario>.html` (charts per step, see [`html`]). `baseline`
 //! also runs a list-only load against the service and against a second instance started
 //! with `LAYERS=none`, and prints their throughput ratio. `soak` sends a mix whose cache
 //! keys rarely repeat to an instance with an 8 MB in-memory cache, and reports the cache's
@@ -24,6 +27,13 @@ use serde_json::{Value, json};
 use crate::services::{Services, free_port};
 use crate::{Result, cargo, run_command, target_dir};
 
+mod html;
+mod oha;
+mod report;
+
+use oha::RateStep;
+use report::{Report, ServerFigures, StepReport};
+
 /// One load step: `connections` for `seconds`.
 #[derive(Debug, Clone, Copy)]
 struct Step {
@@ -35,7 +45,10 @@ struct Step {
 #[derive(Debug)]
 struct Scenario {
     name: &'static str,
+    /// Closed-loop steps (wrk: a number of connections)...
     steps: Vec<Step>,
+    /// ...or open-loop ones (oha: a rate held whatever the responses do).
+    rate_steps: Vec<RateStep>,
     /// The request mix: `mix` (the API's usual traffic) or `unique` (cache keys that
     /// rarely repeat, to fill and churn the cache).
     mode: &'static str,
@@ -48,18 +61,72 @@ struct Scenario {
     max_p99_ms: f64,
 }
 
+/// What the command line asks of a fixed-rate run.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct RateOptions {
+    /// Requests per second, one step each (`--rate 1000,2000`).
+    rates: Vec<f64>,
+    /// Connections oha may open (`--connections`).
+    connections: Option<u32>,
+}
+
+/// The rate `fixed-rate` holds without `--rate`: well under what this 2-core machine
+/// serves with the mix, so the run shows the latency of a service that keeps up.
+const DEFAULT_RATE: f64 = 500.0;
+/// Seconds per fixed-rate step without `--duration`.
+const DEFAULT_RATE_STEP_SECONDS: u64 = 10;
+/// Connections oha opens without `--connections`: requests beyond them queue in oha (and
+/// count as late), as they would behind a client's connection pool.
+const DEFAULT_RATE_CONNECTIONS: u32 = 50;
+/// A fixed-rate step fails its bounds when more than this share of its scheduled requests
+/// were never sent: the service did not keep up with the rate.
+const MAX_UNSENT_PCT: f64 = 1.0;
+
 /// The bounds are set for a 2-core machine that runs the load generator, the service,
 /// PostgreSQL and Redis together; on a bigger machine they hold with room to spare.
-fn scenario(name: &str, duration: Option<u64>) -> Result<Scenario> {
+fn scenario(name: &str, duration: Option<u64>, rate: &RateOptions) -> Result<Scenario> {
     let step = |connections, seconds| Step {
         connections,
         seconds,
     };
     // The service's default cache size; soak uses a small one to show the bound.
     let (mode, cache_capacity_mb) = ("mix", 64);
+    if name != "fixed-rate" && (!rate.rates.is_empty() || rate.connections.is_some()) {
+        return Err(format!(
+            "--rate and --connections apply to the fixed-rate scenario, not to {name:?} (wrk holds connections, not a rate)"
+        ));
+    }
     let scenario = match name {
+        "fixed-rate" => {
+            let rates = if rate.rates.is_empty() {
+                vec![DEFAULT_RATE]
+            } else {
+                rate.rates.clone()
+            };
+            let seconds = duration.unwrap_or(DEFAULT_RATE_STEP_SECONDS);
+            let connections = rate.connections.unwrap_or(DEFAULT_RATE_CONNECTIONS);
+            Scenario {
+                name: "fixed-rate",
+                mode,
+                cache_capacity_mb,
+                steps: Vec::new(),
+                rate_steps: rates
+                    .into_iter()
+                    .map(|rate| RateStep {
+                        rate,
+                        seconds,
+                        connections,
+                    })
+                    .collect(),
+                // The baseline's bounds: a rate this machine sustains meets them.
+                max_error_pct: 0.1,
+                max_p95_ms: 100.0,
+                max_p99_ms: 250.0,
+            }
+        }
         "smoke" => Scenario {
             name: "smoke",
+            rate_steps: Vec::new(),
             mode,
             cache_capacity_mb,
             steps: vec![step(5, 10)],
@@ -69,6 +136,7 @@ fn scenario(name: &str, duration: Option<u64>) -> Result<Scenario> {
         },
         "baseline" => Scenario {
             name: "baseline",
+            rate_steps: Vec::new(),
             mode,
             cache_capacity_mb,
             steps: vec![step(20, 60)],
@@ -78,6 +146,7 @@ fn scenario(name: &str, duration: Option<u64>) -> Result<Scenario> {
         },
         "stress" => Scenario {
             name: "stress",
+            rate_steps: Vec::new(),
             mode,
             cache_capacity_mb,
             steps: vec![step(50, 20), step(100, 20), step(150, 20)],
@@ -87,6 +156,7 @@ fn scenario(name: &str, duration: Option<u64>) -> Result<Scenario> {
         },
         "spike" => Scenario {
             name: "spike",
+            rate_steps: Vec::new(),
             mode,
             cache_capacity_mb,
             steps: vec![step(200, 15)],
@@ -96,6 +166,7 @@ fn scenario(name: &str, duration: Option<u64>) -> Result<Scenario> {
         },
         "soak" => Scenario {
             name: "soak",
+            rate_steps: Vec::new(),
             mode: "unique",
             cache_capacity_mb: 8,
             steps: vec![step(30, duration.unwrap_or(600))],
@@ -105,7 +176,7 @@ fn scenario(name: &str, duration: Option<u64>) -> Result<Scenario> {
         },
         other => {
             return Err(format!(
-                "unknown scenario {other:?}: expected smoke, baseline, stress, spike or soak"
+                "unknown scenario {other:?}: expected smoke, baseline, stress, spike, soak or fixed-rate"
             ));
         }
     };
@@ -167,23 +238,16 @@ end
 "#;
 
 pub(crate) fn load(args: &[String]) -> Result {
-    let mut name = None;
-    let mut duration = None;
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--duration" => {
-                let text = args
-                    .next()
-                    .ok_or("--duration needs a value such as 10m or 90s")?;
-                duration = Some(parse_duration(text)?);
-            }
-            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
-            scenario => name = Some(scenario.to_owned()),
-        }
-    }
-    let scenario = scenario(name.as_deref().unwrap_or("smoke"), duration)?;
-    ensure_wrk()?;
+    let (name, duration, rate) = parse_args(args)?;
+    let scenario = scenario(&name, duration, &rate)?;
+    let open_loop = !scenario.rate_steps.is_empty();
+    // The generator first: a missing one fails before the service is built.
+    let oha = if open_loop {
+        Some(oha::ensure()?)
+    } else {
+        ensure_wrk()?;
+        None
+    };
     let services = Services::ensure()?;
     run_command(cargo().args([
         "build",
@@ -204,12 +268,34 @@ pub(crate) fn load(args: &[String]) -> Result {
     let before = layered.metrics()?;
     let sampler = Sampler::start(&layered);
     let mut steps = Vec::new();
+    let mut step_reports = Vec::new();
     for step in &scenario.steps {
         eprintln!(
             "xtask load: {} connections for {} s ({})",
             step.connections, step.seconds, scenario.mode
         );
-        steps.push(wrk(&script, layered.port, *step, scenario.mode)?);
+        let step_before = layered.metrics()?;
+        let figures = wrk(&script, layered.port, *step, scenario.mode)?;
+        let mut step_report = figures.step_report(format!("{} connections", step.connections));
+        step_report.server = layered.server_figures(&step_before)?;
+        step_reports.push(step_report);
+        steps.push(figures);
+    }
+    if let Some(oha) = &oha {
+        let urls = dir.join("urls.txt");
+        std::fs::write(&urls, oha::urls(layered.port)).map_err(|e| e.to_string())?;
+        for (index, step) in scenario.rate_steps.iter().enumerate() {
+            eprintln!(
+                "xtask load: {} requests/s for {} s over at most {} connections (read mix, oha)",
+                step.rate, step.seconds, step.connections
+            );
+            let step_before = layered.metrics()?;
+            let name = format!("{}-{}", scenario.name, index + 1);
+            let mut step_report = oha::run(oha, &dir, &name, &urls, *step)?;
+            step_report.server = layered.server_figures(&step_before)?;
+            steps.push(Figures::from_step(&step_report));
+            step_reports.push(step_report);
+        }
     }
     let (l1_max, rss_max) = sampler.stop();
     let after = layered.metrics()?;
@@ -232,7 +318,9 @@ pub(crate) fn load(args: &[String]) -> Result {
 
     let mut report = json!({
         "scenario": scenario.name,
-        "steps": scenario.steps.iter().map(|s| json!({"connections": s.connections, "seconds": s.seconds})).collect::<Vec<_>>(),
+        "steps": scenario.steps.iter().map(|s| json!({"connections": s.connections, "seconds": s.seconds}))
+            .chain(scenario.rate_steps.iter().map(|s| json!({"rate": s.rate, "seconds": s.seconds, "connections": s.connections})))
+            .collect::<Vec<_>>(),
         "requests": total.requests,
         "requests_per_second": total.rps(),
         "latency_ms": {"p50": total.p50_ms, "p95": total.p95_ms, "p99": total.p99_ms, "max": total.max_ms},
@@ -242,8 +330,10 @@ pub(crate) fn load(args: &[String]) -> Result {
         "rss_kib": {"start": rss_start, "end": rss_end, "max": rss_max.max(rss_end)},
         "cache_l1_bytes": {"start": l1_bytes(&before), "end": l1_bytes(&after), "max": l1_max, "capacity": l1_capacity},
         "bounds": {"max_error_pct": scenario.max_error_pct, "max_p95_ms": scenario.max_p95_ms, "max_p99_ms": scenario.max_p99_ms},
+        "step_figures": step_reports.iter().map(step_json).collect::<Vec<_>>(),
     });
 
+    let mut notes = Vec::new();
     if scenario.name == "baseline" {
         let list = Step {
             connections: 20,
@@ -255,16 +345,26 @@ pub(crate) fn load(args: &[String]) -> Result {
         let bare = Instance::start(&services, "none", &[])?;
         eprintln!("xtask load: list endpoint only, LAYERS=none");
         let without_layers = wrk(&script, bare.port, list, "list")?;
+        let ratio = with_layers.rps() / without_layers.rps().max(f64::MIN_POSITIVE);
+        notes.push((
+            "list endpoint req/s, all layers / LAYERS=none (20 connections, 20 s)".to_owned(),
+            format!(
+                "{:.0} / {:.0} (ratio {ratio:.2})",
+                with_layers.rps(),
+                without_layers.rps()
+            ),
+        ));
         report["list_endpoint"] = json!({
             "layers_all_rps": with_layers.rps(),
             "layers_none_rps": without_layers.rps(),
-            "ratio": with_layers.rps() / without_layers.rps().max(f64::MIN_POSITIVE),
+            "ratio": ratio,
             "layers_all_p99_ms": with_layers.p99_ms,
             "layers_none_p99_ms": without_layers.p99_ms,
         });
     }
 
     let mut violations = violations(&scenario, &total);
+    violations.extend(step_reports.iter().filter_map(unsent_violation));
     if l1_max > l1_capacity {
         violations.push(format!(
             "L1 cache held {l1_max} bytes > its capacity of {l1_capacity}"
@@ -277,12 +377,158 @@ pub(crate) fn load(args: &[String]) -> Result {
     let markdown = markdown(&report);
     std::fs::write(dir.join(format!("{}.md", scenario.name)), &markdown)
         .map_err(|e| e.to_string())?;
+    notes.push((
+        "whole run: cache hit ratio, RSS start / end / max (MiB)".to_owned(),
+        format!(
+            "{:.1} %, {:.1} / {:.1} / {:.1}",
+            hit_ratio * 100.0,
+            rss_start as f64 / 1024.0,
+            rss_end as f64 / 1024.0,
+            rss_max.max(rss_end) as f64 / 1024.0
+        ),
+    ));
+    let html_path = dir.join(format!("{}.html", scenario.name));
+    let html = html::render(&Report {
+        scenario: scenario.name.to_owned(),
+        generator: generator_sentence(&scenario),
+        steps: step_reports,
+        bounds: (
+            scenario.max_error_pct,
+            scenario.max_p95_ms,
+            scenario.max_p99_ms,
+        ),
+        violations: violations.clone(),
+        notes,
+    });
+    std::fs::write(&html_path, html).map_err(|e| e.to_string())?;
     println!("\n{markdown}");
+    println!("HTML report: {}", html_path.display());
     if violations.is_empty() {
         Ok(())
     } else {
         Err(format!("bounds exceeded: {}", violations.join("; ")))
     }
+}
+
+/// `[scenario] [--duration D] [--rate R[,R...]] [--connections N]`: the scenario (`smoke`
+/// by default, `fixed-rate` when `--rate` is given), the duration and the rate options.
+fn parse_args(args: &[String]) -> Result<(String, Option<u64>, RateOptions)> {
+    let mut name = None;
+    let mut duration = None;
+    let mut rate = RateOptions::default();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--duration" => {
+                let text = args
+                    .next()
+                    .ok_or("--duration needs a value such as 10m or 90s")?;
+                duration = Some(parse_duration(text)?);
+            }
+            "--rate" => {
+                let text = args
+                    .next()
+                    .ok_or("--rate needs requests per second, such as 2000 or 500,1000,2000")?;
+                rate.rates = parse_rates(text)?;
+            }
+            "--connections" => {
+                let text = args.next().ok_or("--connections needs a number")?;
+                rate.connections = Some(
+                    text.parse()
+                        .ok()
+                        .filter(|n| (1..=10_000).contains(n))
+                        .ok_or(format!(
+                            "--connections takes a number from 1 to 10000, got {text:?}"
+                        ))?,
+                );
+            }
+            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
+            scenario => name = Some(scenario.to_owned()),
+        }
+    }
+    let default = if rate.rates.is_empty() {
+        "smoke"
+    } else {
+        "fixed-rate"
+    };
+    Ok((name.unwrap_or_else(|| default.to_owned()), duration, rate))
+}
+
+/// `2000` or `500,1000,2000`: each a positive, finite number of requests per second.
+fn parse_rates(text: &str) -> Result<Vec<f64>> {
+    text.split(',')
+        .map(|part| {
+            part.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|r| r.is_finite() && *r > 0.0)
+                .ok_or(format!(
+                    "bad rate {part:?} in --rate {text:?}: requests per second above 0"
+                ))
+        })
+        .collect()
+}
+
+/// How the run's load was generated, for the report's reader.
+fn generator_sentence(scenario: &Scenario) -> String {
+    if scenario.rate_steps.is_empty() {
+        format!(
+            "Closed loop: wrk keeps a fixed number of connections busy, each sending its next \
+             request when the last one is answered, with the API's request mix ({}), on \
+             127.0.0.1 against the example service with all layers.",
+            scenario.mode
+        )
+    } else {
+        format!(
+            "Open loop: oha {} sends requests at a fixed rate (scheduled whatever the \
+             responses do, latency measured from each request's scheduled time: corrected for \
+             coordinated omission), with the API's read mix, on 127.0.0.1 against the example \
+             service with all layers.",
+            oha::OHA_VERSION
+        )
+    }
+}
+
+/// A fixed-rate step whose service did not keep up: too many requests never sent.
+fn unsent_violation(step: &StepReport) -> Option<String> {
+    let unsent = step.unsent? as f64;
+    let scheduled = step.target_rps? * step.seconds;
+    (scheduled > 0.0 && unsent / scheduled * 100.0 > MAX_UNSENT_PCT).then(|| {
+        format!(
+            "{}: {unsent} of {scheduled:.0} scheduled requests never sent (> {MAX_UNSENT_PCT} %)",
+            step.label
+        )
+    })
+}
+
+/// One step's figures for the JSON report.
+fn step_json(step: &StepReport) -> Value {
+    let latency: serde_json::Map<String, Value> = step
+        .latency_ms
+        .iter()
+        .map(|(name, ms)| (name.clone(), json!(ms)))
+        .collect();
+    let s = &step.server;
+    json!({
+        "label": step.label,
+        "seconds": step.seconds,
+        "target_rps": step.target_rps,
+        "achieved_rps": step.achieved_rps(),
+        "responses": step.requests,
+        "errors": step.errors,
+        "late": step.late,
+        "unsent": step.unsent,
+        "latency_ms": latency,
+        "server": {
+            "cache_hit_ratio": s.cache_hit_ratio,
+            "db_queries": s.db_queries,
+            "pool_max": s.pool_max,
+            "pool_waiting": s.pool_waiting,
+            "l1_bytes": s.l1_bytes,
+            "rss_kib": s.rss_kib,
+        },
+        "timeline": step.timeline.iter().map(|t| json!([t.completed, t.p50_ms, t.p99_ms, t.errors])).collect::<Vec<_>>(),
+    })
 }
 
 /// wrk's figures for one step (or several merged).
@@ -311,6 +557,37 @@ impl Figures {
             self.errors / self.requests * 100.0
         } else {
             0.0
+        }
+    }
+
+    /// A wrk step for the HTML report (its server figures are filled in by the caller).
+    fn step_report(&self, label: String) -> StepReport {
+        StepReport {
+            label,
+            seconds: self.seconds,
+            requests: self.requests as u64,
+            errors: self.errors as u64,
+            latency_ms: vec![
+                ("p50".to_owned(), self.p50_ms),
+                ("p95".to_owned(), self.p95_ms),
+                ("p99".to_owned(), self.p99_ms),
+                ("max".to_owned(), self.max_ms),
+            ],
+            ..StepReport::default()
+        }
+    }
+
+    /// An open-loop step's figures, for the run's totals and bounds.
+    fn from_step(step: &StepReport) -> Figures {
+        let latency = |name| step.latency(name).unwrap_or(0.0);
+        Figures {
+            requests: step.requests as f64,
+            seconds: step.seconds,
+            errors: step.errors as f64,
+            p50_ms: latency("p50"),
+            p95_ms: latency("p95"),
+            p99_ms: latency("p99"),
+            max_ms: latency("max"),
         }
     }
 }
@@ -485,6 +762,32 @@ impl Instance {
     fn rss_kib(&self) -> u64 {
         rss_kib(self.child.id())
     }
+
+    /// The service's figures since `before` (its `/metrics` at the step's start).
+    fn server_figures(&self, before: &str) -> Result<ServerFigures> {
+        let after = self.metrics()?;
+        Ok(server_figures(before, &after, self.rss_kib()))
+    }
+}
+
+/// What the service's `/metrics` say about the time between `before` and `after`.
+fn server_figures(before: &str, after: &str, rss_kib: u64) -> ServerFigures {
+    let lookups = counter_delta(before, after, "http_cache_requests_total", None);
+    let hits = counter_delta(
+        before,
+        after,
+        "http_cache_requests_total",
+        Some("result=\"hit\""),
+    );
+    let queries = "db_client_operation_duration_seconds_count";
+    ServerFigures {
+        cache_hit_ratio: (lookups > 0.0).then(|| hits / lookups),
+        db_queries: gauge(after, queries).map(|_| counter_delta(before, after, queries, None)),
+        pool_max: gauge(after, "db_client_connection_max"),
+        pool_waiting: gauge(after, "db_client_connection_pending_requests"),
+        l1_bytes: gauge(after, "http_cache_l1_bytes"),
+        rss_kib: (rss_kib > 0).then_some(rss_kib),
+    }
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -658,6 +961,37 @@ fn markdown(report: &Value) -> String {
     for (key, value) in rows {
         text.push_str(&format!("| {} | {value} |\n", key[2..].trim_start()));
     }
+    if let Some(steps) = report["step_figures"].as_array().filter(|s| !s.is_empty()) {
+        text.push_str(
+            "\n| step | target req/s | achieved req/s | errors | late | unsent | latency (ms) | cache hit ratio |\n|---|---|---|---|---|---|---|---|\n",
+        );
+        for step in steps {
+            let optional = |v: &Value| match v {
+                Value::Null => "-".to_owned(),
+                Value::Number(n) if n.is_u64() => n.to_string(),
+                v => f(v),
+            };
+            let latency = step["latency_ms"]
+                .as_object()
+                .map(|l| {
+                    l.iter()
+                        .map(|(name, v)| format!("{name} {}", f(v)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            text.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {latency} | {} |\n",
+                step["label"].as_str().unwrap_or("?"),
+                optional(&step["target_rps"]),
+                f(&step["achieved_rps"]),
+                step["errors"],
+                optional(&step["late"]),
+                optional(&step["unsent"]),
+                optional(&step["server"]["cache_hit_ratio"]),
+            ));
+        }
+    }
     let violations = report["violations"].as_array().map(Vec::len).unwrap_or(0);
     text.push_str(&format!(
         "\nBounds: error rate <= {}%, p95 <= {} ms, p99 <= {} ms: {}\n",
@@ -711,16 +1045,106 @@ mod tests {
 
     #[test]
     fn soak_churns_a_small_cache_with_unique_keys() {
-        let soak = scenario("soak", Some(60)).unwrap();
+        let soak = scenario("soak", Some(60), &RateOptions::default()).unwrap();
         assert_eq!((soak.mode, soak.cache_capacity_mb), ("unique", 8));
         assert!(MIX_SCRIPT.contains(r#"if mode == "unique" then"#));
-        let smoke = scenario("smoke", None).unwrap();
+        let smoke = scenario("smoke", None, &RateOptions::default()).unwrap();
         assert_eq!((smoke.mode, smoke.cache_capacity_mb), ("mix", 64));
+    }
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_rate_selects_the_fixed_rate_scenario_and_its_steps() {
+        let (name, duration, rate) = parse_args(&args(&["--rate", "500,1000.5"])).unwrap();
+        assert_eq!((name.as_str(), duration), ("fixed-rate", None));
+        assert_eq!(rate.rates, [500.0, 1000.5]);
+        let fixed = scenario(&name, Some(5), &rate).unwrap();
+        assert!(fixed.steps.is_empty());
+        assert_eq!(
+            fixed.rate_steps,
+            [
+                RateStep {
+                    rate: 500.0,
+                    seconds: 5,
+                    connections: DEFAULT_RATE_CONNECTIONS
+                },
+                RateStep {
+                    rate: 1000.5,
+                    seconds: 5,
+                    connections: DEFAULT_RATE_CONNECTIONS
+                }
+            ]
+        );
+        // Without --rate: one step at the default rate, 10 s.
+        let plain = scenario("fixed-rate", None, &RateOptions::default()).unwrap();
+        assert_eq!(plain.rate_steps.len(), 1);
+        assert_eq!(
+            (plain.rate_steps[0].rate, plain.rate_steps[0].seconds),
+            (DEFAULT_RATE, DEFAULT_RATE_STEP_SECONDS)
+        );
+        let (name, _, rate) = parse_args(&args(&[
+            "fixed-rate",
+            "--connections",
+            "8",
+            "--duration",
+            "3s",
+        ]))
+        .unwrap();
+        assert_eq!((name.as_str(), rate.connections), ("fixed-rate", Some(8)));
+        assert_eq!(parse_args(&[]).unwrap().0, "smoke");
+    }
+
+    #[test]
+    fn bad_rates_and_rates_on_wrk_scenarios_are_refused() {
+        for bad in ["0", "-5", "fast", "100,", "NaN", "inf"] {
+            let error = parse_args(&args(&["--rate", bad])).unwrap_err();
+            assert!(error.contains("rate"), "{bad}: {error}");
+        }
+        assert!(parse_args(&args(&["--rate"])).is_err());
+        assert!(parse_args(&args(&["--connections", "0"])).is_err());
+        let rate = RateOptions {
+            rates: vec![100.0],
+            connections: None,
+        };
+        let error = scenario("stress", None, &rate).unwrap_err();
+        assert!(error.contains("fixed-rate"), "{error}");
+    }
+
+    #[test]
+    fn reads_the_services_figures_over_a_step() {
+        let before = "http_cache_requests_total{result=\"hit\"} 10\nhttp_cache_requests_total{result=\"miss\"} 10\ndb_client_operation_duration_seconds_count{db_operation_name=\"SELECT\"} 5\n";
+        let after = "http_cache_requests_total{result=\"hit\"} 100\nhttp_cache_requests_total{result=\"miss\"} 20\ndb_client_operation_duration_seconds_count{db_operation_name=\"SELECT\"} 15\ndb_client_connection_max 16\n";
+        let figures = server_figures(before, after, 2048);
+        assert_eq!(figures.cache_hit_ratio, Some(0.9));
+        assert_eq!(figures.db_queries, Some(10.0));
+        assert_eq!(figures.pool_max, Some(16.0));
+        assert_eq!(figures.pool_waiting, None);
+        assert_eq!(figures.rss_kib, Some(2048));
+        let idle = server_figures(before, before, 0);
+        assert_eq!((idle.cache_hit_ratio, idle.rss_kib), (None, None));
+    }
+
+    #[test]
+    fn a_rate_the_service_did_not_keep_up_with_is_a_violation() {
+        let step = |unsent| StepReport {
+            label: "100 req/s".to_owned(),
+            seconds: 10.0,
+            target_rps: Some(100.0),
+            unsent: Some(unsent),
+            ..StepReport::default()
+        };
+        assert_eq!(unsent_violation(&step(10)), None);
+        let found = unsent_violation(&step(11)).unwrap();
+        assert!(found.starts_with("100 req/s: 11 of 1000"), "{found}");
+        assert_eq!(unsent_violation(&StepReport::default()), None);
     }
 
     #[test]
     fn flags_scenario_bounds() {
-        let scenario = scenario("smoke", None).unwrap();
+        let scenario = scenario("smoke", None, &RateOptions::default()).unwrap();
         let fine = Figures {
             requests: 1000.0,
             seconds: 10.0,

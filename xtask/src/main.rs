@@ -11,7 +11,9 @@
 //! - `bench [FILTER] [--quick] [--save NAME] [--compare NAME] [--threshold PCT]`: criterion
 //!   benches, written to `target/xtask-bench/latest.json`.
 //! - `load <smoke|baseline|stress|spike|soak> [--duration D]`: load scenarios against the
-//!   example service, with wrk.
+//!   example service, with wrk; `load fixed-rate --rate R[,R...]` holds a request rate with
+//!   oha (installed with `cargo install` on first use). Each writes JSON, Markdown and an HTML
+//!   report with charts to `target/xtask-load/`.
 //! - `fuzz [--seconds N] [TARGET...]`: the libFuzzer targets in `fuzz/targets`.
 //! - `new <name> [--path DIR]`: a standalone service from the example service (its own
 //!   `Cargo.toml` with versions, lints, sources, migrations, tests and README), in `DIR`
@@ -59,7 +61,10 @@ fn main() -> ExitCode {
                 "  bench [FILTER] [--quick] [--save NAME] [--compare NAME] [--threshold PCT]"
             );
             eprintln!(
-                "  load <smoke|baseline|stress|spike|soak> [--duration 10m]  load the example service"
+                "  load <smoke|baseline|stress|spike|soak> [--duration 10m]  load the example service (wrk)"
+            );
+            eprintln!(
+                "  load fixed-rate --rate 500[,1000...] [--duration 10s] [--connections 50]  hold a request rate (oha)"
             );
             eprintln!(
                 "  fuzz [--seconds N] [TARGET...]  run the libFuzzer targets (default 60 s each)"

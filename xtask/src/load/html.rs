@@ -1,0 +1,873 @@
+//! `target/xtask-load/<scenario>.html`: one load run for someone who did not run it. Plain
+//! HTML with inline SVG charts, no script and nothing fetched: the file is the whole report.
+
+use std::fmt::Write as _;
+
+use super::report::{Report, StepReport};
+
+const WIDTH: f64 = 560.0;
+const HEIGHT: f64 = 250.0;
+/// Room around the plot for the axis labels and the legend.
+const LEFT: f64 = 62.0;
+const RIGHT: f64 = 14.0;
+const TOP: f64 = 30.0;
+const BOTTOM: f64 = 48.0;
+/// One colour per step or series, reused past the end.
+const PALETTE: [&str; 8] = [
+    "#1f5fbf", "#d9731a", "#2a9d4b", "#b8336a", "#7a52c7", "#8c6d1f", "#1b9aaa", "#555555",
+];
+
+/// The whole report.
+pub(crate) fn render(report: &Report) -> String {
+    let title = format!("Load scenario {}", report.scenario);
+    let mut out = format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <title>{}</title>\n<style>\n\
+         body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2em; color: #222; max-width: 1200px; }}\n\
+         table {{ border-collapse: collapse; margin: 0.5em 0 1em; }}\n\
+         th, td {{ padding: 3px 9px; border-bottom: 1px solid #ddd; white-space: nowrap; }}\n\
+         th {{ text-align: left; background: #f4f4f4; }}\n\
+         td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}\n\
+         .met {{ color: #1d7a35; }} .exceeded {{ color: #b01e1e; }}\n\
+         .charts {{ display: flex; flex-wrap: wrap; gap: 16px; }}\n\
+         .chart {{ border: 1px solid #ddd; border-radius: 4px; }}\n\
+         p.note {{ color: #555; max-width: 80em; }}\n\
+         </style>\n</head>\n<body>\n<h1>{}</h1>\n",
+        escape(&title),
+        escape(&title)
+    );
+    let _ = writeln!(out, "<p>{}</p>", escape(&report.generator));
+    let (max_error_pct, max_p95_ms, max_p99_ms) = report.bounds;
+    let bounds = format!(
+        "Bounds: error rate at most {max_error_pct} %, p95 at most {max_p95_ms} ms, p99 at most {max_p99_ms} ms"
+    );
+    if report.violations.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p class=\"met\"><strong>{}: met.</strong></p>",
+            escape(&bounds)
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "<p class=\"exceeded\"><strong>{}: exceeded.</strong></p>\n<ul>",
+            escape(&bounds)
+        );
+        for violation in &report.violations {
+            let _ = writeln!(out, "<li class=\"exceeded\">{}</li>", escape(violation));
+        }
+        out.push_str("</ul>\n");
+    }
+
+    out.push_str("<h2>Steps</h2>\n");
+    out.push_str(&steps_table(&report.steps));
+    out.push_str(
+        "<p class=\"note\">Latency of a closed-loop step (wrk, a fixed number of connections) \
+         is measured from when a connection sent its request: while the service stalls, fewer \
+         requests are sent, and the stall hides. An open-loop step (oha at a fixed rate) \
+         measures it from when the schedule said to send the request, so a stall shows in the \
+         latency of every request that should have gone out during it. <em>Late</em>: sent more \
+         than 2 ms after its scheduled time because no connection was free; <em>unsent</em>: \
+         scheduled in the step and never sent before it ended. Errors: transport errors, \
+         timeouts and responses of status 400 and above.</p>\n",
+    );
+
+    out.push_str("<h2>Charts</h2>\n<div class=\"charts\">\n");
+    out.push_str(&percentile_chart(&report.steps));
+    out.push_str(&throughput_chart(&report.steps));
+    if report.steps.iter().any(|s| !s.timeline.is_empty()) {
+        out.push_str(&timeline_throughput_chart(&report.steps));
+        out.push_str(&timeline_latency_chart(&report.steps));
+    }
+    out.push_str(&error_chart(&report.steps));
+    out.push_str(&hit_ratio_chart(&report.steps));
+    out.push_str("</div>\n");
+
+    out.push_str(
+        "<h2>The service's own figures</h2>\n<p class=\"note\">Read from <code>/metrics</code> on \
+         the service's admin listener before and after each step: hits over lookups of the \
+         response cache, database queries per second, the pool's size and waiters and the \
+         in-memory cache's size at the step's end, and the process's resident memory.</p>\n",
+    );
+    out.push_str(&server_table(&report.steps));
+
+    if !report.notes.is_empty() {
+        out.push_str("<h2>Also measured</h2>\n<table>\n<tr><th>figure</th><th>value</th></tr>\n");
+        for (name, value) in &report.notes {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
+                escape(name),
+                escape(value)
+            );
+        }
+        out.push_str("</table>\n");
+    }
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
+fn steps_table(steps: &[StepReport]) -> String {
+    let percentiles = percentile_names(steps);
+    let mut out = String::from(
+        "<table>\n<tr><th>step</th><th>seconds</th><th>target req/s</th><th>achieved req/s</th>\
+         <th>responses</th><th>errors</th><th>late</th><th>unsent</th>",
+    );
+    for name in &percentiles {
+        let _ = write!(out, "<th>{} (ms)</th>", escape(name));
+    }
+    out.push_str("</tr>\n");
+    for step in steps {
+        let optional = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=\"n\">{:.0}</td><td class=\"n\">{}</td><td class=\"n\">{:.1}</td>\
+             <td class=\"n\">{}</td><td class=\"n\">{} ({:.2} %)</td><td class=\"n\">{}</td><td class=\"n\">{}</td>",
+            escape(&step.label),
+            step.seconds,
+            step.target_rps
+                .map_or_else(|| "-".to_owned(), |r| format!("{r:.0}")),
+            step.achieved_rps(),
+            step.requests,
+            step.errors,
+            step.error_pct(),
+            optional(step.late),
+            optional(step.unsent),
+        );
+        for name in &percentiles {
+            let _ = write!(
+                out,
+                "<td class=\"n\">{}</td>",
+                step.latency(name).map_or_else(|| "-".to_owned(), format_ms)
+            );
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+fn server_table(steps: &[StepReport]) -> String {
+    let mut out = String::from(
+        "<table>\n<tr><th>step</th><th>cache hit ratio</th><th>DB queries/s</th>\
+         <th>pool size / waiting</th><th>L1 cache MiB</th><th>RSS MiB</th></tr>\n",
+    );
+    let value =
+        |v: Option<f64>, format: &dyn Fn(f64) -> String| v.map_or_else(|| "-".to_owned(), format);
+    for step in steps {
+        let s = &step.server;
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{} / {}</td>\
+             <td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape(&step.label),
+            value(s.cache_hit_ratio, &|v| format!("{:.1} %", v * 100.0)),
+            value(s.db_queries.filter(|_| step.seconds > 0.0), &|v| format!(
+                "{:.1}",
+                v / step.seconds
+            )),
+            value(s.pool_max, &|v| format!("{v:.0}")),
+            value(s.pool_waiting, &|v| format!("{v:.0}")),
+            value(s.l1_bytes, &|v| format!("{:.1}", v / 1048576.0)),
+            value(s.rss_kib.map(|v| v as f64), &|v| format!(
+                "{:.1}",
+                v / 1024.0
+            )),
+        );
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+/// The percentile names of all steps, in the order the steps give them.
+fn percentile_names(steps: &[StepReport]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for step in steps {
+        for (name, _) in &step.latency_ms {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
+    names
+}
+
+/// Latency by percentile, one line per step, on a logarithmic axis.
+fn percentile_chart(steps: &[StepReport]) -> String {
+    let names = percentile_names(steps);
+    let series: Vec<Series> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| Series {
+            name: step.label.clone(),
+            colour: PALETTE[i % PALETTE.len()],
+            dashed: false,
+            points: names
+                .iter()
+                .enumerate()
+                .filter_map(|(x, name)| Some((x as f64, step.latency(name)?)))
+                .collect(),
+        })
+        .collect();
+    let ticks: Vec<(f64, String)> = names
+        .iter()
+        .enumerate()
+        .map(|(x, name)| (x as f64, name.clone()))
+        .collect();
+    line_chart(
+        "Latency by percentile (ms, log scale)",
+        &series,
+        (0.0, names.len().saturating_sub(1) as f64),
+        &ticks,
+        Scale::Log,
+    )
+}
+
+/// Achieved (and, in open loop, target) requests per second, per step.
+fn throughput_chart(steps: &[StepReport]) -> String {
+    let mut series = vec![BarSeries {
+        name: "achieved req/s".to_owned(),
+        colour: PALETTE[0],
+        values: steps.iter().map(StepReport::achieved_rps).collect(),
+    }];
+    if steps.iter().any(|s| s.target_rps.is_some()) {
+        series.insert(
+            0,
+            BarSeries {
+                name: "target req/s".to_owned(),
+                colour: "#bbbbbb",
+                values: steps.iter().map(|s| s.target_rps.unwrap_or(0.0)).collect(),
+            },
+        );
+    }
+    bar_chart("Throughput per step (req/s)", steps, &series, |v| {
+        format!("{v:.0}")
+    })
+}
+
+fn error_chart(steps: &[StepReport]) -> String {
+    let mut series = vec![BarSeries {
+        name: "errors".to_owned(),
+        colour: "#b01e1e",
+        values: steps.iter().map(|s| s.errors as f64).collect(),
+    }];
+    if steps.iter().any(|s| s.late.is_some()) {
+        series.push(BarSeries {
+            name: "late".to_owned(),
+            colour: "#d9a01a",
+            values: steps.iter().map(|s| s.late.unwrap_or(0) as f64).collect(),
+        });
+        series.push(BarSeries {
+            name: "unsent".to_owned(),
+            colour: "#7a52c7",
+            values: steps.iter().map(|s| s.unsent.unwrap_or(0) as f64).collect(),
+        });
+    }
+    bar_chart(
+        "Errors, late and unsent requests per step",
+        steps,
+        &series,
+        |v| format!("{v:.0}"),
+    )
+}
+
+fn hit_ratio_chart(steps: &[StepReport]) -> String {
+    let series = [BarSeries {
+        name: "cache hit ratio (%)".to_owned(),
+        colour: PALETTE[2],
+        values: steps
+            .iter()
+            .map(|s| s.server.cache_hit_ratio.unwrap_or(0.0) * 100.0)
+            .collect(),
+    }];
+    bar_chart(
+        "Cache hit ratio per step (%, from /metrics)",
+        steps,
+        &series,
+        |v| format!("{v:.1}"),
+    )
+}
+
+/// Where each step starts on a timeline of all steps one after the other.
+fn step_offsets(steps: &[StepReport]) -> Vec<f64> {
+    let mut offset = 0.0;
+    steps
+        .iter()
+        .map(|step| {
+            let start = offset;
+            offset += step.timeline.len().max(step.seconds.ceil() as usize) as f64;
+            start
+        })
+        .collect()
+}
+
+fn time_ticks(steps: &[StepReport]) -> (f64, Vec<(f64, String)>) {
+    let offsets = step_offsets(steps);
+    let end = offsets.last().copied().unwrap_or(0.0)
+        + steps.last().map_or(0.0, |s| {
+            s.timeline.len().max(s.seconds.ceil() as usize) as f64
+        });
+    let ticks = offsets
+        .iter()
+        .map(|&o| (o, format!("{o:.0} s")))
+        .chain(std::iter::once((end, format!("{end:.0} s"))))
+        .collect();
+    (end, ticks)
+}
+
+/// Responses per second over the run, with each step's target rate dashed.
+fn timeline_throughput_chart(steps: &[StepReport]) -> String {
+    let offsets = step_offsets(steps);
+    let (end, ticks) = time_ticks(steps);
+    let mut achieved = Series {
+        name: "responses/s".to_owned(),
+        colour: PALETTE[0],
+        dashed: false,
+        points: Vec::new(),
+    };
+    let mut target = Series {
+        name: "target req/s".to_owned(),
+        colour: "#999999",
+        dashed: true,
+        points: Vec::new(),
+    };
+    for (step, offset) in steps.iter().zip(offsets) {
+        for (i, second) in step.timeline.iter().enumerate() {
+            achieved
+                .points
+                .push((offset + i as f64 + 0.5, second.completed as f64));
+        }
+        if let Some(rate) = step.target_rps {
+            target.points.push((offset, rate));
+            target.points.push((offset + step.seconds, rate));
+        }
+    }
+    line_chart(
+        "Throughput over time (responses per second)",
+        &[target, achieved],
+        (0.0, end),
+        &ticks,
+        Scale::Linear,
+    )
+}
+
+/// p50 and p99 per second (by scheduled send time) over the run.
+fn timeline_latency_chart(steps: &[StepReport]) -> String {
+    let offsets = step_offsets(steps);
+    let (end, ticks) = time_ticks(steps);
+    let mut p50 = Series {
+        name: "p50".to_owned(),
+        colour: PALETTE[0],
+        dashed: false,
+        points: Vec::new(),
+    };
+    let mut p99 = Series {
+        name: "p99".to_owned(),
+        colour: PALETTE[1],
+        dashed: false,
+        points: Vec::new(),
+    };
+    for (step, offset) in steps.iter().zip(offsets) {
+        for (i, second) in step.timeline.iter().enumerate() {
+            let x = offset + i as f64 + 0.5;
+            p50.points.push((x, second.p50_ms));
+            p99.points.push((x, second.p99_ms));
+        }
+    }
+    line_chart(
+        "Latency over time (ms per second of schedule, log scale)",
+        &[p50, p99],
+        (0.0, end),
+        &ticks,
+        Scale::Log,
+    )
+}
+
+struct Series {
+    name: String,
+    colour: &'static str,
+    dashed: bool,
+    points: Vec<(f64, f64)>,
+}
+
+struct BarSeries {
+    name: String,
+    colour: &'static str,
+    values: Vec<f64>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Scale {
+    Linear,
+    Log,
+}
+
+/// The smallest value a logarithmic axis shows (ms): zeros are drawn there.
+const LOG_FLOOR: f64 = 0.01;
+
+/// A vertical axis: maps values to y and lists its tick values.
+struct Axis {
+    scale: Scale,
+    low: f64,
+    high: f64,
+}
+
+impl Axis {
+    fn new(scale: Scale, values: impl Iterator<Item = f64>) -> Axis {
+        let high = values.fold(0.0_f64, f64::max);
+        match scale {
+            Scale::Linear => Axis {
+                scale,
+                low: 0.0,
+                high: nice_ceiling(high),
+            },
+            Scale::Log => {
+                let top = high.max(LOG_FLOOR * 10.0);
+                Axis {
+                    scale,
+                    low: 0.0,
+                    high: 10f64.powf(top.log10().ceil()),
+                }
+            }
+        }
+        .with_log_low()
+    }
+
+    fn with_log_low(mut self) -> Axis {
+        if self.scale == Scale::Log {
+            // Four decades below the top at most: lower latencies all sit on the floor.
+            self.low = (self.high / 1e4).max(LOG_FLOOR);
+        }
+        self
+    }
+
+    fn y(&self, value: f64) -> f64 {
+        let bottom = HEIGHT - BOTTOM;
+        let fraction = match self.scale {
+            Scale::Linear => value / self.high.max(f64::MIN_POSITIVE),
+            Scale::Log => {
+                let v = value.max(self.low);
+                (v / self.low).log10() / (self.high / self.low).log10().max(f64::MIN_POSITIVE)
+            }
+        };
+        bottom - fraction.clamp(0.0, 1.0) * (bottom - TOP)
+    }
+
+    fn ticks(&self) -> Vec<f64> {
+        match self.scale {
+            Scale::Linear => (0..=4).map(|i| self.high * f64::from(i) / 4.0).collect(),
+            Scale::Log => {
+                let mut ticks = Vec::new();
+                let mut t = self.low;
+                while t <= self.high * 1.0001 {
+                    ticks.push(t);
+                    t *= 10.0;
+                }
+                ticks
+            }
+        }
+    }
+}
+
+/// The next of 1, 2, 2.5, 5 x 10^n at or above `value` (1 for nothing).
+fn nice_ceiling(value: f64) -> f64 {
+    if value <= 0.0 || !value.is_finite() {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(value.log10().floor());
+    [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|&v| v >= value)
+        .unwrap_or(10.0 * magnitude)
+}
+
+fn svg_open(title: &str) -> String {
+    format!(
+        "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
+         viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\"><title>{}</title>\
+         <text x=\"{LEFT}\" y=\"16\" font-size=\"13\" font-weight=\"600\">{}</text>",
+        escape(title),
+        escape(title)
+    )
+}
+
+fn y_axis(svg: &mut String, axis: &Axis) {
+    for tick in axis.ticks() {
+        let y = axis.y(tick);
+        let _ = write!(
+            svg,
+            "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#eee\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"#666\" text-anchor=\"end\">{}</text>",
+            WIDTH - RIGHT,
+            LEFT - 5.0,
+            y + 3.5,
+            format_tick(tick)
+        );
+    }
+    let bottom = HEIGHT - BOTTOM;
+    let _ = write!(
+        svg,
+        "<line x1=\"{LEFT}\" y1=\"{bottom}\" x2=\"{:.1}\" y2=\"{bottom}\" stroke=\"#999\"/>",
+        WIDTH - RIGHT
+    );
+}
+
+fn legend(svg: &mut String, entries: &[(&str, &str, bool)]) {
+    let mut x = LEFT;
+    let y = HEIGHT - 8.0;
+    for &(name, colour, dashed) in entries {
+        let dash = if dashed {
+            " stroke-dasharray=\"4 3\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            svg,
+            "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{colour}\" stroke-width=\"3\"{dash}/>\
+             <text x=\"{:.1}\" y=\"{y:.1}\" font-size=\"11\">{}</text>",
+            y - 4.0,
+            x + 16.0,
+            y - 4.0,
+            x + 20.0,
+            escape(name)
+        );
+        x += 30.0 + 6.5 * name.chars().count() as f64;
+    }
+}
+
+/// A line chart over `x_range`, labelled at `ticks`.
+fn line_chart(
+    title: &str,
+    series: &[Series],
+    x_range: (f64, f64),
+    ticks: &[(f64, String)],
+    scale: Scale,
+) -> String {
+    let axis = Axis::new(
+        scale,
+        series.iter().flat_map(|s| s.points.iter().map(|p| p.1)),
+    );
+    let (x_low, x_high) = x_range;
+    let x = |value: f64| {
+        let span = (x_high - x_low).max(f64::MIN_POSITIVE);
+        LEFT + 10.0 + (value - x_low) / span * (WIDTH - LEFT - RIGHT - 20.0)
+    };
+    let mut svg = svg_open(title);
+    y_axis(&mut svg, &axis);
+    for (value, label) in ticks {
+        let _ = write!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"#666\" text-anchor=\"middle\">{}</text>",
+            x(*value),
+            HEIGHT - BOTTOM + 14.0,
+            escape(label)
+        );
+    }
+    for s in series.iter().filter(|s| !s.points.is_empty()) {
+        let points: Vec<String> = s
+            .points
+            .iter()
+            .map(|&(px, py)| format!("{:.1},{:.1}", x(px), axis.y(py)))
+            .collect();
+        let dash = if s.dashed {
+            " stroke-dasharray=\"5 4\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            svg,
+            "<polyline class=\"series\" data-series=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.8\"{dash} points=\"{}\"/>",
+            escape(&s.name),
+            s.colour,
+            points.join(" ")
+        );
+        if s.points.len() <= 12 {
+            for &(px, py) in &s.points {
+                let _ = write!(
+                    svg,
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.6\" fill=\"{}\"><title>{}: {}</title></circle>",
+                    x(px),
+                    axis.y(py),
+                    s.colour,
+                    escape(&s.name),
+                    format_tick(py)
+                );
+            }
+        }
+    }
+    let entries: Vec<(&str, &str, bool)> = series
+        .iter()
+        .map(|s| (s.name.as_str(), s.colour, s.dashed))
+        .collect();
+    legend(&mut svg, &entries);
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// Grouped bars: one group per step, one bar per series, each labelled with its value.
+fn bar_chart(
+    title: &str,
+    steps: &[StepReport],
+    series: &[BarSeries],
+    label: impl Fn(f64) -> String,
+) -> String {
+    let axis = Axis::new(
+        Scale::Linear,
+        series.iter().flat_map(|s| s.values.iter().copied()),
+    );
+    let mut svg = svg_open(title);
+    y_axis(&mut svg, &axis);
+    let groups = steps.len().max(1) as f64;
+    let group_width = (WIDTH - LEFT - RIGHT) / groups;
+    let bar_width = (group_width * 0.8 / series.len().max(1) as f64).min(60.0);
+    for (g, step) in steps.iter().enumerate() {
+        let group_left = LEFT + g as f64 * group_width;
+        let bars_left = group_left + (group_width - bar_width * series.len() as f64) / 2.0;
+        for (b, s) in series.iter().enumerate() {
+            let value = s.values.get(g).copied().unwrap_or(0.0);
+            let top = axis.y(value);
+            let x = bars_left + b as f64 * bar_width;
+            let _ = write!(
+                svg,
+                "<rect class=\"bar\" data-series=\"{}\" x=\"{x:.1}\" y=\"{top:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\">\
+                 <title>{}: {}</title></rect>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" fill=\"#333\" text-anchor=\"middle\">{}</text>",
+                escape(&s.name),
+                (bar_width - 2.0).max(1.0),
+                (HEIGHT - BOTTOM - top).max(0.0),
+                s.colour,
+                escape(&s.name),
+                escape(&label(value)),
+                x + bar_width / 2.0 - 1.0,
+                top - 3.0,
+                escape(&label(value))
+            );
+        }
+        let _ = write!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"#666\" text-anchor=\"middle\">{}</text>",
+            group_left + group_width / 2.0,
+            HEIGHT - BOTTOM + 14.0,
+            escape(&step.label)
+        );
+    }
+    let entries: Vec<(&str, &str, bool)> = series
+        .iter()
+        .map(|s| (s.name.as_str(), s.colour, false))
+        .collect();
+    legend(&mut svg, &entries);
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn format_ms(ms: f64) -> String {
+    if ms >= 100.0 {
+        format!("{ms:.0}")
+    } else if ms >= 10.0 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms:.2}")
+    }
+}
+
+fn format_tick(value: f64) -> String {
+    if value >= 1000.0 {
+        format!("{value:.0}")
+    } else if value >= 1.0 {
+        let text = format!("{value:.1}");
+        text.trim_end_matches(".0").to_owned()
+    } else {
+        let text = format!("{value:.2}");
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+/// Escapes text for HTML content and attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::report::{Second, ServerFigures};
+    use super::*;
+
+    fn step(label: &str, rate: Option<f64>, p99: f64, seconds: usize) -> StepReport {
+        StepReport {
+            label: label.to_owned(),
+            seconds: seconds as f64,
+            target_rps: rate,
+            requests: 1000 * seconds as u64,
+            errors: 3,
+            late: rate.map(|_| 7),
+            unsent: rate.map(|_| 0),
+            latency_ms: vec![
+                ("p50".to_owned(), 1.2),
+                ("p90".to_owned(), 3.4),
+                ("p99".to_owned(), p99),
+                ("p99.9".to_owned(), p99 * 2.0),
+                ("max".to_owned(), p99 * 3.0),
+            ],
+            timeline: if rate.is_some() {
+                (0..seconds)
+                    .map(|i| Second {
+                        completed: 1000,
+                        p50_ms: 1.2,
+                        p99_ms: p99 + i as f64,
+                        errors: 0,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            server: ServerFigures {
+                cache_hit_ratio: Some(0.875),
+                db_queries: Some(1234.0),
+                pool_max: Some(16.0),
+                pool_waiting: Some(0.0),
+                l1_bytes: Some(3.0 * 1048576.0),
+                rss_kib: Some(40960),
+            },
+        }
+    }
+
+    fn fixed() -> Report {
+        Report {
+            scenario: "fixed-rate".to_owned(),
+            generator: "oha <open loop> at a fixed rate".to_owned(),
+            steps: vec![
+                step("1000 req/s", Some(1000.0), 8.0, 10),
+                step("2000 req/s", Some(2000.0), 45.0, 10),
+            ],
+            bounds: (0.1, 100.0, 250.0),
+            violations: vec!["p99 300.0 ms > 250 ms".to_owned()],
+            notes: vec![("list endpoint ratio".to_owned(), "0.93".to_owned())],
+        }
+    }
+
+    /// No number in `html` printed as `NaN` or `inf`.
+    fn finite(html: &str) -> bool {
+        !html
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|word| word == "NaN" || word == "inf")
+    }
+
+    /// The `points` of the polyline of the named series.
+    fn polyline<'a>(html: &'a str, series: &str) -> Vec<&'a str> {
+        html.split(&format!("data-series=\"{series}\""))
+            .skip(1)
+            .filter_map(|rest| rest.split("points=\"").nth(1)?.split('"').next())
+            .collect()
+    }
+
+    #[test]
+    fn renders_every_series_of_a_fixed_rate_run() {
+        let html = render(&fixed());
+        assert!(html.starts_with("<!doctype html>"));
+        assert!(html.contains("<title>Load scenario fixed-rate</title>"));
+        assert!(html.contains("oha &lt;open loop&gt; at a fixed rate"));
+        // Percentiles chart: one line per step through p50 ... max.
+        for name in ["p50", "p90", "p99", "p99.9", "max"] {
+            assert!(html.contains(&format!(">{name}</text>")), "{name}");
+        }
+        for label in ["1000 req/s", "2000 req/s"] {
+            let lines = polyline(&html, label);
+            assert_eq!(lines.len(), 1, "{label}");
+            assert_eq!(lines[0].split(' ').count(), 5, "{label}");
+        }
+        // Over time: 20 seconds of responses and of p50/p99; the targets as two segments.
+        assert_eq!(polyline(&html, "responses/s")[0].split(' ').count(), 20);
+        assert_eq!(polyline(&html, "p99").len(), 1);
+        assert_eq!(polyline(&html, "target req/s")[0].split(' ').count(), 4);
+        // Bars: target and achieved throughput, errors, late, unsent, hit ratio, per step.
+        for series in [
+            "target req/s",
+            "achieved req/s",
+            "errors",
+            "late",
+            "unsent",
+            "cache hit ratio (%)",
+        ] {
+            let bars = html
+                .matches(&format!("class=\"bar\" data-series=\"{series}\""))
+                .count();
+            assert_eq!(bars, 2, "{series}");
+        }
+        // Tables: figures and the server's own.
+        assert!(html.contains("<td class=\"n\">45.0</td>"), "p99 of step 2");
+        assert!(html.contains("<td class=\"n\">87.5 %</td>"), "hit ratio");
+        assert!(
+            html.contains("<td class=\"n\">123.4</td>"),
+            "queries per second"
+        );
+        assert!(html.contains("<li class=\"exceeded\">p99 300.0 ms &gt; 250 ms</li>"));
+        assert!(html.contains("<td>list endpoint ratio</td>"));
+        assert!(finite(&html), "{html}");
+    }
+
+    #[test]
+    fn fetches_nothing_and_runs_no_script() {
+        let html = render(&fixed());
+        for forbidden in [
+            "<script", "http://", "https://", "src=", "href=", "@import", "url(",
+        ] {
+            let allowed = "xmlns=\"http://www.w3.org/2000/svg\"";
+            let outside = html.replace(allowed, "");
+            assert!(!outside.contains(forbidden), "{forbidden}");
+        }
+    }
+
+    #[test]
+    fn a_closed_loop_run_draws_no_timeline_and_no_open_loop_columns() {
+        let report = Report {
+            scenario: "stress".to_owned(),
+            steps: vec![
+                step("50 connections", None, 20.0, 20),
+                step("100 connections", None, 60.0, 20),
+            ],
+            ..Report::default()
+        };
+        let html = render(&report);
+        assert!(polyline(&html, "responses/s").is_empty());
+        assert!(!html.contains("data-series=\"late\""));
+        assert!(!html.contains("data-series=\"target req/s\""));
+        assert_eq!(polyline(&html, "100 connections").len(), 1);
+        assert!(html.contains("class=\"met\""));
+    }
+
+    #[test]
+    fn a_run_with_no_steps_or_zero_figures_still_renders() {
+        let html = render(&Report::default());
+        assert!(html.contains("</html>"));
+        let mut zero = step("0 req/s", Some(0.0), 0.0, 1);
+        zero.latency_ms.iter_mut().for_each(|(_, v)| *v = 0.0);
+        zero.seconds = 0.0;
+        let html = render(&Report {
+            steps: vec![zero],
+            ..Report::default()
+        });
+        assert!(finite(&html), "{html}");
+    }
+
+    #[test]
+    fn axes_round_up_and_logs_floor_zero() {
+        assert_eq!(nice_ceiling(1830.0), 2000.0);
+        assert_eq!(nice_ceiling(0.0), 1.0);
+        let log = Axis::new(Scale::Log, [0.0, 45.0].into_iter());
+        assert_eq!(log.high, 100.0);
+        assert_eq!(log.y(0.0), HEIGHT - BOTTOM);
+        assert!(log.y(45.0) < log.y(8.0));
+    }
+}
