@@ -458,7 +458,7 @@ fn product_tag(id: i64) -> HeaderValue {
 }
 
 /// Bump when a product's JSON changes for rows that did not (a field added to [`Product`],
-/// another format in [`PRODUCT_COLUMNS`], a towerkit upgrade that strips or orders
+/// another format in `PRODUCT_COLUMNS`, a towerkit upgrade that strips or orders
 /// differently): `version` counts writes only, and this is what gives the new bytes new
 /// tags, so that a client revalidating a copy in the old format is not told `304`. It
 /// also changes every product's tag, so `If-Match` from before the deploy gets a `412`.
