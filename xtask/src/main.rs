@@ -26,6 +26,7 @@
 mod bench;
 mod ci;
 mod fuzz;
+mod html;
 mod load;
 mod metadata;
 mod new;

@@ -199,6 +199,16 @@ mod tests {
 
     const BOUND: Duration = Duration::from_secs(5);
 
+    /// A storable entry for `/k`.
+    fn fresh_entry() -> Arc<Entry> {
+        Arc::new(crate::test_support::entry(
+            &[("cache-control", "max-age=60")],
+            &[],
+            "/k",
+            b"body",
+        ))
+    }
+
     #[tokio::test]
     async fn followers_receive_the_entry_handed_over() {
         let flights = Arc::new(Flights::default());
@@ -211,12 +221,7 @@ mod tests {
                 _ => panic!("must follow"),
             })
             .collect();
-        let entry = Arc::new(crate::test_support::entry(
-            &[("cache-control", "max-age=60")],
-            &[],
-            "/k",
-            b"body",
-        ));
+        let entry = fresh_entry();
         guard.hand_over(entry.clone());
         drop(guard);
         for follower in followers {
@@ -234,12 +239,7 @@ mod tests {
         let Join::Lead(guard) = flights.join("k", BOUND) else {
             panic!("first join must lead")
         };
-        let entry = Arc::new(crate::test_support::entry(
-            &[("cache-control", "max-age=60")],
-            &[],
-            "/k",
-            b"body",
-        ));
+        let entry = fresh_entry();
         guard.hand_over(entry.clone());
         // The store has not taken the entry yet: the flight is still open.
         let Join::Follow(follower) = flights.join("k", BOUND) else {

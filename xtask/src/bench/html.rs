@@ -8,6 +8,7 @@ use super::Figure;
 use super::compare::{Row, Verdict, format_count, format_delta, format_ns, format_ratio};
 use super::custom::format_value;
 use super::history::Run;
+use crate::html::escape;
 
 const CHART_WIDTH: f64 = 300.0;
 const CHART_HEIGHT: f64 = 110.0;
@@ -269,22 +270,6 @@ fn series(
 
 fn short_sha(sha: &str) -> &str {
     sha.get(..10).unwrap_or(sha)
-}
-
-/// Escapes text for HTML content and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

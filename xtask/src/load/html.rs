@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::report::{Report, StepReport};
+use crate::html::escape;
 
 const WIDTH: f64 = 560.0;
 const HEIGHT: f64 = 250.0;
@@ -681,22 +682,6 @@ fn format_tick(value: f64) -> String {
         let text = format!("{value:.2}");
         text.trim_end_matches('0').trim_end_matches('.').to_owned()
     }
-}
-
-/// Escapes text for HTML content and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
