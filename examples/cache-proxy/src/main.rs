@@ -6,6 +6,9 @@
 //!                     [--prefix towerkit:proxy:] [--no-l1] [--redis-ca ca.pem]
 //! ```
 //!
+//! It prints `listening on ADDR` on stdout once it accepts connections (logs go to stderr),
+//! so `--listen 127.0.0.1:0` lets the system choose a free port.
+//!
 //! Without `--redis` or `--redis-cluster` entries live in memory; with either, in memory in
 //! front of Redis (a `TieredStore`), or in Redis alone with `--no-l1`. `--redis-cluster`
 //! takes a Redis Cluster's seed nodes, each `host:port` or a full `redis://` / `rediss://`
@@ -193,6 +196,7 @@ fn cluster_nodes(list: &str) -> Result<Vec<String>, String> {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
         .init();
     let options = match parse(std::env::args().skip(1)) {
         Ok(options) => options,
@@ -247,7 +251,11 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let cached = ServiceBuilder::new().layer(layer).service(upstream);
 
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
-    tracing::info!(listen = %options.listen, upstream = %options.upstream, "cache proxy listening");
+    let listen = listener.local_addr()?;
+    // The one line on stdout (logs go to stderr): with `--listen 127.0.0.1:0` it names the
+    // port the system chose, so a script or test never races another process for a port.
+    println!("listening on {listen}");
+    tracing::info!(%listen, upstream = %options.upstream, "cache proxy listening");
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,

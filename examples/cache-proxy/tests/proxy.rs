@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -13,13 +13,12 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-/// A free port on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port on 127.0.0.1 that refuses connections for as long as the socket lives: bound, so
+/// no other process can take it, but not listening.
+fn refusing_port() -> tokio::net::TcpSocket {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    socket
 }
 
 /// An origin answering `origin N` with `max-age=60` and a `Surrogate-Control`.
@@ -63,25 +62,30 @@ struct Proxy {
 }
 
 impl Proxy {
+    /// Starts the proxy on a port the system chooses, which it names on stdout: no other
+    /// test can take that port between choosing and binding it.
     fn start(upstream: SocketAddr, extra: &[&str]) -> Self {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_example-cache-proxy"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_example-cache-proxy"))
             .args([
                 "--listen",
-                &format!("127.0.0.1:{port}"),
+                "127.0.0.1:0",
                 "--upstream",
                 &format!("http://{upstream}"),
             ])
             .args(extra)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the proxy did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|addr| addr.parse::<SocketAddr>().ok())
+            .unwrap_or_else(|| panic!("the proxy did not start: {line:?}"))
+            .port();
         Self { child, port }
     }
 }
@@ -213,8 +217,8 @@ async fn the_edge_obeys_cdn_cache_control_and_never_stores_an_interim_response()
 
 #[tokio::test]
 async fn an_unreachable_upstream_is_a_bad_gateway() {
-    let upstream: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let proxy = Proxy::start(upstream, &[]);
+    let refusing = refusing_port();
+    let proxy = Proxy::start(refusing.local_addr().unwrap(), &[]);
     assert_eq!(get(proxy.port, "/").await.0, StatusCode::BAD_GATEWAY);
 }
 
