@@ -3,7 +3,10 @@
 
 use std::fmt::Write as _;
 
-use super::report::{Report, StepReport};
+use super::capacity::{ACHIEVED_SHARE, capacity_text};
+use super::oha::format_rate;
+use super::recovery::{MIN_ANSWERED_SHARE, RECOVERED_SECONDS, recovery_text};
+use super::report::{CapacityFigures, RecoveryFigures, Report, StepReport};
 use crate::html::escape;
 
 const WIDTH: f64 = 560.0;
@@ -38,26 +41,10 @@ pub(crate) fn render(report: &Report) -> String {
         escape(&title)
     );
     let _ = writeln!(out, "<p>{}</p>", escape(&report.generator));
-    let (max_error_pct, max_p95_ms, max_p99_ms) = report.bounds;
-    let bounds = format!(
-        "Bounds: error rate at most {max_error_pct} %, p95 at most {max_p95_ms} ms, p99 at most {max_p99_ms} ms"
-    );
-    if report.violations.is_empty() {
-        let _ = writeln!(
-            out,
-            "<p class=\"met\"><strong>{}: met.</strong></p>",
-            escape(&bounds)
-        );
-    } else {
-        let _ = writeln!(
-            out,
-            "<p class=\"exceeded\"><strong>{}: exceeded.</strong></p>\n<ul>",
-            escape(&bounds)
-        );
-        for violation in &report.violations {
-            let _ = writeln!(out, "<li class=\"exceeded\">{}</li>", escape(violation));
-        }
-        out.push_str("</ul>\n");
+    match (&report.capacity, &report.recovery) {
+        (Some(capacity), _) => out.push_str(&capacity_summary(capacity)),
+        (None, Some(recovery)) => out.push_str(&recovery_summary(recovery, &report.violations)),
+        (None, None) => out.push_str(&bounds_summary(report)),
     }
 
     out.push_str("<h2>Steps</h2>\n");
@@ -74,6 +61,12 @@ pub(crate) fn render(report: &Report) -> String {
     );
 
     out.push_str("<h2>Charts</h2>\n<div class=\"charts\">\n");
+    if let Some(capacity) = &report.capacity {
+        out.push_str(&capacity_chart(capacity));
+    }
+    if let Some(recovery) = &report.recovery {
+        out.push_str(&recovery_chart(recovery));
+    }
     out.push_str(&percentile_chart(&report.steps));
     out.push_str(&throughput_chart(&report.steps));
     if report.steps.iter().any(|s| !s.timeline.is_empty()) {
@@ -106,6 +99,222 @@ pub(crate) fn render(report: &Report) -> String {
     }
     out.push_str("</body>\n</html>\n");
     out
+}
+
+/// The scenario's bounds and whether the run met them.
+fn bounds_summary(report: &Report) -> String {
+    let mut out = String::new();
+    let (max_error_pct, max_p95_ms, max_p99_ms) = report.bounds;
+    let bounds = format!(
+        "Bounds: error rate at most {max_error_pct} %, p95 at most {max_p95_ms} ms, p99 at most {max_p99_ms} ms"
+    );
+    if report.violations.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p class=\"met\"><strong>{}: met.</strong></p>",
+            escape(&bounds)
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "<p class=\"exceeded\"><strong>{}: exceeded.</strong></p>\n<ul>",
+            escape(&bounds)
+        );
+        for violation in &report.violations {
+            let _ = writeln!(out, "<li class=\"exceeded\">{}</li>", escape(violation));
+        }
+        out.push_str("</ul>\n");
+    }
+    out
+}
+
+/// The capacity per instance and what a step had to meet.
+fn capacity_summary(capacity: &CapacityFigures) -> String {
+    let mut out = format!(
+        "<h2>Capacity</h2>\n<p>A step meets the bound when its p99 is at most <strong>{:.1} ms</strong> \
+         ({}), no request failed and at least {:.0} % of its rate was answered. The rate steps \
+         up until a step misses; the capacity is the highest rate met before that.</p>\n\
+         <table>\n<tr><th>instance</th><th>capacity (req/s)</th><th>steps met / run</th></tr>\n",
+        capacity.bound_ms,
+        escape(&capacity.bound_source),
+        ACHIEVED_SHARE * 100.0
+    );
+    for instance in &capacity.instances {
+        let met = instance.steps.iter().filter(|s| s.2).count();
+        let _ = writeln!(
+            out,
+            "<tr class=\"capacity\"><td>{}</td><td class=\"n\"><strong>{}</strong></td><td class=\"n\">{met} / {}</td></tr>",
+            escape(&instance.name),
+            escape(&capacity_text(instance)),
+            instance.steps.len()
+        );
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+/// The spike, the bound and the time until the steady traffic was back under it.
+fn recovery_summary(recovery: &RecoveryFigures, violations: &[String]) -> String {
+    let class = if violations.is_empty() {
+        "met"
+    } else {
+        "exceeded"
+    };
+    let headline = match recovery.recovery_s {
+        Some(seconds) => format!(
+            "p99 back under {:.1} ms {seconds:.0} s after the spike's end",
+            recovery.bound_ms
+        ),
+        None => format!(
+            "p99 not back under {:.1} ms within the run",
+            recovery.bound_ms
+        ),
+    };
+    let mut out = format!(
+        "<h2>Spike recovery</h2>\n<p class=\"{class}\"><strong>{}.</strong></p>\n<table>\n\
+         <tr><th>figure</th><th>value</th></tr>\n\
+         <tr><td>steady / spike rate (req/s)</td><td class=\"n\">{:.0} / {:.0}</td></tr>\n\
+         <tr><td>spike</td><td class=\"n\">{:.0} s to {:.0} s</td></tr>\n\
+         <tr><td>bound</td><td>p99 at most {:.1} ms ({})</td></tr>\n\
+         <tr class=\"recovery\"><td>recovery after the spike</td><td class=\"n\"><strong>{}</strong></td></tr>\n</table>\n",
+        escape(&headline),
+        recovery.base_rps,
+        recovery.spike_rps,
+        recovery.spike_start_s,
+        recovery.spike_end_s,
+        recovery.bound_ms,
+        escape(&recovery.bound_source),
+        escape(&recovery_text(recovery))
+    );
+    out.push_str(&format!(
+        "<p class=\"note\">Recovery is read from the steady traffic alone, by the second its \
+         requests were scheduled in: the first second after the spike from which {RECOVERED_SECONDS} \
+         seconds in a row have a p99 within the bound (each with at least {:.0} % of its requests \
+         answered), minus the spike's end; whole seconds.</p>\n",
+        MIN_ANSWERED_SHARE * 100.0
+    ));
+    for violation in violations {
+        let _ = writeln!(out, "<p class=\"exceeded\">{}</p>", escape(violation));
+    }
+    out
+}
+
+/// p99 by target rate, one line per instance, the bound dashed and each capacity marked.
+fn capacity_chart(capacity: &CapacityFigures) -> String {
+    let top = capacity
+        .instances
+        .iter()
+        .flat_map(|i| i.steps.iter().map(|s| s.0))
+        .fold(0.0_f64, f64::max);
+    let x_high = nice_ceiling(top * 1.05);
+    let mut series: Vec<Series> = capacity
+        .instances
+        .iter()
+        .enumerate()
+        .map(|(i, instance)| Series {
+            name: format!("p99, {}", instance.name),
+            colour: PALETTE[i % PALETTE.len()],
+            dashed: false,
+            points: instance
+                .steps
+                .iter()
+                .map(|&(rate, p99, _)| (rate, p99))
+                .collect(),
+        })
+        .collect();
+    series.push(Series {
+        name: format!("bound {:.1} ms", capacity.bound_ms),
+        colour: "#999999",
+        dashed: true,
+        points: vec![(0.0, capacity.bound_ms), (x_high, capacity.bound_ms)],
+    });
+    let marks = capacity
+        .instances
+        .iter()
+        .enumerate()
+        .filter_map(|(i, instance)| {
+            let rate = instance.capacity_rps?;
+            let &(_, p99, _) = instance.steps.iter().find(|s| s.0 == rate)?;
+            Some(Mark {
+                label: format!("capacity, {}: {}", instance.name, format_rate(rate)),
+                colour: PALETTE[i % PALETTE.len()],
+                x: rate,
+                y: p99,
+            })
+        })
+        .collect();
+    let ticks: Vec<(f64, String)> = (0..=4)
+        .map(|i| {
+            let v = x_high * f64::from(i) / 4.0;
+            (v, format_tick(v))
+        })
+        .collect();
+    line_chart(
+        "p99 by target rate (ms, log scale; x: req/s)",
+        &series,
+        (0.0, x_high),
+        &ticks,
+        Scale::Log,
+        &Decorations {
+            bands: Vec::new(),
+            marks,
+        },
+    )
+}
+
+/// The steady traffic's p99 per second around the spike, the bound and the recovery.
+fn recovery_chart(recovery: &RecoveryFigures) -> String {
+    let end = recovery.p99_ms.len() as f64;
+    let p99 = Series {
+        name: "p99 of the steady traffic".to_owned(),
+        colour: PALETTE[1],
+        dashed: false,
+        points: recovery
+            .p99_ms
+            .iter()
+            .enumerate()
+            .filter_map(|(k, p)| Some((k as f64 + 0.5, (*p)?)))
+            .collect(),
+    };
+    let bound = Series {
+        name: format!("bound {:.1} ms", recovery.bound_ms),
+        colour: "#999999",
+        dashed: true,
+        points: vec![(0.0, recovery.bound_ms), (end, recovery.bound_ms)],
+    };
+    let marks = recovery
+        .recovery_s
+        .and_then(|seconds| {
+            let at = recovery.spike_end_s + seconds;
+            let y = (*recovery.p99_ms.get(at as usize)?)?;
+            Some(Mark {
+                label: format!("recovered {seconds:.0} s after the spike"),
+                colour: PALETTE[2],
+                x: at + 0.5,
+                y,
+            })
+        })
+        .into_iter()
+        .collect();
+    let mut ticks = vec![(0.0, "0 s".to_owned())];
+    for t in [recovery.spike_start_s, recovery.spike_end_s, end] {
+        ticks.push((t, format!("{t:.0} s")));
+    }
+    line_chart(
+        "Spike recovery: steady traffic's p99 per second (ms, log scale)",
+        &[bound, p99],
+        (0.0, end),
+        &ticks,
+        Scale::Log,
+        &Decorations {
+            bands: vec![Band {
+                label: format!("spike, {:.0} req/s", recovery.spike_rps),
+                from: recovery.spike_start_s,
+                to: recovery.spike_end_s,
+            }],
+            marks,
+        },
+    )
 }
 
 fn steps_table(steps: &[StepReport]) -> String {
@@ -221,6 +430,7 @@ fn percentile_chart(steps: &[StepReport]) -> String {
         (0.0, names.len().saturating_sub(1) as f64),
         &ticks,
         Scale::Log,
+        &Decorations::default(),
     )
 }
 
@@ -349,6 +559,7 @@ fn timeline_throughput_chart(steps: &[StepReport]) -> String {
         (0.0, end),
         &ticks,
         Scale::Linear,
+        &Decorations::default(),
     )
 }
 
@@ -381,6 +592,7 @@ fn timeline_latency_chart(steps: &[StepReport]) -> String {
         (0.0, end),
         &ticks,
         Scale::Log,
+        &Decorations::default(),
     )
 }
 
@@ -389,6 +601,28 @@ struct Series {
     colour: &'static str,
     dashed: bool,
     points: Vec<(f64, f64)>,
+}
+
+/// What a line chart draws besides its series: shaded spans of x and marked points.
+#[derive(Default)]
+struct Decorations {
+    bands: Vec<Band>,
+    marks: Vec<Mark>,
+}
+
+/// A shaded span of x (the spike's seconds).
+struct Band {
+    label: String,
+    from: f64,
+    to: f64,
+}
+
+/// A point called out with a ring, a dashed vertical and a label (the capacity rate).
+struct Mark {
+    label: String,
+    colour: &'static str,
+    x: f64,
+    y: f64,
 }
 
 struct BarSeries {
@@ -544,10 +778,14 @@ fn line_chart(
     x_range: (f64, f64),
     ticks: &[(f64, String)],
     scale: Scale,
+    decorations: &Decorations,
 ) -> String {
     let axis = Axis::new(
         scale,
-        series.iter().flat_map(|s| s.points.iter().map(|p| p.1)),
+        series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .chain(decorations.marks.iter().map(|m| m.y)),
     );
     let (x_low, x_high) = x_range;
     let x = |value: f64| {
@@ -563,6 +801,20 @@ fn line_chart(
             x(*value),
             HEIGHT - BOTTOM + 14.0,
             escape(label)
+        );
+    }
+    for band in &decorations.bands {
+        let (left, right) = (x(band.from), x(band.to));
+        let _ = write!(
+            svg,
+            "<rect class=\"band\" data-band=\"{}\" x=\"{left:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#f3d3d3\" opacity=\"0.7\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"#8a2b2b\" text-anchor=\"middle\">{}</text>",
+            escape(&band.label),
+            (right - left).max(1.0),
+            HEIGHT - BOTTOM - TOP,
+            (left + right) / 2.0,
+            TOP + 11.0,
+            escape(&band.label)
         );
     }
     for s in series.iter().filter(|s| !s.points.is_empty()) {
@@ -596,6 +848,25 @@ fn line_chart(
                 );
             }
         }
+    }
+    for (i, mark) in decorations.marks.iter().enumerate() {
+        let (mx, my) = (x(mark.x), axis.y(mark.y));
+        // Labels of several marks are stacked so that they do not overlap.
+        let label_y = TOP + 24.0 + 13.0 * i as f64;
+        let anchor = if mx > WIDTH * 0.6 { "end" } else { "start" };
+        let label_x = if anchor == "end" { mx - 6.0 } else { mx + 6.0 };
+        let _ = write!(
+            svg,
+            "<g class=\"mark\" data-mark=\"{}\"><line x1=\"{mx:.1}\" y1=\"{:.1}\" x2=\"{mx:.1}\" y2=\"{TOP}\" stroke=\"{}\" stroke-width=\"1.2\" stroke-dasharray=\"2 3\"/>\
+             <circle cx=\"{mx:.1}\" cy=\"{my:.1}\" r=\"6\" fill=\"none\" stroke=\"{}\" stroke-width=\"2.2\"/>\
+             <text x=\"{label_x:.1}\" y=\"{label_y:.1}\" font-size=\"11\" font-weight=\"600\" fill=\"{}\" text-anchor=\"{anchor}\">{}</text></g>",
+            escape(&mark.label),
+            HEIGHT - BOTTOM,
+            mark.colour,
+            mark.colour,
+            mark.colour,
+            escape(&mark.label)
+        );
     }
     let entries: Vec<(&str, &str, bool)> = series
         .iter()
@@ -686,7 +957,7 @@ fn format_tick(value: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::report::{Second, ServerFigures};
+    use super::super::report::{CapacityInstance, Second, ServerFigures};
     use super::*;
 
     fn step(label: &str, rate: Option<f64>, p99: f64, seconds: usize) -> StepReport {
@@ -739,6 +1010,7 @@ mod tests {
             bounds: (0.1, 100.0, 250.0),
             violations: vec!["p99 300.0 ms > 250 ms".to_owned()],
             notes: vec![("list endpoint ratio".to_owned(), "0.93".to_owned())],
+            ..Report::default()
         }
     }
 
@@ -844,6 +1116,180 @@ mod tests {
             ..Report::default()
         });
         assert!(finite(&html), "{html}");
+    }
+
+    fn capacity_report() -> Report {
+        let instance = |name: &str, steps: Vec<(f64, f64, bool)>, capacity_rps| CapacityInstance {
+            name: name.to_owned(),
+            steps,
+            capacity_rps,
+            capped: false,
+        };
+        Report {
+            scenario: "capacity".to_owned(),
+            steps: vec![
+                step("all layers, 250 req/s", Some(250.0), 4.0, 5),
+                step("all layers, 375 req/s", Some(375.0), 900.0, 5),
+            ],
+            capacity: Some(CapacityFigures {
+                bound_ms: 20.0,
+                bound_source: "baseline bound: 5 x the p99 of 2.00 ms".to_owned(),
+                instances: vec![
+                    instance(
+                        "all layers",
+                        vec![(250.0, 4.0, true), (375.0, 900.0, false)],
+                        Some(250.0),
+                    ),
+                    instance(
+                        "no layers",
+                        vec![
+                            (250.0, 3.0, true),
+                            (375.0, 5.0, true),
+                            (563.0, 700.0, false),
+                        ],
+                        Some(375.0),
+                    ),
+                ],
+            }),
+            ..Report::default()
+        }
+    }
+
+    /// The `(x, y)` pairs of a polyline's points.
+    fn points(line: &str) -> Vec<(f64, f64)> {
+        line.split(' ')
+            .map(|pair| {
+                let (x, y) = pair.split_once(',').unwrap();
+                (x.parse().unwrap(), y.parse().unwrap())
+            })
+            .collect()
+    }
+
+    /// The `(cx, cy)` of the ring of the named mark.
+    fn mark(html: &str, name: &str) -> Option<(f64, f64)> {
+        let rest = html.split(&format!("data-mark=\"{name}\"")).nth(1)?;
+        let circle = rest.split("<circle ").nth(1)?;
+        let attribute = |a: &str| -> Option<f64> {
+            circle
+                .split(&format!("{a}=\""))
+                .nth(1)?
+                .split('"')
+                .next()?
+                .parse()
+                .ok()
+        };
+        Some((attribute("cx")?, attribute("cy")?))
+    }
+
+    #[test]
+    fn a_capacity_run_draws_p99_by_rate_per_instance_and_marks_each_capacity() {
+        let html = render(&capacity_report());
+        assert!(html.contains("<h2>Capacity</h2>"));
+        assert!(!html.contains("Bounds: error rate"));
+        assert!(html.contains(
+            "<td>all layers</td><td class=\"n\"><strong>250</strong></td><td class=\"n\">1 / 2</td>"
+        ));
+        assert!(html.contains(
+            "<td>no layers</td><td class=\"n\"><strong>375</strong></td><td class=\"n\">2 / 3</td>"
+        ));
+        let all = points(polyline(&html, "p99, all layers")[0]);
+        let none = points(polyline(&html, "p99, no layers")[0]);
+        assert_eq!((all.len(), none.len()), (2, 3));
+        // Rates grow left to right; the 900 ms step sits above the 4 ms one (y grows down).
+        assert!(all[0].0 < all[1].0 && all[1].1 < all[0].1);
+        let bound = points(polyline(&html, "bound 20.0 ms")[0]);
+        assert_eq!(bound.len(), 2);
+        assert_eq!(bound[0].1, bound[1].1);
+        // The marks sit on the capacity steps' points, under the bound line.
+        let marked = mark(&html, "capacity, all layers: 250").expect("all layers marked");
+        assert_eq!(marked, all[0]);
+        let marked = mark(&html, "capacity, no layers: 375").expect("no layers marked");
+        assert_eq!(marked, none[1]);
+        assert!(marked.1 > bound[0].1);
+        assert!(finite(&html), "{html}");
+    }
+
+    fn recovery_report(recovery_s: Option<f64>) -> Report {
+        let mut p99 = vec![Some(3.0); 5];
+        p99.extend([Some(400.0), Some(900.0), None, Some(2000.0), Some(2500.0)]);
+        p99.extend([
+            Some(1800.0),
+            Some(600.0),
+            Some(45.0),
+            Some(4.0),
+            Some(3.0),
+            Some(3.0),
+        ]);
+        Report {
+            scenario: "recovery".to_owned(),
+            steps: vec![
+                step("before, 100 req/s", Some(100.0), 3.0, 5),
+                step("spike, 3000 req/s", Some(3000.0), 2500.0, 5),
+                step("after, 100 req/s", Some(100.0), 1800.0, 6),
+            ],
+            violations: if recovery_s.is_some() {
+                Vec::new()
+            } else {
+                vec!["p99 was not back under 20.0 ms".to_owned()]
+            },
+            recovery: Some(RecoveryFigures {
+                bound_ms: 20.0,
+                bound_source: "baseline bound".to_owned(),
+                base_rps: 100.0,
+                spike_rps: 3000.0,
+                spike_start_s: 5.0,
+                spike_end_s: 10.0,
+                p99_ms: p99,
+                recovery_s,
+            }),
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn a_recovery_run_shades_the_spike_and_marks_the_recovery() {
+        let html = render(&recovery_report(Some(3.0)));
+        assert!(html.contains("<h2>Spike recovery</h2>"));
+        assert!(html.contains("p99 back under 20.0 ms 3 s after the spike&#39;s end."));
+        assert!(html.contains(
+            "<td>recovery after the spike</td><td class=\"n\"><strong>3 s</strong></td>"
+        ));
+        // 16 seconds, one without enough answers: 15 points.
+        let line = points(polyline(&html, "p99 of the steady traffic")[0]);
+        assert_eq!(line.len(), 15);
+        let band = html
+            .split("data-band=\"spike, 3000 req/s\"")
+            .nth(1)
+            .expect("the spike is shaded");
+        let attribute = |a: &str| -> f64 {
+            band.split(&format!("{a}=\""))
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        // The band spans seconds 5 to 10: from the 5th point's left to the 10th's.
+        let (x, width) = (attribute("x"), attribute("width"));
+        assert!(
+            x < line[5].0 && line[5].0 < x + width,
+            "{x} {width} {line:?}"
+        );
+        assert!(
+            line[8].0 < x + width && x + width < line[9].0,
+            "{x} {width} {line:?}"
+        );
+        // Second 13 (the 13th point: second 7 has none) is where recovery is marked.
+        let marked = mark(&html, "recovered 3 s after the spike").expect("recovery marked");
+        assert_eq!(marked, line[12]);
+        assert!(finite(&html), "{html}");
+
+        let html = render(&recovery_report(None));
+        assert!(html.contains("p99 not back under 20.0 ms within the run."));
+        assert!(html.contains("<p class=\"exceeded\">p99 was not back under 20.0 ms</p>"));
+        assert!(!html.contains("data-mark="));
     }
 
     #[test]
