@@ -182,7 +182,7 @@ fn scenario(name: &str, duration: Option<u64>, rate: &RateOptions) -> Result<Sce
         },
         other => {
             return Err(format!(
-                "unknown scenario {other:?}: expected smoke, baseline, stress, spike, soak or fixed-rate"
+                "unknown scenario {other:?}: expected smoke, baseline, stress, spike, soak, fixed-rate, capacity or recovery"
             ));
         }
     };
