@@ -30,7 +30,7 @@ pub(crate) fn render(report: &Report) -> String {
          body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2em; color: #222; max-width: 1200px; }}\n\
          table {{ border-collapse: collapse; margin: 0.5em 0 1em; }}\n\
          th, td {{ padding: 3px 9px; border-bottom: 1px solid #ddd; white-space: nowrap; }}\n\
-         th {{ text-align: left; background: #f4f4f4; }}\n\
+         th {{ text-align: left; background: #f4f4f4; white-space: normal; }}\n\
          td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}\n\
          .met {{ color: #1d7a35; }} .exceeded {{ color: #b01e1e; }}\n\
          .charts {{ display: flex; flex-wrap: wrap; gap: 16px; }}\n\
@@ -206,7 +206,10 @@ fn capacity_chart(capacity: &CapacityFigures) -> String {
         .iter()
         .flat_map(|i| i.steps.iter().map(|s| s.0))
         .fold(0.0_f64, f64::max);
-    let x_high = nice_ceiling(top * 1.05);
+    // Ticks at a round step, as many as reach past the highest rate.
+    let tick_step = nice_ceiling(top * 1.05 / 5.0);
+    let tick_count = ((top * 1.05 / tick_step).ceil() as u32).max(1);
+    let x_high = tick_step * f64::from(tick_count);
     let mut series: Vec<Series> = capacity
         .instances
         .iter()
@@ -243,9 +246,9 @@ fn capacity_chart(capacity: &CapacityFigures) -> String {
             })
         })
         .collect();
-    let ticks: Vec<(f64, String)> = (0..=4)
+    let ticks: Vec<(f64, String)> = (0..=tick_count)
         .map(|i| {
-            let v = x_high * f64::from(i) / 4.0;
+            let v = tick_step * f64::from(i);
             (v, format_tick(v))
         })
         .collect();
@@ -717,10 +720,12 @@ fn nice_ceiling(value: f64) -> f64 {
         .unwrap_or(10.0 * magnitude)
 }
 
-fn svg_open(title: &str) -> String {
+/// Opens a chart `height` tall: [`HEIGHT`] and what its legend rows and slanted labels add
+/// below the plot, which is the same in every chart.
+fn svg_open(title: &str, height: f64) -> String {
     format!(
-        "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
-         viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\"><title>{}</title>\
+        "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" \
+         viewBox=\"0 0 {WIDTH} {height}\" role=\"img\"><title>{}</title>\
          <text x=\"{LEFT}\" y=\"16\" font-size=\"13\" font-weight=\"600\">{}</text>",
         escape(title),
         escape(title)
@@ -748,10 +753,40 @@ fn y_axis(svg: &mut String, axis: &Axis) {
     );
 }
 
-fn legend(svg: &mut String, entries: &[(&str, &str, bool)]) {
+/// Height of one legend row.
+const LEGEND_ROW: f64 = 16.0;
+
+/// Where each legend entry goes, `(x, row)`: left to right, a new row when the next would
+/// pass the right edge.
+fn legend_layout(entries: &[(&str, &str, bool)]) -> Vec<(f64, usize)> {
     let mut x = LEFT;
-    let y = HEIGHT - 8.0;
-    for &(name, colour, dashed) in entries {
+    let mut row = 0;
+    entries
+        .iter()
+        .map(|&(name, _, _)| {
+            let width = 30.0 + 6.5 * name.chars().count() as f64;
+            if x > LEFT && x + width - 10.0 > WIDTH - RIGHT {
+                x = LEFT;
+                row += 1;
+            }
+            let at = (x, row);
+            x += width;
+            at
+        })
+        .collect()
+}
+
+/// The legend rows past the first.
+fn extra_legend_rows(entries: &[(&str, &str, bool)]) -> f64 {
+    legend_layout(entries)
+        .last()
+        .map_or(0.0, |&(_, row)| row as f64)
+}
+
+/// The legend, its first row `shift` below where a chart without slanted labels has it.
+fn legend(svg: &mut String, entries: &[(&str, &str, bool)], shift: f64) {
+    for (&(name, colour, dashed), (x, row)) in entries.iter().zip(legend_layout(entries)) {
+        let y = HEIGHT - 8.0 + shift + row as f64 * LEGEND_ROW;
         let dash = if dashed {
             " stroke-dasharray=\"4 3\""
         } else {
@@ -767,7 +802,6 @@ fn legend(svg: &mut String, entries: &[(&str, &str, bool)]) {
             x + 20.0,
             escape(name)
         );
-        x += 30.0 + 6.5 * name.chars().count() as f64;
     }
 }
 
@@ -792,7 +826,11 @@ fn line_chart(
         let span = (x_high - x_low).max(f64::MIN_POSITIVE);
         LEFT + 10.0 + (value - x_low) / span * (WIDTH - LEFT - RIGHT - 20.0)
     };
-    let mut svg = svg_open(title);
+    let entries: Vec<(&str, &str, bool)> = series
+        .iter()
+        .map(|s| (s.name.as_str(), s.colour, s.dashed))
+        .collect();
+    let mut svg = svg_open(title, HEIGHT + extra_legend_rows(&entries) * LEGEND_ROW);
     y_axis(&mut svg, &axis);
     for (value, label) in ticks {
         let _ = write!(
@@ -868,11 +906,7 @@ fn line_chart(
             escape(&mark.label)
         );
     }
-    let entries: Vec<(&str, &str, bool)> = series
-        .iter()
-        .map(|s| (s.name.as_str(), s.colour, s.dashed))
-        .collect();
-    legend(&mut svg, &entries);
+    legend(&mut svg, &entries, 0.0);
     svg.push_str("</svg>\n");
     svg
 }
@@ -888,11 +922,27 @@ fn bar_chart(
         Scale::Linear,
         series.iter().flat_map(|s| s.values.iter().copied()),
     );
-    let mut svg = svg_open(title);
-    y_axis(&mut svg, &axis);
+    let entries: Vec<(&str, &str, bool)> = series
+        .iter()
+        .map(|s| (s.name.as_str(), s.colour, false))
+        .collect();
     let groups = steps.len().max(1) as f64;
     let group_width = (WIDTH - LEFT - RIGHT) / groups;
     let bar_width = (group_width * 0.8 / series.len().max(1) as f64).min(60.0);
+    // Step labels wider than their group are slanted (ending under their group), and the
+    // legend moves below them.
+    let longest = steps
+        .iter()
+        .map(|s| s.label.chars().count())
+        .max()
+        .unwrap_or(0) as f64;
+    let slanted = longest * 5.5 > group_width;
+    let shift = if slanted { longest * 5.0 * 0.71 } else { 0.0 };
+    let mut svg = svg_open(
+        title,
+        HEIGHT + shift + extra_legend_rows(&entries) * LEGEND_ROW,
+    );
+    y_axis(&mut svg, &axis);
     for (g, step) in steps.iter().enumerate() {
         let group_left = LEFT + g as f64 * group_width;
         let bars_left = group_left + (group_width - bar_width * series.len() as f64) / 2.0;
@@ -903,32 +953,39 @@ fn bar_chart(
             let _ = write!(
                 svg,
                 "<rect class=\"bar\" data-series=\"{}\" x=\"{x:.1}\" y=\"{top:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\">\
-                 <title>{}: {}</title></rect>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" fill=\"#333\" text-anchor=\"middle\">{}</text>",
+                 <title>{}: {}</title></rect>",
                 escape(&s.name),
                 (bar_width - 2.0).max(1.0),
                 (HEIGHT - BOTTOM - top).max(0.0),
                 s.colour,
                 escape(&s.name),
                 escape(&label(value)),
-                x + bar_width / 2.0 - 1.0,
-                top - 3.0,
-                escape(&label(value))
             );
+            // A value wider than its bar would run into the next: its tooltip says it.
+            let text = label(value);
+            if text.chars().count() as f64 * 5.5 <= bar_width {
+                let _ = write!(
+                    svg,
+                    "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" fill=\"#333\" text-anchor=\"middle\">{}</text>",
+                    x + bar_width / 2.0 - 1.0,
+                    top - 3.0,
+                    escape(&text)
+                );
+            }
         }
+        let (label_x, label_y) = (group_left + group_width / 2.0, HEIGHT - BOTTOM + 14.0);
+        let placement = if slanted {
+            format!("text-anchor=\"end\" transform=\"rotate(-45 {label_x:.1} {label_y:.1})\"")
+        } else {
+            "text-anchor=\"middle\"".to_owned()
+        };
         let _ = write!(
             svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"#666\" text-anchor=\"middle\">{}</text>",
-            group_left + group_width / 2.0,
-            HEIGHT - BOTTOM + 14.0,
+            "<text x=\"{label_x:.1}\" y=\"{label_y:.1}\" font-size=\"10\" fill=\"#666\" {placement}>{}</text>",
             escape(&step.label)
         );
     }
-    let entries: Vec<(&str, &str, bool)> = series
-        .iter()
-        .map(|s| (s.name.as_str(), s.colour, false))
-        .collect();
-    legend(&mut svg, &entries);
+    legend(&mut svg, &entries, shift);
     svg.push_str("</svg>\n");
     svg
 }
