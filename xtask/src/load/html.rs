@@ -1350,6 +1350,58 @@ mod tests {
     }
 
     #[test]
+    fn many_steps_wrap_the_legend_and_slant_the_step_labels() {
+        let steps: Vec<StepReport> = (1..=13)
+            .map(|i| {
+                step(
+                    &format!("no layers, {} req/s", i * 250),
+                    Some(f64::from(i) * 250.0),
+                    5.0,
+                    1,
+                )
+            })
+            .collect();
+        let html = render(&Report {
+            steps,
+            ..Report::default()
+        });
+        let heights: Vec<f64> = html
+            .split("<svg class=\"chart\"")
+            .skip(1)
+            .filter_map(|svg| {
+                svg.split("height=\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        // The percentile chart (a legend entry per step) and the three bar charts (a label
+        // per step) grow; the timelines (two series, seconds on the axis) do not.
+        assert_eq!(heights.len(), 6);
+        let grown: Vec<bool> = heights.iter().map(|&h| h > HEIGHT).collect();
+        assert_eq!(grown, [true, true, false, false, true, true], "{heights:?}");
+        // Each legend entry keeps its own place: no two start at the same point.
+        let entries: Vec<(&str, &str, bool)> = (0..13)
+            .map(|_| ("no layers, 1000 req/s", "#000", false))
+            .collect();
+        let layout = legend_layout(&entries);
+        assert!(layout.last().unwrap().1 >= 3, "{layout:?}");
+        for (i, a) in layout.iter().enumerate() {
+            assert!(layout[i + 1..].iter().all(|b| b != a), "{layout:?}");
+            assert!(
+                a.0 + 30.0 + 6.5 * 21.0 - 10.0 <= WIDTH - RIGHT,
+                "{layout:?}"
+            );
+        }
+        assert_eq!(html.matches("transform=\"rotate(-45 ").count(), 13 * 3);
+        // Two steps fit: nothing slanted, one legend row.
+        assert!(!render(&fixed()).contains("rotate("));
+        assert!(finite(&html));
+    }
+
+    #[test]
     fn axes_round_up_and_logs_floor_zero() {
         assert_eq!(nice_ceiling(1830.0), 2000.0);
         assert_eq!(nice_ceiling(0.0), 1.0);
