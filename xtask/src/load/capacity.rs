@@ -10,7 +10,8 @@
 //!
 //! The bound defaults to the *baseline bound*, [`baseline_bound`]: [`BOUND_FACTOR`] times the
 //! p99 measured at [`REFERENCE_RATE`] (a rate far below what the service serves) on the
-//! run's first instance, and at least [`BOUND_FLOOR_MS`]. "Capacity" then reads as the
+//! run's first instance after a [`WARM_UP_SECONDS`] warm-up, and at least
+//! [`BOUND_FLOOR_MS`]. "Capacity" then reads as the
 //! highest rate at which the slowest requests stay within a few times their unloaded latency,
 //! on this machine, as loaded as it is during the run; `--bound-ms` sets a fixed bound
 //! instead.
@@ -35,10 +36,15 @@ pub(crate) const ACHIEVED_SHARE: f64 = 0.99;
 /// The longest ladder a run may climb.
 const MAX_STEPS: usize = 30;
 
-/// The ladder without options: 250 req/s, x1.5 each step, up to 6000 req/s, 5 s a step.
+/// Each instance first serves [`REFERENCE_RATE`] for this long, unmeasured: a cold cache and
+/// pool would otherwise set the bound (and the first step) by their first misses.
+pub(crate) const WARM_UP_SECONDS: u64 = 3;
+
+/// The ladder without options: 250 req/s, x1.5 each step, up to 20000 req/s (11 steps), 5 s
+/// a step.
 const DEFAULT_START: f64 = 250.0;
 const DEFAULT_FACTOR: f64 = 1.5;
-const DEFAULT_MAX: f64 = 6000.0;
+const DEFAULT_MAX: f64 = 20000.0;
 const DEFAULT_STEP_SECONDS: u64 = 5;
 
 /// The baseline bound (ms) from the p99 (ms) measured at [`REFERENCE_RATE`].
@@ -243,6 +249,12 @@ pub(crate) fn run(args: &[String]) -> Result {
     for &layers in &options.layers {
         let name = instance_name(layers);
         let instance = open_loop.start(layers)?;
+        eprintln!("xtask load: warm-up, {REFERENCE_RATE} req/s for {WARM_UP_SECONDS} s ({name})");
+        let warm_up = RateStep {
+            seconds: WARM_UP_SECONDS,
+            ..step(REFERENCE_RATE)
+        };
+        open_loop.step(&instance, &format!("capacity-{layers}-warm-up"), warm_up)?;
         if options.bound_ms.is_none() && figures.instances.is_empty() {
             eprintln!(
                 "xtask load: reference step, {REFERENCE_RATE} req/s for {} s ({name})",
@@ -454,6 +466,8 @@ mod tests {
             ladder(250.0, Growth::Multiply(1.5), 6000.0).unwrap(),
             [250.0, 375.0, 563.0, 844.0, 1266.0, 1898.0, 2848.0, 4271.0]
         );
+        let default = ladder(DEFAULT_START, Growth::Multiply(DEFAULT_FACTOR), DEFAULT_MAX);
+        assert_eq!(default.unwrap().last(), Some(&14416.0));
         assert_eq!(
             ladder(100.0, Growth::Add(200.0), 700.0).unwrap(),
             [100.0, 300.0, 500.0, 700.0]

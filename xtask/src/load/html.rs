@@ -200,16 +200,23 @@ fn recovery_summary(recovery: &RecoveryFigures, violations: &[String]) -> String
 }
 
 /// p99 by target rate, one line per instance, the bound dashed and each capacity marked.
+/// The rate axis is logarithmic, as the ladder's steps grow by a factor.
 fn capacity_chart(capacity: &CapacityFigures) -> String {
-    let top = capacity
-        .instances
-        .iter()
-        .flat_map(|i| i.steps.iter().map(|s| s.0))
-        .fold(0.0_f64, f64::max);
-    // Ticks at a round step, as many as reach past the highest rate.
-    let tick_step = nice_ceiling(top * 1.05 / 5.0);
-    let tick_count = ((top * 1.05 / tick_step).ceil() as u32).max(1);
-    let x_high = tick_step * f64::from(tick_count);
+    let rates = || {
+        capacity
+            .instances
+            .iter()
+            .flat_map(|i| i.steps.iter().map(|s| s.0))
+            .filter(|&r| r > 0.0)
+    };
+    let low = rates().fold(f64::INFINITY, f64::min);
+    let high = rates().fold(0.0_f64, f64::max);
+    let (low, high) = if low <= high {
+        (low / 1.25, high * 1.25)
+    } else {
+        (1.0, 10.0)
+    };
+    let x = |rate: f64| rate.max(f64::MIN_POSITIVE).log10();
     let mut series: Vec<Series> = capacity
         .instances
         .iter()
@@ -221,7 +228,7 @@ fn capacity_chart(capacity: &CapacityFigures) -> String {
             points: instance
                 .steps
                 .iter()
-                .map(|&(rate, p99, _)| (rate, p99))
+                .map(|&(rate, p99, _)| (x(rate), p99))
                 .collect(),
         })
         .collect();
@@ -229,7 +236,7 @@ fn capacity_chart(capacity: &CapacityFigures) -> String {
         name: format!("bound {:.1} ms", capacity.bound_ms),
         colour: "#999999",
         dashed: true,
-        points: vec![(0.0, capacity.bound_ms), (x_high, capacity.bound_ms)],
+        points: vec![(x(low), capacity.bound_ms), (x(high), capacity.bound_ms)],
     });
     let marks = capacity
         .instances
@@ -241,21 +248,21 @@ fn capacity_chart(capacity: &CapacityFigures) -> String {
             Some(Mark {
                 label: format!("capacity, {}: {}", instance.name, format_rate(rate)),
                 colour: PALETTE[i % PALETTE.len()],
-                x: rate,
+                x: x(rate),
                 y: p99,
             })
         })
         .collect();
-    let ticks: Vec<(f64, String)> = (0..=tick_count)
-        .map(|i| {
-            let v = tick_step * f64::from(i);
-            (v, format_tick(v))
-        })
+    // Ticks at 1, 2 and 5 x 10^n within the range.
+    let ticks: Vec<(f64, String)> = (-1..=7)
+        .flat_map(|power| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(power)))
+        .filter(|&t| t >= low && t <= high)
+        .map(|t| (x(t), format_tick(t)))
         .collect();
     line_chart(
-        "p99 by target rate (ms, log scale; x: req/s)",
+        "p99 by target rate (ms and req/s, log scales)",
         &series,
-        (0.0, x_high),
+        (x(low), x(high)),
         &ticks,
         Scale::Log,
         &Decorations {

@@ -1,7 +1,8 @@
 //! `cargo xtask load recovery`: a spike at a fixed rate, and the time until the steady
 //! traffic's p99 is back under the bound once it ends.
 //!
-//! Two oha processes share the example service (all layers): one holds the steady rate for
+//! Two oha processes share the example service (all layers, or `LAYERS=none` with
+//! `--layers off`), after a warm-up at the steady rate: one holds the steady rate for
 //! the whole run (before, during and after the spike), the other adds the spike's extra rate
 //! for the spike's seconds. Recovery is read from the steady process alone: its requests are
 //! scheduled whatever happens and their latency counts from the scheduled time, so the
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::capacity::{BOUND_FACTOR, BOUND_FLOOR_MS, baseline_bound, positive};
+use super::capacity::{BOUND_FACTOR, BOUND_FLOOR_MS, WARM_UP_SECONDS, baseline_bound, positive};
 use super::oha::{self, RateStep, Running, format_rate};
 use super::report::{self, RecoveryFigures, Report, Sample, StepReport};
 use super::{DEFAULT_RATE_CONNECTIONS, OpenLoop, parse_duration, step_json};
@@ -33,12 +34,17 @@ pub(crate) const RECOVERED_SECONDS: usize = 3;
 /// A second counts only when at least this share of its scheduled requests was answered.
 pub(crate) const MIN_ANSWERED_SHARE: f64 = 0.9;
 
-/// The steady rate, the rate during the spike and the phases' seconds without options.
-const DEFAULT_BASE_RATE: f64 = 100.0;
-const DEFAULT_SPIKE_RATE: f64 = 3000.0;
+/// The steady rate, the rate during the spike and the phases' seconds without options: a
+/// tenth of what this 2-core machine serves with all layers (`load capacity` found about
+/// 9600 req/s), and a spike past it.
+const DEFAULT_BASE_RATE: f64 = 1000.0;
+const DEFAULT_SPIKE_RATE: f64 = 15000.0;
 const LEAD_SECONDS: u64 = 5;
 const DEFAULT_SPIKE_SECONDS: u64 = 5;
 const DEFAULT_AFTER_SECONDS: u64 = 20;
+/// The spike's connections without `--spike-connections`: a spike is new clients, so it
+/// brings more connections than the steady traffic's pool.
+const DEFAULT_SPIKE_CONNECTIONS: u32 = 200;
 
 /// What the command line asks of a recovery run.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +58,12 @@ pub(crate) struct RecoveryOptions {
     /// `--after`: seconds of steady rate after the spike.
     pub(crate) after_seconds: u64,
     pub(crate) bound_ms: Option<f64>,
+    /// `--connections`: the steady traffic's.
     pub(crate) connections: u32,
+    /// `--spike-connections`: the spike's, as many as its new clients bring.
+    pub(crate) spike_connections: u32,
+    /// `--layers on|off`: the `LAYERS` value of the instance.
+    pub(crate) layers: &'static str,
 }
 
 impl RecoveryOptions {
@@ -66,6 +77,8 @@ impl RecoveryOptions {
             after_seconds: DEFAULT_AFTER_SECONDS,
             bound_ms: None,
             connections: DEFAULT_RATE_CONNECTIONS,
+            spike_connections: DEFAULT_SPIKE_CONNECTIONS,
+            layers: "all",
         };
         let mut args = args.iter();
         while let Some(flag) = args.next() {
@@ -79,14 +92,14 @@ impl RecoveryOptions {
                 "--duration" => options.spike_seconds = parse_duration(value)?,
                 "--after" => options.after_seconds = parse_duration(value)?,
                 "--bound-ms" => options.bound_ms = Some(positive(flag, value)?),
-                "--connections" => {
-                    options.connections = value
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=10_000).contains(n))
-                        .ok_or(format!(
-                        "--connections takes a number from 1 to 10000, got {value:?}"
-                    ))?;
+                "--connections" => options.connections = connections(flag, value)?,
+                "--spike-connections" => options.spike_connections = connections(flag, value)?,
+                "--layers" => {
+                    options.layers = match value {
+                        "on" => "all",
+                        "off" => "none",
+                        other => return Err(format!("--layers takes on or off, got {other:?}")),
+                    }
                 }
                 other => return Err(format!("unknown option {other} for load recovery")),
             }
@@ -110,6 +123,17 @@ impl RecoveryOptions {
         }
         Ok(options)
     }
+}
+
+/// A number of connections from 1 to 10000 for `flag`.
+fn connections(flag: &str, value: &str) -> Result<u32> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or(format!(
+            "{flag} takes a number from 1 to 10000, got {value:?}"
+        ))
 }
 
 /// One second of the steady traffic, by scheduled time.
@@ -182,8 +206,18 @@ pub(crate) fn run(args: &[String]) -> Result {
     let spike_start = LEAD_SECONDS;
     let spike_end = spike_start + options.spike_seconds;
     let total = spike_end + options.after_seconds;
-    let instance = open_loop.start("all")?;
+    let instance = open_loop.start(options.layers)?;
     let urls = open_loop.urls_file(&instance)?;
+    eprintln!(
+        "xtask load: warm-up, {} req/s for {WARM_UP_SECONDS} s",
+        options.base_rps
+    );
+    let warm_up = RateStep {
+        rate: options.base_rps,
+        seconds: WARM_UP_SECONDS,
+        connections: options.connections,
+    };
+    open_loop.step(&instance, "recovery-warm-up", warm_up)?;
     eprintln!(
         "xtask load: {} req/s for {total} s, {} req/s from {spike_start} s to {spike_end} s (oha)",
         options.base_rps, options.spike_rps
@@ -212,7 +246,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         RateStep {
             rate: options.spike_rps - options.base_rps,
             seconds: options.spike_seconds,
-            connections: options.connections,
+            connections: options.spike_connections,
         },
     )?;
     let (spike_samples, spike_errors) = spike.finish()?;
@@ -300,6 +334,9 @@ pub(crate) fn run(args: &[String]) -> Result {
     let steps = vec![before, during, after];
     let json = json!({
         "scenario": "recovery",
+        "layers": options.layers,
+        "connections": options.connections,
+        "spike_connections": options.spike_connections,
         "base_rps": options.base_rps,
         "spike_rps": options.spike_rps,
         "spike_start_s": spike_start,
@@ -325,15 +362,22 @@ pub(crate) fn run(args: &[String]) -> Result {
     let report = Report {
         scenario: "recovery".to_owned(),
         generator: format!(
-            "Open loop: one oha {} process holds {} req/s for {total} s, a second adds {} req/s \
-             from {spike_start} s to {spike_end} s (a spike to {} req/s), each over at most {} \
-             connections, with the API's read mix, on 127.0.0.1 against the example service \
-             with all layers. Latency counts from each request's scheduled time.",
+            "Open loop: one oha {} process holds {} req/s for {total} s over at most {} \
+             connections, a second adds {} req/s from {spike_start} s to {spike_end} s (a spike \
+             to {} req/s) over at most {}, with the API's read mix, on 127.0.0.1 against the \
+             example service with {}, after a {WARM_UP_SECONDS} s warm-up. Latency counts from \
+             each request's scheduled time.",
             oha::OHA_VERSION,
             format_rate(options.base_rps),
+            options.connections,
             format_rate(options.spike_rps - options.base_rps),
             format_rate(options.spike_rps),
-            options.connections
+            options.spike_connections,
+            if options.layers == "none" {
+                "LAYERS=none"
+            } else {
+                "all layers"
+            }
         ),
         steps,
         bounds: (0.0, bound_ms, bound_ms),
@@ -493,18 +537,25 @@ mod tests {
             "15s",
             "--bound-ms",
             "40",
+            "--spike-connections",
+            "500",
+            "--layers",
+            "off",
         ]))
         .unwrap();
         assert_eq!((set.base_rps, set.spike_rps), (200.0, 4000.0));
         assert_eq!((set.spike_seconds, set.after_seconds), (3, 15));
         assert_eq!(set.bound_ms, Some(40.0));
+        assert_eq!((set.spike_connections, set.layers), (500, "none"));
+        assert_eq!(plain.layers, "all");
         for bad in [
             &["--rate", "5"][..],
             &["--rate", "500", "--spike-rate", "400"],
             &["--after", "2s"],
             &["--duration", "0s"],
             &["--bound-ms", "x"],
-            &["--layers", "on"],
+            &["--layers", "both"],
+            &["--spike-connections", "0"],
         ] {
             assert!(RecoveryOptions::parse(&args(bad)).is_err(), "{bad:?}");
         }
