@@ -70,10 +70,10 @@ fn main() -> ExitCode {
                 "  load fixed-rate --rate 500[,1000...] [--duration 10s] [--connections 50]  hold a request rate (oha)"
             );
             eprintln!(
-                "  load capacity [--bound-ms P] [--start 250] [--step R|--factor 1.5] [--max 6000] [--duration 5s] [--layers on|off|both]  highest rate with p99 under the bound (oha)"
+                "  load capacity [--bound-ms P] [--start 250] [--step R|--factor 1.5] [--max 20000] [--duration 5s] [--layers on|off|both]  highest rate with p99 under the bound (oha)"
             );
             eprintln!(
-                "  load recovery [--rate 100] [--spike-rate 3000] [--duration 5s] [--after 20s] [--bound-ms P]  time to recover from a spike (oha)"
+                "  load recovery [--rate 1000] [--spike-rate 15000] [--duration 5s] [--after 20s] [--bound-ms P] [--layers on|off]  time to recover from a spike (oha)"
             );
             eprintln!(
                 "  fuzz [--seconds N] [TARGET...]  run the libFuzzer targets (default 60 s each)"

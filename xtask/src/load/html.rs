@@ -896,7 +896,8 @@ fn line_chart(
     }
     for (i, mark) in decorations.marks.iter().enumerate() {
         let (mx, my) = (x(mark.x), axis.y(mark.y));
-        // Labels of several marks are stacked so that they do not overlap.
+        // Labels of several marks are stacked so that they do not overlap, each on a white
+        // halo so that lines under it do not cross it out.
         let label_y = TOP + 24.0 + 13.0 * i as f64;
         let anchor = if mx > WIDTH * 0.6 { "end" } else { "start" };
         let label_x = if anchor == "end" { mx - 6.0 } else { mx + 6.0 };
@@ -904,7 +905,7 @@ fn line_chart(
             svg,
             "<g class=\"mark\" data-mark=\"{}\"><line x1=\"{mx:.1}\" y1=\"{:.1}\" x2=\"{mx:.1}\" y2=\"{TOP}\" stroke=\"{}\" stroke-width=\"1.2\" stroke-dasharray=\"2 3\"/>\
              <circle cx=\"{mx:.1}\" cy=\"{my:.1}\" r=\"6\" fill=\"none\" stroke=\"{}\" stroke-width=\"2.2\"/>\
-             <text x=\"{label_x:.1}\" y=\"{label_y:.1}\" font-size=\"11\" font-weight=\"600\" fill=\"{}\" text-anchor=\"{anchor}\">{}</text></g>",
+             <text x=\"{label_x:.1}\" y=\"{label_y:.1}\" font-size=\"11\" font-weight=\"600\" fill=\"{}\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\" text-anchor=\"{anchor}\">{}</text></g>",
             escape(&mark.label),
             HEIGHT - BOTTOM,
             mark.colour,
