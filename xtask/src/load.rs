@@ -1,7 +1,10 @@
 //! `cargo xtask load <smoke|baseline|stress|spike|soak> [--duration D]`: load scenarios
 //! against the example service with wrk, on 127.0.0.1 only, bounded in time.
 //! `cargo xtask load fixed-rate --rate R[,R...] [--duration D] [--connections N]` holds a
-//! request rate instead (open loop, with oha: see [`oha`]).
+//! request rate instead (open loop, with oha: see [`oha`]). `cargo xtask load capacity`
+//! steps that rate up until p99 leaves its bound, with and without the layers (see
+//! [`capacity`]), and `cargo xtask load recovery` times the return under the bound after a
+//! spike (see [`recovery`]).
 //!
 //! Each run builds and starts the service (release), sends a request mix (list pages, field
 //! selections, detail reads, a small share of writes) and reports requests/s, latency
@@ -19,6 +22,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,8 +31,10 @@ use serde_json::{Value, json};
 use crate::services::{Services, free_port};
 use crate::{Result, cargo, run_command, target_dir};
 
+mod capacity;
 mod html;
 mod oha;
+mod recovery;
 mod report;
 
 use oha::RateStep;
@@ -176,7 +182,7 @@ fn scenario(name: &str, duration: Option<u64>, rate: &RateOptions) -> Result<Sce
         },
         other => {
             return Err(format!(
-                "unknown scenario {other:?}: expected smoke, baseline, stress, spike, soak or fixed-rate"
+                "unknown scenario {other:?}: expected smoke, baseline, stress, spike, soak, fixed-rate, capacity or recovery"
             ));
         }
     };
@@ -238,6 +244,11 @@ end
 "#;
 
 pub(crate) fn load(args: &[String]) -> Result {
+    match args.first().map(String::as_str) {
+        Some("capacity") => return capacity::run(&args[1..]),
+        Some("recovery") => return recovery::run(&args[1..]),
+        _ => {}
+    }
     let (name, duration, rate) = parse_args(args)?;
     let scenario = scenario(&name, duration, &rate)?;
     let open_loop = !scenario.rate_steps.is_empty();
@@ -399,6 +410,7 @@ pub(crate) fn load(args: &[String]) -> Result {
         ),
         violations: violations.clone(),
         notes,
+        ..Report::default()
     });
     std::fs::write(&html_path, html).map_err(|e| e.to_string())?;
     println!("\n{markdown}");
@@ -697,6 +709,70 @@ fn ensure_wrk() -> Result {
         Ok(())
     } else {
         Err("wrk is not installed: install it (Debian/Ubuntu: `apt-get install wrk`)".to_owned())
+    }
+}
+
+/// What an open-loop run (`capacity`, `recovery`) needs before its first instance: oha,
+/// the local services, the service's release build and the report directory.
+struct OpenLoop {
+    oha: PathBuf,
+    services: Services,
+    dir: PathBuf,
+}
+
+impl OpenLoop {
+    fn prepare() -> Result<OpenLoop> {
+        // The generator first: a missing one fails before the service is built.
+        let oha = oha::ensure()?;
+        let services = Services::ensure()?;
+        run_command(cargo().args([
+            "build",
+            "--release",
+            "--locked",
+            "--package",
+            "example-service",
+        ]))?;
+        let dir = target_dir().join("xtask-load");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        Ok(OpenLoop { oha, services, dir })
+    }
+
+    /// Starts an instance with `LAYERS=layers` and the default cache.
+    fn start(&self, layers: &str) -> Result<Instance> {
+        Instance::start(
+            &self.services,
+            layers,
+            &[("CACHE_CAPACITY_MB", "64".to_owned())],
+        )
+    }
+
+    /// The read mix's URLs for `instance`, written to a file oha reads.
+    fn urls_file(&self, instance: &Instance) -> Result<PathBuf> {
+        let path = self.dir.join(format!("urls-{}.txt", instance.port));
+        std::fs::write(&path, oha::urls(instance.port)).map_err(|e| e.to_string())?;
+        Ok(path)
+    }
+
+    /// One fixed-rate step against `instance`, with the service's figures over it.
+    fn step(&self, instance: &Instance, name: &str, step: RateStep) -> Result<StepReport> {
+        let urls = self.urls_file(instance)?;
+        let before = instance.metrics()?;
+        let mut report = oha::run(&self.oha, &self.dir, name, &urls, step)?;
+        report.server = instance.server_figures(&before)?;
+        Ok(report)
+    }
+
+    /// Writes `<name>.{json,md,html}` and prints the Markdown.
+    fn write(&self, name: &str, json: &Value, markdown: &str, html: &str) -> Result {
+        let text = serde_json::to_string_pretty(json).map_err(|e| e.to_string())?;
+        std::fs::write(self.dir.join(format!("{name}.json")), text + "\n")
+            .map_err(|e| e.to_string())?;
+        std::fs::write(self.dir.join(format!("{name}.md")), markdown).map_err(|e| e.to_string())?;
+        let html_path = self.dir.join(format!("{name}.html"));
+        std::fs::write(&html_path, html).map_err(|e| e.to_string())?;
+        println!("\n{markdown}");
+        println!("HTML report: {}", html_path.display());
+        Ok(())
     }
 }
 

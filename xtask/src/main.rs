@@ -12,8 +12,10 @@
 //!   benches, written to `target/xtask-bench/latest.json`.
 //! - `load <smoke|baseline|stress|spike|soak> [--duration D]`: load scenarios against the
 //!   example service, with wrk; `load fixed-rate --rate R[,R...]` holds a request rate with
-//!   oha (installed with `cargo install` on first use). Each writes JSON, Markdown and an HTML
-//!   report with charts to `target/xtask-load/`.
+//!   oha (installed with `cargo install` on first use); `load capacity` steps that rate up
+//!   until p99 leaves its bound (with and without the layers) and `load recovery` times the
+//!   return under the bound after a spike. Each writes JSON, Markdown and an HTML report
+//!   with charts to `target/xtask-load/`.
 //! - `fuzz [--seconds N] [TARGET...]`: the libFuzzer targets in `fuzz/targets`.
 //! - `new <name> [--path DIR]`: a standalone service from the example service (its own
 //!   `Cargo.toml` with versions, lints, sources, migrations, tests and README), in `DIR`
@@ -66,6 +68,12 @@ fn main() -> ExitCode {
             );
             eprintln!(
                 "  load fixed-rate --rate 500[,1000...] [--duration 10s] [--connections 50]  hold a request rate (oha)"
+            );
+            eprintln!(
+                "  load capacity [--bound-ms P] [--start 250] [--step R|--factor 1.5] [--max 20000] [--duration 5s] [--layers on|off|both]  highest rate with p99 under the bound (oha)"
+            );
+            eprintln!(
+                "  load recovery [--rate 1000] [--spike-rate 15000] [--duration 5s] [--after 20s] [--bound-ms P] [--layers on|off]  time to recover from a spike (oha)"
             );
             eprintln!(
                 "  fuzz [--seconds N] [TARGET...]  run the libFuzzer targets (default 60 s each)"

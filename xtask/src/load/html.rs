@@ -3,7 +3,10 @@
 
 use std::fmt::Write as _;
 
-use super::report::{Report, StepReport};
+use super::capacity::{ACHIEVED_SHARE, capacity_text};
+use super::oha::format_rate;
+use super::recovery::{MIN_ANSWERED_SHARE, RECOVERED_SECONDS, recovery_text};
+use super::report::{CapacityFigures, RecoveryFigures, Report, StepReport};
 use crate::html::escape;
 
 const WIDTH: f64 = 560.0;
@@ -27,7 +30,7 @@ pub(crate) fn render(report: &Report) -> String {
          body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2em; color: #222; max-width: 1200px; }}\n\
          table {{ border-collapse: collapse; margin: 0.5em 0 1em; }}\n\
          th, td {{ padding: 3px 9px; border-bottom: 1px solid #ddd; white-space: nowrap; }}\n\
-         th {{ text-align: left; background: #f4f4f4; }}\n\
+         th {{ text-align: left; background: #f4f4f4; white-space: normal; }}\n\
          td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}\n\
          .met {{ color: #1d7a35; }} .exceeded {{ color: #b01e1e; }}\n\
          .charts {{ display: flex; flex-wrap: wrap; gap: 16px; }}\n\
@@ -38,26 +41,10 @@ pub(crate) fn render(report: &Report) -> String {
         escape(&title)
     );
     let _ = writeln!(out, "<p>{}</p>", escape(&report.generator));
-    let (max_error_pct, max_p95_ms, max_p99_ms) = report.bounds;
-    let bounds = format!(
-        "Bounds: error rate at most {max_error_pct} %, p95 at most {max_p95_ms} ms, p99 at most {max_p99_ms} ms"
-    );
-    if report.violations.is_empty() {
-        let _ = writeln!(
-            out,
-            "<p class=\"met\"><strong>{}: met.</strong></p>",
-            escape(&bounds)
-        );
-    } else {
-        let _ = writeln!(
-            out,
-            "<p class=\"exceeded\"><strong>{}: exceeded.</strong></p>\n<ul>",
-            escape(&bounds)
-        );
-        for violation in &report.violations {
-            let _ = writeln!(out, "<li class=\"exceeded\">{}</li>", escape(violation));
-        }
-        out.push_str("</ul>\n");
+    match (&report.capacity, &report.recovery) {
+        (Some(capacity), _) => out.push_str(&capacity_summary(capacity)),
+        (None, Some(recovery)) => out.push_str(&recovery_summary(recovery, &report.violations)),
+        (None, None) => out.push_str(&bounds_summary(report)),
     }
 
     out.push_str("<h2>Steps</h2>\n");
@@ -74,6 +61,12 @@ pub(crate) fn render(report: &Report) -> String {
     );
 
     out.push_str("<h2>Charts</h2>\n<div class=\"charts\">\n");
+    if let Some(capacity) = &report.capacity {
+        out.push_str(&capacity_chart(capacity));
+    }
+    if let Some(recovery) = &report.recovery {
+        out.push_str(&recovery_chart(recovery));
+    }
     out.push_str(&percentile_chart(&report.steps));
     out.push_str(&throughput_chart(&report.steps));
     if report.steps.iter().any(|s| !s.timeline.is_empty()) {
@@ -106,6 +99,232 @@ pub(crate) fn render(report: &Report) -> String {
     }
     out.push_str("</body>\n</html>\n");
     out
+}
+
+/// The scenario's bounds and whether the run met them.
+fn bounds_summary(report: &Report) -> String {
+    let mut out = String::new();
+    let (max_error_pct, max_p95_ms, max_p99_ms) = report.bounds;
+    let bounds = format!(
+        "Bounds: error rate at most {max_error_pct} %, p95 at most {max_p95_ms} ms, p99 at most {max_p99_ms} ms"
+    );
+    if report.violations.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p class=\"met\"><strong>{}: met.</strong></p>",
+            escape(&bounds)
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "<p class=\"exceeded\"><strong>{}: exceeded.</strong></p>\n<ul>",
+            escape(&bounds)
+        );
+        for violation in &report.violations {
+            let _ = writeln!(out, "<li class=\"exceeded\">{}</li>", escape(violation));
+        }
+        out.push_str("</ul>\n");
+    }
+    out
+}
+
+/// The capacity per instance and what a step had to meet.
+fn capacity_summary(capacity: &CapacityFigures) -> String {
+    let mut out = format!(
+        "<h2>Capacity</h2>\n<p>A step meets the bound when its p99 is at most <strong>{:.1} ms</strong> \
+         ({}), no request failed and at least {:.0} % of its rate was answered. The rate steps \
+         up until a step misses; the capacity is the highest rate met before that.</p>\n\
+         <table>\n<tr><th>instance</th><th>capacity (req/s)</th><th>steps met / run</th></tr>\n",
+        capacity.bound_ms,
+        escape(&capacity.bound_source),
+        ACHIEVED_SHARE * 100.0
+    );
+    for instance in &capacity.instances {
+        let met = instance.steps.iter().filter(|s| s.2).count();
+        let _ = writeln!(
+            out,
+            "<tr class=\"capacity\"><td>{}</td><td class=\"n\"><strong>{}</strong></td><td class=\"n\">{met} / {}</td></tr>",
+            escape(&instance.name),
+            escape(&capacity_text(instance)),
+            instance.steps.len()
+        );
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+/// The spike, the bound and the time until the steady traffic was back under it.
+fn recovery_summary(recovery: &RecoveryFigures, violations: &[String]) -> String {
+    let class = if violations.is_empty() {
+        "met"
+    } else {
+        "exceeded"
+    };
+    let headline = match recovery.recovery_s {
+        Some(seconds) => format!(
+            "p99 back under {:.1} ms {seconds:.0} s after the spike's end",
+            recovery.bound_ms
+        ),
+        None => format!(
+            "p99 not back under {:.1} ms within the run",
+            recovery.bound_ms
+        ),
+    };
+    let mut out = format!(
+        "<h2>Spike recovery</h2>\n<p class=\"{class}\"><strong>{}.</strong></p>\n<table>\n\
+         <tr><th>figure</th><th>value</th></tr>\n\
+         <tr><td>steady / spike rate (req/s)</td><td class=\"n\">{:.0} / {:.0}</td></tr>\n\
+         <tr><td>spike</td><td class=\"n\">{:.0} s to {:.0} s</td></tr>\n\
+         <tr><td>bound</td><td>p99 at most {:.1} ms ({})</td></tr>\n\
+         <tr class=\"recovery\"><td>recovery after the spike</td><td class=\"n\"><strong>{}</strong></td></tr>\n</table>\n",
+        escape(&headline),
+        recovery.base_rps,
+        recovery.spike_rps,
+        recovery.spike_start_s,
+        recovery.spike_end_s,
+        recovery.bound_ms,
+        escape(&recovery.bound_source),
+        escape(&recovery_text(recovery))
+    );
+    out.push_str(&format!(
+        "<p class=\"note\">Recovery is read from the steady traffic alone, by the second its \
+         requests were scheduled in: the first second after the spike from which {RECOVERED_SECONDS} \
+         seconds in a row have a p99 within the bound (each with at least {:.0} % of its requests \
+         answered), minus the spike's end; whole seconds.</p>\n",
+        MIN_ANSWERED_SHARE * 100.0
+    ));
+    for violation in violations {
+        let _ = writeln!(out, "<p class=\"exceeded\">{}</p>", escape(violation));
+    }
+    out
+}
+
+/// p99 by target rate, one line per instance, the bound dashed and each capacity marked.
+/// The rate axis is logarithmic, as the ladder's steps grow by a factor.
+fn capacity_chart(capacity: &CapacityFigures) -> String {
+    let rates = || {
+        capacity
+            .instances
+            .iter()
+            .flat_map(|i| i.steps.iter().map(|s| s.0))
+            .filter(|&r| r > 0.0)
+    };
+    let low = rates().fold(f64::INFINITY, f64::min);
+    let high = rates().fold(0.0_f64, f64::max);
+    let (low, high) = if low <= high {
+        (low / 1.25, high * 1.25)
+    } else {
+        (1.0, 10.0)
+    };
+    let x = |rate: f64| rate.max(f64::MIN_POSITIVE).log10();
+    let mut series: Vec<Series> = capacity
+        .instances
+        .iter()
+        .enumerate()
+        .map(|(i, instance)| Series {
+            name: format!("p99, {}", instance.name),
+            colour: PALETTE[i % PALETTE.len()],
+            dashed: false,
+            points: instance
+                .steps
+                .iter()
+                .map(|&(rate, p99, _)| (x(rate), p99))
+                .collect(),
+        })
+        .collect();
+    series.push(Series {
+        name: format!("bound {:.1} ms", capacity.bound_ms),
+        colour: "#999999",
+        dashed: true,
+        points: vec![(x(low), capacity.bound_ms), (x(high), capacity.bound_ms)],
+    });
+    let marks = capacity
+        .instances
+        .iter()
+        .enumerate()
+        .filter_map(|(i, instance)| {
+            let rate = instance.capacity_rps?;
+            let &(_, p99, _) = instance.steps.iter().find(|s| s.0 == rate)?;
+            Some(Mark {
+                label: format!("capacity, {}: {}", instance.name, format_rate(rate)),
+                colour: PALETTE[i % PALETTE.len()],
+                x: x(rate),
+                y: p99,
+            })
+        })
+        .collect();
+    // Ticks at 1, 2 and 5 x 10^n within the range.
+    let ticks: Vec<(f64, String)> = (-1..=7)
+        .flat_map(|power| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(power)))
+        .filter(|&t| t >= low && t <= high)
+        .map(|t| (x(t), format_tick(t)))
+        .collect();
+    line_chart(
+        "p99 by target rate (ms and req/s, log scales)",
+        &series,
+        (x(low), x(high)),
+        &ticks,
+        Scale::Log,
+        &Decorations {
+            bands: Vec::new(),
+            marks,
+        },
+    )
+}
+
+/// The steady traffic's p99 per second around the spike, the bound and the recovery.
+fn recovery_chart(recovery: &RecoveryFigures) -> String {
+    let end = recovery.p99_ms.len() as f64;
+    let p99 = Series {
+        name: "p99 of the steady traffic".to_owned(),
+        colour: PALETTE[1],
+        dashed: false,
+        points: recovery
+            .p99_ms
+            .iter()
+            .enumerate()
+            .filter_map(|(k, p)| Some((k as f64 + 0.5, (*p)?)))
+            .collect(),
+    };
+    let bound = Series {
+        name: format!("bound {:.1} ms", recovery.bound_ms),
+        colour: "#999999",
+        dashed: true,
+        points: vec![(0.0, recovery.bound_ms), (end, recovery.bound_ms)],
+    };
+    let marks = recovery
+        .recovery_s
+        .and_then(|seconds| {
+            let at = recovery.spike_end_s + seconds;
+            let y = (*recovery.p99_ms.get(at as usize)?)?;
+            Some(Mark {
+                label: format!("recovered {seconds:.0} s after the spike"),
+                colour: PALETTE[2],
+                x: at + 0.5,
+                y,
+            })
+        })
+        .into_iter()
+        .collect();
+    let mut ticks = vec![(0.0, "0 s".to_owned())];
+    for t in [recovery.spike_start_s, recovery.spike_end_s, end] {
+        ticks.push((t, format!("{t:.0} s")));
+    }
+    line_chart(
+        "Spike recovery: steady traffic's p99 per second (ms, log scale)",
+        &[bound, p99],
+        (0.0, end),
+        &ticks,
+        Scale::Log,
+        &Decorations {
+            bands: vec![Band {
+                label: format!("spike, {:.0} req/s", recovery.spike_rps),
+                from: recovery.spike_start_s,
+                to: recovery.spike_end_s,
+            }],
+            marks,
+        },
+    )
 }
 
 fn steps_table(steps: &[StepReport]) -> String {
@@ -221,6 +440,7 @@ fn percentile_chart(steps: &[StepReport]) -> String {
         (0.0, names.len().saturating_sub(1) as f64),
         &ticks,
         Scale::Log,
+        &Decorations::default(),
     )
 }
 
@@ -349,6 +569,7 @@ fn timeline_throughput_chart(steps: &[StepReport]) -> String {
         (0.0, end),
         &ticks,
         Scale::Linear,
+        &Decorations::default(),
     )
 }
 
@@ -381,6 +602,7 @@ fn timeline_latency_chart(steps: &[StepReport]) -> String {
         (0.0, end),
         &ticks,
         Scale::Log,
+        &Decorations::default(),
     )
 }
 
@@ -389,6 +611,28 @@ struct Series {
     colour: &'static str,
     dashed: bool,
     points: Vec<(f64, f64)>,
+}
+
+/// What a line chart draws besides its series: shaded spans of x and marked points.
+#[derive(Default)]
+struct Decorations {
+    bands: Vec<Band>,
+    marks: Vec<Mark>,
+}
+
+/// A shaded span of x (the spike's seconds).
+struct Band {
+    label: String,
+    from: f64,
+    to: f64,
+}
+
+/// A point called out with a ring, a dashed vertical and a label (the capacity rate).
+struct Mark {
+    label: String,
+    colour: &'static str,
+    x: f64,
+    y: f64,
 }
 
 struct BarSeries {
@@ -483,10 +727,12 @@ fn nice_ceiling(value: f64) -> f64 {
         .unwrap_or(10.0 * magnitude)
 }
 
-fn svg_open(title: &str) -> String {
+/// Opens a chart `height` tall: [`HEIGHT`] and what its legend rows and slanted labels add
+/// below the plot, which is the same in every chart.
+fn svg_open(title: &str, height: f64) -> String {
     format!(
-        "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
-         viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\"><title>{}</title>\
+        "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" \
+         viewBox=\"0 0 {WIDTH} {height}\" role=\"img\"><title>{}</title>\
          <text x=\"{LEFT}\" y=\"16\" font-size=\"13\" font-weight=\"600\">{}</text>",
         escape(title),
         escape(title)
@@ -514,10 +760,40 @@ fn y_axis(svg: &mut String, axis: &Axis) {
     );
 }
 
-fn legend(svg: &mut String, entries: &[(&str, &str, bool)]) {
+/// Height of one legend row.
+const LEGEND_ROW: f64 = 16.0;
+
+/// Where each legend entry goes, `(x, row)`: left to right, a new row when the next would
+/// pass the right edge.
+fn legend_layout(entries: &[(&str, &str, bool)]) -> Vec<(f64, usize)> {
     let mut x = LEFT;
-    let y = HEIGHT - 8.0;
-    for &(name, colour, dashed) in entries {
+    let mut row = 0;
+    entries
+        .iter()
+        .map(|&(name, _, _)| {
+            let width = 30.0 + 6.5 * name.chars().count() as f64;
+            if x > LEFT && x + width - 10.0 > WIDTH - RIGHT {
+                x = LEFT;
+                row += 1;
+            }
+            let at = (x, row);
+            x += width;
+            at
+        })
+        .collect()
+}
+
+/// The legend rows past the first.
+fn extra_legend_rows(entries: &[(&str, &str, bool)]) -> f64 {
+    legend_layout(entries)
+        .last()
+        .map_or(0.0, |&(_, row)| row as f64)
+}
+
+/// The legend, its first row `shift` below where a chart without slanted labels has it.
+fn legend(svg: &mut String, entries: &[(&str, &str, bool)], shift: f64) {
+    for (&(name, colour, dashed), (x, row)) in entries.iter().zip(legend_layout(entries)) {
+        let y = HEIGHT - 8.0 + shift + row as f64 * LEGEND_ROW;
         let dash = if dashed {
             " stroke-dasharray=\"4 3\""
         } else {
@@ -533,7 +809,6 @@ fn legend(svg: &mut String, entries: &[(&str, &str, bool)]) {
             x + 20.0,
             escape(name)
         );
-        x += 30.0 + 6.5 * name.chars().count() as f64;
     }
 }
 
@@ -544,17 +819,25 @@ fn line_chart(
     x_range: (f64, f64),
     ticks: &[(f64, String)],
     scale: Scale,
+    decorations: &Decorations,
 ) -> String {
     let axis = Axis::new(
         scale,
-        series.iter().flat_map(|s| s.points.iter().map(|p| p.1)),
+        series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .chain(decorations.marks.iter().map(|m| m.y)),
     );
     let (x_low, x_high) = x_range;
     let x = |value: f64| {
         let span = (x_high - x_low).max(f64::MIN_POSITIVE);
         LEFT + 10.0 + (value - x_low) / span * (WIDTH - LEFT - RIGHT - 20.0)
     };
-    let mut svg = svg_open(title);
+    let entries: Vec<(&str, &str, bool)> = series
+        .iter()
+        .map(|s| (s.name.as_str(), s.colour, s.dashed))
+        .collect();
+    let mut svg = svg_open(title, HEIGHT + extra_legend_rows(&entries) * LEGEND_ROW);
     y_axis(&mut svg, &axis);
     for (value, label) in ticks {
         let _ = write!(
@@ -563,6 +846,20 @@ fn line_chart(
             x(*value),
             HEIGHT - BOTTOM + 14.0,
             escape(label)
+        );
+    }
+    for band in &decorations.bands {
+        let (left, right) = (x(band.from), x(band.to));
+        let _ = write!(
+            svg,
+            "<rect class=\"band\" data-band=\"{}\" x=\"{left:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#f3d3d3\" opacity=\"0.7\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"#8a2b2b\" text-anchor=\"middle\">{}</text>",
+            escape(&band.label),
+            (right - left).max(1.0),
+            HEIGHT - BOTTOM - TOP,
+            (left + right) / 2.0,
+            TOP + 11.0,
+            escape(&band.label)
         );
     }
     for s in series.iter().filter(|s| !s.points.is_empty()) {
@@ -597,11 +894,27 @@ fn line_chart(
             }
         }
     }
-    let entries: Vec<(&str, &str, bool)> = series
-        .iter()
-        .map(|s| (s.name.as_str(), s.colour, s.dashed))
-        .collect();
-    legend(&mut svg, &entries);
+    for (i, mark) in decorations.marks.iter().enumerate() {
+        let (mx, my) = (x(mark.x), axis.y(mark.y));
+        // Labels of several marks are stacked so that they do not overlap, each on a white
+        // halo so that lines under it do not cross it out.
+        let label_y = TOP + 24.0 + 13.0 * i as f64;
+        let anchor = if mx > WIDTH * 0.6 { "end" } else { "start" };
+        let label_x = if anchor == "end" { mx - 6.0 } else { mx + 6.0 };
+        let _ = write!(
+            svg,
+            "<g class=\"mark\" data-mark=\"{}\"><line x1=\"{mx:.1}\" y1=\"{:.1}\" x2=\"{mx:.1}\" y2=\"{TOP}\" stroke=\"{}\" stroke-width=\"1.2\" stroke-dasharray=\"2 3\"/>\
+             <circle cx=\"{mx:.1}\" cy=\"{my:.1}\" r=\"6\" fill=\"none\" stroke=\"{}\" stroke-width=\"2.2\"/>\
+             <text x=\"{label_x:.1}\" y=\"{label_y:.1}\" font-size=\"11\" font-weight=\"600\" fill=\"{}\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\" text-anchor=\"{anchor}\">{}</text></g>",
+            escape(&mark.label),
+            HEIGHT - BOTTOM,
+            mark.colour,
+            mark.colour,
+            mark.colour,
+            escape(&mark.label)
+        );
+    }
+    legend(&mut svg, &entries, 0.0);
     svg.push_str("</svg>\n");
     svg
 }
@@ -617,11 +930,27 @@ fn bar_chart(
         Scale::Linear,
         series.iter().flat_map(|s| s.values.iter().copied()),
     );
-    let mut svg = svg_open(title);
-    y_axis(&mut svg, &axis);
+    let entries: Vec<(&str, &str, bool)> = series
+        .iter()
+        .map(|s| (s.name.as_str(), s.colour, false))
+        .collect();
     let groups = steps.len().max(1) as f64;
     let group_width = (WIDTH - LEFT - RIGHT) / groups;
     let bar_width = (group_width * 0.8 / series.len().max(1) as f64).min(60.0);
+    // Step labels wider than their group are slanted (ending under their group), and the
+    // legend moves below them.
+    let longest = steps
+        .iter()
+        .map(|s| s.label.chars().count())
+        .max()
+        .unwrap_or(0) as f64;
+    let slanted = longest * 5.5 > group_width;
+    let shift = if slanted { longest * 5.0 * 0.71 } else { 0.0 };
+    let mut svg = svg_open(
+        title,
+        HEIGHT + shift + extra_legend_rows(&entries) * LEGEND_ROW,
+    );
+    y_axis(&mut svg, &axis);
     for (g, step) in steps.iter().enumerate() {
         let group_left = LEFT + g as f64 * group_width;
         let bars_left = group_left + (group_width - bar_width * series.len() as f64) / 2.0;
@@ -632,32 +961,39 @@ fn bar_chart(
             let _ = write!(
                 svg,
                 "<rect class=\"bar\" data-series=\"{}\" x=\"{x:.1}\" y=\"{top:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\">\
-                 <title>{}: {}</title></rect>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" fill=\"#333\" text-anchor=\"middle\">{}</text>",
+                 <title>{}: {}</title></rect>",
                 escape(&s.name),
                 (bar_width - 2.0).max(1.0),
                 (HEIGHT - BOTTOM - top).max(0.0),
                 s.colour,
                 escape(&s.name),
                 escape(&label(value)),
-                x + bar_width / 2.0 - 1.0,
-                top - 3.0,
-                escape(&label(value))
             );
+            // A value wider than its bar would run into the next: its tooltip says it.
+            let text = label(value);
+            if text.chars().count() as f64 * 5.5 <= bar_width {
+                let _ = write!(
+                    svg,
+                    "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" fill=\"#333\" text-anchor=\"middle\">{}</text>",
+                    x + bar_width / 2.0 - 1.0,
+                    top - 3.0,
+                    escape(&text)
+                );
+            }
         }
+        let (label_x, label_y) = (group_left + group_width / 2.0, HEIGHT - BOTTOM + 14.0);
+        let placement = if slanted {
+            format!("text-anchor=\"end\" transform=\"rotate(-45 {label_x:.1} {label_y:.1})\"")
+        } else {
+            "text-anchor=\"middle\"".to_owned()
+        };
         let _ = write!(
             svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"#666\" text-anchor=\"middle\">{}</text>",
-            group_left + group_width / 2.0,
-            HEIGHT - BOTTOM + 14.0,
+            "<text x=\"{label_x:.1}\" y=\"{label_y:.1}\" font-size=\"10\" fill=\"#666\" {placement}>{}</text>",
             escape(&step.label)
         );
     }
-    let entries: Vec<(&str, &str, bool)> = series
-        .iter()
-        .map(|s| (s.name.as_str(), s.colour, false))
-        .collect();
-    legend(&mut svg, &entries);
+    legend(&mut svg, &entries, shift);
     svg.push_str("</svg>\n");
     svg
 }
@@ -686,7 +1022,7 @@ fn format_tick(value: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::report::{Second, ServerFigures};
+    use super::super::report::{CapacityInstance, Second, ServerFigures};
     use super::*;
 
     fn step(label: &str, rate: Option<f64>, p99: f64, seconds: usize) -> StepReport {
@@ -739,6 +1075,7 @@ mod tests {
             bounds: (0.1, 100.0, 250.0),
             violations: vec!["p99 300.0 ms > 250 ms".to_owned()],
             notes: vec![("list endpoint ratio".to_owned(), "0.93".to_owned())],
+            ..Report::default()
         }
     }
 
@@ -844,6 +1181,232 @@ mod tests {
             ..Report::default()
         });
         assert!(finite(&html), "{html}");
+    }
+
+    fn capacity_report() -> Report {
+        let instance = |name: &str, steps: Vec<(f64, f64, bool)>, capacity_rps| CapacityInstance {
+            name: name.to_owned(),
+            steps,
+            capacity_rps,
+            capped: false,
+        };
+        Report {
+            scenario: "capacity".to_owned(),
+            steps: vec![
+                step("all layers, 250 req/s", Some(250.0), 4.0, 5),
+                step("all layers, 375 req/s", Some(375.0), 900.0, 5),
+            ],
+            capacity: Some(CapacityFigures {
+                bound_ms: 20.0,
+                bound_source: "baseline bound: 5 x the p99 of 2.00 ms".to_owned(),
+                instances: vec![
+                    instance(
+                        "all layers",
+                        vec![(250.0, 4.0, true), (375.0, 900.0, false)],
+                        Some(250.0),
+                    ),
+                    instance(
+                        "no layers",
+                        vec![
+                            (250.0, 3.0, true),
+                            (375.0, 5.0, true),
+                            (563.0, 700.0, false),
+                        ],
+                        Some(375.0),
+                    ),
+                ],
+            }),
+            ..Report::default()
+        }
+    }
+
+    /// The `(x, y)` pairs of a polyline's points.
+    fn points(line: &str) -> Vec<(f64, f64)> {
+        line.split(' ')
+            .map(|pair| {
+                let (x, y) = pair.split_once(',').unwrap();
+                (x.parse().unwrap(), y.parse().unwrap())
+            })
+            .collect()
+    }
+
+    /// The `(cx, cy)` of the ring of the named mark.
+    fn mark(html: &str, name: &str) -> Option<(f64, f64)> {
+        let rest = html.split(&format!("data-mark=\"{name}\"")).nth(1)?;
+        let circle = rest.split("<circle ").nth(1)?;
+        let attribute = |a: &str| -> Option<f64> {
+            circle
+                .split(&format!("{a}=\""))
+                .nth(1)?
+                .split('"')
+                .next()?
+                .parse()
+                .ok()
+        };
+        Some((attribute("cx")?, attribute("cy")?))
+    }
+
+    #[test]
+    fn a_capacity_run_draws_p99_by_rate_per_instance_and_marks_each_capacity() {
+        let html = render(&capacity_report());
+        assert!(html.contains("<h2>Capacity</h2>"));
+        assert!(!html.contains("Bounds: error rate"));
+        assert!(html.contains(
+            "<td>all layers</td><td class=\"n\"><strong>250</strong></td><td class=\"n\">1 / 2</td>"
+        ));
+        assert!(html.contains(
+            "<td>no layers</td><td class=\"n\"><strong>375</strong></td><td class=\"n\">2 / 3</td>"
+        ));
+        let all = points(polyline(&html, "p99, all layers")[0]);
+        let none = points(polyline(&html, "p99, no layers")[0]);
+        assert_eq!((all.len(), none.len()), (2, 3));
+        // Rates grow left to right; the 900 ms step sits above the 4 ms one (y grows down).
+        assert!(all[0].0 < all[1].0 && all[1].1 < all[0].1);
+        let bound = points(polyline(&html, "bound 20.0 ms")[0]);
+        assert_eq!(bound.len(), 2);
+        assert_eq!(bound[0].1, bound[1].1);
+        // The marks sit on the capacity steps' points, under the bound line.
+        let marked = mark(&html, "capacity, all layers: 250").expect("all layers marked");
+        assert_eq!(marked, all[0]);
+        let marked = mark(&html, "capacity, no layers: 375").expect("no layers marked");
+        assert_eq!(marked, none[1]);
+        assert!(marked.1 > bound[0].1);
+        assert!(finite(&html), "{html}");
+    }
+
+    fn recovery_report(recovery_s: Option<f64>) -> Report {
+        let mut p99 = vec![Some(3.0); 5];
+        p99.extend([Some(400.0), Some(900.0), None, Some(2000.0), Some(2500.0)]);
+        p99.extend([
+            Some(1800.0),
+            Some(600.0),
+            Some(45.0),
+            Some(4.0),
+            Some(3.0),
+            Some(3.0),
+        ]);
+        Report {
+            scenario: "recovery".to_owned(),
+            steps: vec![
+                step("before, 100 req/s", Some(100.0), 3.0, 5),
+                step("spike, 3000 req/s", Some(3000.0), 2500.0, 5),
+                step("after, 100 req/s", Some(100.0), 1800.0, 6),
+            ],
+            violations: if recovery_s.is_some() {
+                Vec::new()
+            } else {
+                vec!["p99 was not back under 20.0 ms".to_owned()]
+            },
+            recovery: Some(RecoveryFigures {
+                bound_ms: 20.0,
+                bound_source: "baseline bound".to_owned(),
+                base_rps: 100.0,
+                spike_rps: 3000.0,
+                spike_start_s: 5.0,
+                spike_end_s: 10.0,
+                p99_ms: p99,
+                recovery_s,
+            }),
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn a_recovery_run_shades_the_spike_and_marks_the_recovery() {
+        let html = render(&recovery_report(Some(3.0)));
+        assert!(html.contains("<h2>Spike recovery</h2>"));
+        assert!(html.contains("p99 back under 20.0 ms 3 s after the spike&#39;s end."));
+        assert!(html.contains(
+            "<td>recovery after the spike</td><td class=\"n\"><strong>3 s</strong></td>"
+        ));
+        // 16 seconds, one without enough answers: 15 points.
+        let line = points(polyline(&html, "p99 of the steady traffic")[0]);
+        assert_eq!(line.len(), 15);
+        let band = html
+            .split("data-band=\"spike, 3000 req/s\"")
+            .nth(1)
+            .expect("the spike is shaded");
+        let attribute = |a: &str| -> f64 {
+            band.split(&format!("{a}=\""))
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        // The band spans seconds 5 to 10: from the 5th point's left to the 10th's.
+        let (x, width) = (attribute("x"), attribute("width"));
+        assert!(
+            x < line[5].0 && line[5].0 < x + width,
+            "{x} {width} {line:?}"
+        );
+        assert!(
+            line[8].0 < x + width && x + width < line[9].0,
+            "{x} {width} {line:?}"
+        );
+        // Second 13 (the 13th point: second 7 has none) is where recovery is marked.
+        let marked = mark(&html, "recovered 3 s after the spike").expect("recovery marked");
+        assert_eq!(marked, line[12]);
+        assert!(finite(&html), "{html}");
+
+        let html = render(&recovery_report(None));
+        assert!(html.contains("p99 not back under 20.0 ms within the run."));
+        assert!(html.contains("<p class=\"exceeded\">p99 was not back under 20.0 ms</p>"));
+        assert!(!html.contains("data-mark="));
+    }
+
+    #[test]
+    fn many_steps_wrap_the_legend_and_slant_the_step_labels() {
+        let steps: Vec<StepReport> = (1..=13)
+            .map(|i| {
+                step(
+                    &format!("no layers, {} req/s", i * 250),
+                    Some(f64::from(i) * 250.0),
+                    5.0,
+                    1,
+                )
+            })
+            .collect();
+        let html = render(&Report {
+            steps,
+            ..Report::default()
+        });
+        let heights: Vec<f64> = html
+            .split("<svg class=\"chart\"")
+            .skip(1)
+            .filter_map(|svg| {
+                svg.split("height=\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        // The percentile chart (a legend entry per step) and the three bar charts (a label
+        // per step) grow; the timelines (two series, seconds on the axis) do not.
+        assert_eq!(heights.len(), 6);
+        let grown: Vec<bool> = heights.iter().map(|&h| h > HEIGHT).collect();
+        assert_eq!(grown, [true, true, false, false, true, true], "{heights:?}");
+        // Each legend entry keeps its own place: no two start at the same point.
+        let entries: Vec<(&str, &str, bool)> = (0..13)
+            .map(|_| ("no layers, 1000 req/s", "#000", false))
+            .collect();
+        let layout = legend_layout(&entries);
+        assert!(layout.last().unwrap().1 >= 3, "{layout:?}");
+        for (i, a) in layout.iter().enumerate() {
+            assert!(layout[i + 1..].iter().all(|b| b != a), "{layout:?}");
+            assert!(
+                a.0 + 30.0 + 6.5 * 21.0 - 10.0 <= WIDTH - RIGHT,
+                "{layout:?}"
+            );
+        }
+        assert_eq!(html.matches("transform=\"rotate(-45 ").count(), 13 * 3);
+        // Two steps fit: nothing slanted, one legend row.
+        assert!(!render(&fixed()).contains("rotate("));
+        assert!(finite(&html));
     }
 
     #[test]

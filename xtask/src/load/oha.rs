@@ -14,7 +14,7 @@
 //! PostgreSQL and Redis here), that delay is not counted; a busy connection pool is.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
@@ -122,45 +122,87 @@ pub(crate) fn run(
     urls_file: &Path,
     step: RateStep,
 ) -> Result<StepReport> {
-    let scheduled = step.rate * step.seconds as f64;
-    if !(step.rate > 0.0 && scheduled <= MAX_STEP_REQUESTS) {
-        return Err(format!(
-            "a step of {} req/s for {} s: the rate must be above 0 and rate x seconds at most {MAX_STEP_REQUESTS}",
-            step.rate, step.seconds
-        ));
-    }
-    let json_path = dir.join(format!("{name}.oha.json"));
-    let db_path = dir.join(format!("{name}.oha.sqlite"));
-    // oha appends to an existing database: start each step from none.
-    let _ = std::fs::remove_file(&db_path);
-    let output = Command::new(oha)
-        .args(["--no-tui", "--output-format", "json", "-o"])
-        .arg(&json_path)
-        .arg("--db-url")
-        .arg(&db_path)
-        .args(["-q", &step.rate.to_string(), "--latency-correction"])
-        .args(["-z", &format!("{}s", step.seconds)])
-        // Requests in flight at the end are waited for, not counted as errors.
-        .arg("--wait-ongoing-requests-after-deadline")
-        .args(["-c", &step.connections.to_string(), "-t", "5s"])
-        // As wrk: no Accept-Encoding, so both generators ask for the same responses.
-        .arg("--disable-compression")
-        .arg("--urls-from-file")
-        .arg(urls_file)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", oha.display()))?;
-    if !output.status.success() {
-        return Err(format!(
-            "oha failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    let json = std::fs::read_to_string(&json_path)
-        .map_err(|e| format!("oha wrote no {}: {e}", json_path.display()))?;
-    let transport_errors = transport_errors(&json)?;
-    let samples = samples(&db_path)?;
+    let running = Running::spawn(oha, dir, name, urls_file, step)?;
+    let (samples, transport_errors) = running.finish()?;
     Ok(figures(step, &samples, transport_errors))
+}
+
+/// An oha process holding one step's rate, started and not yet waited for: two of them
+/// overlap in a spike (the steady rate and the spike's extra rate).
+#[derive(Debug)]
+pub(crate) struct Running {
+    child: std::process::Child,
+    oha: PathBuf,
+    json_path: PathBuf,
+    db_path: PathBuf,
+}
+
+impl Running {
+    /// Starts oha for `step` (see [`run`]).
+    pub(crate) fn spawn(
+        oha: &Path,
+        dir: &Path,
+        name: &str,
+        urls_file: &Path,
+        step: RateStep,
+    ) -> Result<Running> {
+        let scheduled = step.rate * step.seconds as f64;
+        if !(step.rate > 0.0 && scheduled <= MAX_STEP_REQUESTS) {
+            return Err(format!(
+                "a step of {} req/s for {} s: the rate must be above 0 and rate x seconds at most {MAX_STEP_REQUESTS}",
+                step.rate, step.seconds
+            ));
+        }
+        let json_path = dir.join(format!("{name}.oha.json"));
+        let db_path = dir.join(format!("{name}.oha.sqlite"));
+        // oha appends to an existing database: start each step from none.
+        let _ = std::fs::remove_file(&db_path);
+        let child = Command::new(oha)
+            .args(["--no-tui", "--output-format", "json", "-o"])
+            .arg(&json_path)
+            .arg("--db-url")
+            .arg(&db_path)
+            .args(["-q", &step.rate.to_string(), "--latency-correction"])
+            .args(["-z", &format!("{}s", step.seconds)])
+            // Requests in flight at the end are waited for, not counted as errors.
+            .arg("--wait-ongoing-requests-after-deadline")
+            .args(["-c", &step.connections.to_string(), "-t", "5s"])
+            // As wrk: no Accept-Encoding, so both generators ask for the same responses.
+            .arg("--disable-compression")
+            .arg("--urls-from-file")
+            .arg(urls_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", oha.display()))?;
+        Ok(Running {
+            child,
+            oha: oha.to_owned(),
+            json_path,
+            db_path,
+        })
+    }
+
+    /// Waits for oha to end: every answered request's times and the count of requests
+    /// that failed in transport.
+    pub(crate) fn finish(self) -> Result<(Vec<Sample>, u64)> {
+        let output = self
+            .child
+            .wait_with_output()
+            .map_err(|e| format!("waiting for {}: {e}", self.oha.display()))?;
+        if !output.status.success() {
+            return Err(format!(
+                "oha failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        let json = std::fs::read_to_string(&self.json_path)
+            .map_err(|e| format!("oha wrote no {}: {e}", self.json_path.display()))?;
+        let transport_errors = transport_errors(&json)?;
+        Ok((samples(&self.db_path)?, transport_errors))
+    }
 }
 
 /// The step's figures from its requests' samples and oha's count of failed requests.
@@ -185,7 +227,7 @@ pub(crate) fn figures(step: RateStep, samples: &[Sample], transport_errors: u64)
     }
 }
 
-fn format_rate(rate: f64) -> String {
+pub(crate) fn format_rate(rate: f64) -> String {
     if rate.fract() == 0.0 {
         format!("{rate:.0}")
     } else {

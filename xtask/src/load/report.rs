@@ -14,6 +14,54 @@ pub(crate) struct Report {
     pub(crate) violations: Vec<String>,
     /// Extra `(figure, value)` rows (the baseline's list-endpoint comparison, …).
     pub(crate) notes: Vec<(String, String)>,
+    /// A `capacity` run's search (its steps are also in `steps`).
+    pub(crate) capacity: Option<CapacityFigures>,
+    /// A `recovery` run's spike and the steady traffic's p99 around it.
+    pub(crate) recovery: Option<RecoveryFigures>,
+}
+
+/// A capacity search: the bound every step was held to and, per instance, each step's p99
+/// and the highest rate that met the bound.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CapacityFigures {
+    pub(crate) bound_ms: f64,
+    /// How the bound was set, in a sentence for the reader.
+    pub(crate) bound_source: String,
+    pub(crate) instances: Vec<CapacityInstance>,
+}
+
+/// One instance's search (all layers, or `LAYERS=none`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CapacityInstance {
+    /// "all layers" or "no layers".
+    pub(crate) name: String,
+    /// `(target req/s, p99 ms, met the bound)` per step, in the order run.
+    pub(crate) steps: Vec<(f64, f64, bool)>,
+    /// The highest rate that met the bound before the first that did not.
+    pub(crate) capacity_rps: Option<f64>,
+    /// Every step met the bound: the capacity is at least the ladder's top.
+    pub(crate) capped: bool,
+}
+
+/// A spike at a fixed rate and the time until the steady traffic's p99 was back under the
+/// bound.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RecoveryFigures {
+    pub(crate) bound_ms: f64,
+    /// How the bound was set, in a sentence for the reader.
+    pub(crate) bound_source: String,
+    /// The steady rate and the total rate during the spike (req/s).
+    pub(crate) base_rps: f64,
+    pub(crate) spike_rps: f64,
+    /// When the spike started and ended, seconds from the run's start.
+    pub(crate) spike_start_s: f64,
+    pub(crate) spike_end_s: f64,
+    /// The steady traffic's p99 per second of schedule (ms; `None`: too few of the second's
+    /// requests were answered to tell).
+    pub(crate) p99_ms: Vec<Option<f64>>,
+    /// Seconds from the spike's end until p99 was back under the bound (`None`: not within
+    /// the run).
+    pub(crate) recovery_s: Option<f64>,
 }
 
 /// One step of a run: a connection count (closed loop) or a request rate (open loop).
@@ -179,7 +227,7 @@ pub(crate) fn timeline(samples: &[Sample], seconds: f64) -> Vec<Second> {
 }
 
 /// The nearest-rank percentile `p` of sorted `values` (0 when empty).
-fn nearest_rank(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn nearest_rank(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
