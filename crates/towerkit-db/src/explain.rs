@@ -153,6 +153,10 @@ impl Capture {
         let plan = match result {
             Ok(Ok(plan)) => plan,
             Ok(Err(failure)) => {
+                if !failure.rolled_back {
+                    // A transaction may still be open on it: never hand it to a request.
+                    drop(Object::take(conn));
+                }
                 // Only the SQLSTATE: a server message may quote a parameter value.
                 tracing::debug!(target: TARGET, summary, %failure, "could not explain slow query");
                 None
@@ -179,8 +183,8 @@ impl Capture {
     }
 
     /// Runs the `EXPLAIN` in a read-only transaction under the short statement timeout,
-    /// then rolls back. `None` for an answer that is not a plan; on failure the connection
-    /// is closed rather than reused.
+    /// then rolls back. `None` for an answer that is not a plan. A failure says whether the
+    /// transaction was rolled back (the connection may be reused) or not (it is closed).
     async fn explain_on(&self, conn: &Object) -> Result<Option<PlanSummary>, Failure> {
         let version = self.version(conn).await?;
         conn.batch_execute(&format!(
@@ -192,7 +196,13 @@ impl Capture {
         let plan = self.plan(conn, version).await;
         // A failed EXPLAIN leaves the transaction aborted: the rollback ends it either way.
         conn.batch_execute("ROLLBACK").await.map_err(Failure::pg)?;
-        Ok(plan?.as_deref().and_then(parse_plan))
+        match plan {
+            Ok(json) => Ok(json.as_deref().and_then(parse_plan)),
+            Err(failure) => Err(Failure {
+                rolled_back: true,
+                ..failure
+            }),
+        }
     }
 
     /// The JSON text of the plan.
@@ -246,17 +256,25 @@ impl Capture {
 /// Why a plan was not captured, without the server's message (it may quote a parameter
 /// value).
 #[derive(Debug)]
-struct Failure(Option<String>);
+struct Failure {
+    /// The SQLSTATE, if the server answered with an error.
+    code: Option<String>,
+    /// Whether the connection is known to be out of any transaction.
+    rolled_back: bool,
+}
 
 impl Failure {
     fn pg(error: tokio_postgres::Error) -> Self {
-        Self(error.code().map(|code| code.code().to_owned()))
+        Self {
+            code: error.code().map(|code| code.code().to_owned()),
+            rolled_back: false,
+        }
     }
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
+        match &self.code {
             Some(code) => write!(f, "SQLSTATE {code}"),
             None => f.write_str("connection or protocol error"),
         }

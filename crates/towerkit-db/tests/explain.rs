@@ -288,3 +288,44 @@ async fn parameter_values_appear_only_when_enabled() {
         assert_eq!(shown, log_parameters, "{}", logs.text());
     }
 }
+
+#[tokio::test]
+async fn a_failed_plan_is_logged_by_sqlstate_and_leaves_no_transaction_open() {
+    let logs = Logs::capture();
+    let db = Db::connect(
+        explaining(Duration::from_secs(60))
+            .max_size(2)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    // A temporary table exists only on the session that made it: the query finds it, the
+    // EXPLAIN on the pool's other connection does not (42P01, undefined table).
+    let conn = db.pool().get().await.unwrap();
+    conn.batch_execute("CREATE TEMPORARY TABLE session_only (email text)")
+        .await
+        .unwrap();
+    drop(conn);
+    let sql = "SELECT email FROM pg_temp.session_only WHERE email = $1";
+    db.query(sql, &[&SECRET]).await.unwrap();
+    // Taken back before the plan's task runs (this runtime runs one task at a time, and
+    // taking an idle connection does not yield), so the plan opens the other connection.
+    let held = db.pool().get().await.unwrap();
+    let failed = eventually(Duration::from_secs(5), || {
+        let lines = logs.lines_with("could not explain slow query");
+        async move { lines.into_iter().next() }
+    })
+    .await
+    .unwrap_or_else(|| panic!("no failure logged: {}", logs.text()));
+    assert!(failed.contains("SQLSTATE 42P01"), "{failed}");
+    assert!(!logs.text().contains(SECRET), "{}", logs.text());
+    assert_eq!(db.timer().label(sql).last_plan(), None);
+
+    // Both connections are out of any transaction: each answers a new one.
+    let other = db.pool().get().await.unwrap();
+    assert_eq!(db.pool().status().size, 2);
+    for conn in [&held, &other] {
+        conn.batch_execute("BEGIN; SELECT 1; COMMIT").await.unwrap();
+    }
+}
