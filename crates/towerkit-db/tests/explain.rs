@@ -329,3 +329,80 @@ async fn a_failed_plan_is_logged_by_sqlstate_and_leaves_no_transaction_open() {
         conn.batch_execute("BEGIN; SELECT 1; COMMIT").await.unwrap();
     }
 }
+
+/// A function PostgreSQL runs while it plans (an immutable call with constant arguments is
+/// folded), so that planning, and so the `EXPLAIN`, takes `seconds`.
+async fn slow_to_plan(db: &Db, schema: &Schema, seconds: f64) -> String {
+    let function = schema.table("slow_constant");
+    db.execute(
+        &format!(
+            "CREATE FUNCTION {function}() RETURNS int IMMUTABLE LANGUAGE plpgsql \
+             AS $$ BEGIN PERFORM pg_sleep({seconds}); RETURN 1; END $$"
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    function
+}
+
+#[tokio::test]
+async fn a_plan_that_takes_longer_than_the_explain_timeout_is_cancelled() {
+    let logs = Logs::capture();
+    let schema = Schema::create().await;
+    let db = Db::connect(
+        explaining(Duration::from_secs(60))
+            .explain_timeout(Duration::from_millis(50))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let table = people(&db, &schema, "people").await;
+    let function = slow_to_plan(&db, &schema, 0.3).await;
+    let sql = format!("SELECT id FROM {table} WHERE email = $1 AND id = {function}()");
+    db.query(&sql, &[&SECRET]).await.unwrap();
+    let failed = eventually(Duration::from_secs(5), || {
+        let lines = logs.lines_with("could not explain slow query");
+        async move { lines.into_iter().next() }
+    })
+    .await
+    .unwrap_or_else(|| panic!("no failure logged: {}", logs.text()));
+    // 57014: canceled by statement_timeout.
+    assert!(failed.contains("SQLSTATE 57014"), "{failed}");
+    assert_eq!(db.timer().label(&sql).last_plan(), None);
+}
+
+#[tokio::test]
+async fn one_plan_is_captured_at_a_time() {
+    let logs = Logs::capture();
+    let schema = Schema::create().await;
+    let db = Db::connect(
+        explaining(Duration::from_secs(60))
+            .explain_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let first = people(&db, &schema, "first").await;
+    let second = people(&db, &schema, "second").await;
+    let function = slow_to_plan(&db, &schema, 0.5).await;
+    let slow_plan = format!("SELECT id FROM {first} WHERE email = $1 AND id = {function}()");
+    let other = format!("SELECT id FROM {second} WHERE email = $1");
+    // The first plan takes 0.5 s; the second read is slow while it runs: not explained.
+    db.query(&slow_plan, &[&SECRET]).await.unwrap();
+    db.query(&other, &[&SECRET]).await.unwrap();
+    assert!(plan_of(&db, &slow_plan, None).await.is_some());
+    settle().await;
+    assert_eq!(db.timer().label(&other).last_plan(), None);
+    assert_eq!(
+        logs.lines_with("slow query plan").len(),
+        1,
+        "{}",
+        logs.text()
+    );
+    // Its claim was not spent: once the first plan is done, it is explained.
+    db.query(&other, &[&SECRET]).await.unwrap();
+    assert!(plan_of(&db, &other, None).await.is_some());
+}
