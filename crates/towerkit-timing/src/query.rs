@@ -917,6 +917,23 @@ mod tests {
     }
 
     #[test]
+    fn labels_beyond_the_capacity_share_the_overflow_plan_claim() {
+        let timer = QueryTimer::builder("postgresql")
+            .capacity(1)
+            .build()
+            .unwrap();
+        let interval = Duration::from_secs(60);
+        let (a, b, c) = (
+            timer.label("SELECT * FROM a"),
+            timer.label("SELECT * FROM b"),
+            timer.label("SELECT * FROM c"),
+        );
+        assert!(a.claim_plan(interval));
+        assert!(b.claim_plan(interval), "b is in _OTHER, not in a's entry");
+        assert!(!c.claim_plan(interval), "c shares _OTHER's claim with b");
+    }
+
+    #[test]
     fn record_says_how_slow_the_query_was() {
         let timer = QueryTimer::builder("postgresql")
             .slow(Duration::from_millis(10), Duration::from_millis(100))
