@@ -41,6 +41,8 @@ pub const CLIENT_TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
 /// | [`max_lifetime`](DbConfigBuilder::max_lifetime) | 30 min |
 /// | [`check_timeout`](DbConfigBuilder::check_timeout) / [`check_ttl`](DbConfigBuilder::check_ttl) (health) | 1 s / 1 s |
 /// | [`statement_cache_capacity`](DbConfigBuilder::statement_cache_capacity) (per connection) | 256 |
+/// | [`explain_slow_queries`](DbConfigBuilder::explain_slow_queries) (plans of slow reads) | off |
+/// | [`explain_interval`](DbConfigBuilder::explain_interval) / [`explain_timeout`](DbConfigBuilder::explain_timeout) | 60 s / 250 ms |
 ///
 /// ```
 /// use std::time::Duration;
@@ -78,6 +80,10 @@ pub struct DbConfig {
     pub(crate) statement_cache_capacity: usize,
     pub(crate) pool_name: String,
     pub(crate) timer: QueryTimer,
+    /// Whether slow reads are explained, see [`DbConfigBuilder::explain_slow_queries`].
+    pub(crate) explain_slow_queries: bool,
+    pub(crate) explain_interval: Duration,
+    pub(crate) explain_timeout: Duration,
     /// `sslmode` and the certificate files, from the connection string and the builder.
     pub(crate) tls: TlsParams,
     /// The TLS connector, built once from `tls`; `None` for `disable` (and without the
@@ -119,6 +125,9 @@ impl DbConfig {
                 statement_cache_capacity: 256,
                 pool_name: "default".to_owned(),
                 timer: QueryTimer::new("postgresql"),
+                explain_slow_queries: false,
+                explain_interval: Duration::from_secs(60),
+                explain_timeout: Duration::from_millis(250),
                 tls: TlsParams::default(),
                 #[cfg(feature = "tls")]
                 connector: None,
@@ -186,6 +195,9 @@ impl DbConfig {
             .field("check_ttl", &self.check_ttl)
             .field("statement_cache_capacity", &self.statement_cache_capacity)
             .field("pool_name", &self.pool_name)
+            .field("explain_slow_queries", &self.explain_slow_queries)
+            .field("explain_interval", &self.explain_interval)
+            .field("explain_timeout", &self.explain_timeout)
             .field("ssl_mode", &self.tls.mode.unwrap_or_default())
             .field("sslrootcert", &self.tls.root_cert)
             .field("sslcert", &self.tls.cert)
@@ -389,6 +401,43 @@ impl DbConfigBuilder {
         self
     }
 
+    /// Whether a slow read ([`Db`](crate::Db)'s, never a [`Tx`](crate::Tx)'s) has its plan
+    /// captured with `EXPLAIN (FORMAT JSON)`, in the background, on another pooled
+    /// connection, read-only and under [`explain_timeout`](Self::explain_timeout), at most
+    /// once per query summary per [`explain_interval`](Self::explain_interval). Only a
+    /// plain `SELECT` (or a `WITH` query of `SELECT`s) is explained, never a statement that
+    /// writes or locks, never with `ANALYZE`, and only when a connection is free at once: a
+    /// saturated pool skips it. On PostgreSQL 16 and later the plan is generic
+    /// (`GENERIC_PLAN`, no parameter values sent); before, the query's parameters are
+    /// copied (encoded) and sent with it.
+    ///
+    /// The plan's top node, total cost and estimated rows are logged (`slow query plan`,
+    /// target `towerkit_db::explain`, WARN) after the slow-query line and kept as the
+    /// label's [`LabelStats::plan`](towerkit_timing::LabelStats::plan) in
+    /// [`Db::stats`](crate::Db::stats). Neither holds a parameter value. Default: off.
+    #[must_use]
+    pub fn explain_slow_queries(mut self, on: bool) -> Self {
+        self.config.explain_slow_queries = on;
+        self
+    }
+
+    /// At most one plan per query summary is captured per this interval; longer than
+    /// zero. Default: 60 s.
+    #[must_use]
+    pub fn explain_interval(mut self, interval: Duration) -> Self {
+        self.config.explain_interval = interval;
+        self
+    }
+
+    /// The `statement_timeout` of the `EXPLAIN` (planning only, so it should be short); at
+    /// least 1 ms. The client gives up [`CLIENT_TIMEOUT_MARGIN`] later and closes the
+    /// connection. Default: 250 ms.
+    #[must_use]
+    pub fn explain_timeout(mut self, timeout: Duration) -> Self {
+        self.config.explain_timeout = timeout;
+        self
+    }
+
     /// The config, once the connection string is parsed and every setting checked: fails
     /// with [`ConfigError::MissingUrl`] without a `url` or `DATABASE_URL`,
     /// [`ConfigError::InvalidUrl`] for a string that does not parse, and
@@ -446,6 +495,12 @@ impl DbConfigBuilder {
             if value.is_zero() {
                 return invalid(field, "must be longer than zero");
             }
+        }
+        if self.config.explain_interval.is_zero() {
+            return invalid("explain_interval", "must be longer than zero");
+        }
+        if self.config.explain_timeout.as_millis() == 0 {
+            return invalid("explain_timeout", "must be at least 1 ms");
         }
         if self
             .config
@@ -580,6 +635,11 @@ mod tests {
         );
         assert_eq!(config.statement_cache_capacity, 256);
         assert_eq!(config.pool_name, "default");
+        assert!(!config.explain_slow_queries);
+        assert_eq!(
+            (config.explain_interval, config.explain_timeout),
+            (Duration::from_secs(60), Duration::from_millis(250))
+        );
     }
 
     #[test]
@@ -619,6 +679,14 @@ mod tests {
         check(
             builder("postgres://u@localhost/db").statement_timeout(Some(Duration::from_micros(10))),
             "statement_timeout",
+        );
+        check(
+            builder("postgres://u@localhost/db").explain_interval(Duration::ZERO),
+            "explain_interval",
+        );
+        check(
+            builder("postgres://u@localhost/db").explain_timeout(Duration::from_micros(500)),
+            "explain_timeout",
         );
         check(builder("user=u dbname=db"), "url");
     }

@@ -184,7 +184,7 @@ impl Db {
         let (conn, start) = self.inner.checkout().await?;
         let result = self
             .inner
-            .timed::<K>(&conn, &label, sql, params, start)
+            .timed::<K>(&conn, &label, sql, params, start, true)
             .await;
         if matches!(result, Err(DbError::QueryTimeout { .. })) {
             // The server may still be working on the query, or be gone: do not reuse the

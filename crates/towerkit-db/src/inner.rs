@@ -18,6 +18,7 @@ use towerkit_timing::{QueryLabel, QueryOutcome, QueryTimer, Stopwatch};
 
 use crate::config::DbConfig;
 use crate::error::DbError;
+use crate::explain::Explainer;
 use crate::health::HealthCache;
 use crate::pool::{self, CheckoutTimes, Upkeep, pool_error};
 use crate::statement::{Failure, Kind};
@@ -32,6 +33,8 @@ pub(crate) struct Inner {
     /// The `db_client_connection_wait_time_seconds` histogram of this pool.
     pub(crate) checkouts: Arc<CheckoutTimes>,
     pub(crate) health: HealthCache,
+    /// Captures plans of slow reads, when configured.
+    explainer: Option<Explainer>,
     /// The client-side deadlines of running queries.
     watchdog: Arc<Watchdog>,
     /// The checkout of a connection without waiting: see [`Inner::checkout`].
@@ -84,7 +87,9 @@ impl Inner {
         let upkeep_task = tokio::spawn(upkeep.run(pool.weak()));
         let watchdog = Arc::new(Watchdog::default());
         let watchdog_task = watchdog::spawn(&watchdog);
+        let explainer = Explainer::new(&config, &pool);
         Ok(Inner {
+            explainer,
             pool,
             timer: config.timer.clone(),
             pool_name,
@@ -131,7 +136,8 @@ impl Inner {
     }
 
     /// Prepares (cached) and runs one query on `client`, bounded by the client timeout,
-    /// and records it as started at `start`.
+    /// and records it as started at `start`. A slow query may have its plan captured when
+    /// `explain` (outside a transaction) and the config asks for it.
     pub(crate) async fn timed<K: Kind>(
         &self,
         client: &ClientWrapper,
@@ -139,24 +145,38 @@ impl Inner {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
         start: Stopwatch,
+        explain: bool,
     ) -> Result<K::Output, DbError> {
-        // The work stays where it is (pinned in this future) and the deadline guard holds a
-        // reference to it: these futures are kilobytes, and each move is a copy.
-        let work = pin!(async {
-            let statement = client.prepare_cached(sql).await.map_err(Failure::Pg)?;
-            if client.statement_cache.size() > self.config.statement_cache_capacity {
-                client.statement_cache.clear();
-            }
-            K::run(client, &statement, params).await
-        });
+        // The prepared statement outlives the work, for a plan of a slow query (moved, not
+        // cloned: nothing more on the hot path).
+        let mut prepared = None;
         let timeout = self.config.client_timeout();
-        let result = self.bounded(timeout, work).await;
+        let result = {
+            // The work stays where it is (pinned in this future) and the deadline guard
+            // holds a reference to it: these futures are kilobytes, and each move is a copy.
+            let work = pin!(async {
+                let statement = client.prepare_cached(sql).await.map_err(Failure::Pg)?;
+                if client.statement_cache.size() > self.config.statement_cache_capacity {
+                    client.statement_cache.clear();
+                }
+                let statement = prepared.insert(statement);
+                K::run(client, statement, params).await
+            });
+            self.bounded(timeout, work).await
+        };
         let elapsed = start.elapsed();
         let outcome = match &result {
             Ok(output) => QueryOutcome::Rows(K::rows(output)),
             Err(_) => QueryOutcome::Failed,
         };
-        self.timer.record(label, elapsed, outcome, &params);
+        let slow = self.timer.record(label, elapsed, outcome, &params);
+        if slow.is_some()
+            && explain
+            && let Some(explainer) = &self.explainer
+            && let Some(statement) = &prepared
+        {
+            explainer.slow(label, sql, statement, params);
+        }
         result.map_err(|failure| failure.into_error(label, timeout))
     }
 

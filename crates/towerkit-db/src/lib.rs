@@ -13,6 +13,10 @@
 //!   `db_client_operation_duration_seconds`, [`QueryStats`](towerkit_timing::QueryStats),
 //!   slow-query logs, and, inside a `TimingLayer`, the request's `Server-Timing` and N+1
 //!   detection. [`Db::named`] labels a query by name.
+//! - Opt-in, [`DbConfigBuilder::explain_slow_queries`]: a slow read gets its plan captured
+//!   with `EXPLAIN (FORMAT JSON)` in the background (never a write, never inside a
+//!   transaction, only on a free connection, at most once per summary per interval), logged
+//!   and kept in [`Db::stats`].
 //! - [`Db::transaction`] commits when the closure returns `Ok` and rolls back on `Err` or
 //!   panic; a cancelled transaction's connection is closed, never reused.
 //! - [`Db::check`], [`live`] and [`ready`] (or [`Db::health_routes`]) answer
@@ -129,12 +133,14 @@
 mod config;
 mod db;
 mod error;
+mod explain;
 mod health;
 mod inner;
 pub mod metrics;
 mod named;
 mod pool;
 mod probe;
+mod read_only;
 mod statement;
 mod tls;
 mod tx;

@@ -83,6 +83,9 @@ impl Tx {
                 sql,
                 params,
                 towerkit_timing::Stopwatch::start(),
+                // Never inside a transaction: its plan could differ (its own writes, its
+                // locks), and the transaction's connection is busy.
+                false,
             )
             .await
     }

@@ -83,6 +83,17 @@ impl Snapshot {
         self.total
     }
 
+    /// The sum of the durations counted, each at its bucket's midpoint (within 1 %).
+    pub(crate) fn total(&self) -> Duration {
+        let nanos: u128 = self
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(index, &count)| u128::from(count) * u128::from(midpoint(index)))
+            .sum();
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
     /// The `q` quantile (0.0 to 1.0): the smallest counted duration that at least `q` of
     /// them do not exceed, within 1 %; zero when nothing was counted.
     pub(crate) fn quantile(&self, q: f64) -> Duration {
@@ -141,6 +152,13 @@ mod tests {
         }
         let snapshot = durations.snapshot();
         assert_eq!(snapshot.count(), 10_000);
+        // The exact total is 1 + 2 + ... + 10,000 µs.
+        let exact_total = 10_000.0 * 10_001.0 / 2.0;
+        let total = snapshot.total().as_secs_f64() * 1e6;
+        assert!(
+            (total - exact_total).abs() / exact_total <= 0.01,
+            "total {total} µs vs {exact_total} µs"
+        );
         for (q, exact_micros) in [(0.5, 5_000.0), (0.95, 9_500.0), (0.99, 9_900.0)] {
             let estimate = snapshot.quantile(q).as_secs_f64() * 1e6;
             let error = (estimate - exact_micros).abs() / exact_micros;

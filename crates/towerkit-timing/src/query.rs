@@ -18,6 +18,7 @@ use crate::durations::Durations;
 use crate::error::ConfigError;
 use crate::handle::HistogramCell;
 use crate::metrics::DB_CLIENT_OPERATION_DURATION;
+use crate::plan::{PlanSlot, PlanSummary};
 use crate::sql::{normalize, summarize};
 use crate::stopwatch::millis;
 use crate::thresholds::{Severity, Thresholds};
@@ -160,13 +161,17 @@ impl QueryTimer {
 
     /// Records one execution of the query `label`. `params` is only formatted for a slow
     /// query, and only when [`log_parameters`](QueryTimerBuilder::log_parameters) is on.
+    ///
+    /// Returns how slow the query was (`None` when it was not), so a database crate can
+    /// follow a slow query up, for instance by capturing its plan (see
+    /// [`QueryLabel::claim_plan`]).
     pub fn record(
         &self,
         label: &QueryLabel,
         elapsed: Duration,
         outcome: QueryOutcome,
         params: &dyn fmt::Debug,
-    ) {
+    ) -> Option<Severity> {
         let inner = &*label.0;
         let seconds = elapsed.as_secs_f64();
         // The histogram was built (and registered) with the label, not on every query.
@@ -181,10 +186,18 @@ impl QueryTimer {
             inner.stats.slow.fetch_add(1, Ordering::Relaxed);
             self.log_slow(label, severity, elapsed, outcome, params);
         }
+        severity
     }
 
-    /// A snapshot of every label's count, slow and failed counts and duration quantiles
-    /// since the timer was created.
+    /// Whether slow-query log lines include parameter values
+    /// ([`log_parameters`](QueryTimerBuilder::log_parameters)); whoever logs more about a
+    /// query (a plan) follows the same rule.
+    pub fn logs_parameters(&self) -> bool {
+        self.log_parameters
+    }
+
+    /// A snapshot of every label's count, total time, slow and failed counts, duration
+    /// quantiles and last plan since the timer was created.
     pub fn stats(&self) -> QueryStats {
         let map = self
             .shared
@@ -198,11 +211,13 @@ impl QueryTimer {
                 LabelStats {
                     label: label.to_string(),
                     count: durations.count(),
+                    total: durations.total(),
                     slow: entry.slow.load(Ordering::Relaxed),
                     failed: entry.failed.load(Ordering::Relaxed),
                     p50: durations.quantile(0.5),
                     p95: durations.quantile(0.95),
                     p99: durations.quantile(0.99),
+                    plan: entry.plan.last(),
                 }
             })
             .collect();
@@ -473,10 +488,45 @@ impl QueryLabel {
     pub fn normalized(&self) -> &str {
         &self.0.normalized
     }
+
+    /// Claims the right to capture this label's plan now: true at most once per `interval`
+    /// for each summary (every SQL string of one summary shares the claim, as it shares
+    /// [`QueryStats`]; labels beyond the timer's capacity share `_OTHER`'s). A database
+    /// crate calls it for a slow query before it asks its server for the plan, and hands
+    /// the plan to [`record_plan`](Self::record_plan).
+    pub fn claim_plan(&self, interval: Duration) -> bool {
+        self.0.stats.plan.claim(interval)
+    }
+
+    /// Keeps `plan` as this summary's last plan, shown by [`QueryStats`].
+    pub fn record_plan(&self, plan: PlanSummary) {
+        self.0.stats.plan.record(plan);
+    }
+
+    /// This summary's last plan, if one was recorded.
+    pub fn last_plan(&self) -> Option<PlanSummary> {
+        self.0.stats.plan.last()
+    }
 }
 
 /// Per-label query statistics, from [`QueryTimer::stats`]: for services without
-/// Prometheus, or for a debug endpoint.
+/// Prometheus, or for an operations endpoint.
+///
+/// ```
+/// use std::time::Duration;
+/// use towerkit_timing::{QueryOutcome, QueryTimer};
+///
+/// let timer = QueryTimer::new("postgresql");
+/// for (sql, ms, runs) in [("SELECT * FROM orders", 40, 3), ("SELECT * FROM users", 2, 10)] {
+///     let label = timer.label(sql);
+///     for _ in 0..runs {
+///         timer.record(&label, Duration::from_millis(ms), QueryOutcome::Rows(1), &());
+///     }
+/// }
+/// let stats = timer.stats();
+/// let top: Vec<&str> = stats.top(1).iter().map(|label| label.label.as_str()).collect();
+/// assert_eq!(top, ["SELECT orders"]);
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct QueryStats {
     labels: Vec<LabelStats>,
@@ -488,6 +538,14 @@ impl QueryStats {
         &self.labels
     }
 
+    /// The `n` labels with the most total time, most first (ties by name).
+    pub fn top(&self, n: usize) -> Vec<&LabelStats> {
+        let mut labels: Vec<&LabelStats> = self.labels.iter().collect();
+        labels.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.label.cmp(&b.label)));
+        labels.truncate(n);
+        labels
+    }
+
     /// One label's statistics.
     pub fn get(&self, label: &str) -> Option<&LabelStats> {
         self.labels.iter().find(|stats| stats.label == label)
@@ -495,13 +553,17 @@ impl QueryStats {
 }
 
 /// The statistics of one query label.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct LabelStats {
     /// The label: a summary such as `SELECT products`, a caller's name, or `_OTHER` for
     /// queries beyond the timer's capacity.
     pub label: String,
     /// Executions recorded.
     pub count: u64,
+    /// Their total duration, summed from the same histogram as the quantiles (each
+    /// duration counted at its bucket's midpoint, so within 1 %).
+    pub total: Duration,
     /// Executions slower than the warn threshold.
     pub slow: u64,
     /// Executions that failed.
@@ -512,13 +574,18 @@ pub struct LabelStats {
     pub p95: Duration,
     /// 99th percentile duration.
     pub p99: Duration,
+    /// The last plan captured for this label, if a database crate captures plans (see
+    /// [`QueryLabel::claim_plan`]).
+    pub plan: Option<PlanSummary>,
 }
 
 /// One label's statistics, updated without a lock: the count is the durations' count.
+/// The plan slot has a lock, taken only for slow queries.
 struct Entry {
     slow: AtomicU64,
     failed: AtomicU64,
     durations: Durations,
+    plan: PlanSlot,
 }
 
 impl Entry {
@@ -527,6 +594,7 @@ impl Entry {
             slow: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             durations: Durations::new(),
+            plan: PlanSlot::default(),
         }
     }
 }
@@ -794,6 +862,95 @@ mod tests {
             lines.len() == 1 && lines[0].contains("alice@example.com"),
             "{}",
             logs.text()
+        );
+    }
+
+    #[test]
+    fn top_sorts_labels_by_total_time_and_shows_the_last_plan() {
+        let timer = QueryTimer::builder("postgresql")
+            .slow(Duration::from_millis(100), Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let runs = [
+            ("SELECT * FROM a", 1, 50),  // 50 ms in all
+            ("SELECT * FROM b", 30, 3),  // 90 ms
+            ("SELECT * FROM c", 200, 1), // 200 ms, slow
+        ];
+        for (sql, ms, count) in runs {
+            let label = timer.label(sql);
+            for _ in 0..count {
+                timer.record(
+                    &label,
+                    Duration::from_millis(ms),
+                    QueryOutcome::Rows(1),
+                    &(),
+                );
+            }
+        }
+        let slow = timer.label("SELECT * FROM c");
+        assert!(slow.claim_plan(Duration::from_secs(60)));
+        assert!(
+            !timer
+                .label("SELECT id FROM c")
+                .claim_plan(Duration::from_secs(60)),
+            "one claim per summary"
+        );
+        let plan = PlanSummary {
+            node: "Seq Scan".to_owned(),
+            total_cost: 35.5,
+            rows: 1.0,
+            captured_at: std::time::SystemTime::now(),
+        };
+        slow.record_plan(plan.clone());
+
+        let stats = timer.stats();
+        let top = stats.top(2);
+        let names: Vec<&str> = top.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(names, ["SELECT c", "SELECT b"]);
+        assert_eq!((top[0].count, top[0].slow), (1, 1));
+        assert_eq!(top[0].plan.as_ref(), Some(&plan));
+        assert_eq!(top[1].plan, None);
+        let near = |d: Duration, ms: f64| (d.as_secs_f64() * 1000.0 - ms).abs() <= ms * 0.01;
+        assert!(near(top[0].total, 200.0), "{:?}", top[0].total);
+        assert!(near(top[1].total, 90.0), "{:?}", top[1].total);
+        assert_eq!(stats.top(10).len(), 3);
+    }
+
+    #[test]
+    fn labels_beyond_the_capacity_share_the_overflow_plan_claim() {
+        let timer = QueryTimer::builder("postgresql")
+            .capacity(1)
+            .build()
+            .unwrap();
+        let interval = Duration::from_secs(60);
+        let (a, b, c) = (
+            timer.label("SELECT * FROM a"),
+            timer.label("SELECT * FROM b"),
+            timer.label("SELECT * FROM c"),
+        );
+        assert!(a.claim_plan(interval));
+        assert!(b.claim_plan(interval), "b is in _OTHER, not in a's entry");
+        assert!(!c.claim_plan(interval), "c shares _OTHER's claim with b");
+    }
+
+    #[test]
+    fn record_says_how_slow_the_query_was() {
+        let timer = QueryTimer::builder("postgresql")
+            .slow(Duration::from_millis(10), Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let label = timer.label("SELECT 1");
+        let severities = [5, 50, 500].map(|ms| {
+            timer.record(
+                &label,
+                Duration::from_millis(ms),
+                QueryOutcome::Rows(1),
+                &(),
+            )
+        });
+        assert_eq!(
+            severities,
+            [None, Some(Severity::Warn), Some(Severity::Error)]
         );
     }
 

@@ -90,6 +90,13 @@ pub struct Config {
     pub slow_error: Duration,
     /// `REQUEST_TIMEOUT_SECS`: a request taking longer gets a 503. Default 10.
     pub request_timeout: Duration,
+    /// `QUERY_STATS=on`: `GET /ops/queries` on the admin listener (the query statistics as
+    /// a top-N table). Default off.
+    pub query_stats: bool,
+    /// `EXPLAIN_SLOW_QUERIES=on`: the plan of a slow read is captured (`EXPLAIN`, in the
+    /// background, at most once a minute per query), logged and shown by `/ops/queries`.
+    /// Default off.
+    pub explain_slow_queries: bool,
 }
 
 /// The paths warmed at start-up unless `CACHE_WARM` says otherwise.
@@ -204,7 +211,18 @@ impl Config {
                     .to_owned(),
             ));
         }
+        let switch = |name: &str| match lookup(name).as_deref().map(str::trim) {
+            None | Some("" | "off") => Ok(false),
+            Some("on") => Ok(true),
+            Some(other) => Err(ConfigError(format!(
+                "{name} must be `on` or `off`, got {other:?}"
+            ))),
+        };
+        let query_stats = switch("QUERY_STATS")?;
+        let explain_slow_queries = switch("EXPLAIN_SLOW_QUERIES")?;
         Ok(Config {
+            query_stats,
+            explain_slow_queries,
             admin_bind_addr: lookup("ADMIN_BIND_ADDR")
                 .unwrap_or_else(|| "127.0.0.1:9000".to_owned()),
             api_tokens,
@@ -264,6 +282,8 @@ impl fmt::Debug for Config {
             .field("slow_warn", &self.slow_warn)
             .field("slow_error", &self.slow_error)
             .field("request_timeout", &self.request_timeout)
+            .field("query_stats", &self.query_stats)
+            .field("explain_slow_queries", &self.explain_slow_queries)
             .finish_non_exhaustive()
     }
 }
@@ -684,6 +704,19 @@ mod tests {
         }
         let error = config_error(&[("VARNISH_PURGE_NODES", "http://admin:hunter2@v:6081")]);
         assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn query_stats_and_plans_are_off_unless_switched_on() {
+        let defaults = config(&[]).unwrap();
+        assert!(!defaults.query_stats && !defaults.explain_slow_queries);
+        let on = config(&[("QUERY_STATS", "on"), ("EXPLAIN_SLOW_QUERIES", "on")]).unwrap();
+        assert!(on.query_stats && on.explain_slow_queries);
+        let error = config_error(&[("QUERY_STATS", "yes")]);
+        assert!(
+            error.contains("QUERY_STATS must be `on` or `off`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod migrate;
+pub mod ops;
 pub mod secret;
 
 use std::sync::{Arc, OnceLock};
@@ -127,6 +128,7 @@ impl AppState {
             .url(config.database_url.clone())
             .application_name("example-service")
             .timer(timer)
+            .explain_slow_queries(config.explain_slow_queries)
             .build()
             .map_err(|e| fail("DATABASE_URL", &e))?;
         let db = Db::connect(db_config)
@@ -373,13 +375,18 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// The operations application, for the admin listener (`ADMIN_BIND_ADDR`, loopback by
-/// default): `/metrics` and the health routes. Nothing here is cached or needs a token, so
-/// it must not be reachable from outside.
+/// default): `/metrics`, the health routes and, with `QUERY_STATS=on`, `/ops/queries`
+/// ([`ops`]). Nothing here is cached or needs a token, so it must not be reachable from
+/// outside.
 pub fn admin_app(state: AppState) -> Router {
-    Router::new()
+    let admin = Router::new()
         .route("/metrics", get(metrics))
         .with_state(state.clone())
-        .merge(state.db.health_routes())
+        .merge(state.db.health_routes());
+    if state.config.query_stats {
+        return admin.merge(ops::routes(state.db.clone()));
+    }
+    admin
 }
 
 /// `GET /metrics`: Prometheus text, with the pool gauges refreshed first. The recorder is
