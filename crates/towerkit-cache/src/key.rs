@@ -301,7 +301,7 @@ pub(crate) fn content_coding(response: &HeaderMap) -> String {
 ///   answers a client that accepts compression, so an uncompressed response stored for one
 ///   client cannot keep compressed variants from being stored for the others.
 pub(crate) fn coding_matches(coding: &str, fetched_for: &str, request: &HeaderMap) -> bool {
-    if normalize_accept_encoding(request) == fetched_for {
+    if same_accept_encoding(request, fetched_for) {
         return true;
     }
     if coding == "identity" {
@@ -311,6 +311,59 @@ pub(crate) fn coding_matches(coding: &str, fetched_for: &str, request: &HeaderMa
     }
     let q = coding_q(request, coding);
     q > 0 && accept_encoding(request).all(|(_, other)| other <= q)
+}
+
+/// Whether `normalize_accept_encoding(request) == normalized`, without building the string:
+/// this runs on every hit of a variant, where the normalized form was allocated, sorted and
+/// formatted each time. Two normalized forms are equal when they hold the same members as
+/// often (sorting is only the canonical order), each member a coding (lowercase) with its
+/// q-value. A field line that is not text is normalized to a raw member: such a request
+/// takes the slow path.
+fn same_accept_encoding(request: &HeaderMap, normalized: &str) -> bool {
+    /// Members held on the stack; a request with more takes the slow path.
+    const MAX: usize = 8;
+    if request
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .any(|value| value.to_str().is_err())
+    {
+        return normalize_accept_encoding(request) == normalized;
+    }
+    let mut requested = [("", 0u16); MAX];
+    let mut count = 0;
+    for member in accept_encoding(request) {
+        if count == MAX {
+            return normalize_accept_encoding(request) == normalized;
+        }
+        requested[count] = member;
+        count += 1;
+    }
+    let requested = &requested[..count];
+    let mut stored = [("", 0u16); MAX];
+    let mut stored_count = 0;
+    for member in normalized.split(',').filter(|member| !member.is_empty()) {
+        let Some((name, q)) = member.rsplit_once(';') else {
+            return false;
+        };
+        let Ok(q) = q.parse::<u16>() else {
+            return false;
+        };
+        if stored_count == count {
+            return false;
+        }
+        stored[stored_count] = (name, q);
+        stored_count += 1;
+    }
+    if stored_count != count {
+        return false;
+    }
+    let stored = &stored[..count];
+    let same = |a: &(&str, u16), b: &(&str, u16)| a.1 == b.1 && a.0.eq_ignore_ascii_case(b.0);
+    // As many members, and each member of the request as often in both: the same multiset.
+    requested.iter().all(|member| {
+        requested.iter().filter(|other| same(member, other)).count()
+            == stored.iter().filter(|other| same(member, other)).count()
+    })
 }
 
 /// The members of a request's `Accept-Encoding`: coding (or `*`) and q-value in thousandths.
@@ -591,6 +644,55 @@ mod tests {
             normalize_accept_encoding(&unreadable),
             normalize_accept_encoding(&HeaderMap::new())
         );
+    }
+
+    #[test]
+    fn the_allocation_free_comparison_agrees_with_the_normalized_strings() {
+        let lines: &[&[&[u8]]] = &[
+            &[],
+            &[b""],
+            &[b"gzip"],
+            &[b"GZip"],
+            &[b"gzip;q=1"],
+            &[b"gzip;q=0.5"],
+            &[b"gzip, br"],
+            &[b"br, gzip"],
+            &[b"br;q=1.0, gzip"],
+            &[b"gzip", b"br"],
+            &[b"gzip, gzip"],
+            &[b"gzip, br, br"],
+            &[b"gzip, gzip, br"],
+            &[b"gzip;q=0.8, br;q=0.8"],
+            &[b"*"],
+            &[b"*;q=0, identity"],
+            &[b"identity;q=0"],
+            &[b" , gzip ,"],
+            &[b"br\xff"],
+            &[b"gzip", b"br\xff"],
+            &[b"a, b, c, d, e, f, g, h"],
+            &[b"a, b, c, d, e, f, g, h, i"],
+            &[b"a, b, c, d, e, f, g, h, h"],
+        ];
+        let requests: Vec<HeaderMap> = lines
+            .iter()
+            .map(|values| {
+                let pairs: Vec<(&str, &[u8])> = values
+                    .iter()
+                    .map(|value| ("accept-encoding", *value))
+                    .collect();
+                headers_raw(&pairs)
+            })
+            .collect();
+        for request in &requests {
+            for stored in &requests {
+                let normalized = normalize_accept_encoding(stored);
+                assert_eq!(
+                    same_accept_encoding(request, &normalized),
+                    normalize_accept_encoding(request) == normalized,
+                    "{request:?} against {normalized:?}"
+                );
+            }
+        }
     }
 
     fn headers_raw(pairs: &[(&str, &[u8])]) -> HeaderMap {
