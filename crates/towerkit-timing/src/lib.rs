@@ -122,6 +122,7 @@ mod operation;
 mod query;
 mod server_timing;
 mod slot;
+mod span;
 mod sql;
 mod stopwatch;
 mod thresholds;
