@@ -78,6 +78,8 @@ pub struct DbConfig {
     pub(crate) statement_cache_capacity: usize,
     pub(crate) pool_name: String,
     pub(crate) timer: QueryTimer,
+    /// Whether query spans carry `db.query.text`.
+    pub(crate) trace_query_text: bool,
     /// `sslmode` and the certificate files, from the connection string and the builder.
     pub(crate) tls: TlsParams,
     /// The TLS connector, built once from `tls`; `None` for `disable` (and without the
@@ -119,6 +121,7 @@ impl DbConfig {
                 statement_cache_capacity: 256,
                 pool_name: "default".to_owned(),
                 timer: QueryTimer::new("postgresql"),
+                trace_query_text: false,
                 tls: TlsParams::default(),
                 #[cfg(feature = "tls")]
                 connector: None,
@@ -186,6 +189,7 @@ impl DbConfig {
             .field("check_ttl", &self.check_ttl)
             .field("statement_cache_capacity", &self.statement_cache_capacity)
             .field("pool_name", &self.pool_name)
+            .field("trace_query_text", &self.trace_query_text)
             .field("ssl_mode", &self.tls.mode.unwrap_or_default())
             .field("sslrootcert", &self.tls.root_cert)
             .field("sslcert", &self.tls.cert)
@@ -386,6 +390,16 @@ impl DbConfigBuilder {
     #[must_use]
     pub fn timer(mut self, timer: QueryTimer) -> Self {
         self.config.timer = timer;
+        self
+    }
+
+    /// Whether each query's `db.query` span carries `db.query.text`: the SQL as written,
+    /// with its `$n` placeholders (parameter values are never in a span). Off by default:
+    /// a span then names the query by `db.query.summary` (`SELECT products`) and its
+    /// operation and table only, since SQL text written with literals can hold data.
+    #[must_use]
+    pub fn trace_query_text(mut self, on: bool) -> Self {
+        self.config.trace_query_text = on;
         self
     }
 

@@ -135,6 +135,7 @@ pub mod metrics;
 mod named;
 mod pool;
 mod probe;
+mod span;
 mod statement;
 mod tls;
 mod tx;
