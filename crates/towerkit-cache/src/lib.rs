@@ -305,6 +305,7 @@ mod store;
 mod targeted;
 #[cfg(test)]
 mod test_support;
+mod trace;
 #[cfg(feature = "varnish")]
 mod varnish;
 mod warm;
