@@ -53,6 +53,8 @@ struct Meter {
     encoding: Option<Encoding>,
     output: u64,
     recorded: bool,
+    /// The compression's span (`trace.rs`), closed when the body ends.
+    span: tracing::Span,
 }
 
 impl<B: Body> CompressionBody<B> {
@@ -74,6 +76,7 @@ impl<B: Body> CompressionBody<B> {
                     encoding,
                     output: 0,
                     recorded: false,
+                    span: encoding.map_or_else(tracing::Span::none, crate::trace::compression),
                 },
             },
         }
@@ -169,6 +172,7 @@ impl Meter {
         let Some(encoding) = self.encoding else {
             return;
         };
+        crate::trace::finished(&mut self.span, input, self.output);
         if input == 0 {
             return;
         }

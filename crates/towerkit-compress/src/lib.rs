@@ -167,6 +167,7 @@ pub mod metrics;
 mod negotiate;
 mod predicate;
 mod service;
+mod trace;
 mod variant;
 
 pub use body::CompressionBody;
