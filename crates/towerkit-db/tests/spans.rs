@@ -79,9 +79,12 @@ async fn waiting_for_a_connection_is_a_span() {
     assert_eq!(waits[0]["db.client.connection.pool.name"], "default");
 }
 
-/// The spans recorded: name and fields as text.
+/// A span's fields, as text.
+type SpanFields = HashMap<&'static str, String>;
+
+/// The spans recorded: name and fields.
 #[derive(Clone, Default)]
-struct Spans(Arc<Mutex<Vec<(&'static str, HashMap<&'static str, String>)>>>);
+struct Spans(Arc<Mutex<Vec<(&'static str, SpanFields)>>>);
 
 /// A span's index in [`Spans`], kept in its extensions.
 struct Index(usize);
@@ -94,7 +97,7 @@ impl Spans {
         (spans, guard)
     }
 
-    fn named(&self, name: &str) -> Vec<HashMap<&'static str, String>> {
+    fn named(&self, name: &str) -> Vec<SpanFields> {
         let spans = self.0.lock().unwrap();
         spans
             .iter()
@@ -103,7 +106,7 @@ impl Spans {
             .collect()
     }
 
-    fn only(&self, name: &str) -> HashMap<&'static str, String> {
+    fn only(&self, name: &str) -> SpanFields {
         let mut found = self.named(name);
         assert_eq!(found.len(), 1, "{found:?}");
         found.remove(0)
