@@ -350,3 +350,69 @@ where
         self.inner.format_event(ctx, writer, event)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<TelemetryConfig, ConfigError> {
+        TelemetryConfig::from_lookup(|name| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        })
+    }
+
+    #[test]
+    fn nothing_is_exported_without_an_endpoint() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!(defaults.endpoint, None);
+        assert_eq!(defaults.service_name, "example-service");
+        assert_eq!(defaults.sampler, SamplerConfig::ParentBasedRatio(1.0));
+        assert_eq!(defaults.max_queue_size, 2048);
+        assert!(!defaults.query_text);
+        assert_eq!(
+            config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")])
+                .unwrap()
+                .endpoint,
+            None
+        );
+    }
+
+    #[test]
+    fn the_endpoint_is_a_base_url_or_the_traces_url() {
+        let base = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]).unwrap();
+        assert_eq!(
+            base.endpoint.as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        let full = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://other:4318/traces",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(full.endpoint.as_deref(), Some("http://other:4318/traces"));
+        let tls = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318")]);
+        assert!(tls.unwrap_err().to_string().contains("http://"));
+    }
+
+    #[test]
+    fn samplers_and_bounds_are_checked() {
+        let ratio = config(&[
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+        ])
+        .unwrap();
+        assert_eq!(ratio.sampler, SamplerConfig::Ratio(0.25));
+        assert!(config(&[("OTEL_TRACES_SAMPLER", "sometimes")]).is_err());
+        assert!(config(&[("OTEL_TRACES_SAMPLER_ARG", "1.5")]).is_err());
+        assert!(config(&[("OTEL_BSP_MAX_QUEUE_SIZE", "0")]).is_err());
+        assert!(config(&[("TRACE_QUERY_TEXT", "yes")]).is_err());
+        let bounded = config(&[("OTEL_BSP_MAX_QUEUE_SIZE", "100")]).unwrap();
+        assert_eq!(bounded.max_queue_size, 100);
+    }
+}
