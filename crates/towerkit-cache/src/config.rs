@@ -78,6 +78,7 @@ impl Shared {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         metrics::request(outcome, tier.map_or("none", Tier::as_str));
+        crate::trace::decided(outcome, tier);
     }
 
     /// Counts a request answered from another request's origin call.

@@ -39,6 +39,8 @@ pub(crate) struct Flights {
 struct Flight {
     done: watch::Receiver<Option<Arc<Entry>>>,
     until: Instant,
+    /// The leader's span (when spans are recorded), which followers link to.
+    origin: Option<tracing::Id>,
 }
 
 impl fmt::Debug for Flights {
@@ -79,11 +81,20 @@ impl Flights {
             return Join::Follow(Follower {
                 receiver: flight.done.clone(),
                 until: flight.until,
+                origin: flight.origin.clone(),
             });
         }
         let (sender, done) = watch::channel(None);
         let until = now.checked_add(bound).unwrap_or(now + FAR);
-        map.insert(key.to_owned(), Flight { done, until });
+        let origin = crate::trace::current_id();
+        map.insert(
+            key.to_owned(),
+            Flight {
+                done,
+                until,
+                origin,
+            },
+        );
         Join::Lead(FlightGuard {
             flights: self.clone(),
             key: key.to_owned(),
@@ -144,6 +155,7 @@ impl Drop for FlightGuard {
 pub(crate) struct Follower {
     receiver: watch::Receiver<Option<Arc<Entry>>>,
     until: Instant,
+    origin: Option<tracing::Id>,
 }
 
 /// How a follower's wait ended.
@@ -160,6 +172,8 @@ pub(crate) enum Waited {
 impl Follower {
     /// Waits until the leader hands over an entry, the flight ends, or its bound passes.
     pub(crate) async fn wait(mut self) -> Waited {
+        // The origin call serves every follower: a link, not a parent.
+        crate::trace::follows(self.origin.as_ref());
         // `wait_for` sees an entry already handed over at once, and fails once the sender
         // is dropped, which ends every flight.
         let ended = tokio::time::timeout_at(self.until, self.receiver.wait_for(Option::is_some))

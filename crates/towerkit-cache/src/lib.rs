@@ -228,6 +228,17 @@
 //! watch it in [`LEASE_EVENTS_TOTAL`](metrics::LEASE_EVENTS_TOTAL). A custom shared store
 //! offers the same through [`Store::leases`].
 //!
+//! # Traces
+//!
+//! INFO `tracing` spans, with OpenTelemetry-style attribute names: `cache.lookup` per
+//! cacheable request (`cache.result` = `hit`, `stale` or `miss`, `cache.tier`, and
+//! `cache.key.hash`, the first 64 bits of the key's SHA-256: never the key itself), which
+//! also covers a miss's origin call; `cache.store` per Redis operation (`db.system.name` =
+//! `redis`, `db.operation.name`, `server.address`); `cache.refresh` for a background refresh,
+//! a root span linked (`follows_from`) to the request that started it. A request that waits
+//! for another's origin call is linked to that call's `cache.lookup` span with
+//! `follows_from`, not parented by it.
+//!
 //! # Production checklist
 //!
 //! - **Stores**: `GET` responses the RFC allows a shared cache to store, with a lifetime
@@ -305,6 +316,7 @@ mod store;
 mod targeted;
 #[cfg(test)]
 mod test_support;
+mod trace;
 #[cfg(feature = "varnish")]
 mod varnish;
 mod warm;

@@ -53,6 +53,18 @@ pub(crate) enum Outcome {
     Bypass,
 }
 
+impl Outcome {
+    /// The `result` label, and the `cache.result` span attribute.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Stale => "stale",
+            Outcome::Miss => "miss",
+            Outcome::Bypass => "bypass",
+        }
+    }
+}
+
 pub(crate) fn request(outcome: Outcome, tier: &'static str) {
     // A literal name and literal labels make a static metric key: counting a hit then
     // neither allocates nor hashes. The name is `REQUESTS_TOTAL`.

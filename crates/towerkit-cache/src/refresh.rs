@@ -11,6 +11,7 @@ use http::{Method, Request, Response, StatusCode, request};
 use http_body::Body;
 use http_body_util::BodyExt;
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::collapse::LeaseGuard;
 use crate::config::Config;
@@ -46,7 +47,9 @@ impl Refresh {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        runtime.spawn(self.run(inner));
+        // The refresh outlives the request that started it: its own trace root, linked.
+        let span = crate::trace::refresh(&self.key);
+        runtime.spawn(self.run(inner).instrument(span));
     }
 
     async fn run<S, ReqBody, ResBody>(self, mut inner: S)

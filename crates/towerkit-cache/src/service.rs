@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use http::{Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::body::CacheBody;
 use crate::config::Config;
@@ -81,6 +82,10 @@ where
         }
 
         let key = primary_key(&parts, &config.key);
+        // The decision below and, on a miss, the origin call run in the request's
+        // `cache.lookup` span (`trace.rs`).
+        let span = crate::trace::lookup(&key);
+        let _entered = span.enter();
         let authorized = has_credentials(&parts.headers);
         match config.shared.store.get(&key).now() {
             Ok(result) => {
@@ -111,9 +116,8 @@ where
                             authorized,
                         );
                         let inner = self.take_ready();
-                        ResponseFuture::boxed(Box::pin(forward(
-                            inner, request, parts, body, stored, fwd, tier,
-                        )))
+                        let future = forward(inner, request, parts, body, stored, fwd, tier);
+                        ResponseFuture::boxed(Box::pin(future.instrument(span.clone())))
                     }
                 }
             }
@@ -121,9 +125,8 @@ where
                 let request =
                     CacheRequest::new(config, key.into_owned(), &parts, directives, authorized);
                 let inner = self.take_ready();
-                ResponseFuture::boxed(Box::pin(lookup_then_forward(
-                    inner, request, parts, body, pending,
-                )))
+                let future = lookup_then_forward(inner, request, parts, body, pending);
+                ResponseFuture::boxed(Box::pin(future.instrument(span.clone())))
             }
         }
     }

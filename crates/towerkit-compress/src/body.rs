@@ -56,6 +56,8 @@ struct Meter {
     encoding: Option<Encoding>,
     output: u64,
     recorded: bool,
+    /// The compression's span (`trace.rs`), closed when the body ends.
+    span: tracing::Span,
 }
 
 impl<B: Body> CompressionBody<B> {
@@ -77,6 +79,7 @@ impl<B: Body> CompressionBody<B> {
                     encoding,
                     output: 0,
                     recorded: false,
+                    span: encoding.map_or_else(tracing::Span::none, crate::trace::compression),
                 },
             },
         }
@@ -172,6 +175,7 @@ impl Meter {
         let Some(encoding) = self.encoding else {
             return;
         };
+        crate::trace::finished(&mut self.span, input, self.output);
         if input == 0 {
             return;
         }

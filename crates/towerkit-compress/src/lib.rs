@@ -127,6 +127,13 @@
 //! # Ok::<(), towerkit_compress::ConfigError>(())
 //! ```
 //!
+//! # Traces
+//!
+//! Each compressed response gets an INFO `tracing` span `http.response.compression`,
+//! opened under the current span when compression starts and closed when the body ends:
+//! `http.response.content_coding`, `compression.input_bytes`, `compression.output_bytes` and
+//! `http.response.body.size`.
+//!
 //! # Production checklist
 //!
 //! - Stores: nothing; the layer keeps no state between responses.
@@ -167,6 +174,7 @@ pub mod metrics;
 mod negotiate;
 mod predicate;
 mod service;
+mod trace;
 mod variant;
 
 pub use body::CompressionBody;

@@ -84,6 +84,8 @@ pub struct DbConfig {
     pub(crate) explain_slow_queries: bool,
     pub(crate) explain_interval: Duration,
     pub(crate) explain_timeout: Duration,
+    /// Whether query spans carry `db.query.text`.
+    pub(crate) trace_query_text: bool,
     /// `sslmode` and the certificate files, from the connection string and the builder.
     pub(crate) tls: TlsParams,
     /// The TLS connector, built once from `tls`; `None` for `disable` (and without the
@@ -128,6 +130,7 @@ impl DbConfig {
                 explain_slow_queries: false,
                 explain_interval: Duration::from_secs(60),
                 explain_timeout: Duration::from_millis(250),
+                trace_query_text: false,
                 tls: TlsParams::default(),
                 #[cfg(feature = "tls")]
                 connector: None,
@@ -198,6 +201,7 @@ impl DbConfig {
             .field("explain_slow_queries", &self.explain_slow_queries)
             .field("explain_interval", &self.explain_interval)
             .field("explain_timeout", &self.explain_timeout)
+            .field("trace_query_text", &self.trace_query_text)
             .field("ssl_mode", &self.tls.mode.unwrap_or_default())
             .field("sslrootcert", &self.tls.root_cert)
             .field("sslcert", &self.tls.cert)
@@ -435,6 +439,16 @@ impl DbConfigBuilder {
     #[must_use]
     pub fn explain_timeout(mut self, timeout: Duration) -> Self {
         self.config.explain_timeout = timeout;
+        self
+    }
+
+    /// Whether each query's `db.query` span carries `db.query.text`: the SQL as written,
+    /// with its `$n` placeholders (parameter values are never in a span). Off by default:
+    /// a span then names the query by `db.query.summary` (`SELECT products`) and its
+    /// operation and table only, since SQL text written with literals can hold data.
+    #[must_use]
+    pub fn trace_query_text(mut self, on: bool) -> Self {
+        self.config.trace_query_text = on;
         self
     }
 

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 use towerkit_timing::{QueryLabel, QueryOutcome, QueryTimer, Stopwatch};
+use tracing::Instrument;
 
 use crate::config::DbConfig;
 use crate::error::DbError;
@@ -124,7 +125,10 @@ impl Inner {
     pub(crate) async fn checkout(&self) -> Result<(Object, Stopwatch), DbError> {
         let start = Stopwatch::start();
         let result = match self.pool.timeout_get(&self.no_wait).await {
-            Err(PoolError::Timeout(TimeoutType::Wait)) => self.pool.get().await,
+            Err(PoolError::Timeout(TimeoutType::Wait)) => {
+                let wait = crate::span::pool_wait(&self.pool_name);
+                self.pool.get().instrument(wait).await
+            }
             other => other,
         };
         let got = Stopwatch::start();
@@ -136,9 +140,30 @@ impl Inner {
     }
 
     /// Prepares (cached) and runs one query on `client`, bounded by the client timeout,
-    /// and records it as started at `start`. A slow query may have its plan captured when
-    /// `explain` (outside a transaction) and the config asks for it.
+    /// and records it as started at `start`, in a `db.query` span (`span.rs`). A slow query
+    /// may have its plan captured when `explain` (outside a transaction) and the config
+    /// asks for it.
     pub(crate) async fn timed<K: Kind>(
+        &self,
+        client: &ClientWrapper,
+        label: &QueryLabel,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        start: Stopwatch,
+        explain: bool,
+    ) -> Result<K::Output, DbError> {
+        let span = crate::span::query(label, sql, self.config.trace_query_text);
+        let result = self
+            .timed_untraced::<K>(client, label, sql, params, start, explain)
+            .instrument(span.clone())
+            .await;
+        if let Err(error) = &result {
+            crate::span::query_failed(&span, error);
+        }
+        result
+    }
+
+    async fn timed_untraced<K: Kind>(
         &self,
         client: &ClientWrapper,
         label: &QueryLabel,
@@ -204,8 +229,10 @@ impl Inner {
         sql: &'static str,
     ) -> Result<(), DbError> {
         let label = self.timer.label(sql);
+        let span = crate::span::query(&label, sql, self.config.trace_query_text);
         let start = Stopwatch::start();
-        let work = pin!(async { client.batch_execute(sql).await.map_err(Failure::Pg) });
+        let work =
+            pin!(async { client.batch_execute(sql).await.map_err(Failure::Pg) }.instrument(span));
         let timeout = self.config.client_timeout();
         let result = self.bounded(timeout, work).await;
         let outcome = if result.is_ok() {

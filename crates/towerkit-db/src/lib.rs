@@ -91,6 +91,14 @@
 //! still works. Without the `tls` feature, only `disable` and `prefer` (which then stays
 //! plain) are accepted; anything else is a [`ConfigError`].
 //!
+//! ## Traces
+//!
+//! Each query runs in an INFO `tracing` span `db.query` with OpenTelemetry's database
+//! attributes (`db.system.name` = `postgresql`, `db.query.summary`, `db.operation.name`,
+//! `db.collection.name`, and `error.type` when it fails); `db.query.text` only with
+//! [`DbConfigBuilder::trace_query_text`], parameter values never. A checkout that waits
+//! for a connection runs in a `db.client.connection.wait` span.
+//!
 //! ## Production checklist
 //!
 //! - Stores nothing of its own; each instance opens up to `max_size` connections, so the
@@ -141,6 +149,7 @@ mod named;
 mod pool;
 mod probe;
 mod read_only;
+mod span;
 mod statement;
 mod tls;
 mod tx;

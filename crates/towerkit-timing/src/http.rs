@@ -53,20 +53,26 @@ impl<B> Measure<Request<B>> for Http {
     type Call = HttpCall;
 
     fn start(&self, request: &Request<B>) -> HttpCall {
+        let method = method_label(request.method());
+        let route = Route::of(request);
+        let span = crate::span::http_request(method, route.matched());
         HttpCall {
-            method: method_label(request.method()),
-            route: Route::of(request),
+            method,
+            route,
             server_timing: self.server_timing,
+            span,
         }
     }
 }
 
-/// The [`Measure::Call`] of [`Http`]: method and route of one request.
+/// The [`Measure::Call`] of [`Http`]: method and route of one request, and its span
+/// (`http.server.request`, with OpenTelemetry's HTTP attributes; see the crate docs).
 #[derive(Debug)]
 pub struct HttpCall {
     method: &'static str,
     route: Route,
     server_timing: bool,
+    span: tracing::Span,
 }
 
 /// The route of a request: axum's template (an `Arc` clone, no copy) or unmatched.
@@ -85,6 +91,15 @@ impl Route {
         }
         let _ = request;
         Self::Unmatched
+    }
+
+    /// The template, when a route matched.
+    fn matched(&self) -> Option<&str> {
+        match self {
+            #[cfg(feature = "axum")]
+            Self::Matched(path) => Some(path.as_str()),
+            Self::Unmatched => None,
+        }
     }
 
     fn as_str(&self) -> &str {
@@ -110,6 +125,7 @@ impl<B, E> MeasureCall<Response<B>, E> for HttpCall {
             ),
             Err(_) => (None, "error"),
         };
+        crate::span::status(&self.span, status);
         let operation = Series::with(self.method, &self.route, class, |series| {
             series.histogram.record(completed.elapsed.as_secs_f64());
             series.route.clone()
@@ -132,7 +148,12 @@ impl<B, E> MeasureCall<Response<B>, E> for HttpCall {
         }
     }
 
+    fn span(&self) -> Option<&tracing::Span> {
+        Some(&self.span)
+    }
+
     fn cancel(self, completed: Completed<'_>) -> Option<CallInfo> {
+        crate::span::cancelled(&self.span);
         // From a static, so that the label is always at the same address (see `Series::with`).
         static CANCELLED_CLASS: &str = CANCELLED;
         let operation = Series::with(self.method, &self.route, CANCELLED_CLASS, |series| {

@@ -250,8 +250,13 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let start = Stopwatch::start();
         let call = self.measure.start(&request);
+        let inner = {
+            // Spans the inner service opens in `call` (a cache lookup) nest under the call's.
+            let _entered = call.span().map(tracing::Span::enter);
+            self.inner.call(request)
+        };
         ResponseFuture {
-            inner: collector::scope(self.inner.call(request)),
+            inner: collector::scope(inner),
             call: Some(call),
             start,
             config: self.config,
@@ -333,10 +338,21 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let mut result = ready!(this.inner.as_mut().poll(cx));
+        let polled = {
+            let _entered = this
+                .call
+                .as_ref()
+                .and_then(K::span)
+                .map(tracing::Span::enter);
+            this.inner.as_mut().poll(cx)
+        };
+        let mut result = ready!(polled);
         let elapsed = this.start.elapsed();
         let timings = this.inner.as_mut().take_timings();
         if let Some(call) = this.call.take() {
+            // The slow-call and N+1 lines below belong to the call's span (its trace id).
+            let span = call.span().cloned();
+            let _entered = span.as_ref().map(tracing::Span::enter);
             let info = call.finish(
                 &mut result,
                 Completed {

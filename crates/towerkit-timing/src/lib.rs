@@ -85,6 +85,18 @@
 //! [`Operation`](measure::Operation), or your own [`Measure`](measure::Measure)) in
 //! [`measure`].
 //!
+//! # Traces
+//!
+//! [`Http`](measure::Http) runs each request in an INFO `tracing` span
+//! `http.server.request` with OpenTelemetry's HTTP server attributes: `otel.name`
+//! (`GET /products/{id}`, or the method alone when no route matched), `otel.kind` =
+//! `server`, `http.request.method`, `http.route` and `http.response.status_code`, and
+//! `otel.status_code` = `ERROR` for a 5xx, an inner failure or a cancellation. Spans of the
+//! layers and handlers below nest under it, and the slow-call and N+1 lines are written in
+//! it. This crate depends on `tracing` only; `tracing-opentelemetry` exports the spans.
+//! With no subscriber the span takes `tracing`'s disabled fast path and nothing is
+//! formatted.
+//!
 //! # Production checklist
 //!
 //! - **Stores:** nothing across requests but a bounded, process-wide table of prebuilt
@@ -123,6 +135,7 @@ mod plan;
 mod query;
 mod server_timing;
 mod slot;
+mod span;
 mod sql;
 mod stopwatch;
 mod thresholds;

@@ -41,6 +41,14 @@ pub trait MeasureCall<Res, E> {
         let _ = completed;
         None
     }
+
+    /// The `tracing` span the call runs in: entered while the inner service is called and
+    /// while its future is polled, so that spans and events below (the cache, the
+    /// queries) nest under it. Default: none, the call runs in the caller's span;
+    /// [`Http`](crate::measure::Http) opens an `http.server.request` span.
+    fn span(&self) -> Option<&tracing::Span> {
+        None
+    }
 }
 
 /// A completed (or cancelled) call, as handed to [`MeasureCall::finish`] (or

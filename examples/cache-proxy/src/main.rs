@@ -18,6 +18,10 @@
 //! obeys `CDN-Cache-Control` (RFC 9213), which it also forwards. It shows the layer working on a plain hyper
 //! service, not only on axum: the whole stack is `hyper server -> CacheLayer -> hyper
 //! client`.
+//!
+//! A request's W3C trace context (`traceparent`, `tracestate`) goes on to the upstream
+//! unchanged with the request the cache forwards, so the upstream's spans join the
+//! client's trace; the proxy itself records no spans (it is a plain hop in the trace).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -347,3 +347,71 @@ fn redis_and_redis_cluster_together_exit_with_a_usage_error() {
         "{stderr}"
     );
 }
+
+/// An origin that keeps the `traceparent` and `tracestate` of each request it receives.
+async fn tracing_origin() -> (SocketAddr, Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let record = record.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                        let field = |name: &str| {
+                            request
+                                .headers()
+                                .get(name)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned()
+                        };
+                        record
+                            .lock()
+                            .unwrap()
+                            .push((field("traceparent"), field("tracestate")));
+                        async move {
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .header("cache-control", "max-age=60")
+                                    .body(Full::new(Bytes::from_static(b"traced")))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn the_upstream_continues_the_clients_trace() {
+    let (upstream, seen) = tracing_origin().await;
+    let proxy = Proxy::start(upstream, &[]);
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let request = Request::get(format!("http://127.0.0.1:{}/traced", proxy.port))
+        .header("traceparent", &traceparent)
+        .header("tracestate", "vendor=opaque")
+        .body(Empty::new())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "one origin call: {seen:?}");
+    let (sent, state) = &seen[0];
+    let fields: Vec<&str> = sent.split('-').collect();
+    assert_eq!(fields.len(), 4, "a W3C traceparent: {sent:?}");
+    assert_eq!(fields[1], trace_id, "the same trace");
+    assert_eq!(state, "vendor=opaque");
+}

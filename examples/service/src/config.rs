@@ -8,6 +8,7 @@ use towerkit::cache::{CdnHeadersLayer, VarnishPurger};
 
 use crate::auth::ApiTokens;
 use crate::secret::redact_url;
+use crate::telemetry::TelemetryConfig;
 
 /// Everything the service reads from its environment. `Debug` shows the connection URLs
 /// without their passwords and the API tokens as a count.
@@ -97,6 +98,10 @@ pub struct Config {
     /// background, at most once a minute per query), logged and shown by `/ops/queries`.
     /// Default off.
     pub explain_slow_queries: bool,
+    /// Traces: `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`,
+    /// `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_SCHEDULE_DELAY` and
+    /// `TRACE_QUERY_TEXT` (see [`TelemetryConfig`]).
+    pub telemetry: TelemetryConfig,
 }
 
 /// The paths warmed at start-up unless `CACHE_WARM` says otherwise.
@@ -122,6 +127,13 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    /// An error with this message.
+    pub(crate) fn new(message: String) -> Self {
+        ConfigError(message)
+    }
+}
 
 impl Config {
     /// Reads the environment.
@@ -247,6 +259,7 @@ impl Config {
             slow_warn,
             slow_error,
             request_timeout: Duration::from_secs(number("REQUEST_TIMEOUT_SECS", 10)?.max(1)),
+            telemetry: TelemetryConfig::from_lookup(&lookup)?,
         })
     }
 }
@@ -284,6 +297,7 @@ impl fmt::Debug for Config {
             .field("request_timeout", &self.request_timeout)
             .field("query_stats", &self.query_stats)
             .field("explain_slow_queries", &self.explain_slow_queries)
+            .field("telemetry", &self.telemetry)
             .finish_non_exhaustive()
     }
 }

@@ -34,6 +34,7 @@ pub mod config;
 pub mod migrate;
 pub mod ops;
 pub mod secret;
+pub mod telemetry;
 
 use std::sync::{Arc, OnceLock};
 
@@ -129,6 +130,7 @@ impl AppState {
             .application_name("example-service")
             .timer(timer)
             .explain_slow_queries(config.explain_slow_queries)
+            .trace_query_text(config.telemetry.query_text)
             .build()
             .map_err(|e| fail("DATABASE_URL", &e))?;
         let db = Db::connect(db_config)
@@ -364,6 +366,9 @@ pub fn app(state: AppState) -> Router {
                     .make_span_with(DefaultMakeSpan::new().include_headers(true)),
             )
             .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+            // A caller's W3C `traceparent` becomes the parent of the request's span
+            // (`TimingLayer`'s, below); see `telemetry`.
+            .layer(axum::middleware::from_fn(telemetry::accept_trace_context))
             // No request holds a connection forever; the client gets a 503.
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -3,29 +3,38 @@
 
 use std::process::ExitCode;
 
+use example_service::telemetry::{self, TelemetryConfig};
 use example_service::{
     AppState, Config, admin_app, app, install_metrics_recorder, secret::redact_url,
 };
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")),
-        )
-        .init();
+    // Logs, and traces when OTEL_EXPORTER_OTLP_ENDPOINT is set (see `telemetry`).
+    let telemetry = match TelemetryConfig::from_lookup(|name| std::env::var(name).ok())
+        .map_err(|e| e.to_string())
+        .and_then(|config| telemetry::init(&config).map_err(|e| e.to_string()))
+    {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("example-service: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     // First: metrics recorded before the recorder exists are lost.
     install_metrics_recorder();
     // The error's message, not its `Debug`: a configuration mistake reads as a sentence.
-    match run().await {
+    let code = match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("example-service: {error}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The spans still queued are exported before the process ends (blocking: off the
+    // runtime's workers).
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    code
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {

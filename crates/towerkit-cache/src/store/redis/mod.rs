@@ -16,6 +16,7 @@ use std::future::Future;
 use std::ops::RangeInclusive;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use bytes::Bytes;
 use redis::{RedisError, Script, Value};
@@ -225,11 +226,13 @@ impl RedisStore {
             return Err(StoreError::Unavailable);
         }
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.inner.timeout, operation).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(StoreError::Backend(Box::new(error))),
-            Err(_) => Err(StoreError::Timeout),
-        };
+        let span = crate::trace::store_operation(name, &node.address);
+        let result =
+            match tokio::time::timeout(self.inner.timeout, operation.instrument(span)).await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(error)) => Err(StoreError::Backend(Box::new(error))),
+                Err(_) => Err(StoreError::Timeout),
+            };
         metrics::store_operation(name, started.elapsed());
         match &result {
             Ok(_) => node.succeeded(),
