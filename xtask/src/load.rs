@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::run::build_service;
 use crate::services::{Services, free_port};
-use crate::{Result, cargo, run_command, target_dir};
+use crate::{Result, target_dir};
 
 mod capacity;
 mod html;
@@ -260,13 +261,7 @@ pub(crate) fn load(args: &[String]) -> Result {
         None
     };
     let services = Services::ensure()?;
-    run_command(cargo().args([
-        "build",
-        "--release",
-        "--locked",
-        "--package",
-        "example-service",
-    ]))?;
+    build_service()?;
 
     let dir = target_dir().join("xtask-load");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -725,13 +720,7 @@ impl OpenLoop {
         // The generator first: a missing one fails before the service is built.
         let oha = oha::ensure()?;
         let services = Services::ensure()?;
-        run_command(cargo().args([
-            "build",
-            "--release",
-            "--locked",
-            "--package",
-            "example-service",
-        ]))?;
+        build_service()?;
         let dir = target_dir().join("xtask-load");
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         Ok(OpenLoop { oha, services, dir })

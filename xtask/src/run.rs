@@ -75,13 +75,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     // One public origin for all, as behind a load balancer: a page cached by one instance
     // carries the same links whichever instance serves it.
     let public_url = std::env::var("PUBLIC_URL").unwrap_or_else(|_| format!("http://{}", api[0]));
-    run_command(cargo().args([
-        "build",
-        "--release",
-        "--locked",
-        "--package",
-        "example-service",
-    ]))?;
+    build_service()?;
     for (index, (api, admin)) in api.iter().zip(&admin).enumerate() {
         eprintln!(
             "xtask: instance {}: API on http://{api}, admin listener on http://{admin} (/metrics, /health/live, /health/ready)",
@@ -115,6 +109,17 @@ pub(crate) fn run(args: &[String]) -> Result {
 }
 
 /// `--instances N` (default 1) and the arguments for the service.
+/// Builds the example service's release binary, which `run` and the load scenarios start.
+pub(crate) fn build_service() -> Result {
+    run_command(cargo().args([
+        "build",
+        "--release",
+        "--locked",
+        "--package",
+        "example-service",
+    ]))
+}
+
 fn parse(args: &[String]) -> Result<(u16, Vec<String>)> {
     let mut instances = 1;
     let mut extra = Vec::new();
