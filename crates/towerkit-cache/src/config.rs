@@ -77,7 +77,7 @@ impl Shared {
             Outcome::Bypass => &self.counters.bypasses,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        metrics::request(outcome, tier.map_or("none", Tier::as_str));
+        metrics::request(outcome, tier);
         crate::trace::decided(outcome, tier);
     }
 

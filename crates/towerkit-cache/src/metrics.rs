@@ -22,6 +22,13 @@
 //! or after installing the recorder makes no difference; describing before installing it
 //! reaches nothing.
 
+use std::sync::LazyLock;
+
+use ::metrics::{Key, Label, Level, Metadata};
+use towerkit_http::metric_cell::CounterCell;
+
+use crate::store::Tier;
+
 /// Requests by outcome: labels `result` (`hit`, `stale`, `miss`, `bypass`) and `tier`
 /// (`l1`, `l2`, `none`).
 pub const REQUESTS_TOTAL: &str = "http_cache_requests_total";
@@ -65,24 +72,49 @@ impl Outcome {
     }
 }
 
-pub(crate) fn request(outcome: Outcome, tier: &'static str) {
-    // A literal name and literal labels make a static metric key: counting a hit then
-    // neither allocates nor hashes. The name is `REQUESTS_TOTAL`.
-    macro_rules! count {
-        ($result:literal) => {
-            match tier {
-                "l1" => ::metrics::counter!("http_cache_requests_total", "result" => $result, "tier" => "l1").increment(1),
-                "l2" => ::metrics::counter!("http_cache_requests_total", "result" => $result, "tier" => "l2").increment(1),
-                _ => ::metrics::counter!("http_cache_requests_total", "result" => $result, "tier" => "none").increment(1),
-            }
-        };
-    }
-    match outcome {
-        Outcome::Hit => count!("hit"),
-        Outcome::Stale => count!("stale"),
-        Outcome::Miss => count!("miss"),
-        Outcome::Bypass => count!("bypass"),
-    }
+/// The metadata `counter!` would give the cache's counters.
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// The outcomes in the order of [`REQUEST_CELLS`]' rows.
+const OUTCOMES: [Outcome; 4] = [Outcome::Hit, Outcome::Stale, Outcome::Miss, Outcome::Bypass];
+
+/// The `tier` labels in the order of [`REQUEST_CELLS`]' columns.
+const TIERS: [&str; 3] = [Tier::L1.as_str(), Tier::L2.as_str(), "none"];
+
+/// `http_cache_requests_total`, one registered counter per (`result`, `tier`): a hit counts
+/// with an atomic add, not a registry lookup (see [`CounterCell`]).
+static REQUEST_CELLS: LazyLock<[[CounterCell; 3]; 4]> = LazyLock::new(|| {
+    OUTCOMES.map(|outcome| {
+        TIERS.map(|tier| {
+            let labels = vec![
+                Label::new("result", outcome.as_str()),
+                Label::new("tier", tier),
+            ];
+            CounterCell::new(Key::from_parts(REQUESTS_TOTAL, labels), &METADATA)
+        })
+    })
+});
+
+/// `http_cache_coalesced_requests_total`, registered once.
+static COALESCED_CELL: LazyLock<CounterCell> =
+    LazyLock::new(|| CounterCell::new(Key::from_name(COALESCED_REQUESTS_TOTAL), &METADATA));
+
+/// Counts a request in `http_cache_requests_total`; `tier` is where a hit was found, or
+/// the last tier asked on a miss (`None`: the `none` label).
+pub(crate) fn request(outcome: Outcome, tier: Option<Tier>) {
+    let row = match outcome {
+        Outcome::Hit => 0,
+        Outcome::Stale => 1,
+        Outcome::Miss => 2,
+        Outcome::Bypass => 3,
+    };
+    let column = match tier {
+        Some(Tier::L1) => 0,
+        Some(Tier::L2) => 1,
+        None => 2,
+    };
+    REQUEST_CELLS[row][column].increment(1);
 }
 
 /// What happened with a key's lease (see [`LEASE_EVENTS_TOTAL`]).
@@ -117,7 +149,7 @@ pub(crate) fn refresh_ahead() {
 }
 
 pub(crate) fn coalesced() {
-    ::metrics::counter!(COALESCED_REQUESTS_TOTAL).increment(1);
+    COALESCED_CELL.increment(1);
 }
 
 #[cfg(feature = "redis")]

@@ -7,6 +7,7 @@
 //! - [`is_token`], [`is_tchar`], [`lists_token`]: RFC 9110 tokens and token lists.
 //! - [`CACHE_STATUS`]: the RFC 9211 `Cache-Status` field name.
 //! - [`inner_accessors!`]: `get_ref`, `get_mut` and `into_inner` for a `Foo<S>` service.
+//! - [`metric_cell`]: metric handles registered with the recorder once, not per request.
 //!
 //! ```
 //! use http::{HeaderMap, HeaderValue, header::ETAG};
@@ -18,6 +19,8 @@
 //! ```
 
 use http::header::{ETAG, HeaderMap, HeaderName, HeaderValue};
+
+pub mod metric_cell;
 
 /// The `Cache-Status` response field (RFC 9211).
 pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");

@@ -10,10 +10,10 @@ use http::{Method, Request, Response, StatusCode};
 use metrics::SharedString;
 use quick_cache::Equivalent;
 
-use crate::handle::HistogramCell;
 use crate::measure_traits::{CallInfo, Completed, Measure, MeasureCall};
 use crate::metrics::HTTP_SERVER_REQUEST_DURATION;
 use crate::server_timing::{SERVER_TIMING, cache_status_desc, server_timing_value};
+use towerkit_http::metric_cell::HistogramCell;
 
 /// The `http_route` label of requests no route matched (`unmatched`): they all share it, so
 /// the raw path never becomes a label.

@@ -124,7 +124,6 @@
 mod collector;
 mod durations;
 mod error;
-mod handle;
 mod http;
 mod layer;
 mod measure_traits;

@@ -36,7 +36,7 @@
 //! # let _ = builder;
 //! ```
 
-pub use crate::handle::HistogramCell;
+pub use towerkit_http::metric_cell::HistogramCell;
 
 /// The HTTP server histogram (seconds), labels `http_request_method`, `http_route`,
 /// `http_response_status_class`.

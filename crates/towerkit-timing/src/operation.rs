@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use metrics::SharedString;
 
-use crate::handle::HistogramCell;
 use crate::measure_traits::{CallInfo, Completed, Measure, MeasureCall};
 use crate::metrics::OPERATION_DURATION;
+use towerkit_http::metric_cell::HistogramCell;
 
 /// Measures any tower service as one named operation:
 /// `towerkit_operation_duration_seconds{operation, outcome}`, where outcome is `ok`,

@@ -16,12 +16,12 @@ use quick_cache::Equivalent;
 use crate::collector;
 use crate::durations::Durations;
 use crate::error::ConfigError;
-use crate::handle::HistogramCell;
 use crate::metrics::DB_CLIENT_OPERATION_DURATION;
 use crate::plan::{PlanSlot, PlanSummary};
 use crate::sql::{normalize, summarize};
 use crate::stopwatch::millis;
 use crate::thresholds::{Severity, Thresholds};
+use towerkit_http::metric_cell::HistogramCell;
 
 /// How many distinct SQL strings (and query labels) a [`QueryTimer`] keeps by default.
 const DEFAULT_CAPACITY: usize = 1024;

@@ -25,7 +25,7 @@ pub enum Tier {
 
 impl Tier {
     /// The metric label: `l1` or `l2`.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Tier::L1 => "l1",
             Tier::L2 => "l2",
