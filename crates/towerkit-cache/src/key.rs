@@ -320,8 +320,12 @@ pub(crate) fn coding_matches(coding: &str, fetched_for: &str, request: &HeaderMa
 /// q-value. A field line that is not text is normalized to a raw member: such a request
 /// takes the slow path.
 fn same_accept_encoding(request: &HeaderMap, normalized: &str) -> bool {
-    /// Members held on the stack; a request with more takes the slow path.
-    const MAX: usize = 8;
+    let mut lines = request.get_all(ACCEPT_ENCODING).iter();
+    if let (Some(line), None) = (lines.next(), lines.next())
+        && let Some(same) = same_plain_codings(line.as_bytes(), normalized)
+    {
+        return same;
+    }
     if request
         .get_all(ACCEPT_ENCODING)
         .iter()
@@ -329,17 +333,17 @@ fn same_accept_encoding(request: &HeaderMap, normalized: &str) -> bool {
     {
         return normalize_accept_encoding(request) == normalized;
     }
-    let mut requested = [("", 0u16); MAX];
+    let mut requested = [("", 0u16); MAX_MEMBERS];
     let mut count = 0;
     for member in accept_encoding(request) {
-        if count == MAX {
+        if count == MAX_MEMBERS {
             return normalize_accept_encoding(request) == normalized;
         }
         requested[count] = member;
         count += 1;
     }
     let requested = &requested[..count];
-    let mut stored = [("", 0u16); MAX];
+    let mut stored = [("", 0u16); MAX_MEMBERS];
     let mut stored_count = 0;
     for member in normalized.split(',').filter(|member| !member.is_empty()) {
         let Some((name, q)) = member.rsplit_once(';') else {
@@ -364,6 +368,57 @@ fn same_accept_encoding(request: &HeaderMap, normalized: &str) -> bool {
         requested.iter().filter(|other| same(member, other)).count()
             == stored.iter().filter(|other| same(member, other)).count()
     })
+}
+
+/// `Accept-Encoding` members compared on the stack; a request with more takes the slow path.
+const MAX_MEMBERS: usize = 8;
+
+/// [`same_accept_encoding`] for what browsers and HTTP clients send: one field line of
+/// codings without parameters (`gzip, deflate, br, zstd`), each then worth `q=1` (`;1000`
+/// in the normalized form), compared as bytes without parsing q-values. `None` when the
+/// line holds anything else (parameters, more than [`MAX_MEMBERS`] members, a byte no
+/// coding token has): the general comparison decides.
+fn same_plain_codings(line: &[u8], normalized: &str) -> Option<bool> {
+    let mut requested: [&[u8]; MAX_MEMBERS] = [&[]; MAX_MEMBERS];
+    let mut count = 0;
+    for member in line.split(|&b| b == b',').map(trim_ows) {
+        if member.is_empty() {
+            continue;
+        }
+        if count == MAX_MEMBERS || !member.iter().all(|&b| towerkit_http::is_tchar(b)) {
+            return None;
+        }
+        requested[count] = member;
+        count += 1;
+    }
+    let requested = &requested[..count];
+    let mut stored: [&[u8]; MAX_MEMBERS] = [&[]; MAX_MEMBERS];
+    let mut stored_count = 0;
+    // Split as bytes: `str::split` searches with `memchr`, costly on a few bytes.
+    let members = normalized.as_bytes().split(|&b| b == b',');
+    for member in members.filter(|member| !member.is_empty()) {
+        // A stored member with another q-value cannot be one of these.
+        let Some(name) = member.strip_suffix(b";1000") else {
+            return Some(false);
+        };
+        if stored_count == count {
+            return Some(false);
+        }
+        stored[stored_count] = name;
+        stored_count += 1;
+    }
+    if stored_count != count {
+        return Some(false);
+    }
+    let stored = &stored[..count];
+    // As many members, and each member of the request as often in both: the same multiset.
+    let occurrences =
+        |of: &[u8], within: &[&[u8]]| within.iter().filter(|b| of.eq_ignore_ascii_case(b)).count();
+    Some(
+        requested
+            .iter()
+            .all(|member| occurrences(member, requested) == occurrences(member, stored)),
+    )
 }
 
 /// The members of a request's `Accept-Encoding`: coding (or `*`) and q-value in thousandths.
@@ -672,6 +727,15 @@ mod tests {
             &[b"a, b, c, d, e, f, g, h"],
             &[b"a, b, c, d, e, f, g, h, i"],
             &[b"a, b, c, d, e, f, g, h, h"],
+            // What browsers send, in other orders, cases and spacing (the plain-codings path).
+            &[b"gzip, deflate, br, zstd"],
+            &[b"zstd,br,deflate,gzip"],
+            &[b"GZIP, Deflate, BR, zstd"],
+            &[b"gzip,\tdeflate"],
+            &[b"gzip, deflate, br, zstd, gzip"],
+            &[b"gzip, deflate;q=1, br, zstd"],
+            &[b"x-gzip, deflate"],
+            &[b"gzip deflate"],
         ];
         let requests: Vec<HeaderMap> = lines
             .iter()
