@@ -1,6 +1,7 @@
 //! The `Server-Timing` response header (W3C Server Timing): `total`, `db` from the
 //! request's queries, and `cache` from the response's `Cache-Status` (RFC 9211).
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use http::header::{HeaderMap, HeaderName};
@@ -76,6 +77,50 @@ fn push_decimal(value: &mut String, mut n: u64) {
 /// ASCII, and anything else in the field only passes by.
 pub(crate) fn cache_status_desc(headers: &HeaderMap) -> Option<&'static str> {
     let line = headers.get_all(CACHE_STATUS).iter().next_back()?.as_bytes();
+    LAST_READ.with(|last| last.borrow_mut().desc(line))
+}
+
+/// The longest `Cache-Status` line [`LastRead`] keeps.
+const LAST_READ_MAX: usize = 64;
+
+thread_local! {
+    /// The `Cache-Status` line this thread read last, and what it said: hits of one entry
+    /// carry the same line, which is then compared, not parsed again.
+    static LAST_READ: RefCell<LastRead> = const {
+        RefCell::new(LastRead {
+            line: [0; LAST_READ_MAX],
+            len: usize::MAX,
+            desc: None,
+        })
+    };
+}
+
+/// A `Cache-Status` line (its first [`LAST_READ_MAX`] bytes; `len` is `usize::MAX` while
+/// it holds none) and its [`describe`].
+struct LastRead {
+    line: [u8; LAST_READ_MAX],
+    len: usize,
+    desc: Option<&'static str>,
+}
+
+impl LastRead {
+    /// `describe(line)`, from the last line read when it is the same.
+    fn desc(&mut self, line: &[u8]) -> Option<&'static str> {
+        if line.len() == self.len && self.line.get(..line.len()) == Some(line) {
+            return self.desc;
+        }
+        let desc = describe(line);
+        if let Some(kept) = self.line.get_mut(..line.len()) {
+            kept.copy_from_slice(line);
+            self.len = line.len();
+            self.desc = desc;
+        }
+        desc
+    }
+}
+
+/// What a `Cache-Status` field line says of the nearest cache: see [`cache_status_desc`].
+fn describe(line: &[u8]) -> Option<&'static str> {
     let member = last_member(line);
     let mut hit = false;
     let mut stale = false;
@@ -157,6 +202,33 @@ mod tests {
         );
         assert_eq!(desc(&["towerkit; fwd=bypass"]), Some("bypass"));
         assert_eq!(desc(&["towerkit; hit=?1"]), Some("hit"));
+    }
+
+    #[test]
+    fn a_line_read_again_says_what_it_said_the_first_time() {
+        // Long lines share their first 64 bytes and differ after: never taken for the
+        // line read before them.
+        let padding = "x".repeat(70);
+        let long_hit = format!("towerkit; key=\"{padding}\"; hit");
+        let long_miss = format!("towerkit; key=\"{padding}\"; fwd=miss");
+        let lines = [
+            "towerkit; hit; ttl=30",
+            "towerkit; hit; ttl=30",
+            "towerkit; hit; ttl=-3",
+            "towerkit; fwd=miss",
+            "towerkit; fwd=miss",
+            "towerkit; hit; ttl=30",
+            long_hit.as_str(),
+            long_miss.as_str(),
+            long_hit.as_str(),
+            "towerkit",
+            "towerkit; hit",
+        ];
+        for line in lines {
+            assert_eq!(desc(&[line]), describe(line.as_bytes()), "{line}");
+        }
+        assert_eq!(desc(&[long_miss.as_str()]), Some("miss"));
+        assert_eq!(desc(&[long_hit.as_str()]), Some("hit"));
     }
 
     #[test]
