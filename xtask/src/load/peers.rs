@@ -3,7 +3,8 @@
 //! one object; run by users and reviewers, never in CI.
 //!
 //! One origin ([`origin`]) serves the same ~8.7 KB JSON object with
-//! `Cache-Control: public, max-age=3600`. In front of it, each on a free port of
+//! `Cache-Control: public, max-age=3600`: the body of the example service's list page
+//! [`SERVICE_PATH`], so that every target sends the same bytes. In front of it, each on a free port of
 //! 127.0.0.1: the example cache proxy (memory store), Varnish (the built-in VCL with one
 //! backend, as `-b` gives; malloc storage; its default thread pools) and nginx
 //! (`proxy_cache`, `worker_processes auto`), each free to use every core. nginx also serves
@@ -21,8 +22,11 @@
 //! makes the comparison meaningless) or when any response failed; targets not reached are
 //! reported, not failed. Writes `target/xtask-load/peers.{json,md}`.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -48,8 +52,10 @@ const WARM_UP_SECONDS: u64 = 2;
 const MAX_ROUNDS: u32 = 20;
 const MAX_SECONDS: u64 = 60;
 
-/// The example service's list page that is measured: a cache hit after the warm-up.
-const SERVICE_PATH: &str = "/api/products?page=1&limit=20";
+/// The example service's list page that is measured (a cache hit after the warm-up), and
+/// whose body the origin serves: 35 products make about 8.7 KB, the size of the object the
+/// issue's hand measurement used.
+const SERVICE_PATH: &str = "/api/products?page=1&limit=35";
 /// The object's path on the origin and on each cache in front of it.
 const OBJECT_PATH: &str = "/object.json";
 
@@ -321,7 +327,10 @@ pub(crate) fn run(args: &[String]) -> Result {
     let script = dir.join("peers.lua");
     std::fs::write(&script, REPORT_SCRIPT).map_err(|e| e.to_string())?;
 
-    let object = origin::object();
+    // The service first: its list page is the object every cache serves, so that all
+    // targets send the same bytes.
+    let service = Instance::start(&services, "all", &[("CACHE_CAPACITY_MB", "64".to_owned())])?;
+    let object = page_body(service.port, SERVICE_PATH)?;
     let origin = Origin::start(object.clone())?;
     let proxy = Proxy::start(origin.port())?;
     let varnish = towerkit_test_support::servers::Varnish::start(&format!(
@@ -330,7 +339,6 @@ pub(crate) fn run(args: &[String]) -> Result {
     ))
     .map_err(|e| format!("cannot start Varnish: {e}"))?;
     let nginx = Nginx::start(&nginx_binary, origin.port(), &object)?;
-    let service = Instance::start(&services, "all", &[("CACHE_CAPACITY_MB", "64".to_owned())])?;
     let url = |target: Target| match target {
         Target::Proxy => format!("http://127.0.0.1:{}{OBJECT_PATH}", proxy.port()),
         Target::Varnish => format!("http://127.0.0.1:{}{OBJECT_PATH}", varnish.port()),
@@ -455,6 +463,34 @@ pub(crate) fn run(args: &[String]) -> Result {
     } else {
         Err(failed.join("; "))
     }
+}
+
+/// The body of a `200` answer to `GET path`. HTTP/1.0, so that the body is never chunked
+/// and ends where the connection does.
+fn page_body(port: u16, path: &str) -> Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .map_err(|e| e.to_string())?;
+    body_of_ok(&response).ok_or_else(|| {
+        format!(
+            "GET {path} did not answer 200 with a body: {}",
+            String::from_utf8_lossy(&response[..response.len().min(200)])
+        )
+    })
+}
+
+/// The body of an HTTP/1.0 `200` response (`None` for another status or an empty body).
+fn body_of_ok(response: &[u8]) -> Option<Vec<u8>> {
+    let end = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let status = response.split(|b| *b == b' ').nth(1)?;
+    let body = &response[end + 4..];
+    (status == b"200" && !body.is_empty()).then(|| body.to_vec())
 }
 
 /// One wrk run of `seconds` against `url`.
@@ -666,6 +702,15 @@ mod tests {
         ];
         let report = figures(&samples);
         assert_eq!(report["ratios"], json!([]));
+    }
+
+    #[test]
+    fn reads_the_body_of_a_200_only() {
+        let ok = b"HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{\"items\":[]}";
+        assert_eq!(body_of_ok(ok).unwrap(), b"{\"items\":[]}");
+        assert_eq!(body_of_ok(b"HTTP/1.0 404 Not Found\r\n\r\nnope"), None);
+        assert_eq!(body_of_ok(b"HTTP/1.0 200 OK\r\n\r\n"), None);
+        assert_eq!(body_of_ok(b"HTTP/1.0 200 OK\r\n"), None);
     }
 
     #[test]

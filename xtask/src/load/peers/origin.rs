@@ -1,7 +1,8 @@
 //! The origin every tier of `load peers` stands in front of: one small HTTP/1.1 server
-//! (a thread per connection, keep-alive) that answers every GET with the same JSON object,
-//! `Cache-Control: public, max-age=3600`, and counts the requests it answers, so that the
-//! run can show that no tier contacted it while it was measured.
+//! (a thread per connection, keep-alive) that answers every GET with the same object (the
+//! example service's list page) and `Cache-Control: public, max-age=3600`, and counts the
+//! requests it answers, so that the run can show that no tier contacted it while it was
+//! measured.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -9,13 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde_json::{Value, json};
-
 use crate::Result;
-
-/// The object's size in bytes, about that of the example service's list page and of the
-/// object the hand measurement used (8.7 KB).
-pub(crate) const OBJECT_BYTES: usize = 8_700;
 
 /// How long the object is fresh: far longer than a run, so no tier revalidates.
 pub(crate) const MAX_AGE_SECONDS: u64 = 3600;
@@ -71,32 +66,6 @@ impl Drop for Origin {
     }
 }
 
-/// The JSON object: a product list page like the example service's, padded to
-/// [`OBJECT_BYTES`] (give or take a few bytes), the same bytes on every run.
-pub(crate) fn object() -> Vec<u8> {
-    let item = |id: u64, description: String| {
-        json!({
-            "id": id,
-            "name": format!("Product {id}"),
-            "description": description,
-            "category_id": id % 7 + 1,
-            "price_cents": 1000 + id * 37,
-            "stock": id * 13 % 100,
-            "created_at": "2026-01-01T00:00:00Z",
-        })
-    };
-    let page = |items: Vec<Value>| {
-        json!({"items": items, "page": 1, "limit": 20, "total": 10000, "next": "/api/products?page=2&limit=20"})
-            .to_string()
-    };
-    let bare: Vec<Value> = (1..=20).map(|id| item(id, String::new())).collect();
-    let padding = OBJECT_BYTES.saturating_sub(page(bare).len()) / 20;
-    let items = (1..=20)
-        .map(|id| item(id, "x".repeat(padding)))
-        .collect::<Vec<_>>();
-    page(items).into_bytes()
-}
-
 /// The whole response, head and body: the same bytes for every request.
 fn response(body: &[u8]) -> Vec<u8> {
     let mut response = format!(
@@ -145,19 +114,6 @@ fn head_end(buffer: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_object_is_a_json_list_page_of_the_promised_size() {
-        let object = object();
-        assert!(
-            object.len().abs_diff(OBJECT_BYTES) < 40,
-            "{} bytes",
-            object.len()
-        );
-        let page: Value = serde_json::from_slice(&object).unwrap();
-        assert_eq!(page["items"].as_array().unwrap().len(), 20);
-        assert_eq!(object, super::object());
-    }
 
     #[test]
     fn answers_pipelined_requests_and_counts_them() {
