@@ -15,8 +15,8 @@
 //! wrk (32 connections, 2 threads) first warms each target up, unmeasured; then it runs
 //! N interleaved rounds: round k runs every target once, for `--duration` each, the order
 //! rotating by one each round, so a slow spell of a shared machine falls on every target
-//! alike. Per target the report gives the median req/s and the median p99 across rounds,
-//! and then the ratios the issue sets targets for: proxy/Varnish and proxy/nginx at least
+//! alike. Per target the report gives the median req/s, p99 and server CPU time per
+//! request ([`cpu`]) across rounds, and then the ratios the issue sets targets for: proxy/Varnish and proxy/nginx at least
 //! 1.5, service/proxy at least 0.7. The origin counts the requests it answers: the run
 //! fails when any reached it during the rounds (a tier that did not answer from its cache
 //! makes the comparison meaningless) or when any response failed; targets not reached are
@@ -34,6 +34,7 @@ use super::{Figures, Instance, ensure_wrk, parse_duration, server_figures, wrk_j
 use crate::services::Services;
 use crate::{Result, nginx, target_dir, varnish};
 
+mod cpu;
 mod origin;
 mod tiers;
 
@@ -201,6 +202,8 @@ pub(crate) struct Sample {
     pub(crate) errors: f64,
     /// Bytes read per response, head and body.
     pub(crate) bytes_per_response: f64,
+    /// The server's CPU time (all its processes, user and system) per response, in µs.
+    pub(crate) cpu_us_per_request: Option<f64>,
 }
 
 /// The indexes into [`Target::ALL`] in the order round `round` (from 0) runs them: each
@@ -237,8 +240,9 @@ pub(crate) fn figures(samples: &[(Target, Vec<Sample>)]) -> Value {
                 "median_p99_ms": median_of(*target, |s| s.p99_ms),
                 "median_p50_ms": median_of(*target, |s| s.p50_ms),
                 "bytes_per_response": median_of(*target, |s| s.bytes_per_response),
+                "cpu_us_per_request": rounds.iter().all(|s| s.cpu_us_per_request.is_some()).then(|| median_of(*target, |s| s.cpu_us_per_request.unwrap_or(0.0))).flatten(),
                 "errors": rounds.iter().map(|s| s.errors).sum::<f64>(),
-                "rounds": rounds.iter().map(|s| json!({"rps": s.rps, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "errors": s.errors})).collect::<Vec<_>>(),
+                "rounds": rounds.iter().map(|s| json!({"rps": s.rps, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "errors": s.errors, "cpu_us_per_request": s.cpu_us_per_request})).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -267,7 +271,7 @@ pub(crate) fn markdown(report: &Value) -> String {
             .unwrap_or_else(|| "-".to_owned())
     };
     let mut text = format!(
-        "# Load scenario `peers`\n\n{}\n\n| target | req/s (median) | p99 ms (median) | p50 ms (median) | bytes/response | req/s per round | p99 ms per round |\n|---|---|---|---|---|---|---|\n",
+        "# Load scenario `peers`\n\n{}\n\n| target | req/s (median) | p99 ms (median) | p50 ms (median) | server CPU µs/request (median) | bytes/response | req/s per round | p99 ms per round |\n|---|---|---|---|---|---|---|---|\n",
         report["method"].as_str().unwrap_or("")
     );
     for target in report["targets"].as_array().into_iter().flatten() {
@@ -280,11 +284,12 @@ pub(crate) fn markdown(report: &Value) -> String {
                 .join(", ")
         };
         text.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
             target["label"].as_str().unwrap_or("?"),
             number(&target["median_rps"], 0),
             number(&target["median_p99_ms"], 2),
             number(&target["median_p50_ms"], 2),
+            number(&target["cpu_us_per_request"], 1),
             number(&target["bytes_per_response"], 0),
             per_round("rps", 0),
             per_round("p99_ms", 2),
@@ -339,6 +344,13 @@ pub(crate) fn run(args: &[String]) -> Result {
     ))
     .map_err(|e| format!("cannot start Varnish: {e}"))?;
     let nginx = Nginx::start(&nginx_binary, origin.port(), &object)?;
+    let varnish_pid = cpu::find(&["varnishd", &format!("127.0.0.1:{}", varnish.port())]);
+    let pid = |target: Target| match target {
+        Target::Proxy => Some(proxy.pid()),
+        Target::Varnish => varnish_pid,
+        Target::Nginx | Target::NginxStatic => nginx.pid(),
+        Target::Service => Some(service.child.id()),
+    };
     let url = |target: Target| match target {
         Target::Proxy => format!("http://127.0.0.1:{}{OBJECT_PATH}", proxy.port()),
         Target::Varnish => format!("http://127.0.0.1:{}{OBJECT_PATH}", varnish.port()),
@@ -352,7 +364,7 @@ pub(crate) fn run(args: &[String]) -> Result {
             "xtask load peers: warming up {} ({WARM_UP_SECONDS} s)",
             target.label()
         );
-        let warm = wrk_run(&script, &url(target), options, WARM_UP_SECONDS)?;
+        let warm = wrk_run(&script, &url(target), None, options, WARM_UP_SECONDS)?;
         if warm.errors > 0.0 || warm.rps <= 0.0 {
             return Err(format!(
                 "{} failed during the warm-up ({} errors, {:.0} req/s)",
@@ -369,7 +381,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     for round in 0..options.rounds as usize {
         for index in rotation(round, Target::ALL.len()) {
             let target = Target::ALL[index];
-            let sample = wrk_run(&script, &url(target), options, options.seconds)?;
+            let sample = wrk_run(&script, &url(target), pid(target), options, options.seconds)?;
             eprintln!(
                 "xtask load peers: round {}/{}: {}: {:.0} req/s, p99 {:.2} ms",
                 round + 1,
@@ -408,7 +420,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         .collect::<serde_json::Map<_, _>>()
         .into();
     report["method"] = json!(format!(
-        "Cached hits of one {}-byte JSON object (the service: its list page `{SERVICE_PATH}`) over HTTP/1.1 keep-alive on 127.0.0.1: wrk, {} connections, {} threads, {} rounds of {} s per target after a {WARM_UP_SECONDS} s warm-up each, interleaved (each round runs every target once, the order rotating). Fairness: every server and wrk itself share this machine's {cores} cores (only the measured server is loaded at a time; wrk's threads take their share from each alike), and each server may use all of them.",
+        "Cached hits of one {}-byte JSON object (the service: its list page `{SERVICE_PATH}`) over HTTP/1.1 keep-alive on 127.0.0.1: wrk, {} connections, {} threads, {} rounds of {} s per target after a {WARM_UP_SECONDS} s warm-up each, interleaved (each round runs every target once, the order rotating). Fairness: every server and wrk itself share this machine's {cores} cores (only the measured server is loaded at a time; wrk's threads take their share from each alike), and each server may use all of them. Server CPU per request is the CPU time (user and system) of the server's processes over a round divided by its responses: less skewed by a busy machine than req/s.",
         object.len(),
         options.connections,
         options.wrk_threads(),
@@ -493,8 +505,16 @@ fn body_of_ok(response: &[u8]) -> Option<Vec<u8>> {
     (status == b"200" && !body.is_empty()).then(|| body.to_vec())
 }
 
-/// One wrk run of `seconds` against `url`.
-fn wrk_run(script: &Path, url: &str, options: PeersOptions, seconds: u64) -> Result<Sample> {
+/// One wrk run of `seconds` against `url`, with the CPU time of the server `pid` (and its
+/// descendants) over it.
+fn wrk_run(
+    script: &Path,
+    url: &str,
+    pid: Option<u32>,
+    options: PeersOptions,
+    seconds: u64,
+) -> Result<Sample> {
+    let cpu_before = pid.and_then(cpu::cpu_ms);
     let output = Command::new("wrk")
         .args(["-t", &options.wrk_threads().to_string()])
         .args(["-c", &options.connections.to_string()])
@@ -506,7 +526,13 @@ fn wrk_run(script: &Path, url: &str, options: PeersOptions, seconds: u64) -> Res
     let json = wrk_json(&output)?;
     let figures = Figures::from_wrk_json(&json);
     let bytes = json["bytes"].as_f64().unwrap_or(0.0);
+    let cpu_ms = cpu_before
+        .zip(pid.and_then(cpu::cpu_ms))
+        .map(|(a, b)| b - a);
     Ok(Sample {
+        cpu_us_per_request: cpu_ms
+            .filter(|_| figures.requests > 0.0)
+            .map(|ms| ms * 1000.0 / figures.requests),
         rps: figures.rps(),
         p50_ms: figures.p50_ms,
         p99_ms: figures.p99_ms,
@@ -614,6 +640,7 @@ mod tests {
             p99_ms,
             p50_ms: p99_ms / 4.0,
             bytes_per_response: 8800.0,
+            cpu_us_per_request: Some(25.0),
             ..Sample::default()
         }
     }
@@ -689,7 +716,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("| example cache proxy (memory store) | 41000 | 2.20 | 0.55 | 8800 | 40000, 42000, 41000 | 2.00, 2.20, 9.00 |"),
+            text.contains("| example cache proxy (memory store) | 41000 | 2.20 | 0.55 | 25.0 | 8800 | 40000, 42000, 41000 | 2.00, 2.20, 9.00 |"),
             "{text}"
         );
     }

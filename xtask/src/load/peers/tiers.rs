@@ -65,6 +65,10 @@ impl Proxy {
     pub(crate) fn port(&self) -> u16 {
         self.port
     }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Proxy {
@@ -152,6 +156,13 @@ impl Nginx {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+impl Nginx {
+    /// The master's process id (its workers are its children).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 }
 
