@@ -252,11 +252,28 @@ pub(crate) fn figures(samples: &[(Target, Vec<Sample>)]) -> Value {
             let top = median_of(numerator, |s| s.rps)?;
             let bottom = median_of(denominator, |s| s.rps).filter(|v| *v > 0.0)?;
             let value = top / bottom;
+            // The same ratio from CPU time: requests per CPU second of the numerator over
+            // those of the denominator, what req/s would show with a core to spare each.
+            let cpu = |t| {
+                of(t)
+                    .filter(|samples| samples.iter().all(|s| s.cpu_us_per_request.is_some()))
+                    .map(|samples| {
+                        median(
+                            &samples
+                                .iter()
+                                .filter_map(|s| s.cpu_us_per_request)
+                                .collect::<Vec<_>>(),
+                        )
+                    })
+                    .filter(|us| *us > 0.0)
+            };
+            let by_cpu = cpu(denominator).zip(cpu(numerator)).map(|(d, n)| d / n);
             Some(json!({
                 "name": format!("{} / {}", numerator.key(), denominator.key()),
                 "value": value,
                 "target": target,
                 "reached": value >= target,
+                "by_cpu_per_request": by_cpu,
             }))
         })
         .collect();
@@ -295,17 +312,20 @@ pub(crate) fn markdown(report: &Value) -> String {
             per_round("p99_ms", 2),
         ));
     }
-    text.push_str("\n| ratio of median req/s | value | target | verdict |\n|---|---|---|---|\n");
+    text.push_str(
+        "\n| ratio of median req/s | value | target | verdict | the same from CPU per request |\n|---|---|---|---|---|\n",
+    );
     for ratio in report["ratios"].as_array().into_iter().flatten() {
         let verdict = match ratio["reached"].as_bool() {
             Some(true) => "PASS",
             _ => "not reached",
         };
         text.push_str(&format!(
-            "| {} | {} | >= {} | {verdict} |\n",
+            "| {} | {} | >= {} | {verdict} | {} |\n",
             ratio["name"].as_str().unwrap_or("?"),
             number(&ratio["value"], 2),
             number(&ratio["target"], 1),
+            number(&ratio["by_cpu_per_request"], 2),
         ));
     }
     if let Some(notes) = report["notes"].as_array() {
@@ -682,6 +702,11 @@ mod tests {
             ),
             (Target::NginxStatic, vec![sample(31000.0, 3.0)]),
         ];
+        let mut samples = samples;
+        // Varnish spends twice the proxy's CPU per request.
+        for s in &mut samples[1].1 {
+            s.cpu_us_per_request = Some(50.0);
+        }
         let report = figures(&samples);
         let proxy = &report["targets"][0];
         assert_eq!(proxy["target"], "proxy");
@@ -708,11 +733,11 @@ mod tests {
 
         let text = markdown(&report);
         assert!(
-            text.contains("| proxy / varnish | 1.58 | >= 1.5 | PASS |"),
+            text.contains("| proxy / varnish | 1.58 | >= 1.5 | PASS | 2.00 |"),
             "{text}"
         );
         assert!(
-            text.contains("| proxy / nginx | 1.24 | >= 1.5 | not reached |"),
+            text.contains("| proxy / nginx | 1.24 | >= 1.5 | not reached | 1.00 |"),
             "{text}"
         );
         assert!(
