@@ -394,6 +394,7 @@ pub(crate) fn run(args: &[String]) -> Result {
             ));
         }
     }
+    let load_before = load_average();
     let origin_before = origin.requests();
     let metrics_before = service.metrics()?;
     let mut samples: Vec<(Target, Vec<Sample>)> =
@@ -414,6 +415,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         }
     }
     let origin_during = origin.requests() - origin_before;
+    let load_after = load_average();
     let service_figures = server_figures(&metrics_before, &service.metrics()?, 0);
     let service_hit_ratio = service_figures.cache_hit_ratio;
 
@@ -433,6 +435,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     report["cores"] = json!(cores);
     report["object_bytes"] = json!(object.len());
     report["origin_requests_during_rounds"] = json!(origin_during);
+    report["load_average"] = json!({"before_rounds": load_before, "after_rounds": load_after});
     report["service_cache_hit_ratio"] = json!(service_hit_ratio);
     report["versions"] = versions
         .iter()
@@ -448,6 +451,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         options.seconds,
     ));
     let mut notes = vec![
+        busy_note(load_before, load_after, cores),
         format!(
             "Origin requests during the rounds: {origin_during} (0: every cache answered from its store)."
         ),
@@ -565,6 +569,39 @@ fn wrk_run(
     })
 }
 
+/// The 1-minute load average (Linux), `None` elsewhere.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// What the machine's load average says about reading the run.
+fn busy_note(before: Option<f64>, after: Option<f64>, cores: usize) -> String {
+    let shown = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+    let mut note = format!(
+        "Load average (1 min) before / after the rounds: {} / {} on {cores} cores.",
+        shown(before),
+        shown(after)
+    );
+    if [before, after]
+        .into_iter()
+        .flatten()
+        .any(|load| load > cores as f64 + 1.0)
+    {
+        note.push_str(
+            " Other work competed for the CPU: the scheduler shares it per runnable thread, \
+             so a server with many threads (Varnish: one per connection) gets more of it than \
+             one with a thread per core (the proxy, nginx, the service), and req/s ratios \
+             follow thread counts as much as costs. The CPU-per-request ratios hold better.",
+        );
+    }
+    note
+}
+
 /// The first line a program prints (on either stream) for its version flag.
 fn version(program: &Path, flag: &str) -> String {
     Command::new(program)
@@ -644,6 +681,19 @@ mod tests {
             order.sort_unstable();
             assert_eq!(order, [0, 1, 2, 3, 4]);
         }
+    }
+
+    #[test]
+    fn says_when_other_work_competed_for_the_cpu() {
+        let quiet = busy_note(Some(1.2), Some(2.0), 2);
+        assert!(
+            quiet.starts_with(
+                "Load average (1 min) before / after the rounds: 1.2 / 2.0 on 2 cores."
+            )
+        );
+        assert!(!quiet.contains("competed"));
+        assert!(busy_note(Some(1.0), Some(9.5), 2).contains("competed"));
+        assert!(busy_note(None, None, 2).contains("- / -"));
     }
 
     #[test]
