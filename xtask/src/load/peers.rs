@@ -379,6 +379,8 @@ pub(crate) fn run(args: &[String]) -> Result {
         Target::Service => format!("http://127.0.0.1:{}{SERVICE_PATH}", service.port),
     };
 
+    // Before any load of ours: what the rest of the machine is doing.
+    let load_before = load_average();
     for target in Target::ALL {
         eprintln!(
             "xtask load peers: warming up {} ({WARM_UP_SECONDS} s)",
@@ -394,7 +396,6 @@ pub(crate) fn run(args: &[String]) -> Result {
             ));
         }
     }
-    let load_before = load_average();
     let origin_before = origin.requests();
     let metrics_before = service.metrics()?;
     let mut samples: Vec<(Target, Vec<Sample>)> =
@@ -583,17 +584,14 @@ fn load_average() -> Option<f64> {
 fn busy_note(before: Option<f64>, after: Option<f64>, cores: usize) -> String {
     let shown = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
     let mut note = format!(
-        "Load average (1 min) before / after the rounds: {} / {} on {cores} cores.",
+        "Load average (1 min) before the warm-up / after the rounds: {} / {} on {cores} cores.",
         shown(before),
         shown(after)
     );
-    if [before, after]
-        .into_iter()
-        .flatten()
-        .any(|load| load > cores as f64 + 1.0)
-    {
+    // Before the warm-up only: during the rounds, the measured server's own threads count.
+    if before.is_some_and(|load| load > cores as f64 + 1.0) {
         note.push_str(
-            " Other work competed for the CPU: the scheduler shares it per runnable thread, \
+            " Other work competed for the CPU: the scheduler shares it among runnable threads, \
              so a server with many threads (Varnish: one per connection) gets more of it than \
              one with a thread per core (the proxy, nginx, the service), and req/s ratios \
              follow thread counts as much as costs. The CPU-per-request ratios hold better.",
@@ -686,13 +684,12 @@ mod tests {
     #[test]
     fn says_when_other_work_competed_for_the_cpu() {
         let quiet = busy_note(Some(1.2), Some(2.0), 2);
-        assert!(
-            quiet.starts_with(
-                "Load average (1 min) before / after the rounds: 1.2 / 2.0 on 2 cores."
-            )
-        );
+        assert!(quiet.starts_with(
+            "Load average (1 min) before the warm-up / after the rounds: 1.2 / 2.0 on 2 cores."
+        ));
         assert!(!quiet.contains("competed"));
-        assert!(busy_note(Some(1.0), Some(9.5), 2).contains("competed"));
+        assert!(busy_note(Some(9.5), Some(1.0), 2).contains("competed"));
+        assert!(!busy_note(Some(1.0), Some(9.5), 2).contains("competed"));
         assert!(busy_note(None, None, 2).contains("- / -"));
     }
 
