@@ -592,9 +592,10 @@ fn busy_note(before: Option<f64>, after: Option<f64>, cores: usize) -> String {
     if before.is_some_and(|load| load > cores as f64 + 1.0) {
         note.push_str(
             " Other work competed for the CPU: the scheduler shares it among runnable threads, \
-             so a server with many threads (Varnish: one per connection) gets more of it than \
-             one with a thread per core (the proxy, nginx, the service), and req/s ratios \
-             follow thread counts as much as costs. The CPU-per-request ratios hold better.",
+             so a server with many threads (Varnish: a worker thread per busy connection) gets \
+             more of it than one with a thread per core (the proxy, nginx, the service), and \
+             req/s ratios (and p99) follow thread counts as much as costs. The \
+             CPU-per-request ratios hold better.",
         );
     }
     note
