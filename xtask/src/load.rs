@@ -4,7 +4,10 @@
 //! request rate instead (open loop, with oha: see [`oha`]). `cargo xtask load capacity`
 //! steps that rate up until p99 leaves its bound, with and without the layers (see
 //! [`capacity`]), and `cargo xtask load recovery` times the return under the bound after a
-//! spike (see [`recovery`]).
+//! spike (see [`recovery`]). `cargo xtask load peers [--duration D] [--rounds N]
+//! [--connections N]` sets the example cache proxy beside Varnish and nginx on cached hits
+//! of one object, with the example service's cached list page in the same interleaved
+//! rounds (see [`peers`]; installs Varnish and nginx when missing; for people, not CI).
 //!
 //! Each run builds and starts the service (release), sends a request mix (list pages, field
 //! selections, detail reads, a small share of writes) and reports requests/s, latency
@@ -30,11 +33,12 @@ use serde_json::{Value, json};
 
 use crate::run::build_service;
 use crate::services::{Services, free_port};
-use crate::{Result, target_dir};
+use crate::{Result, apt, target_dir};
 
 mod capacity;
 mod html;
 mod oha;
+mod peers;
 mod recovery;
 mod report;
 
@@ -183,7 +187,7 @@ fn scenario(name: &str, duration: Option<u64>, rate: &RateOptions) -> Result<Sce
         },
         other => {
             return Err(format!(
-                "unknown scenario {other:?}: expected smoke, baseline, stress, spike, soak, fixed-rate, capacity or recovery"
+                "unknown scenario {other:?}: expected smoke, baseline, stress, spike, soak, fixed-rate, capacity, recovery or peers"
             ));
         }
     };
@@ -248,6 +252,7 @@ pub(crate) fn load(args: &[String]) -> Result {
     match args.first().map(String::as_str) {
         Some("capacity") => return capacity::run(&args[1..]),
         Some("recovery") => return recovery::run(&args[1..]),
+        Some("peers") => return peers::run(&args[1..]),
         _ => {}
     }
     let (name, duration, rate) = parse_args(args)?;
@@ -656,6 +661,11 @@ fn wrk(script: &std::path::Path, port: u16, step: Step, mode: &str) -> Result<Fi
         .args(["--", mode, LOAD_TOKEN])
         .output()
         .map_err(|e| format!("cannot run wrk: {e}"))?;
+    Ok(Figures::from_wrk_json(&wrk_json(&output)?))
+}
+
+/// The `WRK_JSON {...}` line a wrk script's `done` printed, parsed.
+fn wrk_json(output: &std::process::Output) -> Result<Value> {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout
         .lines()
@@ -666,21 +676,27 @@ fn wrk(script: &std::path::Path, port: u16, step: Step, mode: &str) -> Result<Fi
                 String::from_utf8_lossy(&output.stderr)
             )
         })?;
-    let v: Value = serde_json::from_str(line).map_err(|e| format!("wrk figures: {e}"))?;
-    let n = |key: &str| v[key].as_f64().unwrap_or(0.0);
-    Ok(Figures {
-        requests: n("requests"),
-        seconds: n("duration_us") / 1e6,
-        errors: n("connect_errors")
-            + n("read_errors")
-            + n("write_errors")
-            + n("status_errors")
-            + n("timeouts"),
-        p50_ms: n("p50_us") / 1e3,
-        p95_ms: n("p95_us") / 1e3,
-        p99_ms: n("p99_us") / 1e3,
-        max_ms: n("max_us") / 1e3,
-    })
+    serde_json::from_str(line).map_err(|e| format!("wrk figures: {e}"))
+}
+
+impl Figures {
+    /// The figures of a `WRK_JSON` line (see [`MIX_SCRIPT`]'s `done`).
+    fn from_wrk_json(v: &Value) -> Figures {
+        let n = |key: &str| v[key].as_f64().unwrap_or(0.0);
+        Figures {
+            requests: n("requests"),
+            seconds: n("duration_us") / 1e6,
+            errors: n("connect_errors")
+                + n("read_errors")
+                + n("write_errors")
+                + n("status_errors")
+                + n("timeouts"),
+            p50_ms: n("p50_us") / 1e3,
+            p95_ms: n("p95_us") / 1e3,
+            p99_ms: n("p99_us") / 1e3,
+            max_ms: n("max_us") / 1e3,
+        }
+    }
 }
 
 fn ensure_wrk() -> Result {
@@ -688,18 +704,7 @@ fn ensure_wrk() -> Result {
         return Ok(());
     }
     eprintln!("xtask load: wrk is missing; installing it with apt-get");
-    let installed = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "wrk"])
-        .status()
-        .is_ok_and(|s| s.success())
-        || (Command::new("apt-get")
-            .args(["update", "-qq"])
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new("apt-get")
-                .args(["install", "-y", "-qq", "wrk"])
-                .status()
-                .is_ok_and(|s| s.success()));
+    let installed = apt::install(&["wrk"]);
     if installed {
         Ok(())
     } else {

@@ -15,7 +15,9 @@
 //!   oha (installed with `cargo install` on first use); `load capacity` steps that rate up
 //!   until p99 leaves its bound (with and without the layers) and `load recovery` times the
 //!   return under the bound after a spike. Each writes JSON, Markdown and an HTML report
-//!   with charts to `target/xtask-load/`.
+//!   with charts to `target/xtask-load/`. `load peers` measures the example cache proxy
+//!   next to Varnish and nginx (installed with `apt-get` when missing) and the example
+//!   service's cached list page, on cached hits of one object (for people, not CI).
 //! - `fuzz [--seconds N] [TARGET...]`: the libFuzzer targets in `fuzz/targets`.
 //! - `new <name> [--path DIR]`: a standalone service from the example service (its own
 //!   `Cargo.toml` with versions, lints, sources, migrations, tests and README), in `DIR`
@@ -25,6 +27,7 @@
 //! - `ci`: formatting, clippy, docs, tests, the outside checks, bench build, packaging,
 //!   cargo-deny: what `.ci/run` runs.
 
+mod apt;
 mod bench;
 mod ci;
 mod fuzz;
@@ -32,6 +35,7 @@ mod html;
 mod load;
 mod metadata;
 mod new;
+mod nginx;
 mod outside;
 mod promtool;
 mod run;
@@ -74,6 +78,9 @@ fn main() -> ExitCode {
             );
             eprintln!(
                 "  load recovery [--rate 1000] [--spike-rate 15000] [--duration 5s] [--after 20s] [--bound-ms P] [--layers on|off]  time to recover from a spike (oha)"
+            );
+            eprintln!(
+                "  load peers [--duration 5s] [--rounds 3] [--connections 32]  the cache proxy vs Varnish and nginx on cached hits (wrk)"
             );
             eprintln!(
                 "  fuzz [--seconds N] [TARGET...]  run the libFuzzer targets (default 60 s each)"

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use towerkit_test_support::servers::Varnish;
 
-use crate::Result;
+use crate::{Result, apt};
 
 /// The Debian packages: Varnish itself, and the modules that bring xkey.
 const PACKAGES: [&str; 2] = ["varnish", "varnish-modules"];
@@ -36,7 +36,7 @@ pub(crate) fn ensure() -> Result<PathBuf> {
         PACKAGES.join("` and `")
     );
     let started = Instant::now();
-    let installed = install() || (update() && install());
+    let installed = apt::install(&PACKAGES);
     let varnishd = Varnish::find().filter(|varnishd| loads_xkey(varnishd));
     match varnishd {
         Some(varnishd) if installed => {
@@ -50,22 +50,6 @@ pub(crate) fn ensure() -> Result<PathBuf> {
             PACKAGES.join(" ")
         )),
     }
-}
-
-fn install() -> bool {
-    Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(PACKAGES)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn update() -> bool {
-    Command::new("apt-get")
-        .args(["update", "-qq"])
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// Whether `varnishd` compiles a VCL importing xkey (`-C`: compile only, about a second):
