@@ -31,11 +31,28 @@
 //! so what it adds per query is encryption), timed on its own rather than interleaved, and
 //! shown against `deadpool_raw`; it is skipped, with a line on stderr, when the server does
 //! not accept TLS.
+//!
+//! **Instructions.** Wall times on a shared machine move by more than what is compared, so
+//! the bench also counts what `Db` adds in instructions: with `DB_SELECT1_COUNT=raw:N` (or
+//! `towerkit:N`) it runs N queries of that side after a warm-up, in [`count_queries`], and
+//! exits. Run it under Callgrind, collecting only in that function, for two values of N:
+//! the difference over the difference in N is the client's instructions per query (the
+//! connection task included, since the runtime has one thread):
+//!
+//! ```text
+//! DB_SELECT1_COUNT=towerkit:2000 valgrind --tool=callgrind --collect-atstart=no \
+//!     --toggle-collect='*count_queries*' target/release/deps/db-<hash> --bench
+//! ```
+//!
+//! Per quick checkout, the pool's upkeep task later records one histogram sample (see
+//! `towerkit_db::QUICK_CHECKOUT`), whenever its one-second tick falls in the run, and
+//! tokio-postgres' response channel sometimes spins: subtract both functions' inclusive
+//! costs (`CheckoutTimes::flush`, `Queue::pop_spin`) before comparing runs.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use towerkit_benches::{install_metrics_recorder, runtime};
 use towerkit_db::deadpool_postgres::{Pool, Timeouts};
 use towerkit_db::{Db, DbConfig, SslMode};
@@ -245,5 +262,57 @@ async fn tls_db() -> Option<Db> {
     Db::connect(config).await.ok()
 }
 
+/// Runs `queries` queries of one side (`raw` or `towerkit`) after a warm-up, for an
+/// instruction count (see the module docs).
+#[inline(never)]
+fn count_queries(rt: &tokio::runtime::Runtime, db: &Db, raw: bool, queries: u64) {
+    rt.block_on(async {
+        for _ in 0..queries {
+            if raw {
+                raw_select1(db.pool()).await;
+            } else {
+                towerkit_select1(db).await;
+            }
+        }
+    });
+}
+
+/// `DB_SELECT1_COUNT=side:queries`: the queries for an instruction count, instead of the
+/// benches.
+fn count_from_env() -> Option<()> {
+    let spec = std::env::var("DB_SELECT1_COUNT").ok()?;
+    let (side, queries) = spec
+        .split_once(':')
+        .expect("DB_SELECT1_COUNT=raw:N or towerkit:N");
+    let queries: u64 = queries.parse().expect("a number of queries");
+    install_metrics_recorder();
+    let rt = runtime();
+    let db = rt
+        .block_on(Db::connect(
+            DbConfig::builder()
+                .url(database_url())
+                .ssl_mode(SslMode::Disable)
+                .max_size(POOL_SIZE)
+                .build()
+                .expect("DATABASE_URL"),
+        ))
+        .expect("Db::connect");
+    rt.block_on(async {
+        for _ in 0..20 {
+            raw_select1(db.pool()).await;
+            towerkit_select1(&db).await;
+        }
+    });
+    count_queries(&rt, &db, side == "raw", queries);
+    Some(())
+}
+
 criterion_group!(benches, select1);
-criterion_main!(benches);
+
+fn main() {
+    if count_from_env().is_some() {
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -2,7 +2,7 @@
 //! background tasks), and how it checks out a connection and runs one timed statement on it.
 
 use std::future::Future;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,12 +124,29 @@ impl Inner {
     /// when the pool has no free slot does the checkout go through `get()` with both.
     pub(crate) async fn checkout(&self) -> Result<(Object, Stopwatch), DbError> {
         let start = Stopwatch::start();
-        let result = match self.pool.timeout_get(&self.no_wait).await {
-            Err(PoolError::Timeout(TimeoutType::Wait)) => {
+        let conn = match self.pool.timeout_get(&self.no_wait).await {
+            Ok(conn) => conn,
+            Err(error) => return self.checkout_otherwise(start, error).await,
+        };
+        let got = Stopwatch::start();
+        self.checkouts.record(got.since(start));
+        Ok((conn, got))
+    }
+
+    /// The rest of [`Inner::checkout`] when no connection could be taken at once: waits for
+    /// one when the pool is full (in a `db.client.connection.wait` span), fails otherwise.
+    /// Apart from the fast path, so that each query moves less.
+    async fn checkout_otherwise(
+        &self,
+        start: Stopwatch,
+        error: PoolError,
+    ) -> Result<(Object, Stopwatch), DbError> {
+        let result = match error {
+            PoolError::Timeout(TimeoutType::Wait) => {
                 let wait = crate::span::pool_wait(&self.pool_name);
                 self.pool.get().instrument(wait).await
             }
-            other => other,
+            error => Err(error),
         };
         let got = Stopwatch::start();
         self.checkouts.record(got.since(start));
@@ -139,31 +156,16 @@ impl Inner {
         }
     }
 
-    /// Prepares (cached) and runs one query on `client`, bounded by the client timeout,
-    /// and records it as started at `start`, in a `db.query` span (`span.rs`). A slow query
-    /// may have its plan captured when `explain` (outside a transaction) and the config
-    /// asks for it.
+    /// Prepares (cached) and runs one query on `client`, bounded by the client timeout
+    /// (counted from `start`, checked by the [`Watchdog`]: see there why not with a tokio
+    /// timer), and records it as started at `start`, in a `db.query` span
+    /// (`span.rs`). A slow query may have its plan captured when `explain` (outside a
+    /// transaction) and the config asks for it.
+    ///
+    /// The work is pinned here once and everything around it (the span, the deadline
+    /// guard) holds a pinned reference: these futures are kilobytes, and each move into a
+    /// wrapper is a copy of all of it, on every query.
     pub(crate) async fn timed<K: Kind>(
-        &self,
-        client: &ClientWrapper,
-        label: &QueryLabel,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-        start: Stopwatch,
-        explain: bool,
-    ) -> Result<K::Output, DbError> {
-        let span = crate::span::query(label, sql, self.config.trace_query_text);
-        let result = self
-            .timed_untraced::<K>(client, label, sql, params, start, explain)
-            .instrument(span.clone())
-            .await;
-        if let Err(error) = &result {
-            crate::span::query_failed(&span, error);
-        }
-        result
-    }
-
-    async fn timed_untraced<K: Kind>(
         &self,
         client: &ClientWrapper,
         label: &QueryLabel,
@@ -176,24 +178,48 @@ impl Inner {
         // cloned: nothing more on the hot path).
         let mut prepared = None;
         let timeout = self.config.client_timeout();
+        let span = crate::span::query(label, sql, self.config.trace_query_text);
         let result = {
-            // The work stays where it is (pinned in this future) and the deadline guard
-            // holds a reference to it: these futures are kilobytes, and each move is a copy.
-            let work = pin!(async {
-                let statement = client.prepare_cached(sql).await.map_err(Failure::Pg)?;
-                if client.statement_cache.size() > self.config.statement_cache_capacity {
+            let mut work = pin!(async {
+                // Whether the prepare waited (for the server: a cached statement is ready
+                // at once). Its future ends in this block, so the query's can take its place.
+                let mut waited = false;
+                let statement = {
+                    let mut prepare = pin!(client.prepare_cached(sql));
+                    std::future::poll_fn(|cx| {
+                        let poll = prepare.as_mut().poll(cx);
+                        waited |= poll.is_pending();
+                        poll
+                    })
+                    .await
+                    .map_err(Failure::Pg)?
+                };
+                // Only a statement that was not cached yet (the prepare waited for the
+                // server) can have grown the cache; counting it takes its lock and walks it.
+                if waited && client.statement_cache.size() > self.config.statement_cache_capacity {
                     client.statement_cache.clear();
                 }
                 let statement = prepared.insert(statement);
                 K::run(client, statement, params).await
             });
-            self.bounded(timeout, work).await
+            // `Instrumented` would own (and so move) the work: the span is entered for
+            // each poll here instead.
+            let traced = pin!(std::future::poll_fn(|cx| {
+                let _entered = span.enter();
+                work.as_mut().poll(cx)
+            }));
+            self.watchdog
+                .guard(start, timeout, traced)
+                .await
+                .unwrap_or(Err(Failure::Timeout))
         };
         let elapsed = start.elapsed();
         let outcome = match &result {
             Ok(output) => QueryOutcome::Rows(K::rows(output)),
             Err(_) => QueryOutcome::Failed,
         };
+        // The slow-query log line and the plan capture belong to the query's span.
+        let entered = span.enter();
         let slow = self.timer.record(label, elapsed, outcome, &params);
         if slow.is_some()
             && explain
@@ -202,24 +228,12 @@ impl Inner {
         {
             explainer.slow(label, sql, statement, params);
         }
-        result.map_err(|failure| failure.into_error(label, timeout))
-    }
-
-    /// Runs `work`, failing with [`Failure::Timeout`] once it has waited `timeout` (checked
-    /// by the [`Watchdog`], see there why not with a tokio timer).
-    async fn bounded<T>(
-        &self,
-        timeout: Option<Duration>,
-        work: Pin<&mut impl Future<Output = Result<T, Failure>>>,
-    ) -> Result<T, Failure> {
-        match timeout {
-            Some(timeout) => self
-                .watchdog
-                .guard(timeout, work)
-                .await
-                .unwrap_or(Err(Failure::Timeout)),
-            None => work.await,
+        drop(entered);
+        let result = result.map_err(|failure| failure.into_error(label, timeout));
+        if let Err(error) = &result {
+            crate::span::query_failed(&span, error);
         }
+        result
     }
 
     /// Runs a transaction-control statement (`BEGIN`, `COMMIT`, `ROLLBACK`), timed.
@@ -234,7 +248,11 @@ impl Inner {
         let work =
             pin!(async { client.batch_execute(sql).await.map_err(Failure::Pg) }.instrument(span));
         let timeout = self.config.client_timeout();
-        let result = self.bounded(timeout, work).await;
+        let result = self
+            .watchdog
+            .guard(start, timeout, work)
+            .await
+            .unwrap_or(Err(Failure::Timeout));
         let outcome = if result.is_ok() {
             QueryOutcome::Rows(0)
         } else {

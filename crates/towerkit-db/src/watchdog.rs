@@ -5,25 +5,24 @@
 //! costs about 2 % of the round trip. The client timeout is a last resort (the server's
 //! `statement_timeout` fires first; this one catches a server that cannot answer at all) and
 //! needs no precision, so queries register in a [`Watchdog`] instead: a slab entry with
-//! their deadline and waker, taken when the query first waits and given back when it
-//! completes. A background task checks the slab every [`WATCHDOG_TICK`] and wakes the
-//! queries past their deadline, which then fail with [`Expired`].
+//! their start, timeout and waker, taken when the query first waits and given back when it
+//! completes. The start is the [`Stopwatch`] reading the query is timed from, so
+//! registering reads no clock. A background task checks the slab every [`WATCHDOG_TICK`]
+//! and wakes the queries past their deadline, which then fail with [`Expired`].
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use slab::Slab;
+use towerkit_timing::Stopwatch;
 
 /// How often the watchdog looks for queries past their deadline: a query that cannot
 /// finish fails at most this long after its deadline.
 pub(crate) const WATCHDOG_TICK: Duration = Duration::from_millis(100);
-
-/// The deadline of a timeout too long for `Instant`: never, in practice.
-const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// The queries waiting on their deadlines.
 #[derive(Debug, Default)]
@@ -33,7 +32,8 @@ pub(crate) struct Watchdog {
 
 #[derive(Debug)]
 struct Watch {
-    deadline: Instant,
+    start: Stopwatch,
+    timeout: Duration,
     waker: Waker,
     expired: bool,
 }
@@ -43,14 +43,20 @@ struct Watch {
 pub(crate) struct Expired;
 
 impl Watchdog {
-    /// Runs `future` for at most `timeout` from the first time it waits: past that (within
+    /// Runs `future` until `timeout` has passed since `start`: past that (within
     /// [`WATCHDOG_TICK`], once [`Watchdog::run`] is running), the future is dropped and
-    /// [`Expired`] returned. (A future that never waits needs no deadline, and so the clock
-    /// is read only for one that does.)
-    pub(crate) fn guard<F: Future>(&self, timeout: Duration, future: F) -> Guarded<'_, F> {
+    /// [`Expired`] returned. (A future that never waits needs no deadline, and so it is
+    /// registered only when it does; with no `timeout`, never.)
+    pub(crate) fn guard<F: Future>(
+        &self,
+        start: Stopwatch,
+        timeout: Option<Duration>,
+        future: F,
+    ) -> Guarded<'_, F> {
         Guarded {
             inner: future,
             watchdog: self,
+            start,
             timeout,
             key: None,
         }
@@ -58,11 +64,11 @@ impl Watchdog {
 
     /// Marks every query whose deadline is at or before `now` expired and wakes it;
     /// returns how many.
-    pub(crate) fn expire(&self, now: Instant) -> usize {
+    pub(crate) fn expire(&self, now: Stopwatch) -> usize {
         let mut waiting = self.lock();
         let mut expired = 0;
         for (_, watch) in waiting.iter_mut() {
-            if !watch.expired && watch.deadline <= now {
+            if !watch.expired && now.since(watch.start) >= watch.timeout {
                 watch.expired = true;
                 watch.waker.wake_by_ref();
                 expired += 1;
@@ -86,7 +92,7 @@ impl Watchdog {
             let Some(watchdog) = watchdog.upgrade() else {
                 return;
             };
-            watchdog.expire(Instant::now());
+            watchdog.expire(Stopwatch::start());
         }
     }
 
@@ -108,7 +114,8 @@ pin_project! {
         #[pin]
         inner: F,
         watchdog: &'a Watchdog,
-        timeout: Duration,
+        start: Stopwatch,
+        timeout: Option<Duration>,
         // The slab entry, from the first time the inner future waits until it completes.
         key: Option<usize>,
     }
@@ -134,12 +141,15 @@ impl<F: Future> Future for Guarded<'_, F> {
             }
             return Poll::Ready(Ok(output));
         }
+        let Some(timeout) = *this.timeout else {
+            return Poll::Pending;
+        };
         let mut waiting = this.watchdog.lock();
         match *this.key {
             None => {
-                let now = Instant::now();
                 *this.key = Some(waiting.insert(Watch {
-                    deadline: now.checked_add(*this.timeout).unwrap_or(now + FAR),
+                    start: *this.start,
+                    timeout,
                     waker: cx.waker().clone(),
                     expired: false,
                 }));
@@ -168,7 +178,7 @@ mod tests {
     async fn a_future_that_finishes_in_time_returns_its_output_and_leaves_nothing() {
         let watchdog = Watchdog::default();
         let output = watchdog
-            .guard(Duration::from_secs(60), async {
+            .guard(Stopwatch::start(), Some(Duration::from_secs(60)), async {
                 tokio::task::yield_now().await;
                 7
             })
@@ -181,15 +191,22 @@ mod tests {
     async fn a_future_past_its_deadline_is_woken_and_expires() {
         let watchdog = Arc::new(Watchdog::default());
         let task = spawn(&watchdog);
-        let deadline = Instant::now() + Duration::from_millis(50);
+        let start = Stopwatch::start();
         let result = tokio::time::timeout(
             Duration::from_secs(10),
-            watchdog.guard(Duration::from_millis(50), std::future::pending::<()>()),
+            watchdog.guard(
+                start,
+                Some(Duration::from_millis(50)),
+                std::future::pending::<()>(),
+            ),
         )
         .await
         .expect("the watchdog woke the future");
         assert_eq!(result, Err(Expired));
-        assert!(Instant::now() >= deadline, "not before its deadline");
+        assert!(
+            start.elapsed() >= Duration::from_millis(50),
+            "not before its deadline"
+        );
         assert_eq!(watchdog.len(), 0);
         task.abort();
     }
@@ -197,14 +214,21 @@ mod tests {
     #[tokio::test]
     async fn expire_wakes_only_the_futures_past_their_deadline() {
         let watchdog = Watchdog::default();
-        let mut early =
-            std::pin::pin!(watchdog.guard(Duration::ZERO, std::future::pending::<()>()));
-        let mut late =
-            std::pin::pin!(watchdog.guard(Duration::from_secs(60), std::future::pending::<()>()));
+        let start = Stopwatch::start();
+        let mut early = std::pin::pin!(watchdog.guard(
+            start,
+            Some(Duration::ZERO),
+            std::future::pending::<()>()
+        ));
+        let mut late = std::pin::pin!(watchdog.guard(
+            start,
+            Some(Duration::from_secs(60)),
+            std::future::pending::<()>()
+        ));
         let mut cx = Context::from_waker(Waker::noop());
         assert!(early.as_mut().poll(&mut cx).is_pending());
         assert!(late.as_mut().poll(&mut cx).is_pending());
-        let now = Instant::now();
+        let now = Stopwatch::start();
         assert_eq!(watchdog.expire(now), 1);
         assert_eq!(watchdog.expire(now), 0, "an expired future is woken once");
         assert_eq!(early.as_mut().poll(&mut cx), Poll::Ready(Err(Expired)));
@@ -216,9 +240,11 @@ mod tests {
     async fn a_dropped_future_gives_its_entry_back() {
         let watchdog = Watchdog::default();
         {
-            let mut guarded = std::pin::pin!(
-                watchdog.guard(Duration::from_secs(60), std::future::pending::<()>())
-            );
+            let mut guarded = std::pin::pin!(watchdog.guard(
+                Stopwatch::start(),
+                Some(Duration::from_secs(60)),
+                std::future::pending::<()>()
+            ));
             let mut cx = Context::from_waker(Waker::noop());
             assert!(guarded.as_mut().poll(&mut cx).is_pending());
             assert_eq!(watchdog.len(), 1);
