@@ -8,7 +8,8 @@
 //! ([`accept_trace_context`]) and the `trace_id` in log lines ([`TraceIdFormat`]).
 //!
 //! Without `OTEL_EXPORTER_OTLP_ENDPOINT` nothing is exported and no OpenTelemetry layer is
-//! installed: logs are as before, and carry no `trace_id`.
+//! installed: the subscriber takes log events only, so no span is built (a towerkit span
+//! then costs a level check), and log lines carry neither a `trace_id` nor span prefixes.
 
 use std::fmt;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
 };
 use tracing::Subscriber;
+use tracing_subscriber::filter::{FilterExt, filter_fn};
 use tracing_subscriber::fmt::format::{Format, Full, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
@@ -223,7 +225,16 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"))
     };
     let Some(endpoint) = &config.endpoint else {
-        tracing_subscriber::fmt().with_env_filter(filter()).init();
+        // Log lines only: with no exporter, the towerkit layers' INFO spans (a request's,
+        // its cache lookup's, each query's) would be built, formatted and dropped on every
+        // request for nothing but the span prefix of a log line. Each line carries its
+        // own fields (route, method, elapsed, query summary) instead.
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_filter(filter().and(filter_fn(|metadata| !metadata.is_span()))),
+            )
+            .init();
         return Ok(Telemetry { provider: None });
     };
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
