@@ -34,6 +34,7 @@ pub mod catalog;
 pub mod config;
 pub mod migrate;
 pub mod ops;
+pub mod request_id;
 pub mod secret;
 pub mod stack;
 pub mod telemetry;

@@ -14,7 +14,7 @@ use axum::http::{HeaderName, StatusCode, header};
 use tower::ServiceBuilder;
 use tower::util::MapResponseLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultMakeSpan, TraceLayer};
@@ -27,6 +27,7 @@ use towerkit::paginate::{PaginateLayer, SelectFieldsLayer};
 use towerkit::timing::TimingLayer;
 use towerkit::validators::ETagLayer;
 
+use crate::request_id::MakeRequestIds;
 use crate::{Config, Layers, StartError, catalog, telemetry};
 
 /// The largest request body accepted (a product is well under 8 KiB).
@@ -164,8 +165,8 @@ impl Stack {
                     header::COOKIE,
                 ]))
                 // Every request gets an id (or keeps the caller's), echoed in the response
-                // and logs.
-                .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
+                // and logs: made without a system call (see `request_id`).
+                .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestIds))
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(DefaultMakeSpan::new().include_headers(true)),
