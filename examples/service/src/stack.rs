@@ -174,7 +174,7 @@ impl Stack {
                 .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
                 // A caller's W3C `traceparent` becomes the parent of the request's span
                 // (`TimingLayer`'s, below); see `telemetry`.
-                .layer(axum::middleware::from_fn(telemetry::accept_trace_context))
+                .layer(telemetry::AcceptTraceContextLayer)
                 // No request holds a connection forever; the client gets a 503.
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,
