@@ -156,7 +156,7 @@ impl Stack {
             _ => api.layer(MapResponseLayer::new(catalog::expose_etag)),
         };
 
-        api.merge(beside).layer(
+        let router = api.merge(beside).layer(
             ServiceBuilder::new()
                 // Credentials are marked sensitive before anything can trace them: the trace
                 // below records request headers (at DEBUG) and shows these as `Sensitive`.
@@ -182,7 +182,12 @@ impl Stack {
                 ))
                 // Bodies are bounded before any handler reads them.
                 .layer(RequestBodyLimitLayer::new(BODY_LIMIT)),
-        )
+        );
+        // Turns every handler into its route, layers applied, once, here: a handler added
+        // without state (as `beside`'s may be) otherwise is, with all the layers above, on
+        // every request. `axum::serve` does it too; a caller driving the `Router` itself
+        // (tests, benches) now gets the same.
+        router.with_state(())
     }
 }
 
