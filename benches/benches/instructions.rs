@@ -98,6 +98,7 @@ fn json(mut scenario: Scenario) -> Scenario {
 #[bench::layer__etag__json_10KB(setup = layer_etag_json)]
 #[bench::layer__etag__not_modified(setup = layer_etag_not_modified)]
 #[bench::stack__full__hit(setup = stack_full_hit)]
+#[bench::stack__example__hit(setup = stack_example_hit)]
 fn layer(mut scenario: Scenario) -> Scenario {
     black_box((scenario.0)());
     scenario
@@ -266,6 +267,11 @@ fn layer_etag_not_modified() -> Scenario {
 fn stack_full_hit() -> Scenario {
     // The warm-up calls store the response; the measured call is a hit.
     serve(services::full_stack(), services::stack_get)
+}
+
+fn stack_example_hit() -> Scenario {
+    // The warm-up calls store the response; the measured call is a hit.
+    serve(services::example_stack(), services::example_get)
 }
 
 fn compress_towerkit(codec: &'static str) -> Scenario {

@@ -1,6 +1,8 @@
-//! Wall time of the full example stack on a cache hit (`stack/full/hit`), against the bare
-//! service of `layer/none/passthrough` (`benches/layers.rs`). The instruction count of the
-//! same id (`benches/instructions.rs`) measures the same service.
+//! Wall time of the towerkit layers of the example service on a cache hit (`stack/full/hit`)
+//! and of the example service's whole production stack, tower-http layers and `Router`
+//! included (`stack/example/hit`), against the bare service of `layer/none/passthrough`
+//! (`benches/layers.rs`). The instruction counts of the same ids (`benches/instructions.rs`)
+//! measure the same services.
 
 #[allow(
     dead_code,
@@ -18,6 +20,10 @@ fn stack(c: &mut Criterion) {
     let full = services::full_stack();
     group.bench_function("full/hit", |b| {
         bench_service(b, &rt, full.clone(), services::stack_get)
+    });
+    let example = services::example_stack();
+    group.bench_function("example/hit", |b| {
+        bench_service(b, &rt, example.clone(), services::example_get)
     });
     group.finish();
 }

@@ -5,7 +5,7 @@
 
 use std::convert::Infallible;
 use std::fmt::Debug;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -57,6 +57,14 @@ pub(crate) fn no_store_get() -> Request<()> {
 /// The request of `stack/full/hit`: a page of a list, gzip accepted.
 pub(crate) fn stack_get() -> Request<()> {
     Request::get("/products?page=1&limit=2")
+        .header("accept-encoding", "gzip")
+        .body(())
+        .expect("request")
+}
+
+/// The request of `stack/example/hit`: [`stack_get`]'s page under the example's `/api`.
+pub(crate) fn example_get() -> Request<()> {
+    Request::get("/api/products?page=1&limit=2")
         .header("accept-encoding", "gzip")
         .body(())
         .expect("request")
@@ -171,8 +179,9 @@ pub(crate) fn paginate_json() -> impl BenchService {
     PaginateLayer::default().layer(none())
 }
 
-/// `stack/full/hit`: the example service's stack, outermost first (`examples/service`), on
-/// the bare service; with [`stack_get`] after a first call, a cache hit that skips everything
+/// `stack/full/hit`: the towerkit layers of the example service's stack, outermost first
+/// (`examples/service`), on the bare service, without the `Router` and tower-http layers
+/// around them ([`example_stack`] has those); with [`stack_get`] after a first call, a cache hit that skips everything
 /// below the cache.
 pub(crate) fn full_stack() -> impl BenchService {
     ServiceBuilder::new()
@@ -188,4 +197,33 @@ pub(crate) fn full_stack() -> impl BenchService {
         .layer(SelectFieldsLayer::default())
         .layer(PaginateLayer::default())
         .service(none())
+}
+
+/// `stack/example/hit`: the example service's whole production stack, built by the function
+/// the service itself uses (`example_service::Stack::wrap`, from the default `Config`: the
+/// in-memory cache, request id, trace, timeout, body limit, then the towerkit layers), on a
+/// `Router` whose `/api/products` route answers the bare service's 1 KB array; with
+/// [`example_get`] after a first call, a cache hit that never reaches the handler. No
+/// database: the `Router` is the service's, its routes are not (the handlers need
+/// PostgreSQL, and a hit never calls them).
+pub(crate) fn example_stack() -> impl BenchService {
+    use axum::routing::get;
+
+    let config = example_service::Config::from_lookup(|_| None).expect("the default configuration");
+    // Without `REDIS_URL` the cache is in memory: building it connects to nothing.
+    let stack = towerkit_benches::runtime()
+        .block_on(example_service::Stack::build(Arc::new(config)))
+        .expect("the default layers");
+    let body = small_json();
+    let api = axum::Router::new().route(
+        "/api/products",
+        get(move || {
+            let body = body.clone();
+            async move { ([(http::header::CONTENT_TYPE, "application/json")], body) }
+        }),
+    );
+    let router = stack.wrap(api, axum::Router::new());
+    ServiceBuilder::new()
+        .map_request(|request: Request<()>| request.map(|()| axum::body::Body::empty()))
+        .service(router)
 }

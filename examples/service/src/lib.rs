@@ -3,7 +3,8 @@
 //!
 //! [`install_metrics_recorder`] installs the Prometheus recorder and describes every
 //! metric; [`AppState::connect`] builds what the service needs from a [`Config`] (the pool,
-//! the migrations, the cache); [`app`] turns that into the public `Router` and
+//! the migrations, the layers: [`Stack`]); [`app`] turns that into the public `Router`, its
+//! routes wrapped by [`Stack::wrap`] (the benches wrap theirs with it too), and
 //! [`admin_app`] into the operations one (`/metrics`, health), served on a separate,
 //! loopback listener. Tests drive both with `oneshot`.
 //!
@@ -33,7 +34,9 @@ pub mod catalog;
 pub mod config;
 pub mod migrate;
 pub mod ops;
+pub mod request_id;
 pub mod secret;
+pub mod stack;
 pub mod telemetry;
 
 use std::sync::{Arc, OnceLock};
@@ -41,34 +44,19 @@ use std::sync::{Arc, OnceLock};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderName, Request, StatusCode, header};
+use axum::http::{Request, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tower::ServiceBuilder;
-use tower::util::MapResponseLayer;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultMakeSpan, TraceLayer};
-use towerkit::cache::{
-    CacheHandle, CacheLayer, CdnHeadersLayer, MemoryStore, RedisStore, TieredStore, VarnishPurger,
-    WarmReport,
-};
-use towerkit::compress::CompressionLayer;
+use towerkit::cache::{CacheHandle, CacheLayer, WarmReport};
 use towerkit::db::{Db, DbConfig};
-use towerkit::nulls::StripNullsLayer;
-use towerkit::paginate::{PaginateLayer, SelectFieldsLayer};
-use towerkit::timing::{QueryTimer, TimingLayer};
-use towerkit::validators::{ETagLayer, RequirePreconditionsLayer};
+use towerkit::timing::QueryTimer;
+use towerkit::validators::RequirePreconditionsLayer;
 
 pub use auth::ApiTokens;
 pub use config::{Config, Layers};
-
-/// The largest request body accepted (a product is well under 8 KiB).
-const BODY_LIMIT: usize = 64 * 1024;
+pub use stack::Stack;
 
 /// Buckets for the cache's remote store calls, which time out at 50 ms by default.
 const STORE_DURATION_BUCKETS: [f64; 8] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
@@ -76,24 +64,20 @@ const STORE_DURATION_BUCKETS: [f64; 8] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 /// The `Accept-Encoding` current browsers send, warmed beside the plain variant.
 const BROWSER_ACCEPT_ENCODING: &str = "gzip, deflate, br, zstd";
 
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// What handlers share: the database and the cache's handle (absent with `LAYERS=none`).
+/// What handlers share: the database and the production layers ([`Stack`]: the cache,
+/// absent with `LAYERS=none`, and the rest).
 #[derive(Clone, Debug)]
 pub struct AppState {
     /// The pooled, timed PostgreSQL client.
     pub db: Db,
-    /// The cache layer itself, when the service runs with layers.
-    cache: Option<CacheLayer>,
-    /// `CDN-Cache-Control` for a CDN in front (`CDN_CACHE_CONTROL`; adds nothing when off).
-    cdn: CdnHeadersLayer,
-    pagination: PaginateLayer,
+    /// The layers around the routes.
+    stack: Stack,
     config: Arc<Config>,
 }
 
 /// A failure while starting the service.
 #[derive(Debug)]
-pub struct StartError(String);
+pub struct StartError(pub(crate) String);
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,17 +92,8 @@ impl AppState {
     /// builds the cache.
     pub async fn connect(config: Config) -> Result<Self, StartError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| StartError(format!("{what}: {e}"));
-        // Absolute links point at the public origin, never at the client's `Host` header,
-        // which would let one client poison the `Link` headers of cached pages.
-        let mut pagination = PaginateLayer::builder().base_url(config.public_url.clone());
-        // Cursors must verify on every instance: one key for all of them, from the
-        // environment, never a per-process one.
-        if let Some(key) = &config.cursor_key {
-            pagination = pagination.cursor_key(key.clone().into_bytes());
-        }
-        let pagination = pagination
-            .build()
-            .map_err(|e| fail("PUBLIC_URL or CURSOR_KEY", &e))?;
+        // The settings that need no server are checked before anything connects.
+        let unconnected = stack::Unconnected::new(&config)?;
         // `SLOW_WARN_MS` / `SLOW_ERROR_MS` are the query thresholds too, not only the
         // request ones `app` gives `TimingLayer`.
         let timer = QueryTimer::builder("postgresql")
@@ -140,85 +115,15 @@ impl AppState {
             .await
             .map_err(|e| fail("PostgreSQL", &e))?;
 
-        let cache = match config.layers {
-            Layers::None => None,
-            Layers::All => {
-                let memory = MemoryStore::new(config.cache_capacity_bytes);
-                let prefix = config
-                    .redis_prefix
-                    .clone()
-                    .unwrap_or_else(|| "example-service:".to_owned());
-                let redis = match (&config.redis_url, config.redis_cluster_nodes.as_slice()) {
-                    (None, []) => None,
-                    (Some(_), [_, ..]) => {
-                        return Err(StartError(
-                            "REDIS_URL and REDIS_CLUSTER_NODES are both set: set one".to_owned(),
-                        ));
-                    }
-                    (Some(url), []) => Some(("REDIS_URL", RedisStore::builder(url.clone()))),
-                    (None, nodes) => Some((
-                        "REDIS_CLUSTER_NODES",
-                        RedisStore::cluster(nodes.iter().cloned()),
-                    )),
-                };
-                let builder = match redis {
-                    // Tiered: each instance answers hot keys from memory, shares the rest
-                    // through Redis (one server or a cluster), and Redis pub/sub carries
-                    // invalidations to every instance.
-                    Some((variable, redis)) => {
-                        let mut redis = redis.prefix(prefix);
-                        // `rediss://` with a private CA: its root certificate, PEM (for
-                        // every node of a cluster).
-                        if let Some(path) = &config.redis_ca_cert {
-                            let pem = std::fs::read(path).map_err(|e| {
-                                fail("REDIS_CA_CERT", &format!("{}: {e}", path.display()))
-                            })?;
-                            redis = redis.tls_root_certificate(pem);
-                        }
-                        let redis = redis.connect().await.map_err(|e| fail(variable, &e))?;
-                        CacheLayer::builder(TieredStore::new(memory, redis))
-                    }
-                    None => CacheLayer::builder(memory),
-                };
-                let builder = builder.default_ttl(config.cache_ttl);
-                // A CDN in front learns each response's tags (`CDN_TAG_HEADERS`), and
-                // Varnish nodes (`VARNISH_PURGE_NODES`) are purged by them on every
-                // invalidation, after this cache.
-                let builder = builder.send_tags_as(config.cdn_tag_headers.iter().cloned());
-                let builder = match config.varnish_purge_nodes.as_slice() {
-                    [] => builder,
-                    nodes => builder.invalidation_hook(
-                        VarnishPurger::builder(nodes.iter().cloned())
-                            .build()
-                            .map_err(|e| fail("VARNISH_PURGE_NODES", &e))?,
-                    ),
-                };
-                // Hot keys are refreshed before they expire (`CACHE_REFRESH_AHEAD`).
-                let builder = match config.cache_refresh_ahead {
-                    Some(fraction) => builder.refresh_ahead(fraction),
-                    None => builder,
-                };
-                let layer = builder.build().map_err(|e| fail("cache", &e))?;
-                Some(layer)
-            }
-        };
-        let mut cdn = CdnHeadersLayer::builder();
-        if let Some(value) = &config.cdn_cache_control {
-            cdn = cdn.cdn_cache_control(value);
-        }
-        let cdn = cdn.build().map_err(|e| fail("CDN_CACHE_CONTROL", &e))?;
-        Ok(AppState {
-            db,
-            cache,
-            cdn,
-            pagination,
-            config: Arc::new(config),
-        })
+        let config = Arc::new(config);
+        // Redis, when configured, after PostgreSQL.
+        let stack = unconnected.connect(Arc::clone(&config)).await?;
+        Ok(AppState { db, stack, config })
     }
 
     /// The cache's handle, for invalidation and statistics (`None` with `LAYERS=none`).
     pub fn cache(&self) -> Option<CacheHandle> {
-        self.cache.as_ref().map(CacheLayer::handle)
+        self.stack.cache().map(CacheLayer::handle)
     }
 
     /// Warms the cache with the `CACHE_WARM` paths, through `router` (the application
@@ -299,84 +204,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/categories", get(catalog::list_categories))
         .with_state(state.clone());
 
-    let api = match (&state.cache, state.config.layers) {
-        (Some(cache), Layers::All) => api.layer(
-            // Outermost first; README.md's "How it is put together" says why this order.
-            ServiceBuilder::new()
-                // Measures the whole request (cache hits included), logs slow ones, and
-                // writes Server-Timing with the DB time of this request's queries and the
-                // cache result. Added with Router::layer, so it sees the route template.
-                .layer(
-                    TimingLayer::builder()
-                        .server_timing(true)
-                        .slow(state.config.slow_warn, state.config.slow_error)
-                        .build()
-                        // `Config` has checked that warn <= error; as before, thresholds it
-                        // did not check fall back to the defaults.
-                        .unwrap_or_else(|_| {
-                            TimingLayer::builder()
-                                .server_timing(true)
-                                .build()
-                                .unwrap_or_default()
-                        }),
-                )
-                // A hit returns stored bytes, already compressed, and skips everything below.
-                .layer(cache.clone())
-                // CDN-Cache-Control for a CDN in front, on cacheable GETs: stored with each
-                // entry, so hits carry it for free.
-                .layer(state.cdn.clone())
-                // Compresses what the cache stores, once per negotiated encoding; a coded
-                // variant's ETag gets the coding as a suffix ("...-br"), so no two byte
-                // representations share a strong tag.
-                .layer(CompressionLayer::new())
-                // Every 200 GET gets a strong ETag and If-None-Match a 304: the lists and
-                // categories by a hash of the bytes the client decodes (it sits outside
-                // the JSON layers, so it hashes their output and no rewrite weakens it),
-                // a product by the version tag set just below.
-                .layer(ETagLayer::new())
-                // A product handler's version tag (`catalog::RepresentationTag`, which a
-                // write's If-Match is compared with) becomes its ETag here, past the JSON
-                // layers, which would weaken a strong ETag header; see catalog's docs.
-                .layer(MapResponseLayer::new(catalog::expose_etag))
-                // The JSON layers need plain JSON, so they sit inside compression.
-                .layer(StripNullsLayer::new())
-                // `fields=` applies to each item of the page envelope built below it.
-                .layer(SelectFieldsLayer::default())
-                // Pages whole arrays (categories); leaves handler-paged `Page<T>` alone, and
-                // gives the `Pagination` extractor its configuration.
-                .layer(state.pagination.clone()),
-        ),
-        // No towerkit layer, but the product's version tag all the same: writes check
-        // If-Match against it in both modes.
-        _ => api.layer(MapResponseLayer::new(catalog::expose_etag)),
-    };
-
-    api.merge(state.db.health_routes()).layer(
-        ServiceBuilder::new()
-            // Credentials are marked sensitive before anything can trace them: the trace
-            // below records request headers (at DEBUG) and shows these as `Sensitive`.
-            .layer(SetSensitiveRequestHeadersLayer::new([
-                header::AUTHORIZATION,
-                header::COOKIE,
-            ]))
-            // Every request gets an id (or keeps the caller's), echoed in the response and logs.
-            .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(DefaultMakeSpan::new().include_headers(true)),
-            )
-            .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
-            // A caller's W3C `traceparent` becomes the parent of the request's span
-            // (`TimingLayer`'s, below); see `telemetry`.
-            .layer(axum::middleware::from_fn(telemetry::accept_trace_context))
-            // No request holds a connection forever; the client gets a 503.
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::SERVICE_UNAVAILABLE,
-                state.config.request_timeout,
-            ))
-            // Bodies are bounded before any handler reads them.
-            .layer(RequestBodyLimitLayer::new(BODY_LIMIT)),
-    )
+    state.stack.wrap(api, state.db.health_routes())
 }
 
 /// The operations application, for the admin listener (`ADMIN_BIND_ADDR`, loopback by
