@@ -68,6 +68,17 @@ fn database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// The `Db` both sides query through, without TLS (see the module docs).
+async fn connect() -> Db {
+    let config = DbConfig::builder()
+        .url(database_url())
+        .ssl_mode(SslMode::Disable)
+        .max_size(POOL_SIZE)
+        .build()
+        .expect("DATABASE_URL");
+    Db::connect(config).await.expect("Db::connect")
+}
+
 /// The same query as plain deadpool-postgres code runs it, on the `Db`'s own pool: what a
 /// pool built with deadpool's defaults does on `get()` (no timeouts: `Pool::get` passes the
 /// pool's, which `Db` sets for when the pool is full), then the cached prepare and the
@@ -170,16 +181,7 @@ fn print_paired_ratio(pairs: &[Pair]) {
 fn select1(c: &mut Criterion) {
     install_metrics_recorder();
     let rt = runtime();
-    let db = rt
-        .block_on(Db::connect(
-            DbConfig::builder()
-                .url(database_url())
-                .ssl_mode(SslMode::Disable)
-                .max_size(POOL_SIZE)
-                .build()
-                .expect("DATABASE_URL"),
-        ))
-        .expect("Db::connect");
+    let db = rt.block_on(connect());
     let raw = db.pool().clone();
     // Warm the pool: one open connection with the statement prepared.
     rt.block_on(async {
@@ -287,16 +289,7 @@ fn count_from_env() -> Option<()> {
     let queries: u64 = queries.parse().expect("a number of queries");
     install_metrics_recorder();
     let rt = runtime();
-    let db = rt
-        .block_on(Db::connect(
-            DbConfig::builder()
-                .url(database_url())
-                .ssl_mode(SslMode::Disable)
-                .max_size(POOL_SIZE)
-                .build()
-                .expect("DATABASE_URL"),
-        ))
-        .expect("Db::connect");
+    let db = rt.block_on(connect());
     rt.block_on(async {
         for _ in 0..20 {
             raw_select1(db.pool()).await;
