@@ -1,4 +1,5 @@
-//! Request ids without a system call per request: [`MakeRequestIds`].
+//! Request ids without a system call per request ([`next_request_id`]), set and echoed by
+//! one layer ([`RequestIdLayer`]).
 //!
 //! tower-http's `MakeRequestUuid` asks the operating system for 16 random bytes on every
 //! request (`getrandom`, a system call), then formats a `String` and copies it into the
@@ -9,30 +10,108 @@
 //! formatted on the stack; the one allocation left is the header value's own copy.
 //!
 //! A request id is a correlation id, not a secret: a client may send its own
-//! (`SetRequestIdLayer` keeps it), and nothing must trust one. The scrambling is not
+//! ([`RequestIdLayer`] keeps it), and nothing must trust one. The scrambling is not
 //! cryptography; it only keeps the ids from reading as a request count, so that they do not
 //! tell a client at a glance how many requests the instance has served.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 
-use axum::http::{HeaderValue, Request};
-use tower_http::request_id::{MakeRequestId, RequestId};
+use axum::http::header::Entry;
+use axum::http::{HeaderName, HeaderValue, Request, Response};
 
-/// Makes each request's id ([`SetRequestIdLayer`](tower_http::request_id::SetRequestIdLayer)
-/// calls it for requests that come without one): 32 lowercase hex digits, unique per
-/// process and, with overwhelming probability, across processes. All makers of a process
-/// share one counter, so it costs no allocation to clone.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct MakeRequestIds;
+/// Layer: each request's id in `header`, the caller's or a new one ([`next_request_id`]),
+/// set on the request for everything below (handlers, the trace's span, logs) and echoed
+/// on the response unless the response carries one already. tower-http's
+/// `SetRequestIdLayer` and `PropagateRequestIdLayer` in one, minus what this service does
+/// not use: the `RequestId` request and response extensions (a map allocation per request)
+/// and a second lookup of the header on each side.
+#[derive(Clone, Debug)]
+pub struct RequestIdLayer {
+    header: HeaderName,
+}
 
-impl MakeRequestId for MakeRequestIds {
-    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
-        Some(RequestId::new(next_request_id()))
+impl RequestIdLayer {
+    /// Ids in `header` (`x-request-id`).
+    pub fn new(header: HeaderName) -> Self {
+        Self { header }
     }
 }
 
-/// The next id of this process, as a header value.
+impl<S> tower::Layer<S> for RequestIdLayer {
+    type Service = RequestIds<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestIds {
+            inner,
+            header: self.header.clone(),
+        }
+    }
+}
+
+/// The service of [`RequestIdLayer`].
+#[derive(Clone, Debug)]
+pub struct RequestIds<S> {
+    inner: S,
+    header: HeaderName,
+}
+
+impl<S, B, R> tower::Service<Request<B>> for RequestIds<S>
+where
+    S: tower::Service<Request<B>, Response = Response<R>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = RequestIdFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let id = match request.headers_mut().entry(self.header.clone()) {
+            Entry::Occupied(entry) => entry.get().clone(),
+            Entry::Vacant(entry) => entry.insert(next_request_id()).clone(),
+        };
+        RequestIdFuture {
+            inner: self.inner.call(request),
+            echo: Some((self.header.clone(), id)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`RequestIds`]: the inner one, then the id on the response.
+    #[derive(Debug)]
+    pub struct RequestIdFuture<F> {
+        #[pin]
+        inner: F,
+        // The header and the request's id, until the response has them.
+        echo: Option<(HeaderName, HeaderValue)>,
+    }
+}
+
+impl<F, R, E> Future for RequestIdFuture<F>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut result = ready!(this.inner.poll(cx));
+        if let (Ok(response), Some((header, id))) = (&mut result, this.echo.take()) {
+            response.headers_mut().entry(header).or_insert(id);
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// The next id of this process, as a header value: 32 lowercase hex digits, unique per
+/// process and, with overwhelming probability, across processes.
 pub fn next_request_id() -> HeaderValue {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let keys = process_keys();
@@ -118,8 +197,66 @@ fn format_id(high: u64, low: u64) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
+    use std::convert::Infallible;
+
+    use tower::{Layer, ServiceExt, service_fn};
 
     use super::*;
+
+    const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+    /// Runs `request` through [`RequestIdLayer`] around a handler that answers with the id
+    /// it saw (and, given `own`, an id of its own in the response): (seen, echoed).
+    async fn through(
+        request: Request<()>,
+        own: Option<&'static str>,
+    ) -> (HeaderValue, HeaderValue) {
+        let handler = service_fn(move |request: Request<()>| async move {
+            let seen = request.headers()[&X_REQUEST_ID].clone();
+            let mut response = Response::new(seen);
+            if let Some(own) = own {
+                response
+                    .headers_mut()
+                    .insert(X_REQUEST_ID, HeaderValue::from_static(own));
+            }
+            Ok::<_, Infallible>(response)
+        });
+        let response = RequestIdLayer::new(X_REQUEST_ID)
+            .layer(handler)
+            .oneshot(request)
+            .await
+            .unwrap();
+        let echoed = response.headers()[&X_REQUEST_ID].clone();
+        (response.into_body(), echoed)
+    }
+
+    #[tokio::test]
+    async fn a_request_without_an_id_gets_one_and_the_response_echoes_it() {
+        let (seen, echoed) = through(Request::new(()), None).await;
+        assert_eq!(seen.len(), 32);
+        assert!(seen.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        assert_eq!(echoed, seen);
+        let (again, _) = through(Request::new(()), None).await;
+        assert_ne!(again, seen, "each request gets its own id");
+    }
+
+    #[tokio::test]
+    async fn the_callers_id_is_kept_and_echoed() {
+        let request = Request::builder()
+            .header(X_REQUEST_ID, "caller-42")
+            .body(())
+            .unwrap();
+        let (seen, echoed) = through(request, None).await;
+        assert_eq!(seen, "caller-42");
+        assert_eq!(echoed, "caller-42");
+    }
+
+    #[tokio::test]
+    async fn a_response_that_names_its_own_id_keeps_it() {
+        let (seen, echoed) = through(Request::new(()), Some("from-the-handler")).await;
+        assert_eq!(echoed, "from-the-handler");
+        assert_ne!(seen, echoed);
+    }
 
     #[test]
     fn ids_are_32_lowercase_hex_digits_sharing_the_process_prefix() {

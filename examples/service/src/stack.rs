@@ -14,7 +14,6 @@ use axum::http::{HeaderName, StatusCode, header};
 use tower::ServiceBuilder;
 use tower::util::MapResponseLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultMakeSpan, TraceLayer};
@@ -27,7 +26,7 @@ use towerkit::paginate::{PaginateLayer, SelectFieldsLayer};
 use towerkit::timing::TimingLayer;
 use towerkit::validators::ETagLayer;
 
-use crate::request_id::MakeRequestIds;
+use crate::request_id::RequestIdLayer;
 use crate::{Config, Layers, StartError, catalog, telemetry};
 
 /// The largest request body accepted (a product is well under 8 KiB).
@@ -165,13 +164,13 @@ impl Stack {
                     header::COOKIE,
                 ]))
                 // Every request gets an id (or keeps the caller's), echoed in the response
-                // and logs: made without a system call (see `request_id`).
-                .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestIds))
+                // and seen by the trace below: made without a system call, set and echoed
+                // by one layer (see `request_id`).
+                .layer(RequestIdLayer::new(X_REQUEST_ID))
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(DefaultMakeSpan::new().include_headers(true)),
                 )
-                .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
                 // A caller's W3C `traceparent` becomes the parent of the request's span
                 // (`TimingLayer`'s, below); see `telemetry`.
                 .layer(telemetry::AcceptTraceContextLayer)
