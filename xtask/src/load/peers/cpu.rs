@@ -94,12 +94,20 @@ mod tests {
 
     #[test]
     fn this_process_has_used_some_cpu() {
+        // The kernel counts CPU time in ticks (10 ms), sampled: spin until one is counted
+        // (a fixed amount of work was sometimes done within a tick and read as 0).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut x = 0u64;
-        for i in 0..30_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
-        }
-        assert!(x != 1);
-        assert!(cpu_ms(std::process::id()).is_some_and(|ms| ms > 0.0));
+        let used = loop {
+            for i in 0..1_000_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            let used = cpu_ms(std::process::id());
+            if used.is_none_or(|ms| ms > 0.0) || std::time::Instant::now() > deadline {
+                break used;
+            }
+        };
+        assert!(used.is_some_and(|ms| ms > 0.0), "{used:?}");
         assert_eq!(find(&["no-such-command-line-ever-xyz"]), None);
     }
 }
