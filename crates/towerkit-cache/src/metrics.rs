@@ -236,6 +236,63 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn each_outcome_and_tier_counts_under_its_own_labels() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let tiers = [
+            (Some(Tier::L1), "l1"),
+            (Some(Tier::L2), "l2"),
+            (None, "none"),
+        ];
+        ::metrics::with_local_recorder(&recorder, || {
+            // Each (outcome, tier) a different number of times, so a cell counting under
+            // another pair's labels shows.
+            let mut times = 1;
+            for outcome in OUTCOMES {
+                for (tier, _) in tiers {
+                    for _ in 0..times {
+                        request(outcome, tier);
+                    }
+                    times += 1;
+                }
+            }
+        });
+        let counts: std::collections::HashMap<(String, String), u64> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == REQUESTS_TOTAL)
+            .map(|(key, _, _, value)| {
+                let label = |name: &str| {
+                    key.key()
+                        .labels()
+                        .find(|label| label.key() == name)
+                        .map(|label| label.value().to_owned())
+                        .unwrap_or_default()
+                };
+                let count = match value {
+                    metrics_util::debugging::DebugValue::Counter(count) => count,
+                    other => panic!("{other:?}"),
+                };
+                ((label("result"), label("tier")), count)
+            })
+            .collect();
+        let mut times = 1;
+        for outcome in OUTCOMES {
+            for (_, tier) in tiers {
+                let labels = (outcome.as_str().to_owned(), tier.to_owned());
+                assert_eq!(
+                    counts.get(&labels),
+                    Some(&times),
+                    "{labels:?} in {counts:?}"
+                );
+                times += 1;
+            }
+        }
+        assert_eq!(counts.len(), 12);
+    }
+
     /// The metrics `register` records after [`describe`], each with its unit and help text
     /// (a description given for another kind of metric is not found).
     fn described(
