@@ -202,8 +202,7 @@ mod tests {
     use tower::{Layer, ServiceExt, service_fn};
 
     use super::*;
-
-    const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    use crate::stack::X_REQUEST_ID;
 
     /// Runs `request` through [`RequestIdLayer`] around a handler that answers with the id
     /// it saw (and, given `own`, an id of its own in the response): (seen, echoed).
